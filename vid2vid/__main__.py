@@ -1,0 +1,5 @@
+import sys
+
+from vid2vid.cli import main
+
+sys.exit(main())

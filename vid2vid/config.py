@@ -1,0 +1,453 @@
+"""Configuration: nested dataclasses loaded strictly from YAML, with `--set a.b=value` overrides.
+
+Every key is checked: unknown keys name the closest valid key, wrong types and broken rules name
+the key, the value and the rule. Modules never receive a Config; builders unpack its fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import yaml
+
+from vid2vid.errors import ConfigError
+
+
+class Size(NamedTuple):
+    """A size written "HxW" (height first) in YAML."""
+
+    h: int
+    w: int
+
+    def __str__(self) -> str:
+        return f"{self.h}x{self.w}"
+
+
+def parse_size(text: str | Size | list | tuple, key: str = "size") -> Size:
+    """'256x512' (or [256, 512]) -> Size(256, 512); a clear error otherwise."""
+    if isinstance(text, (list, tuple)) and len(text) == 2 and all(_is_int(v) for v in text):
+        return Size(int(text[0]), int(text[1]))
+    if isinstance(text, str):
+        parts = text.lower().replace(" ", "").split("x")
+        if len(parts) == 2 and all(p.isdigit() for p in parts):
+            return Size(int(parts[0]), int(parts[1]))
+    raise ConfigError(f"{key}: expected a size written HxW (height first), e.g. 256x512; got {text!r}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sections
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SyntheticConfig:
+    """The procedural street dataset generated into data.root on first use (data.source: synthetic)."""
+
+    sequences: int = 8
+    test_sequences: int = 2
+    frames: int = 30
+    size: Size = Size(128, 256)
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/synthetic"
+    source: Literal["folder", "synthetic"] = "folder"  # synthetic: generate into root when absent
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    phase: str = "train"
+    label_nc: int = 35
+    use_instance: bool = True  # adds one instance-boundary channel when <phase>_inst exists
+    fg_labels: list[int] = field(default_factory=lambda: list(range(24, 34)))
+    load_size: Size = Size(256, 512)  # every frame is resized to this first
+    crop_size: Size = Size(256, 512)  # then one random crop of this size per clip
+    max_zoom: float = 1.0  # random extra zoom in [1, max_zoom] per clip before the crop
+    flip: bool = True  # random horizontal flip per clip
+    n_frames: int = 6  # frames per training clip (T)
+    max_t_step: int = 1  # random temporal stride in [1, max_t_step] per clip
+    batch_size: int = 1
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    name: Literal["pix2pix", "pix2pixhd", "spade", "vid2vid"] = "vid2vid"
+    ngf: int = 64
+    n_downsample: int = 3
+    n_blocks: int = 9
+    norm: Literal["instance", "batch", "spectralinstance", "none"] = "instance"
+    n_frames_G: int = 3  # label maps seen per generated frame (vid2vid)
+    use_fg: bool = True  # vid2vid foreground branch over data.fg_labels
+    n_local_enhancers: int = 0  # pix2pixHD local enhancers (each doubles the resolution)
+    n_blocks_local: int = 3
+    num_upsampling_layers: Literal["normal", "more", "most"] = "normal"  # SPADE
+    use_vae: bool = False  # SPADE VAE encoder for multimodal output
+    z_dim: int = 256
+    feat_num: int = 0  # pix2pixHD instance-wise feature channels (0 = off)
+    unet_downs: int = 8  # pix2pix U-Net depth
+    dropout: bool = False
+
+
+@dataclass
+class DiscriminatorConfig:
+    ndf: int = 64
+    n_layers: int = 3
+    num_D: int = 2
+    norm: Literal["instance", "batch", "spectralinstance", "none"] = "instance"
+    self_attention: bool = False
+    n_frames_D: int = 3  # frames per temporal-discriminator window
+    temporal_scales: int = 2
+
+
+@dataclass
+class LossConfig:
+    gan_mode: Literal["ls", "hinge", "bce", "wgan-gp"] = "ls"
+    gan: float = 1.0
+    feat: float = 10.0  # feature matching
+    vgg: float = 10.0  # 0 disables the VGG19 perceptual loss
+    vgg_weights: str | None = None  # path to vgg19-dcbb9e9d.pth (default: torch hub cache)
+    l1: float = 0.0  # pix2pix L1 reconstruction
+    kl: float = 0.05  # SPADE VAE
+    gp: float = 10.0  # WGAN-GP gradient penalty
+    flow: float = 10.0
+    warp: float = 10.0
+    mask: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    lr_D: float | None = None  # default: lr (or 2 * lr with ttur)
+    beta1: float = 0.5
+    beta2: float = 0.999
+    ttur: bool = False  # G lr / 2, D lr * 2, betas (0, 0.9)
+    decay_start: float = 0.5  # fraction of train.max_steps after which every lr decays linearly to 0
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
+    ema: float = 0.0  # generator EMA decay (e.g. 0.999); 0 = off
+    grad_accum: int = 1
+
+
+@dataclass
+class FlowConfig:
+    model: Literal["dis", "farneback", "raft_small", "raft_large", "gt"] = "dis"  # gt: dataset's flow
+    weights: str | None = None
+    iters: int = 12
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/demo"
+    max_steps: int = 1000
+    seed: int = 0
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    log_every: int = 10
+    sample_every: int = 200
+    checkpoint_every: int = 500
+    keep_last: int = 3
+    tracker: Literal["none", "tensorboard"] = "none"
+
+
+@dataclass
+class RenderConfig:
+    fps: float = 10.0
+    crf: int = 18
+    dtype: Literal["float32", "bfloat16"] = "float32"
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+
+
+# Paths that resolve against the current directory at load time.
+PATH_KEYS = ("data.root", "loss.vgg_weights", "flow.weights", "train.out_dir")
+
+
+# ----------------------------------------------------------------------------------------------
+# Rules (impossible values)
+# ----------------------------------------------------------------------------------------------
+
+
+def _rule(ok: bool, key: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {value!r} is not allowed: {rule}")
+
+
+def model_stride(model: ModelConfig) -> int:
+    """What the crop size must be divisible by for this generator."""
+    if model.name == "spade":
+        return 2 ** {"normal": 5, "more": 6, "most": 7}[model.num_upsampling_layers]
+    if model.name == "pix2pix":
+        return 2**model.unet_downs
+    return 2 ** (model.n_downsample + model.n_local_enhancers)
+
+
+def check(cfg: Config) -> None:
+    """Rules no type can express. Raises ConfigError naming the key and the rule."""
+    positive = {
+        "data.label_nc": cfg.data.label_nc,
+        "data.n_frames": cfg.data.n_frames,
+        "data.max_t_step": cfg.data.max_t_step,
+        "data.batch_size": cfg.data.batch_size,
+        "data.synthetic.sequences": cfg.data.synthetic.sequences,
+        "data.synthetic.frames": cfg.data.synthetic.frames,
+        "model.ngf": cfg.model.ngf,
+        "model.n_frames_G": cfg.model.n_frames_G,
+        "model.z_dim": cfg.model.z_dim,
+        "model.unet_downs": cfg.model.unet_downs,
+        "discriminator.ndf": cfg.discriminator.ndf,
+        "discriminator.n_layers": cfg.discriminator.n_layers,
+        "discriminator.num_D": cfg.discriminator.num_D,
+        "discriminator.n_frames_D": cfg.discriminator.n_frames_D,
+        "flow.iters": cfg.flow.iters,
+        "train.max_steps": cfg.train.max_steps,
+        "train.log_every": cfg.train.log_every,
+        "train.sample_every": cfg.train.sample_every,
+        "train.checkpoint_every": cfg.train.checkpoint_every,
+        "train.keep_last": cfg.train.keep_last,
+        "optim.lr": cfg.optim.lr,
+        "optim.grad_accum": cfg.optim.grad_accum,
+        "render.fps": cfg.render.fps,
+    }
+    for key, value in positive.items():
+        _rule(value > 0, key, value, "must be > 0")
+    non_negative = {
+        "data.synthetic.test_sequences": cfg.data.synthetic.test_sequences,
+        "data.num_workers": cfg.data.num_workers,
+        "model.n_downsample": cfg.model.n_downsample,
+        "model.n_blocks": cfg.model.n_blocks,
+        "model.n_local_enhancers": cfg.model.n_local_enhancers,
+        "model.n_blocks_local": cfg.model.n_blocks_local,
+        "model.feat_num": cfg.model.feat_num,
+        "discriminator.temporal_scales": cfg.discriminator.temporal_scales,
+        "optim.grad_clip": cfg.optim.grad_clip,
+        "render.crf": cfg.render.crf,
+    }
+    non_negative.update({f"loss.{f.name}": getattr(cfg.loss, f.name) for f in dataclasses.fields(cfg.loss)
+                         if isinstance(getattr(cfg.loss, f.name), float)})
+    for key, value in non_negative.items():
+        _rule(value >= 0, key, value, "must be >= 0")
+    for key in ("data.load_size", "data.crop_size", "data.synthetic.size"):
+        size = _get(cfg, key)
+        _rule(size.h > 0 and size.w > 0, key, str(size), "height and width must be > 0")
+    load, crop = cfg.data.load_size, cfg.data.crop_size
+    _rule(crop.h <= load.h and crop.w <= load.w, "data.crop_size", str(crop),
+          f"must fit inside data.load_size ({load})")
+    stride = model_stride(cfg.model)
+    _rule(crop.h % stride == 0 and crop.w % stride == 0, "data.crop_size", str(crop),
+          f"height and width must be divisible by {stride} for model.name={cfg.model.name} "
+          f"(2^downsampling layers); e.g. {crop.h // stride * stride or stride}x{crop.w // stride * stride or stride}")
+    _rule(cfg.data.max_zoom >= 1.0, "data.max_zoom", cfg.data.max_zoom, "must be >= 1 (1 = no zoom)")
+    _rule(all(0 <= i < cfg.data.label_nc for i in cfg.data.fg_labels), "data.fg_labels", cfg.data.fg_labels,
+          f"every id must be in [0, data.label_nc={cfg.data.label_nc})")
+    _rule(0.0 <= cfg.optim.decay_start <= 1.0, "optim.decay_start", cfg.optim.decay_start, "must be in [0, 1]")
+    _rule(0.0 <= cfg.optim.ema < 1.0, "optim.ema", cfg.optim.ema, "must be in [0, 1) (0 = off)")
+    _rule(cfg.optim.lr_D is None or cfg.optim.lr_D > 0, "optim.lr_D", cfg.optim.lr_D, "must be > 0 or null")
+    _rule(cfg.model.n_frames_G <= cfg.data.n_frames or cfg.model.name != "vid2vid", "model.n_frames_G",
+          cfg.model.n_frames_G, f"must be <= data.n_frames ({cfg.data.n_frames}): a clip must hold the history")
+
+
+# ----------------------------------------------------------------------------------------------
+# Strict loading
+# ----------------------------------------------------------------------------------------------
+
+
+def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every dotted key of a config class, sections included."""
+    keys = []
+    for name, tp in typing.get_type_hints(cls).items():
+        key = f"{prefix}{name}"
+        keys.append(key)
+        if dataclasses.is_dataclass(tp):
+            keys += all_keys(tp, key + ".")
+    return keys
+
+
+def _unknown(key: str) -> ConfigError:
+    keys = all_keys()
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    leaf = key.rsplit(".", 1)[-1]
+    if not close:  # the right name in the wrong section
+        close = [k for k in keys if k.rsplit(".", 1)[-1] == leaf][:1]
+    hint = f"; did you mean {close[0]}?" if close else f"; valid top-level keys: {', '.join(all_keys_top())}"
+    return ConfigError(f"{key}: unknown key{hint}")
+
+
+def all_keys_top() -> list[str]:
+    return [f.name for f in dataclasses.fields(Config)]
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check (and gently convert) one YAML value against a field's type."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} keys, got {value!r}")
+        return _build(tp, value, key + ".")
+    if tp is Size:
+        return parse_size(value, key)
+    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, key)
+    if origin is Literal:
+        if value not in args:
+            close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, args))}{hint}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if not _is_int(value):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"{key}: unsupported config type {_type_name(tp)}")  # a bug in this file
+
+
+def _build(cls: type, values: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    for name in values:
+        if name not in hints:
+            raise _unknown(f"{prefix}{name}")
+    return cls(**{name: _coerce(v, hints[name], f"{prefix}{name}") for name, v in values.items()})
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'model.ngf=32' -> ('model.ngf', 32); the value is read as YAML (so true, 1e-4, [1, 2] work)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set train.max_steps=100")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({e})") from None
+    return key, value
+
+
+def _apply_override(tree: dict, key: str, value: Any) -> None:
+    if key not in all_keys():
+        raise _unknown(key)
+    *sections, leaf = key.split(".")
+    node = tree
+    for i, name in enumerate(sections):
+        child = node.setdefault(name, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(sections[: i + 1])}: expected a mapping, got {child!r}")
+        node = child
+    node[leaf] = value
+
+
+def _get(cfg: Any, key: str) -> Any:
+    for name in key.split("."):
+        cfg = getattr(cfg, name)
+    return cfg
+
+
+def _set(cfg: Any, key: str, value: Any) -> None:
+    *sections, leaf = key.split(".")
+    setattr(_get(cfg, ".".join(sections)) if sections else cfg, leaf, value)
+
+
+def from_dict(tree: dict | None, overrides: list[str] = (), base_dir: str | Path | None = None) -> Config:
+    """Build and check a Config from a YAML tree plus `a.b=value` overrides."""
+    tree = dict(tree or {})
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config: expected a mapping at the top level, got {tree!r}")
+    tree = yaml.safe_load(yaml.safe_dump(tree))  # deep copy
+    for text in overrides:
+        _apply_override(tree, *parse_override(text))
+    cfg = _build(Config, tree)
+    resolve_paths(cfg, base_dir)
+    check(cfg)
+    return cfg
+
+
+def resolve_paths(cfg: Config, base_dir: str | Path | None = None) -> None:
+    """Relative paths resolve against the current directory (or base_dir) and become absolute."""
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    for key in PATH_KEYS:
+        value = _get(cfg, key)
+        if value is not None and value != "":
+            _set(cfg, key, str((base / os.path.expanduser(value)).resolve()))
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config file (or the defaults when path is None) and apply overrides."""
+    tree: Any = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found; pass an existing YAML file, e.g. configs/demo.yaml")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: expected a mapping of config sections at the top level")
+    try:
+        return from_dict(tree, overrides)
+    except ConfigError as e:
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}{e}") from None
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain YAML-able dict; sizes written HxW."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, Size):
+            value = str(value)
+        elif isinstance(value, list):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
