@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from flow.errors import FlowError
 from vid2vid.errors import UserError
 
 
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except UserError as e:
+    except (UserError, FlowError) as e:
         print(f"vid2vid: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
