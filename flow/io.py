@@ -1,0 +1,60 @@
+"""Middlebury .flo files, byte-identical to cv2.readOpticalFlow / cv2.writeOpticalFlow.
+
+Layout (little-endian): float32 magic 202021.25, int32 width, int32 height, then H*W*2 float32
+(u, v interleaved, row-major).
+"""
+
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from flow.errors import FlowError
+
+FLO_MAGIC = np.float32(202021.25)
+_HEADER = np.dtype([("magic", "<f4"), ("width", "<i4"), ("height", "<i4")])
+
+
+def read_flo(path: str | os.PathLike) -> np.ndarray:
+    """Read a .flo file -> flow [H,W,2] float32 (channel 0 = u = x, channel 1 = v = y)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise FlowError(f"cannot read flow file {path}: {e.strerror}") from e
+    if len(data) < _HEADER.itemsize:
+        raise FlowError(f"{path} is not a .flo file: only {len(data)} bytes (a header needs 12)")
+    header = np.frombuffer(data, _HEADER, count=1)[0]
+    magic, width, height = header["magic"], int(header["width"]), int(header["height"])
+    if magic != FLO_MAGIC:
+        raise FlowError(f"{path} is not a .flo file: magic number {float(magic)!r}, expected 202021.25")
+    if width <= 0 or height <= 0:
+        raise FlowError(f"{path}: invalid flow size {width}x{height} (width x height) in the header")
+    expected = _HEADER.itemsize + width * height * 2 * 4
+    if len(data) < expected:
+        raise FlowError(f"{path} is truncated: {len(data)} bytes, a {width}x{height} flow needs {expected}")
+    flow = np.frombuffer(data, "<f4", count=width * height * 2, offset=_HEADER.itemsize)
+    return flow.reshape(height, width, 2).astype(np.float32)  # astype copies: writable, native order
+
+
+def write_flo(path: str | os.PathLike, flow: np.ndarray) -> None:
+    """Write flow [H,W,2] (any float dtype, converted to float32) to a .flo file, atomically."""
+    flow = np.asarray(flow)
+    if flow.ndim != 3 or flow.shape[2] != 2 or flow.shape[0] == 0 or flow.shape[1] == 0:
+        raise FlowError(f"write_flo({path}): flow must have shape [H,W,2], got {tuple(flow.shape)}")
+    path = Path(path)
+    height, width = flow.shape[:2]
+    header = np.array([(FLO_MAGIC, width, height)], dtype=_HEADER)
+    payload = header.tobytes() + np.ascontiguousarray(flow, dtype="<f4").tobytes()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as f:  # created with the user's umask, like OpenCV's file
+            f.write(payload)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise FlowError(f"cannot write flow file {path}: {e.strerror}") from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,47 @@
+"""flow.io: .flo files identical to OpenCV's reader and writer."""
+
+import cv2
+import numpy as np
+import pytest
+
+from flow.errors import FlowError
+from flow.io import read_flo, write_flo
+
+
+@pytest.mark.parametrize("shape", [(7, 5, 2), (1, 1, 2), (33, 64, 2)])
+def test_write_is_byte_identical_to_opencv_and_round_trips(tmp_path, shape):
+    flow = (np.random.default_rng(0).standard_normal(shape) * 10).astype(np.float32)
+    ours, theirs = tmp_path / "ours.flo", tmp_path / "cv.flo"
+    write_flo(ours, flow)
+    assert cv2.writeOpticalFlow(str(theirs), flow)
+    assert ours.read_bytes() == theirs.read_bytes()
+    np.testing.assert_array_equal(read_flo(theirs), flow)
+    np.testing.assert_array_equal(cv2.readOpticalFlow(str(ours)), flow)
+    back = read_flo(ours)
+    assert back.dtype == np.float32 and back.flags.writeable and back.shape == shape
+
+
+def test_write_converts_float64_and_leaves_no_temporary(tmp_path):
+    flow = np.linspace(-3, 3, 4 * 6 * 2).reshape(4, 6, 2)  # float64
+    write_flo(tmp_path / "f.flo", flow)
+    np.testing.assert_array_equal(read_flo(tmp_path / "f.flo"), flow.astype(np.float32))
+    assert [p.name for p in tmp_path.iterdir()] == ["f.flo"]
+
+
+def test_bad_files_raise_flow_error_naming_the_file(tmp_path):
+    bad = tmp_path / "bad.flo"
+    bad.write_bytes(np.array([1.0, 2, 3], "<f4").tobytes())
+    with pytest.raises(FlowError, match="bad.flo.*magic"):
+        read_flo(bad)
+    good = tmp_path / "good.flo"
+    write_flo(good, np.zeros((4, 4, 2), np.float32))
+    short = tmp_path / "short.flo"
+    short.write_bytes(good.read_bytes()[:-4])
+    with pytest.raises(FlowError, match="short.flo.*truncated"):
+        read_flo(short)
+    with pytest.raises(FlowError, match="missing.flo"):
+        read_flo(tmp_path / "missing.flo")
+    with pytest.raises(FlowError, match=r"\[H,W,2\]"):
+        write_flo(tmp_path / "x.flo", np.zeros((4, 4, 3)))
+    with pytest.raises(FlowError, match="no_dir"):
+        write_flo(tmp_path / "no_dir" / "x.flo", np.zeros((4, 4, 2)))
