@@ -22,9 +22,10 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_check_data(args: argparse.Namespace) -> None:
+    cfg = _load(args)
     from vid2vid.data.check import check_dataset
 
-    summary = check_dataset(_load(args).data)
+    summary = check_dataset(cfg.data)
     print(summary.format())
 
 
@@ -54,7 +55,8 @@ def cmd_prepare_video(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vid2vid", description="Video-to-video translation with temporal consistency.")
+    parser = argparse.ArgumentParser(
+        prog="vid2vid", description="Video-to-video translation with temporal consistency.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model from a config")

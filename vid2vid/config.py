@@ -281,11 +281,15 @@ def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
 
 
 def _unknown(key: str) -> ConfigError:
+    """An unknown-key error naming the closest valid key: a sibling with a similar name first, then the
+    same name in another section, then anything similar."""
     keys = all_keys()
-    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
-    leaf = key.rsplit(".", 1)[-1]
-    if not close:  # the right name in the wrong section
-        close = [k for k in keys if k.rsplit(".", 1)[-1] == leaf][:1]
+    section, _, leaf = key.rpartition(".")
+    siblings = [k for k in keys if k.rpartition(".")[0] == section]
+    close = [f"{section}.{m}" if section else m for m in difflib.get_close_matches(
+        leaf, [k.rpartition(".")[2] for k in siblings], n=1, cutoff=0.6)]
+    close = close or [k for k in keys if k.rpartition(".")[2] == leaf]
+    close = close or difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]}?" if close else f"; valid top-level keys: {', '.join(all_keys_top())}"
     return ConfigError(f"{key}: unknown key{hint}")
 
