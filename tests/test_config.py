@@ -140,3 +140,11 @@ def test_cli_config_errors_exit_2_without_traceback(tmp_path):
     assert run.returncode == 2 and "data.n_frame: unknown key; did you mean data.n_frames?" in run.stderr
     run = _cli("check-data", "--config", str(ROOT / "configs" / "tiny.yaml"), "--set", "model.ngf=-1", cwd=tmp_path)
     assert run.returncode == 2 and "model.ngf: -1 is not allowed: must be > 0" in run.stderr
+
+
+def test_cli_config_prints_the_resolved_config_which_reloads_identically(tmp_path):
+    run = _cli("config", "--config", str(ROOT / "configs" / "demo.yaml"), "--set", "model.ngf=16", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    (tmp_path / "resolved.yaml").write_text(run.stdout)
+    cfg = load_config(tmp_path / "resolved.yaml")
+    assert cfg.model.ngf == 16 and cfg.data.root == str(tmp_path / "data" / "synthetic_demo")

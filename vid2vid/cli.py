@@ -29,6 +29,14 @@ def cmd_check_data(args: argparse.Namespace) -> None:
     print(summary.format())
 
 
+def cmd_config(args: argparse.Namespace) -> None:
+    import yaml
+
+    from vid2vid.config import to_dict
+
+    print(yaml.safe_dump(to_dict(_load(args)), sort_keys=False), end="")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from vid2vid.train import train
 
@@ -64,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="latest|PATH",
                    help="continue from the latest checkpoint in train.out_dir, or from a checkpoint folder")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("config", help="print the resolved config (defaults, file, --set) as run folders store it")
+    _add_config_args(p, required=False)
+    p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("check-data", help="validate every file of a dataset and print a summary")
     _add_config_args(p)
