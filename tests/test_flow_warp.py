@@ -1,0 +1,132 @@
+"""flow.warp: the project's backward warp, occlusion / boundary / out-of-frame masks, padding."""
+
+import pytest
+import torch
+
+from flow.errors import FlowError
+from flow.warp import (
+    backward_warp,
+    crop,
+    fb_occlusion_mask,
+    motion_boundary_mask,
+    out_of_frame_mask,
+    pad_image,
+    padding_for,
+    valid_mask,
+)
+
+
+def texture(b=1, c=3, h=24, w=32, seed=0):
+    return torch.rand(b, c, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def constant_flow(u, v, b=1, h=24, w=32):
+    flow = torch.empty(b, 2, h, w)
+    flow[:, 0], flow[:, 1] = u, v
+    return flow
+
+
+# Coordinates are normalised for grid_sample in float32, so "exact" means within float32 rounding (1e-5).
+
+
+def test_zero_flow_is_identity():
+    image = texture(b=2)
+    torch.testing.assert_close(backward_warp(image, torch.zeros(2, 2, 24, 32)), image, rtol=0, atol=1e-5)
+
+
+def test_integer_shift_moves_pixels_exactly_and_clamps_at_the_border():
+    image = texture()
+    warped = backward_warp(image, constant_flow(3, -2))
+    # output(x, y) = image(x + 3, y - 2)
+    torch.testing.assert_close(warped[..., 2:, :-3], image[..., :-2, 3:], rtol=0, atol=1e-5)
+    torch.testing.assert_close(warped[..., 0, :-3], image[..., 0, 3:], rtol=0, atol=1e-5)  # clamped row
+    torch.testing.assert_close(warped[..., 5, -1], image[..., 3, -1], rtol=0, atol=1e-5)  # clamped column
+
+
+def test_sign_convention_on_a_translated_texture():
+    """Frame 2 = frame 1 moved right by 4 px: flow 1->2 is +4 in x, and warping frame 2 by it gives frame 1."""
+    base = texture(h=20, w=40)
+    frame1, frame2 = base[..., 4:36], base[..., 0:32]  # content at column c of frame1 is at c+4 in frame2
+    inner = (..., slice(None), slice(0, 28))
+    correct = backward_warp(frame2, constant_flow(4, 0, h=20))
+    wrong = backward_warp(frame2, constant_flow(-4, 0, h=20))
+    torch.testing.assert_close(correct[inner], frame1[inner], rtol=0, atol=1e-5)
+    assert (wrong[inner] - frame1[inner]).abs().mean() > 0.1
+
+
+def test_sub_pixel_warp_is_bilinear():
+    image = torch.arange(5.0).view(1, 1, 1, 5).expand(1, 1, 3, 5).contiguous()
+    warped = backward_warp(image, constant_flow(0.25, 0, h=3, w=5))
+    torch.testing.assert_close(warped[0, 0, 1, :4], torch.tensor([0.25, 1.25, 2.25, 3.25]))
+
+
+def test_half_precision_image_keeps_its_dtype():
+    image = texture().half()
+    warped = backward_warp(image, constant_flow(1.5, 0.5))
+    assert warped.dtype == torch.float16
+    reference = backward_warp(image.float(), constant_flow(1.5, 0.5))
+    torch.testing.assert_close(warped.float(), reference, rtol=0, atol=2e-3)
+
+
+def test_occlusion_mask_empty_for_consistent_flows_and_flags_an_inconsistent_patch():
+    fw, bw = constant_flow(2.5, -1.0, b=2), constant_flow(-2.5, 1.0, b=2)
+    assert not fb_occlusion_mask(fw, bw).any()
+    assert not motion_boundary_mask(fw).any()
+    bw[1, :, 10:16, 10:18] = torch.tensor([6.0, 5.0]).view(2, 1, 1)  # inconsistent patch in frame t+1
+    occluded = fb_occlusion_mask(fw, bw)
+    assert not occluded[0].any()
+    # pixels x of frame t whose target x + (2.5, -1) falls in the patch (bilinear blending widens it by 1)
+    assert occluded[1, 0, 12:16, 8:15].all()
+    assert occluded[1].sum() < 8 * 10
+    assert not occluded[1, 0, :9].any() and not occluded[1, 0, :, :6].any()
+
+
+def test_motion_boundary_marks_flow_edges_with_forward_differences():
+    flow = torch.zeros(1, 2, 8, 8)
+    flow[:, 0, :, 4:] = 3.0  # u jumps between columns 3 and 4
+    boundary = motion_boundary_mask(flow)[0, 0]
+    assert boundary[:, 3].all() and boundary.sum() == 8
+
+
+def test_out_of_frame_mask_follows_the_pixel_range():
+    flow = constant_flow(2.0, 0.0, h=4, w=6)
+    mask = out_of_frame_mask(flow)[0, 0]
+    assert mask[:, 4:].all() and not mask[:, :4].any()  # x + 2 <= 5 is inside for x <= 3
+    mask = out_of_frame_mask(constant_flow(0.0, -0.5, h=4, w=6))[0, 0]
+    assert mask[0].all() and not mask[1:].any()
+    assert not valid_mask(flow, -flow)[0, 0, :, 4:].any()
+    assert valid_mask(flow, -flow, mask_out_of_frame=False).all()
+
+
+def test_tiny_and_odd_inputs_give_finite_results():
+    for h, w in [(1, 1), (1, 7), (5, 1), (3, 5)]:
+        image, flow = texture(h=h, w=w), torch.randn(1, 2, h, w)
+        assert torch.isfinite(backward_warp(image, flow)).all()
+        assert valid_mask(flow, -flow).shape == (1, 1, h, w)
+    torch.testing.assert_close(backward_warp(texture(h=1, w=1), torch.zeros(1, 2, 1, 1)), texture(h=1, w=1))
+
+
+def test_warp_is_differentiable_in_image_and_flow():
+    image, flow = texture().requires_grad_(), (torch.rand(1, 2, 24, 32) * 3).requires_grad_()
+    backward_warp(image, flow).sum().backward()
+    assert image.grad.abs().sum() > 0 and flow.grad.abs().sum() > 0
+
+
+def test_padding_to_multiple_and_minimum_size_round_trips():
+    assert padding_for(16, 24) == (0, 0, 0, 0)
+    assert padding_for(13, 21) == (1, 2, 1, 2)
+    assert padding_for(10, 100, multiple=8, min_size=(128, 128)) == (14, 14, 59, 59)
+    x = texture(h=13, w=21)
+    padded, padding = pad_image(x)
+    assert padded.shape[-2:] == (16, 24)
+    torch.testing.assert_close(padded[..., 0, :], padded[..., 1, :])  # replicate
+    torch.testing.assert_close(crop(padded, padding), x)
+    same, none = pad_image(texture(h=16, w=24))
+    assert crop(same, none).shape == (1, 3, 16, 24)
+
+
+def test_shape_errors_are_flow_errors():
+    with pytest.raises(FlowError, match=r"\[B,2,H,W\]"):
+        backward_warp(texture(), torch.zeros(1, 3, 24, 32))
+    with pytest.raises(FlowError, match="same B, H and W"):
+        backward_warp(texture(), torch.zeros(1, 2, 24, 30))
