@@ -1,0 +1,1 @@
+from flow.estimators import get_estimator as get_estimator
