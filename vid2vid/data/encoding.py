@@ -1,0 +1,36 @@
+"""Semantic input encoding, on any device and batched: one-hot labels and instance boundaries."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def one_hot(labels: torch.Tensor, label_nc: int) -> torch.Tensor:
+    """labels [...,H,W] int64 ids in [0, label_nc) -> float32 [...,label_nc,H,W]."""
+    out = F.one_hot(labels.long(), label_nc)  # [...,H,W,L]
+    return out.movedim(-1, -3).float()
+
+
+def instance_edges(inst: torch.Tensor) -> torch.Tensor:
+    """inst [...,H,W] ids -> float32 [...,1,H,W]: 1 where a 4-neighbour has another id, else 0."""
+    edge = torch.zeros_like(inst, dtype=torch.bool)
+    dx = inst[..., :, 1:] != inst[..., :, :-1]  # [...,H,W-1]
+    dy = inst[..., 1:, :] != inst[..., :-1, :]  # [...,H-1,W]
+    edge[..., :, 1:] |= dx
+    edge[..., :, :-1] |= dx
+    edge[..., 1:, :] |= dy
+    edge[..., :-1, :] |= dy
+    return edge.unsqueeze(-3).float()
+
+
+def semantic_input(labels: torch.Tensor, inst: torch.Tensor | None, label_nc: int,
+                   use_instance: bool) -> torch.Tensor:
+    """labels [...,H,W] (+ inst [...,H,W]) -> [...,label_nc(+1),H,W]: one-hot, then the boundary map.
+
+    With use_instance and no instance map, the boundary channel is all zeros (same channel count)."""
+    semantics = one_hot(labels, label_nc)
+    if not use_instance:
+        return semantics
+    edges = instance_edges(inst) if inst is not None else torch.zeros_like(semantics[..., :1, :, :])
+    return torch.cat([semantics, edges], dim=-3)
