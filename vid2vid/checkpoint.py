@@ -1,0 +1,205 @@
+"""Exported generators and the trainer's checkpoint folders.
+
+Export (`<train.out_dir>/export/`): `config.yaml` (the resolved training config) and
+`generator.safetensors` (the generator's state dict; the EMA weights when EMA is on). That is all
+`load_generator` and rendering need.
+
+Checkpoints (`<train.out_dir>/checkpoints/step_XXXXXXX/`): accelerate's `save_state` files (models,
+optimizers, schedulers, RNG) plus our own `trainer_state.json` (step, data position, schedule) and
+`ema.safetensors`. A checkpoint folder is written under a temporary name and renamed when complete,
+so a folder named `step_*` is always whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from vid2vid.config import Config, from_dict, save_config
+from vid2vid.errors import UserError
+
+EXPORT_CONFIG = "config.yaml"
+EXPORT_WEIGHTS = "generator.safetensors"
+STATE_FILE = "trainer_state.json"
+EMA_FILE = "ema.safetensors"
+_STEP_DIR = re.compile(r"^step_(\d{7,})$")
+
+
+# ----------------------------------------------------------------------------------------------
+# Small atomic writers
+# ----------------------------------------------------------------------------------------------
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    tmp = _tmp_name(path)
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    path = Path(path)
+    tmp = _tmp_name(path)
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Export / load_generator
+# ----------------------------------------------------------------------------------------------
+
+
+def export_generator(state_dict: dict[str, torch.Tensor], cfg: Config, out_dir: str | Path) -> Path:
+    """Write `out_dir/config.yaml` and `out_dir/generator.safetensors`, each file atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp_cfg = _tmp_name(out_dir / EXPORT_CONFIG)
+    save_config(cfg, tmp_cfg)
+    os.replace(tmp_cfg, out_dir / EXPORT_CONFIG)
+    atomic_save_safetensors(state_dict, out_dir / EXPORT_WEIGHTS)
+    return out_dir
+
+
+def _export_files(path: Path) -> tuple[Path, Path]:
+    """The (config, weights) pair for an export folder or its generator.safetensors."""
+    if path.is_file() and path.suffix == ".safetensors":
+        return path.parent / EXPORT_CONFIG, path
+    if path.is_dir() and not (path / EXPORT_WEIGHTS).is_file() and (path / "export").is_dir():
+        path = path / "export"  # a run folder: use its export
+    return path / EXPORT_CONFIG, path / EXPORT_WEIGHTS
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
+    """An exported generator (folder with config.yaml + generator.safetensors, the weights file itself,
+    or a run folder holding export/) -> (generator in eval mode on `device`, its Config)."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such exported model; pass <train.out_dir>/export written by vid2vid train")
+    cfg_path, weights_path = _export_files(path)
+    for needed in (cfg_path, weights_path):
+        if not needed.is_file():
+            raise UserError(f"{needed}: missing; an exported model is a folder with {EXPORT_CONFIG} and "
+                            f"{EXPORT_WEIGHTS} (written by vid2vid train into <train.out_dir>/export)")
+    try:
+        tree = yaml.safe_load(cfg_path.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{cfg_path}: not valid YAML ({e}); re-export the model") from None
+    from vid2vid.models.build import build_generator
+
+    cfg = from_dict(tree)
+    generator = build_generator(cfg)
+    try:
+        state = load_file(str(weights_path))
+    except Exception as e:  # safetensors raises its own error types for truncated/foreign files
+        raise UserError(f"{weights_path}: not a readable safetensors file ({e}); re-export the model") from None
+    own = generator.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise UserError(f"{weights_path}: weights do not match the generator described by {cfg_path} "
+                        f"(missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}); "
+                        "export config and weights come from the same run")
+    generator.load_state_dict(state)
+    return generator.to(device).eval(), cfg
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoint folders
+# ----------------------------------------------------------------------------------------------
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:07d}"
+
+
+def list_checkpoints(ckpt_root: str | Path) -> list[Path]:
+    """Complete checkpoint folders under ckpt_root, oldest first."""
+    root = Path(ckpt_root)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def temp_checkpoint_dir(ckpt_root: str | Path, step: int) -> Path:
+    """Where a checkpoint is written before it is complete (the same name on every process)."""
+    return Path(ckpt_root) / f".tmp_{checkpoint_name(step)}"
+
+
+def finalize_checkpoint(tmp_dir: Path, keep_last: int) -> Path:
+    """Rename a complete temporary checkpoint folder to its final name; keep the newest keep_last."""
+    final = tmp_dir.with_name(tmp_dir.name.removeprefix(".tmp_"))
+    if final.exists():  # a re-run of the same step (e.g. after a resume from an older checkpoint)
+        shutil.rmtree(final)
+    os.replace(tmp_dir, final)
+    for old in list_checkpoints(final.parent)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in final.parent.glob(".tmp_step_*"):  # left by a crash in the middle of a save
+        if stale != tmp_dir:
+            shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def resolve_resume(resume: str, ckpt_root: str | Path) -> Path | None:
+    """`latest` -> newest checkpoint under ckpt_root (None when there is none); a path -> that folder."""
+    if resume == "latest":
+        found = list_checkpoints(ckpt_root)
+        return found[-1] if found else None
+    path = Path(resume)
+    if not (path / STATE_FILE).is_file():
+        raise UserError(f"--resume {resume}: not a checkpoint folder (no {STATE_FILE} inside); pass 'latest' or "
+                        f"a folder like {Path(ckpt_root) / checkpoint_name(1000)}")
+    return path
+
+
+def write_trainer_state(ckpt_dir: Path, state: dict) -> None:
+    atomic_write_text(ckpt_dir / STATE_FILE, json.dumps(state, indent=1, sort_keys=True))
+
+
+def read_trainer_state(ckpt_dir: Path) -> dict:
+    path = Path(ckpt_dir) / STATE_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: unreadable trainer state ({e}); resume from another checkpoint") from None
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    """This process's torch RNG states as tensors (saved with safetensors, restored with set_rng_state)."""
+    out = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"cuda{i}"] = s
+    return out
+
+
+def set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if torch.cuda.is_available():
+        cuda = [state[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in state]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def save_rng(ckpt_dir: Path, process_index: int) -> None:
+    atomic_save_safetensors(rng_state(), ckpt_dir / f"rng_{process_index}.safetensors")
+
+
+def load_rng(ckpt_dir: Path, process_index: int) -> bool:
+    path = Path(ckpt_dir) / f"rng_{process_index}.safetensors"
+    if not path.is_file():
+        return False
+    set_rng_state(load_file(str(path)))
+    return True
