@@ -1,0 +1,306 @@
+"""The vid2vid folder layout as a torch Dataset of clips.
+
+    <root>/<phase>_A/<seq>/*.png        label ids, single channel
+    <root>/<phase>_B/<seq>/*.png|jpg    RGB frames, or <root>/<phase>_B/<seq>.<ext> a video file
+    <root>/<phase>_inst/<seq>/*.png     instance ids (8- or 16-bit), optional
+    <root>/<phase>_flow/<seq>/fw_*.flo, bw_*.flo   flow t -> t+1 and t+1 -> t, optional
+
+Frames pair by sorted name. One item = one clip of n_frames frames from sequence `index`, at a
+random start and temporal stride, with one random zoom/crop/flip for the whole clip; all of it is
+drawn from (seed, epoch, index), so it does not depend on the process or DataLoader worker.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from einops import rearrange
+
+from flow.errors import FlowError
+from flow.io import read_flo
+from vid2vid.config import Size
+from vid2vid.data import transforms
+from vid2vid.errors import DataError
+from vid2vid.video_io import VideoIndex, image_files, probe, read_image
+
+
+@dataclass
+class SequenceFiles:
+    name: str
+    labels: list[Path]
+    frames: list[Path] | Path  # image files, or one video file
+    inst: list[Path] | None
+    flow_fw: list[Path] | None
+    flow_bw: list[Path] | None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def is_video(self) -> bool:
+        return isinstance(self.frames, Path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Scanning the layout (structure only: names and counts)
+# ----------------------------------------------------------------------------------------------
+
+
+def _subfolders(folder: Path) -> dict[str, Path]:
+    return {p.name: p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+
+
+def _frame_sources(folder: Path) -> dict[str, list[Path] | Path]:
+    """<phase>_B: sequence folders of images and/or video files named <seq>.<ext>."""
+    out: dict[str, list[Path] | Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):
+            continue
+        name = p.name if p.is_dir() else p.stem
+        if name in out:
+            raise DataError(f"{folder}: sequence {name!r} is given twice (a folder and a video file, or two "
+                            "videos); keep one")
+        out[name] = image_files(p) if p.is_dir() else p
+    return out
+
+
+def phases(root: str | os.PathLike) -> list[str]:
+    """Phases present under root (folders named <phase>_A), e.g. ['test', 'train']."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p.name[:-2] for p in root.iterdir() if p.is_dir() and p.name.endswith("_A"))
+
+
+def _match(names: dict, reference: dict, what: str, folder: Path, ref_folder: Path) -> None:
+    missing = sorted(set(reference) - set(names))
+    extra = sorted(set(names) - set(reference))
+    if missing or extra:
+        detail = (f"missing {', '.join(missing[:5])}" if missing else "") + \
+            ("; " if missing and extra else "") + (f"extra {', '.join(extra[:5])}" if extra else "")
+        raise DataError(f"{folder}: {what} sequences do not match those of {ref_folder} ({detail}); "
+                        "every sequence needs the same name in each folder")
+
+
+def _count(name: str, n: int, expected: int, where: Path, ref: Path) -> None:
+    if n != expected:
+        raise DataError(f"{where}: sequence {name!r} has {n} frames but {ref} has {expected}; "
+                        "every sequence needs one frame per label map")
+
+
+def scan(root: str | os.PathLike, phase: str) -> list[SequenceFiles]:
+    """The sequences of one phase, with their files; checks names and frame counts (not contents)."""
+    root = Path(root)
+    folder_a, folder_b = root / f"{phase}_A", root / f"{phase}_B"
+    folder_i, folder_f = root / f"{phase}_inst", root / f"{phase}_flow"
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder not found; set data.root to a folder in the vid2vid layout "
+                        "(<phase>_A, <phase>_B) or use data.source: synthetic")
+    for folder in (folder_a, folder_b):
+        if not folder.is_dir():
+            found = ", ".join(f"{p}_A" for p in phases(root)) or "none"
+            raise DataError(f"{folder}: folder not found (phase {phase!r}; phases found: {found}); "
+                            "check data.root and data.phase")
+    labels = {name: sorted(p.glob("*.png")) for name, p in _subfolders(folder_a).items()}
+    labels = {name: files for name, files in labels.items() if files}
+    if not labels:
+        raise DataError(f"{folder_a}: empty dataset: no sequence folder with PNG label maps")
+    frames = _frame_sources(folder_b)
+    _match(frames, labels, "frame", folder_b, folder_a)
+    inst = None
+    if folder_i.is_dir():
+        inst = {name: sorted(p.glob("*.png")) for name, p in _subfolders(folder_i).items()}
+        _match(inst, labels, "instance", folder_i, folder_a)
+    flows = None
+    if folder_f.is_dir():
+        flows = {name: (sorted(p.glob("fw_*.flo")), sorted(p.glob("bw_*.flo")))
+                 for name, p in _subfolders(folder_f).items()}
+        _match(flows, labels, "flow", folder_f, folder_a)
+    out = []
+    for name, label_files in labels.items():
+        n = len(label_files)
+        source = frames[name]
+        n_frames = probe(source).n_frames if isinstance(source, Path) else len(source)
+        _count(name, n_frames, n, source if isinstance(source, Path) else folder_b / name, folder_a / name)
+        if inst is not None:
+            _count(name, len(inst[name]), n, folder_i / name, folder_a / name)
+        fw = bw = None
+        if flows is not None:
+            fw, bw = flows[name]
+            for kind, files in (("fw", fw), ("bw", bw)):
+                if len(files) != n - 1:
+                    raise DataError(f"{folder_f / name}: {len(files)} {kind}_*.flo files for {n} frames; "
+                                    f"expected {n - 1} (one per consecutive pair)")
+        out.append(SequenceFiles(name, label_files, source, inst[name] if inst else None, fw, bw))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading one frame's files, with checks that name the file
+# ----------------------------------------------------------------------------------------------
+
+
+def read_ids(path: Path, what: str) -> np.ndarray:
+    """A label or instance map read unchanged; must be single-channel."""
+    ids = read_image(path, cv2.IMREAD_UNCHANGED)
+    if ids.ndim != 2:
+        raise DataError(f"{path}: {what} map has {ids.shape[2]} channels; it must be a single-channel image of "
+                        "ids (8-bit grayscale for labels, 8- or 16-bit for instances), not a colour rendering")
+    return ids
+
+
+def read_labels(path: Path, label_nc: int) -> np.ndarray:
+    labels = read_ids(path, "label")
+    top = int(labels.max())
+    if top >= label_nc:
+        raise DataError(f"{path}: label id {top} found but data.label_nc is {label_nc}; ids must be "
+                        f"0..label_nc-1: set data.label_nc to at least {top + 1} or remap the labels")
+    return labels
+
+
+def read_flow(path: Path) -> np.ndarray:
+    try:
+        return read_flo(path)
+    except FlowError as e:
+        raise DataError(str(e)) from None
+
+
+def _same_size(image: np.ndarray, size: tuple[int, int], path: Path, ref: Path) -> None:
+    if image.shape[:2] != size:
+        raise DataError(f"{path}: size {image.shape[0]}x{image.shape[1]} differs from {ref} "
+                        f"({size[0]}x{size[1]}); every frame, label and instance map of a sequence must "
+                        "have the same size")
+
+
+def compose_flows(flows: list[np.ndarray]) -> np.ndarray:
+    """Chain flows [H,W,2] (first applied first): f(x) = f1(x) + f2(x + f1(x)) + ... (bilinear)."""
+    total = flows[0].copy()
+    h, w = total.shape[:2]
+    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), -1)
+    for nxt in flows[1:]:
+        pos = grid + total
+        total += cv2.remap(nxt, pos[..., 0], pos[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return total
+
+
+# ----------------------------------------------------------------------------------------------
+# The dataset
+# ----------------------------------------------------------------------------------------------
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Clips of the vid2vid layout. Item i is a clip from sequence i % len(sequences)."""
+
+    def __init__(self, sequences: list[SequenceFiles], *, n_frames: int, max_t_step: int, label_nc: int,
+                 load_size: Size, crop_size: Size, max_zoom: float = 1.0, flip: bool = False,
+                 augment: bool = True, seed: int = 0):
+        if not sequences:
+            raise DataError("empty dataset: no sequences")
+        self.sequences = sequences
+        self.label_nc, self.max_t_step = label_nc, max_t_step
+        self.load_size, self.crop_size = Size(*load_size), Size(*crop_size)
+        self.max_zoom, self.flip, self.augment, self.seed = max_zoom, flip, augment, seed
+        self.epoch = 0
+        self.shortest = min(len(s) for s in sequences)
+        if n_frames > self.shortest:
+            name = min(sequences, key=len).name
+            raise DataError(f"sequence {name!r} has only {self.shortest} frames but data.n_frames is {n_frames}; "
+                            f"lower data.n_frames to at most {self.shortest} or remove short sequences")
+        self.n_frames = n_frames
+        self._videos: dict[str, VideoIndex] = {}  # built on first use, per process
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def set_n_frames(self, n: int) -> int:
+        """Change the clip length (progressive training); capped at the shortest sequence. Returns it."""
+        if n < 1:
+            raise ValueError(f"set_n_frames: n must be >= 1, got {n}")
+        self.n_frames = min(n, self.shortest)
+        return self.n_frames
+
+    @property
+    def has_flow(self) -> bool:
+        return self.sequences[0].flow_fw is not None
+
+    @property
+    def has_inst(self) -> bool:
+        return self.sequences[0].inst is not None
+
+    def sample(self, index: int) -> tuple[int, int, transforms.ClipTransform]:
+        """(start, step, transform) of item `index` for the current epoch."""
+        seq = self.sequences[index % len(self.sequences)]
+        n = self.n_frames
+        if not self.augment:
+            return 0, 1, transforms.centre_transform(load_size=self.load_size, crop_size=self.crop_size)
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        max_step = max(1, min(self.max_t_step, (len(seq) - 1) // max(1, n - 1)))
+        step = int(rng.integers(1, max_step + 1))
+        start = int(rng.integers(0, len(seq) - (n - 1) * step))
+        tf = transforms.draw_transform(rng, load_size=self.load_size, crop_size=self.crop_size,
+                                       max_zoom=self.max_zoom, flip=self.flip)
+        return start, step, tf
+
+    def _rgb(self, seq: SequenceFiles, indices: list[int]) -> list[np.ndarray]:
+        if not seq.is_video:
+            return [read_image(seq.frames[i]) for i in indices]
+        if seq.name not in self._videos:
+            self._videos[seq.name] = VideoIndex(seq.frames)
+        return self._videos[seq.name].read(indices)
+
+    def __getitem__(self, index: int) -> dict:
+        seq = self.sequences[index % len(self.sequences)]
+        start, step, tf = self.sample(index)
+        idx = [start + k * step for k in range(self.n_frames)]
+        labels = [read_labels(seq.labels[i], self.label_nc) for i in idx]
+        size = labels[0].shape
+        rgb = self._rgb(seq, idx)
+        for i, image in zip(idx, rgb):
+            _same_size(image, size, seq.frames if seq.is_video else seq.frames[i], seq.labels[idx[0]])
+        for i, lab in zip(idx, labels):
+            _same_size(lab, size, seq.labels[i], seq.labels[idx[0]])
+        out = {
+            "labels": torch.from_numpy(np.stack([transforms.apply_ids(x, tf) for x in labels]).astype(np.int64)),
+            "frames": rearrange(torch.from_numpy(np.stack([transforms.apply_image(x, tf) for x in rgb])),
+                                "t h w c -> t c h w").float() / 127.5 - 1.0,  # [T,3,H,W] in [-1,1]
+            "sequence": seq.name, "start": start, "step": step,
+        }
+        if seq.inst is not None:
+            inst = [read_ids(seq.inst[i], "instance") for i in idx]
+            for i, x in zip(idx, inst):
+                _same_size(x, size, seq.inst[i], seq.labels[idx[0]])
+            out["inst"] = torch.from_numpy(np.stack([transforms.apply_ids(x, tf) for x in inst]).astype(np.int64))
+        if seq.flow_fw is not None:
+            for key, files in (("flow_fw", seq.flow_fw), ("flow_bw", seq.flow_bw)):
+                flows = []
+                for a in idx[:-1]:
+                    parts = [read_flow(files[j]) for j in range(a, a + step)]
+                    for j, f in zip(range(a, a + step), parts):
+                        _same_size(f, size, files[j], seq.labels[idx[0]])
+                    if key == "flow_bw":
+                        parts = parts[::-1]  # t+step -> t+step-1 -> ... -> t
+                    flows.append(transforms.apply_flow(compose_flows(parts), tf))
+                out[key] = rearrange(torch.from_numpy(np.stack(flows)) if flows else
+                                     torch.zeros(0, *self.crop_size, 2), "t h w c -> t c h w")
+        return out
+
+
+def build_dataset(data_cfg, phase: str | None = None, seed: int = 0) -> ClipDataset:
+    """The clip dataset of data_cfg (generating the synthetic dataset first when configured).
+    Training phase: random start, stride, zoom, crop, flip; any other phase: the first n_frames
+    frames of each sequence, resized and centre-cropped."""
+    from vid2vid.data.synthetic import ensure_dataset
+
+    phase = phase or data_cfg.phase
+    root = ensure_dataset(data_cfg)
+    return ClipDataset(scan(root, phase), n_frames=data_cfg.n_frames, max_t_step=data_cfg.max_t_step,
+                       label_nc=data_cfg.label_nc, load_size=data_cfg.load_size, crop_size=data_cfg.crop_size,
+                       max_zoom=data_cfg.max_zoom, flip=data_cfg.flip, augment=phase == "train", seed=seed)
