@@ -85,7 +85,8 @@ class ModelConfig:
     ngf: int = 64
     n_downsample: int = 3
     n_blocks: int = 9
-    norm: Literal["instance", "batch", "spectralinstance", "none"] = "instance"
+    # spectral*: spectral norm on the normed convs; for spade the norm is SPADE's parameter-free norm
+    norm: Literal["instance", "batch", "spectralinstance", "spectralbatch", "none"] = "instance"
     n_frames_G: int = 3  # label maps seen per generated frame (vid2vid)
     use_fg: bool = True  # vid2vid foreground branch over data.fg_labels
     n_local_enhancers: int = 0  # pix2pixHD local enhancers (each doubles the resolution)
@@ -94,6 +95,9 @@ class ModelConfig:
     use_vae: bool = False  # SPADE VAE encoder for multimodal output
     z_dim: int = 256
     feat_num: int = 0  # pix2pixHD instance-wise feature channels (0 = off)
+    nef: int = 16  # pix2pixHD feature encoder width
+    n_downsample_E: int = 4  # pix2pixHD feature encoder depth
+    n_clusters: int = 10  # k-means centres per class in the feature bank (sampling at inference)
     unet_downs: int = 8  # pix2pix U-Net depth
     dropout: bool = False
 
@@ -103,8 +107,9 @@ class DiscriminatorConfig:
     ndf: int = 64
     n_layers: int = 3
     num_D: int = 2
-    norm: Literal["instance", "batch", "spectralinstance", "none"] = "instance"
-    self_attention: bool = False
+    # spectral*: spectral norm and no bias on the normed convs (SPADE); instance/batch keep biases (pix2pixHD)
+    norm: Literal["instance", "batch", "spectralinstance", "spectralbatch", "none"] = "instance"
+    self_attention: bool = False  # SAGAN block after the last stride-2 layer of each PatchGAN
     n_frames_D: int = 3  # frames per temporal-discriminator window
     temporal_scales: int = 2
 
@@ -196,7 +201,8 @@ def model_stride(model: ModelConfig) -> int:
         return 2 ** {"normal": 5, "more": 6, "most": 7}[model.num_upsampling_layers]
     if model.name == "pix2pix":
         return 2**model.unet_downs
-    return 2 ** (model.n_downsample + model.n_local_enhancers)
+    stride = 2 ** (model.n_downsample + model.n_local_enhancers)
+    return max(stride, 2**model.n_downsample_E) if model.feat_num else stride
 
 
 def check(cfg: Config) -> None:
@@ -212,6 +218,8 @@ def check(cfg: Config) -> None:
         "model.n_frames_G": cfg.model.n_frames_G,
         "model.z_dim": cfg.model.z_dim,
         "model.unet_downs": cfg.model.unet_downs,
+        "model.nef": cfg.model.nef,
+        "model.n_clusters": cfg.model.n_clusters,
         "discriminator.ndf": cfg.discriminator.ndf,
         "discriminator.n_layers": cfg.discriminator.n_layers,
         "discriminator.num_D": cfg.discriminator.num_D,
@@ -236,6 +244,7 @@ def check(cfg: Config) -> None:
         "model.n_local_enhancers": cfg.model.n_local_enhancers,
         "model.n_blocks_local": cfg.model.n_blocks_local,
         "model.feat_num": cfg.model.feat_num,
+        "model.n_downsample_E": cfg.model.n_downsample_E,
         "discriminator.temporal_scales": cfg.discriminator.temporal_scales,
         "optim.grad_clip": cfg.optim.grad_clip,
         "render.crf": cfg.render.crf,
@@ -262,6 +271,10 @@ def check(cfg: Config) -> None:
     _rule(cfg.optim.lr_D is None or cfg.optim.lr_D > 0, "optim.lr_D", cfg.optim.lr_D, "must be > 0 or null")
     _rule(cfg.model.n_frames_G <= cfg.data.n_frames or cfg.model.name != "vid2vid", "model.n_frames_G",
           cfg.model.n_frames_G, f"must be <= data.n_frames ({cfg.data.n_frames}): a clip must hold the history")
+    _rule(cfg.model.name != "spade" or cfg.model.norm != "none", "model.norm", cfg.model.norm,
+          "spade needs a parameter-free norm to modulate: instance, batch, spectralinstance or spectralbatch")
+    _rule(cfg.model.name != "spade" or cfg.model.num_upsampling_layers != "most" or cfg.model.ngf >= 2,
+          "model.ngf", cfg.model.ngf, "must be >= 2 with num_upsampling_layers: most (its last block has ngf/2)")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,386 @@
+"""Per-frame generators: pix2pix U-Net, pix2pixHD GlobalGenerator / LocalEnhancer, SPADE, and the
+encoders (pix2pixHD instance-wise feature encoder with its k-means feature bank, SPADE's VAE encoder).
+
+Every generator maps semantics [B,C_in,H,W] to frames [B,3,H,W] in [-1,1]. Layer order mirrors the
+papers' reference layouts so that parameter counts match them exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from vid2vid.models.layers import (
+    ResnetBlock,
+    SPADEResnetBlock,
+    base_norm,
+    downsample,
+    instance_average,
+    instance_index,
+    instance_means,
+    is_spectral,
+    maybe_spectral,
+    norm_layer,
+)
+
+# ----------------------------------------------------------------------------------------------
+# pix2pix
+# ----------------------------------------------------------------------------------------------
+
+
+class UnetGenerator(nn.Module):
+    """pix2pix U-Net: `num_downs` conv4 stride-2 levels (widths ngf * 1, 2, 4, 8, 8, ...), mirrored by
+    transposed convs, each decoder level concatenating the encoder features of the same size.
+
+    Dropout 0.5 (pix2pix's noise source) on the num_downs - 5 innermost decoder levels of width 8*ngf.
+    The input size must be divisible by 2^num_downs.
+    """
+
+    def __init__(self, input_nc: int, output_nc: int = 3, *, num_downs: int = 8, ngf: int = 64,
+                 norm: str = "batch", dropout: bool = False):
+        super().__init__()
+        if num_downs < 2:
+            raise ValueError(f"num_downs must be >= 2, got {num_downs}")
+        width = [ngf * min(2**i, 8) for i in range(num_downs)]  # encoder output width per level
+        bias = base_norm(norm) != "batch"  # batch norm has its own shift
+        spectral = is_spectral(norm)
+        innermost = num_downs - 1
+        downs = [nn.Conv2d(input_nc, ngf, 4, 2, 1, bias=bias)]
+        for i in range(1, num_downs):
+            normed = i != innermost
+            layers = [nn.LeakyReLU(0.2, True),
+                      maybe_spectral(nn.Conv2d(width[i - 1], width[i], 4, 2, 1, bias=bias), normed and spectral)]
+            downs.append(nn.Sequential(*layers, norm_layer(norm, width[i]) if normed else nn.Identity()))
+        ups = [nn.Sequential(nn.ReLU(True), nn.ConvTranspose2d(2 * ngf, output_nc, 4, 2, 1), nn.Tanh())]
+        for i in range(1, num_downs):
+            in_ch = width[i] if i == innermost else 2 * width[i]
+            layers = [nn.ReLU(True),
+                      maybe_spectral(nn.ConvTranspose2d(in_ch, width[i - 1], 4, 2, 1, bias=bias), spectral),
+                      norm_layer(norm, width[i - 1])]
+            if dropout and 4 <= i < innermost:
+                layers.append(nn.Dropout(0.5))
+            ups.append(nn.Sequential(*layers))
+        self.downs = nn.ModuleList(downs)
+        self.ups = nn.ModuleList(ups)
+
+    def forward(self, semantics: torch.Tensor) -> torch.Tensor:
+        skips = []  # skips[i]: encoder output of level i
+        h = semantics
+        for down in self.downs:
+            h = down(h)
+            skips.append(h)
+        h = self.ups[-1](skips[-1])
+        for i in reversed(range(len(self.ups) - 1)):
+            h = self.ups[i](torch.cat([skips[i], h], dim=1))
+        return h
+
+
+# ----------------------------------------------------------------------------------------------
+# pix2pixHD
+# ----------------------------------------------------------------------------------------------
+
+
+def _front(input_nc: int, ngf: int, norm: str) -> list[nn.Module]:
+    """reflect-pad 3, conv7, norm, ReLU."""
+    return [nn.ReflectionPad2d(3), maybe_spectral(nn.Conv2d(input_nc, ngf, 7), is_spectral(norm)),
+            norm_layer(norm, ngf), nn.ReLU(True)]
+
+
+def _down(cin: int, cout: int, norm: str) -> list[nn.Module]:
+    """conv3 stride 2, norm, ReLU."""
+    return [maybe_spectral(nn.Conv2d(cin, cout, 3, 2, 1), is_spectral(norm)), norm_layer(norm, cout), nn.ReLU(True)]
+
+
+def _up(cin: int, cout: int, norm: str) -> list[nn.Module]:
+    """transposed conv3 stride 2 (output_padding 1: exactly doubles the size), norm, ReLU."""
+    conv = nn.ConvTranspose2d(cin, cout, 3, 2, 1, output_padding=1)
+    return [maybe_spectral(conv, is_spectral(norm)), norm_layer(norm, cout), nn.ReLU(True)]
+
+
+def _to_image(ngf: int, output_nc: int) -> list[nn.Module]:
+    """reflect-pad 3, conv7, tanh."""
+    return [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
+
+
+def encoder_decoder_layers(input_nc: int, output_nc: int, ngf: int, n_downsample: int, n_blocks: int,
+                           norm: str) -> list[nn.Module]:
+    """pix2pixHD's encoder / residual blocks / decoder stack (also the feature encoder with n_blocks 0)."""
+    layers = _front(input_nc, ngf, norm)
+    for i in range(n_downsample):
+        layers += _down(ngf * 2**i, ngf * 2 ** (i + 1), norm)
+    layers += [ResnetBlock(ngf * 2**n_downsample, norm) for _ in range(n_blocks)]
+    for i in range(n_downsample, 0, -1):
+        layers += _up(ngf * 2**i, ngf * 2 ** (i - 1), norm)
+    return layers + _to_image(ngf, output_nc)
+
+
+class GlobalGenerator(nn.Module):
+    """pix2pixHD global generator: conv7, n_downsample stride-2 convs (doubling widths), n_blocks
+    residual blocks, n_downsample transposed convs, conv7 + tanh. Size must be divisible by 2^n_downsample."""
+
+    def __init__(self, input_nc: int, output_nc: int = 3, *, ngf: int = 64, n_downsample: int = 4,
+                 n_blocks: int = 9, norm: str = "instance"):
+        super().__init__()
+        self.model = nn.Sequential(*encoder_decoder_layers(input_nc, output_nc, ngf, n_downsample, n_blocks, norm))
+
+    def forward(self, semantics: torch.Tensor) -> torch.Tensor:
+        return self.model(semantics)
+
+
+class LocalEnhancer(nn.Module):
+    """pix2pixHD coarse-to-fine generator: a global generator of width ngf * 2^n_local_enhancers at
+    1/2^n_local_enhancers resolution (its output layers removed), then per enhancer n (coarse to fine,
+    width ngf * 2^(n_local_enhancers - n)): conv7 + one stride-2 conv on the input at that scale, summed
+    with the coarser features, n_blocks_local residual blocks, a transposed conv; the finest ends in
+    conv7 + tanh. Inputs per scale: avg-pool pyramid (3, stride 2, pad 1, count_include_pad False).
+    """
+
+    def __init__(self, input_nc: int, output_nc: int = 3, *, ngf: int = 32, n_downsample_global: int = 4,
+                 n_blocks_global: int = 9, n_local_enhancers: int = 1, n_blocks_local: int = 3,
+                 norm: str = "instance"):
+        super().__init__()
+        if n_local_enhancers < 1:
+            raise ValueError(f"n_local_enhancers must be >= 1, got {n_local_enhancers} (use GlobalGenerator)")
+        self.n_local_enhancers = n_local_enhancers
+        global_layers = encoder_decoder_layers(input_nc, output_nc, ngf * 2**n_local_enhancers,
+                                               n_downsample_global, n_blocks_global, norm)
+        self.model = nn.Sequential(*global_layers[:-3])  # without the output conv7 + tanh
+        self.local_down = nn.ModuleList()
+        self.local_up = nn.ModuleList()
+        for n in range(1, n_local_enhancers + 1):
+            width = ngf * 2 ** (n_local_enhancers - n)
+            self.local_down.append(nn.Sequential(*_front(input_nc, width, norm), *_down(width, 2 * width, norm)))
+            up = [ResnetBlock(2 * width, norm) for _ in range(n_blocks_local)] + _up(2 * width, width, norm)
+            if n == n_local_enhancers:
+                up += _to_image(ngf, output_nc)
+            self.local_up.append(nn.Sequential(*up))
+
+    def global_parameters(self) -> list[nn.Parameter]:
+        """The global generator's parameters (pix2pixHD trains the enhancers alone first)."""
+        return list(self.model.parameters())
+
+    def local_parameters(self) -> list[nn.Parameter]:
+        return list(self.local_down.parameters()) + list(self.local_up.parameters())
+
+    def forward(self, semantics: torch.Tensor) -> torch.Tensor:
+        pyramid = [semantics]  # full resolution first
+        for _ in range(self.n_local_enhancers):
+            pyramid.append(downsample(pyramid[-1]))
+        h = self.model(pyramid[-1])
+        for n, (down, up) in enumerate(zip(self.local_down, self.local_up), start=1):
+            h = up(down(pyramid[self.n_local_enhancers - n]) + h)
+        return h
+
+
+class FeatureEncoder(nn.Module):
+    """pix2pixHD instance-wise feature encoder: an encoder-decoder over the real image whose output is
+    averaged per instance, so every pixel of an instance carries the instance's feature vector.
+
+    forward(image [B,3,H,W], inst [B,H,W] ids) -> features [B,output_nc,H,W] in [-1,1].
+    Pass the label map as `inst` when a dataset has no instance maps.
+    """
+
+    def __init__(self, input_nc: int = 3, output_nc: int = 3, *, ngf: int = 16, n_downsample: int = 4,
+                 norm: str = "instance"):
+        super().__init__()
+        self.model = nn.Sequential(*encoder_decoder_layers(input_nc, output_nc, ngf, n_downsample, 0, norm))
+
+    def forward(self, image: torch.Tensor, inst: torch.Tensor) -> torch.Tensor:
+        return instance_average(self.model(image), inst)
+
+
+def kmeans(points: torch.Tensor, k: int, *, iters: int = 20, generator: torch.Generator | None = None
+           ) -> torch.Tensor:
+    """Lloyd's k-means. points [N,C] -> centers [min(k, N), C]; initial centers are distinct random points;
+    a cluster that loses all its points keeps its previous center."""
+    n = points.shape[0]
+    k = min(k, n)
+    centers = points[torch.randperm(n, generator=generator)[:k]].clone()
+    for _ in range(iters):
+        assign = torch.cdist(points, centers).argmin(dim=1)  # [N]
+        sums = torch.zeros_like(centers).index_add_(0, assign, points)
+        counts = torch.bincount(assign, minlength=k).unsqueeze(1)
+        centers = torch.where(counts > 0, sums / counts.clamp(min=1), centers)
+    return centers
+
+
+class FeatureBank(nn.Module):
+    """Per-class k-means centres of instance features, for sampling features at inference (pix2pixHD).
+
+    Buffers (saved in the state dict): centers [label_nc, k, C], counts [label_nc] (valid centres per
+    class; 0 for a class never seen, whose instances get zero features).
+    """
+
+    def __init__(self, label_nc: int, feat_num: int, k: int = 10):
+        super().__init__()
+        self.register_buffer("centers", torch.zeros(label_nc, k, feat_num))
+        self.register_buffer("counts", torch.zeros(label_nc, dtype=torch.long))
+
+    @staticmethod
+    def instance_features(features: torch.Tensor, labels: torch.Tensor, inst: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """features [B,C,H,W], labels [B,H,W], inst [B,H,W] -> (per-instance mean features [N,C],
+        class of each instance [N] (the largest label id among its pixels))."""
+        index, n = instance_index(inst)
+        classes = torch.zeros(n, dtype=torch.long, device=labels.device)
+        classes = classes.scatter_reduce(0, index, labels.reshape(-1).long(), "amax", include_self=False)
+        return instance_means(features, index, n), classes
+
+    @torch.no_grad()
+    def fit(self, features: torch.Tensor, classes: torch.Tensor, *, iters: int = 20, seed: int = 0) -> FeatureBank:
+        """features [N,C] instance features collected over a dataset, classes [N] -> self (clustered)."""
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        label_nc, k, _ = self.centers.shape
+        self.centers.zero_()
+        self.counts.zero_()
+        for c in torch.unique(classes).tolist():  # a loop over classes (<= label_nc), not instances
+            if not 0 <= c < label_nc:
+                raise ValueError(f"class id {c} outside [0, {label_nc})")
+            centers = kmeans(features[classes == c].float().cpu(), k, iters=iters, generator=generator)
+            self.centers[c, : len(centers)] = centers.to(self.centers)
+            self.counts[c] = len(centers)
+        return self
+
+    @torch.no_grad()
+    def sample(self, labels: torch.Tensor, inst: torch.Tensor, generator: torch.Generator | None = None
+               ) -> torch.Tensor:
+        """labels [B,H,W], inst [B,H,W] -> features [B,C,H,W]: each instance gets one random centre of its class."""
+        b, h, w = labels.shape
+        index, n = instance_index(inst)
+        classes = torch.zeros(n, dtype=torch.long, device=labels.device)
+        classes = classes.scatter_reduce(0, index, labels.reshape(-1).long(), "amax", include_self=False)
+        counts = self.counts[classes]  # [N]
+        pick = (torch.rand(n, generator=generator, device=counts.device) * counts).long()
+        chosen = self.centers[classes, pick.clamp(max=self.centers.shape[1] - 1)]  # [N,C]
+        chosen = chosen * (counts > 0).unsqueeze(1)
+        return rearrange(chosen[index], "(b h w) c -> b c h w", b=b, h=h, w=w)
+
+
+# ----------------------------------------------------------------------------------------------
+# SPADE
+# ----------------------------------------------------------------------------------------------
+
+SPADE_UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
+
+
+class SPADEGenerator(nn.Module):
+    """SPADE generator. Starts from the semantics downsampled (nearest) by 2^k (k = 5/6/7 for
+    normal/more/most), or, with use_vae, from z [B,z_dim] through a linear layer; then SPADE residual
+    blocks head_0, G_middle_0, G_middle_1 (16 ngf), up_0..up_3 (8, 4, 2, 1 ngf) [up_4 (ngf/2) for
+    "most"] with nearest x2 upsampling between them; LeakyReLU, conv3 -> 3, tanh.
+
+    norm: "spectralinstance"/"spectralbatch" (spectral norm on the block convs) or "instance"/"batch":
+    the parameter-free norm inside SPADE. size (H, W) is the output size, needed only with use_vae.
+
+    forward(semantics [B,C,H,W], z [B,z_dim] | None) -> [B,3,H,W]. With use_vae, z comes from the
+    VAE encoder (reparameterize(mu, logvar)) in training; z=None samples z ~ N(0, I).
+    """
+
+    def __init__(self, semantic_nc: int, *, ngf: int = 64, num_upsampling_layers: str = "normal",
+                 size: tuple[int, int] = (256, 512), use_vae: bool = False, z_dim: int = 256,
+                 norm: str = "spectralinstance", hidden: int = 128):
+        super().__init__()
+        if num_upsampling_layers not in SPADE_UPSAMPLINGS:
+            raise ValueError(f"num_upsampling_layers must be one of {list(SPADE_UPSAMPLINGS)}")
+        kind = base_norm(norm)
+        self.num_upsampling_layers = num_upsampling_layers
+        self.stride = 2 ** SPADE_UPSAMPLINGS[num_upsampling_layers]
+        self.use_vae, self.z_dim, self.size = use_vae, z_dim, tuple(size)
+        self.sh, self.sw = size[0] // self.stride, size[1] // self.stride
+        top = 16 * ngf
+        if use_vae:
+            if size[0] % self.stride or size[1] % self.stride:
+                raise ValueError(f"size {size} must be divisible by {self.stride}")
+            self.fc = nn.Linear(z_dim, top * self.sh * self.sw)
+        else:
+            self.fc = nn.Conv2d(semantic_nc, top, 3, padding=1)
+
+        def block(fin: int, fout: int) -> SPADEResnetBlock:
+            return SPADEResnetBlock(fin, fout, semantic_nc, spectral=is_spectral(norm), param_free=kind,
+                                    hidden=hidden)
+
+        self.head_0 = block(top, top)
+        self.G_middle_0 = block(top, top)
+        self.G_middle_1 = block(top, top)
+        self.up_0 = block(16 * ngf, 8 * ngf)
+        self.up_1 = block(8 * ngf, 4 * ngf)
+        self.up_2 = block(4 * ngf, 2 * ngf)
+        self.up_3 = block(2 * ngf, ngf)
+        final_nc = ngf
+        if num_upsampling_layers == "most":
+            self.up_4 = block(ngf, ngf // 2)
+            final_nc = ngf // 2
+        self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1)
+
+    def forward(self, semantics: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        b, _, h, w = semantics.shape
+        if h % self.stride or w % self.stride:
+            raise ValueError(f"input size {h}x{w} must be divisible by {self.stride}")
+        if self.use_vae:
+            if (h, w) != self.size:
+                raise ValueError(f"this VAE generator was built for {self.size[0]}x{self.size[1]}, got {h}x{w}")
+            if z is None:
+                z = torch.randn(b, self.z_dim, device=semantics.device, dtype=semantics.dtype)
+            x = rearrange(self.fc(z), "b (c h w) -> b c h w", h=self.sh, w=self.sw)
+        else:
+            x = self.fc(F.interpolate(semantics, size=(h // self.stride, w // self.stride), mode="nearest"))
+        seg = semantics
+        x = self.head_0(x, seg)
+        x = self.G_middle_0(_up2(x), seg)
+        if self.num_upsampling_layers in ("more", "most"):
+            x = _up2(x)
+        x = self.G_middle_1(x, seg)
+        for block in (self.up_0, self.up_1, self.up_2, self.up_3):
+            x = block(_up2(x), seg)
+        if self.num_upsampling_layers == "most":
+            x = self.up_4(_up2(x), seg)
+        return torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
+
+
+def _up2(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+class VAEEncoder(nn.Module):
+    """SPADE's image encoder for multimodal synthesis: the image is resized (bilinear) to
+    image_size x image_size, then log2(image_size / 4) stride-2 conv3 layers (widths ndf * 1, 2, 4, 8,
+    8, ...) with norm and LeakyReLU 0.2 (convs followed by a norm have no bias), flattened 4x4 maps,
+    and linear heads for mu and logvar.
+
+    forward(image [B,3,H,W]) -> (mu [B,z_dim], logvar [B,z_dim]).
+    """
+
+    def __init__(self, input_nc: int = 3, *, ndf: int = 64, z_dim: int = 256, image_size: int = 256,
+                 norm: str = "spectralinstance"):
+        super().__init__()
+        n_layers = int(math.log2(image_size // 4))
+        if image_size < 8 or 4 * 2**n_layers != image_size:
+            raise ValueError(f"image_size must be a power of two >= 8, got {image_size}")
+        self.image_size = image_size
+        bias = base_norm(norm) == "none"
+        layers, cin = [], input_nc
+        for i in range(n_layers):
+            cout = ndf * min(2**i, 8)
+            conv = maybe_spectral(nn.Conv2d(cin, cout, 3, 2, 1, bias=bias), is_spectral(norm))
+            layers += [conv, norm_layer(norm, cout), nn.LeakyReLU(0.2)]
+            cin = cout
+        self.model = nn.Sequential(*layers)
+        self.fc_mu = nn.Linear(cin * 16, z_dim)
+        self.fc_var = nn.Linear(cin * 16, z_dim)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if image.shape[-2:] != (self.image_size, self.image_size):
+            image = F.interpolate(image, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
+        h = rearrange(self.model(image), "b c h w -> b (c h w)")
+        return self.fc_mu(h), self.fc_var(h)
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+                   ) -> torch.Tensor:
+    """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I)."""
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + torch.exp(0.5 * logvar) * eps
