@@ -22,11 +22,13 @@ class RaftFlow:
     """A RAFT model as an estimator: runs `iters` refinement iterations under inference mode on
     `device`, returns float32 flow on the images' device."""
 
-    def __init__(self, model: torch.nn.Module, *, iters: int = 12, device: str | torch.device = "cpu"):
+    def __init__(
+        self, model: torch.nn.Module, *, name: str = "raft", iters: int = 12, device: str | torch.device = "cpu"
+    ):
         self.model = model.to(device).eval()
         self.iters = iters
         self.device = torch.device(device)
-        self.name = type(model).__name__
+        self.name = name
 
     def __call__(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
         if img1.shape != img2.shape or img1.ndim != 4 or img1.shape[1] != 3:
@@ -48,7 +50,7 @@ def get_estimator(
     if name in RAFT_NAMES:
         if iters < 1:
             raise FlowError(f"iters must be >= 1 for {name}, got {iters}")
-        return RaftFlow(_load_raft(name, weights), iters=iters, device=device)
+        return RaftFlow(_load_raft(name, weights), name=name, iters=iters, device=device)
     if weights is not None:
         raise FlowError(f"--weights {weights} was given but {name!r} takes no weights (only {RAFT_NAMES} do)")
     if name == "farneback":
@@ -61,7 +63,8 @@ def get_estimator(
 
 
 def _load_raft(name: str, weights: str | None) -> torch.nn.Module:
-    """Load RAFT through flow.load_raft (imported here so classic estimators never import the network)."""
+    """Load RAFT through flow.weights.load_raft (imported here so classic estimators never import the
+    network); the file must hold the asked-for model."""
     from flow.weights import load_raft
 
-    return load_raft(weights)
+    return load_raft(weights, model=name)

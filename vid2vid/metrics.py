@@ -1,0 +1,193 @@
+"""Temporal-consistency metrics with explicit definitions (shared/reference/temporal_metrics.md).
+
+Warping error (Lai et al., ECCV 2018), for frames O_t in [0, 1] and flows on reference frames R_t:
+    F_t = flow(R_t -> R_t+1), B_t = flow(R_t+1 -> R_t)
+    M_t = not (fb-occluded or motion boundary [or out of frame])        (flow.warp.valid_mask)
+    E_pair(t) = sum_x M_t(x) sum_c (warp(O_t+1, F_t)(x, c) - O_t(x, c))^2 / (3 sum_x M_t(x))
+    (an empty M_t -> the mean over all pixels, and the pair is counted in `empty_mask_pairs`)
+    E_video = mean over t of E_pair(t)      -- raw value, a per-channel mean squared error in [0, 1] units
+
+tOF (TecoGAN): mean_x |OF(b_t, b_t+1)(x) - OF(g_t, g_t+1)(x)| with OpenCV Farneback (TecoGAN's
+parameters) on grey images, both flows centre-cropped (>= 8 px margin, sides multiples of 32).
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+
+from flow import get_estimator
+from flow.classic import FARNEBACK_PARAMS, ClassicFlow, grey_uint8
+from flow.warp import backward_warp, valid_mask
+from vid2vid.errors import UserError
+
+Estimator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class WarpingError:
+    """Per-pair warping errors of one video; `value` is E_video (raw, not scaled)."""
+
+    per_pair: list[float] = field(default_factory=list)
+    valid_fraction: list[float] = field(default_factory=list)  # share of pixels in M_t, per pair
+    empty_mask_pairs: int = 0
+
+    def add(self, errors: torch.Tensor, fractions: torch.Tensor, empty: torch.Tensor) -> None:
+        """Append a batch of pairs: errors, fractions [B] float, empty [B] bool (from `pair_warping_errors`)."""
+        self.per_pair += errors.tolist()
+        self.valid_fraction += fractions.tolist()
+        self.empty_mask_pairs += int(empty.sum())
+
+    @property
+    def pairs(self) -> int:
+        return len(self.per_pair)
+
+    @property
+    def value(self) -> float:
+        return float(np.mean(self.per_pair)) if self.per_pair else math.nan
+
+    @property
+    def mean_valid_fraction(self) -> float:
+        return float(np.mean(self.valid_fraction)) if self.valid_fraction else math.nan
+
+
+def to_unit_range(frames: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    """Frames with values in value_range (e.g. (-1, 1) from the trainer) -> float32 in [0, 1]."""
+    low, high = value_range
+    if not high > low:
+        raise UserError(f"value_range must be (low, high) with high > low, got {value_range}")
+    return (frames.float() - low) / (high - low)
+
+
+def pair_warping_errors(
+    frame_t: torch.Tensor,
+    frame_next: torch.Tensor,
+    flow_fw: torch.Tensor,
+    flow_bw: torch.Tensor,
+    *,
+    mask_out_of_frame: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """E_pair for a batch of pairs. frame_t, frame_next [B,3,H,W] in [0, 1]; flow_fw = F_t,
+    flow_bw = B_t [B,2,H,W] -> (errors [B] float64, valid fractions [B] float64, empty-mask [B] bool)."""
+    warped = backward_warp(frame_next.float(), flow_fw)
+    squared = (warped - frame_t.float()).square().mean(1).double()  # [B,H,W], the per-channel mean
+    mask = valid_mask(flow_fw, flow_bw, mask_out_of_frame=mask_out_of_frame)[:, 0]  # [B,H,W]
+    count = mask.sum((1, 2))
+    masked_mean = (squared * mask).sum((1, 2)) / count.clamp(min=1)
+    empty = count == 0
+    errors = torch.where(empty, squared.mean((1, 2)), masked_mean)
+    return errors, count.double() / mask[0].numel(), empty
+
+
+def pair_flows(estimator: Estimator, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """frames [N,3,H,W] in [-1, 1] -> (fw [N-1,2,H,W] = flow t -> t+1, bw [N-1,2,H,W] = flow t+1 -> t).
+
+    OpenCV estimators convert each frame to grey once; other estimators get all 2(N-1) pairs as one batch."""
+    if isinstance(estimator, ClassicFlow):
+        greys = grey_uint8(frames)
+        fw = [estimator.grey_flow(a, b) for a, b in zip(greys[:-1], greys[1:])]
+        bw = [estimator.grey_flow(b, a) for a, b in zip(greys[:-1], greys[1:])]
+        return _stack_flows(fw, frames.device), _stack_flows(bw, frames.device)
+    first, second = frames[:-1], frames[1:]
+    flows = estimator(torch.cat([first, second]), torch.cat([second, first]))
+    return flows[: len(first)], flows[len(first) :]
+
+
+def _stack_flows(flows: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """N flows [H,W,2] -> [N,2,H,W] float32 tensor."""
+    return torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2).to(device)
+
+
+def warping_error(
+    frames: torch.Tensor,
+    flows: tuple[torch.Tensor, torch.Tensor] | None = None,
+    value_range: tuple[float, float] = (0, 1),
+    *,
+    reference: torch.Tensor | None = None,
+    estimator: str | Estimator = "dis",
+    mask_out_of_frame: bool = True,
+    batch_pairs: int = 8,
+) -> WarpingError:
+    """Warping error of frames [T,3,H,W] (values in value_range; the metric is defined in [0, 1]).
+
+    flows: (fw [T-1,2,H,W], bw [T-1,2,H,W]) in pixels (fw[t]: frame t -> t+1, bw[t]: t+1 -> t);
+    when None they are computed by `estimator` (a name for flow.get_estimator, or a callable) on
+    `reference` [T,3,H,W] (same value_range) if given, else on the frames themselves.
+    """
+    if frames.ndim != 4 or frames.shape[1] != 3:
+        raise UserError(f"warping_error takes frames [T,3,H,W], got {tuple(frames.shape)}")
+    unit = to_unit_range(frames, value_range)
+    n_pairs = len(frames) - 1
+    if flows is None:
+        source = unit if reference is None else to_unit_range(reference, value_range)
+        if source.shape != unit.shape:
+            raise UserError(f"reference {tuple(source.shape)} and frames {tuple(unit.shape)} differ in shape")
+        est = get_estimator(estimator) if isinstance(estimator, str) else estimator
+    else:
+        fw_all, bw_all = flows
+        expected = (n_pairs, 2, *frames.shape[2:])
+        if tuple(fw_all.shape) != expected or tuple(bw_all.shape) != expected:
+            raise UserError(
+                f"flows must be two [T-1,2,H,W] = {list(expected)} tensors, got "
+                f"{list(fw_all.shape)} and {list(bw_all.shape)}"
+            )
+    result = WarpingError()
+    for start in range(0, n_pairs, batch_pairs):
+        stop = min(start + batch_pairs, n_pairs)
+        if flows is None:
+            fw, bw = pair_flows(est, source[start : stop + 1] * 2 - 1)
+        else:
+            fw, bw = fw_all[start:stop].to(unit.device), bw_all[start:stop].to(unit.device)
+        result.add(*pair_warping_errors(
+            unit[start:stop], unit[start + 1 : stop + 1], fw, bw, mask_out_of_frame=mask_out_of_frame
+        ))
+    return result
+
+
+def tecogan_crop(height: int, width: int) -> tuple[slice, slice]:
+    """TecoGAN's centre crop: each side the largest multiple of 32 that leaves >= 8 px margin per side
+    (falls back to the whole side when it is under 48 px)."""
+
+    def side(n: int) -> slice:
+        size = (n - 16) // 32 * 32
+        if size <= 0:
+            return slice(0, n)
+        start = (n - size) // 2
+        return slice(start, start + size)
+
+    return side(height), side(width)
+
+
+def farneback_flow(grey1: np.ndarray, grey2: np.ndarray) -> np.ndarray:
+    """OpenCV Farneback with TecoGAN's parameters, grey uint8 [H,W] x 2 -> [H,W,2] float32."""
+    return cv2.calcOpticalFlowFarneback(grey1, grey2, None, **FARNEBACK_PARAMS)
+
+
+def tof_pair(reference_flow: np.ndarray, output_flow: np.ndarray) -> float:
+    """tOF of one pair: mean Euclidean distance of the two centre-cropped Farneback flows [H,W,2]."""
+    rows, cols = tecogan_crop(*reference_flow.shape[:2])
+    difference = reference_flow[rows, cols] - output_flow[rows, cols]
+    return float(np.sqrt(np.square(difference).sum(-1)).mean())
+
+
+def tof_summary(per_pair: list[float]) -> float:
+    """TecoGAN's reported tOF: the mean over pairs, skipping 2 at each end when more than 4 remain."""
+    values = per_pair[2:-2] if len(per_pair) > 4 else per_pair
+    return float(np.mean(values)) if values else math.nan
+
+
+def temporal_flow_error(
+    frames: torch.Tensor, reference: torch.Tensor, value_range: tuple[float, float] = (0, 1)
+) -> list[float]:
+    """Per-pair tOF of frames [T,3,H,W] against ground-truth reference [T,3,H,W] (both in value_range)."""
+    if frames.shape != reference.shape:
+        shapes = f"{tuple(frames.shape)} vs {tuple(reference.shape)}"
+        raise UserError(f"tOF needs frames and reference of one shape: {shapes}")
+    ref_grey, out_grey = (grey_uint8(to_unit_range(x, value_range) * 2 - 1) for x in (reference, frames))
+    return [
+        tof_pair(farneback_flow(ref_grey[t], ref_grey[t + 1]), farneback_flow(out_grey[t], out_grey[t + 1]))
+        for t in range(len(frames) - 1)
+    ]
