@@ -1,0 +1,114 @@
+"""`vid2vid check-data`: read every file of a dataset once, fail with a DataError naming the first bad
+file, and summarise what is there."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vid2vid.data.sequences import SequenceFiles, phases, read_flow, read_ids, read_labels, scan
+from vid2vid.data.synthetic import ensure_dataset
+from vid2vid.errors import DataError
+from vid2vid.video_io import iter_frames, read_image
+
+CITYSCAPES_NAMES = (
+    "unlabeled", "ego vehicle", "rectification border", "out of roi", "static", "dynamic", "ground", "road",
+    "sidewalk", "parking", "rail track", "building", "wall", "fence", "guard rail", "bridge", "tunnel", "pole",
+    "polegroup", "traffic light", "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car",
+    "truck", "bus", "caravan", "trailer", "train", "motorcycle", "bicycle", "license plate",
+)
+
+
+@dataclass
+class PhaseSummary:
+    phase: str
+    sequences: int = 0
+    frames: int = 0
+    sizes: Counter = field(default_factory=Counter)  # "HxW" -> frames
+    video_sequences: int = 0
+    has_inst: bool = False
+    has_flow: bool = False
+    histogram: np.ndarray | None = None  # [label_nc] pixel counts
+
+
+@dataclass
+class DatasetSummary:
+    root: Path
+    label_nc: int
+    use_instance: bool
+    phases: list[PhaseSummary]
+
+    def format(self) -> str:
+        lines = [f"dataset {self.root}"]
+        names = CITYSCAPES_NAMES if self.label_nc == len(CITYSCAPES_NAMES) else None
+        for p in self.phases:
+            sizes = ", ".join(f"{s} ({n} frames)" for s, n in p.sizes.most_common())
+            rgb = f"{p.video_sequences} video files, {p.sequences - p.video_sequences} image folders"
+            inst = "yes" if p.has_inst else (
+                "MISSING (data.use_instance is true: the boundary channel will be all zeros)"
+                if self.use_instance else "none")
+            lines.append(f"  {p.phase}: {p.sequences} sequences, {p.frames} frames; sizes {sizes}")
+            lines.append(f"    RGB: {rgb}; instance maps: {inst}; exact flow: {'yes' if p.has_flow else 'no'}")
+            total = p.histogram.sum()
+            used = [(i, c) for i, c in enumerate(p.histogram) if c]
+            used.sort(key=lambda item: -item[1])
+            parts = [f"{i}{' ' + names[i] if names else ''} {100 * c / total:.1f}%" for i, c in used]
+            lines.append(f"    labels ({len(used)} of data.label_nc={self.label_nc} ids used, % of pixels): "
+                         + ", ".join(parts))
+        return "\n".join(lines)
+
+
+def _check_sequence(seq: SequenceFiles, label_nc: int, summary: PhaseSummary) -> None:
+    size, first = None, seq.labels[0]
+
+    def same(shape: tuple, path: Path) -> None:
+        if shape[:2] != size:
+            raise DataError(f"{path}: size {shape[0]}x{shape[1]} differs from {first} ({size[0]}x{size[1]}); "
+                            "every frame, label and instance map of a sequence must have the same size")
+
+    for path in seq.labels:
+        labels = read_labels(path, label_nc)
+        size = size or labels.shape
+        same(labels.shape, path)
+        summary.histogram += np.bincount(labels.ravel(), minlength=label_nc)[:label_nc]
+    if seq.is_video:
+        n = 0
+        for frame in iter_frames(seq.frames):
+            same(frame.shape, seq.frames)
+            n += 1
+        if n != len(seq):
+            raise DataError(f"{seq.frames}: decoded {n} frames but the container says {len(seq)} (and there are "
+                            f"{len(seq)} label maps); the video is truncated or damaged; re-encode it")
+        summary.video_sequences += 1
+    else:
+        for path in seq.frames:
+            same(read_image(path).shape, path)
+    for path in seq.inst or []:
+        same(read_ids(path, "instance").shape, path)
+    for path in (seq.flow_fw or []) + (seq.flow_bw or []):
+        same(read_flow(path).shape, path)
+    summary.sizes[f"{size[0]}x{size[1]}"] += len(seq)
+
+
+def check_phase(root: Path, phase: str, label_nc: int) -> PhaseSummary:
+    sequences = scan(root, phase)
+    summary = PhaseSummary(phase, len(sequences), sum(len(s) for s in sequences),
+                           has_inst=sequences[0].inst is not None, has_flow=sequences[0].flow_fw is not None,
+                           histogram=np.zeros(label_nc, np.int64))
+    for seq in sequences:
+        _check_sequence(seq, label_nc, summary)
+    return summary
+
+
+def check_dataset(data_cfg) -> DatasetSummary:
+    """Validate every file of every phase of the dataset (data_cfg.phase must be among them)."""
+    root = ensure_dataset(data_cfg)
+    names = phases(root)
+    if data_cfg.phase not in names:
+        scan(root, data_cfg.phase)  # raises the error that explains what is missing
+    ordered = [data_cfg.phase] + [p for p in names if p != data_cfg.phase]
+    return DatasetSummary(root, data_cfg.label_nc, data_cfg.use_instance,
+                          [check_phase(root, p, data_cfg.label_nc) for p in ordered])

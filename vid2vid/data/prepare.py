@@ -1,0 +1,161 @@
+"""`vid2vid prepare video`: a paired dataset (vid2vid layout) from any video.
+
+Labels are derived from the frames themselves:
+  edges     Canny edges as ids {0, 1} (data.label_nc 2)
+  kmeans:K  Lab colour clusters, centres fitted ONCE per video on a sample of frames (so the labels
+            of a static colour do not flicker), ids 0..K-1 ordered by lightness (data.label_nc K)
+The video is cut into sequences of seq_len frames; the last test_fraction of it becomes test_*.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vid2vid.config import Size
+from vid2vid.errors import DataError, UserError
+from vid2vid.video_io import iter_frames, probe
+
+SAMPLE_FRAMES = 8  # frames the colour clusters are fitted on, spread over the video
+SAMPLE_PIXELS = 40_000
+
+
+def parse_labels(spec: str) -> tuple[str, int]:
+    """'edges' -> ('edges', 2); 'kmeans:8' -> ('kmeans', 8)."""
+    if spec == "edges":
+        return "edges", 2
+    kind, _, k = spec.partition(":")
+    if kind == "kmeans" and k.isdigit() and 2 <= int(k) <= 255:
+        return "kmeans", int(k)
+    raise UserError(f"--labels {spec!r}: expected edges or kmeans:K with K in 2..255, e.g. kmeans:8")
+
+
+def edge_labels(rgb: np.ndarray) -> np.ndarray:
+    """RGB uint8 [H,W,3] -> Canny edges as ids {0,1} [H,W] uint8."""
+    grey = cv2.GaussianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (0, 0), 1.0)
+    return (cv2.Canny(grey, 50, 150) > 0).astype(np.uint8)
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    """RGB uint8 [H,W,3] -> Lab float32 [H,W,3] (L in 0..100), lightly smoothed against sensor noise."""
+    return cv2.cvtColor(cv2.GaussianBlur(rgb, (0, 0), 1.0).astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
+
+
+def fit_colour_clusters(frames: list[np.ndarray], k: int, seed: int = 0) -> np.ndarray:
+    """k Lab centres [k,3] fitted on a pixel sample of the given frames, sorted by lightness (L)."""
+    pixels = np.concatenate([_lab(f).reshape(-1, 3) for f in frames])
+    rng = np.random.default_rng(seed)
+    if len(pixels) > SAMPLE_PIXELS:
+        pixels = pixels[rng.choice(len(pixels), SAMPLE_PIXELS, replace=False)]
+    if len(np.unique(pixels, axis=0)) < k:
+        raise UserError(f"kmeans:{k}: the video has fewer than {k} distinct colours; use a smaller K")
+    cv2.setRNGSeed(seed)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 0.05)
+    _, _, centres = cv2.kmeans(pixels, k, None, criteria, 3, cv2.KMEANS_PP_CENTERS)
+    return centres[np.argsort(centres[:, 0], kind="stable")].astype(np.float32)
+
+
+def cluster_table(centres: np.ndarray, bits: int = 6) -> np.ndarray:
+    """Nearest-centre id for every RGB colour quantised to `bits` per channel: [2^b,2^b,2^b] uint8."""
+    levels = (np.arange(2**bits, dtype=np.float32) + 0.5) * (256 / 2**bits)
+    rgb = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 1, 3)  # [N,1,3]
+    lab = cv2.cvtColor(rgb / 255, cv2.COLOR_RGB2Lab)  # [N,1,3]
+    dist = ((lab - centres[None]) ** 2).sum(-1)  # [N,K]
+    return dist.argmin(1).astype(np.uint8).reshape(2**bits, 2**bits, 2**bits)
+
+
+def cluster_labels(rgb: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """RGB uint8 [H,W,3] -> id of the nearest Lab centre [H,W] uint8, through cluster_table's lookup."""
+    shift = 8 - int(np.log2(table.shape[0]))
+    q = cv2.GaussianBlur(rgb, (0, 0), 1.0) >> shift
+    return table[q[..., 0], q[..., 1], q[..., 2]]
+
+
+def split_sequences(n: int, seq_len: int, test_fraction: float) -> list[tuple[str, int, int]]:
+    """(phase, first frame, frame count) per sequence. A remainder shorter than seq_len/2 joins the
+    sequence before it."""
+    n_test = int(round(n * test_fraction))
+    out = []
+    for phase, start, count in (("train", 0, n - n_test), ("test", n - n_test, n_test)):
+        chunks = [[s, min(seq_len, start + count - s)] for s in range(start, start + count, seq_len)]
+        if len(chunks) > 1 and chunks[-1][1] < max(2, seq_len / 2):
+            chunks[-2][1] += chunks.pop()[1]
+        out += [(phase, s, c) for s, c in chunks if c >= 2]
+    return out
+
+
+def _resized(frame: np.ndarray, size: Size | None) -> np.ndarray:
+    if size is None or frame.shape[:2] == tuple(size):
+        return frame
+    shrink = size.h * size.w < frame.shape[0] * frame.shape[1]
+    return cv2.resize(frame, (size.w, size.h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _write(path: Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), image):
+        raise DataError(f"cannot write {path}; check that the folder is writable and the disk not full")
+
+
+def prepare_video(input: str | os.PathLike, out: str | os.PathLike, *, labels: str = "edges",
+                  size: Size | None = None, seq_len: int = 30, test_fraction: float = 0.2,
+                  max_frames: int | None = None) -> str:
+    """Write a vid2vid-layout dataset (train_A/B, test_A/B) made from one video. Returns a summary."""
+    kind, label_nc = parse_labels(labels)
+    if seq_len < 2:
+        raise UserError(f"--seq-len {seq_len}: a sequence needs at least 2 frames")
+    if not 0.0 <= test_fraction < 1.0:
+        raise UserError(f"--test-fraction {test_fraction}: must be in [0, 1)")
+    input, out = Path(input), Path(out)
+    if out.exists():
+        raise UserError(f"{out} already exists; remove it or choose another output folder")
+    n = probe(input).n_frames
+    if max_frames is not None:
+        n = min(n, max_frames)
+    plan = split_sequences(n, seq_len, test_fraction)
+    if not plan:
+        raise DataError(f"{input}: only {n} frames; too few for one sequence of at least 2 frames")
+    table = None
+    if kind == "kmeans":
+        picks = set(np.linspace(0, n - 1, min(SAMPLE_FRAMES, n)).round().astype(int).tolist())
+        sample = [_resized(f, size) for i, f in zip(range(n), iter_frames(input)) if i in picks]
+        table = cluster_table(fit_colour_clusters(sample, label_nc))
+    where = {}  # frame index -> (phase, sequence name, index in sequence)
+    counters = {"train": 0, "test": 0}
+    for phase, start, count in plan:
+        name = f"seq_{counters[phase]:04d}"
+        counters[phase] += 1
+        where.update({start + j: (phase, name, j) for j in range(count)})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        shape, decoded = None, 0
+        for i, frame in zip(range(n), iter_frames(input)):
+            decoded += 1
+            if i not in where:
+                continue
+            frame = _resized(frame, size)
+            shape = frame.shape[:2]
+            ids = edge_labels(frame) if kind == "edges" else cluster_labels(frame, table)
+            phase, name, j = where[i]
+            for side, image in (("A", ids), ("B", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))):
+                folder = tmp / f"{phase}_{side}" / name
+                folder.mkdir(parents=True, exist_ok=True)
+                _write(folder / f"{j:05d}.png", image)
+        if decoded < n:
+            raise DataError(f"{input}: decoded {decoded} frames but the container says {n}; the video is "
+                            "truncated or damaged; re-encode it")
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    frames = {p: sum(c for ph, _, c in plan if ph == p) for p in counters}
+    return (f"wrote {out}: {counters['train']} train sequences ({frames['train']} frames), {counters['test']} test "
+            f"sequences ({frames['test']} frames), {shape[0]}x{shape[1]}, labels {labels} "
+            f"(label_nc {label_nc}, no instance maps)\n"
+            f"use it with: --set data.root={out} data.source=folder data.label_nc={label_nc} "
+            f"data.use_instance=false data.load_size={shape[0]}x{shape[1]} data.crop_size={shape[0]}x{shape[1]}")
