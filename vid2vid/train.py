@@ -1,0 +1,549 @@
+"""The Accelerate trainer: `train(cfg, resume=None)`.
+
+One loop for clips [B,T,...]; the image models are its T = 1 case (every frame of a clip is an
+independent image). A training step consumes optim.grad_accum loader batches (per process):
+  1. D phase: fakes for every micro-batch (no graph kept when accumulating), D loss on detached
+     fakes, one D optimizer step;
+  2. G phase: D frozen (requires_grad False, called without its DDP wrapper), G loss, one G
+     optimizer step, EMA update; then every LR scheduler steps once.
+So a step with grad_accum k and batch B equals one step with batch k*B, and G's gradients never
+reach D's update (D's parameters do not require grad while G's loss is back-propagated).
+
+Run folder (train.out_dir): config.yaml, log.jsonl, samples/step_XXXXXXX.png,
+checkpoints/step_XXXXXXX/ (vid2vid.checkpoint), export/ (config.yaml + generator.safetensors).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from einops import rearrange
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+from vid2vid import checkpoint as ckpt
+from vid2vid.config import Config, save_config
+from vid2vid.errors import ConfigError, DataError, UserError
+
+IMAGE_MODELS = ("pix2pix", "pix2pixhd", "spade")
+
+# ----------------------------------------------------------------------------------------------
+# Config checks that need the environment (the static rules live in config.check)
+# ----------------------------------------------------------------------------------------------
+
+
+def check_trainable(cfg: Config, num_processes: int = 1) -> None:
+    """Refuse settings this trainer cannot honour, naming the key and the fix."""
+    if cfg.model.name not in IMAGE_MODELS:
+        raise ConfigError(f"model.name: {cfg.model.name!r} (the sequential video generator) cannot be trained "
+                          f"yet; the trainer supports the image models {', '.join(IMAGE_MODELS)}: use "
+                          "configs/demo_image.yaml (synthetic data) or configs/street_image.yaml, or set "
+                          "model.name=pix2pixhd")
+    if cfg.model.feat_num > 0 or cfg.model.use_vae:
+        key = "model.feat_num" if cfg.model.feat_num > 0 else "model.use_vae"
+        raise ConfigError(f"{key}: the trainer does not train the pix2pixHD feature encoder or the SPADE VAE "
+                          "encoder yet; set model.feat_num=0 and model.use_vae=false")
+    if cfg.train.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("train.mixed_precision: 'fp16' needs a CUDA GPU; on CPU use bf16 or no")
+    if cfg.train.tracker == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise ConfigError("train.tracker: 'tensorboard' is not installed; pip install tensorboard "
+                              "(or pip install -e '.[tensorboard]'), or set train.tracker=none") from None
+    if cfg.loss.gan_mode == "wgan-gp" and num_processes > 1:
+        raise ConfigError("loss.gan_mode: 'wgan-gp' trains in one process only (its gradient penalty needs a "
+                          "double backward, which DistributedDataParallel does not support); use hinge or ls "
+                          "for multi-process training")
+
+
+# ----------------------------------------------------------------------------------------------
+# Schedules, optimizers, EMA
+# ----------------------------------------------------------------------------------------------
+
+
+def lr_factor(step: int, max_steps: int, decay_start: float) -> float:
+    """Linear decay: 1 until decay_start * max_steps, then linearly to 0 at max_steps."""
+    start = decay_start * max_steps
+    if step <= start or max_steps <= start:
+        return 1.0
+    return max(0.0, 1.0 - (step - start) / (max_steps - start))
+
+
+def learning_rates(cfg: Config) -> tuple[float, float, tuple[float, float]]:
+    """(lr_G, lr_D, betas) with TTUR applied: G lr / 2, D lr * 2, betas (0, 0.9)."""
+    o = cfg.optim
+    if o.ttur:
+        return o.lr / 2, o.lr_D if o.lr_D is not None else o.lr * 2, (0.0, 0.9)
+    return o.lr, o.lr_D if o.lr_D is not None else o.lr, (o.beta1, o.beta2)
+
+
+def make_schedulers(cfg: Config, *optimizers):
+    max_steps, decay_start = cfg.train.max_steps, cfg.optim.decay_start
+    return [torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, max_steps, decay_start))
+            for opt in optimizers]
+
+
+class EMA:
+    """Exponential moving average of a model's parameters (buffers are copied)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for ema_p, p in zip(self.model.parameters(), model.parameters(), strict=True):
+            ema_p.lerp_(p.detach().to(ema_p.dtype), 1.0 - self.decay)
+        for ema_b, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            ema_b.copy_(b)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.model.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(state)
+
+
+# ----------------------------------------------------------------------------------------------
+# Data order: a seeded permutation per epoch, resumable at any batch
+# ----------------------------------------------------------------------------------------------
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation of range(n) drawn from (seed, epoch) alone, so every process and every resume
+    sees the same order. `skip(k)` drops the first k indices of the next iteration (resume)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch, self._skip = n, seed, 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def skip(self, k: int) -> None:
+        self._skip = k
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
+        start, self._skip = self._skip, 0
+        return iter(order[start:])
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def endless_batches(loader, sampler: EpochSampler, epoch: int, batch_in_epoch: int, indices_per_batch: int):
+    """Yield (epoch, batches consumed in that epoch, batch) forever, starting at a data position."""
+    while True:
+        sampler.skip(batch_in_epoch * indices_per_batch)
+        loader.set_epoch(epoch)  # also sets the sampler's and the dataset's epoch
+        for i, batch in enumerate(loader, start=batch_in_epoch + 1):
+            yield epoch, i, batch
+        epoch, batch_in_epoch = epoch + 1, 0
+
+
+# ----------------------------------------------------------------------------------------------
+# The step
+# ----------------------------------------------------------------------------------------------
+
+
+def frames_as_images(batch: dict) -> dict:
+    """Clips [B,T,...] -> images [B*T,...] (the image models' T = 1 view of the video loop)."""
+    return {k: rearrange(v, "b t ... -> (b t) ...") for k, v in batch.items()
+            if isinstance(v, torch.Tensor) and k in ("labels", "frames", "inst")}
+
+
+def set_requires_grad(model: torch.nn.Module, flag: bool) -> None:
+    for p in model.parameters():
+        p.requires_grad_(flag)
+
+
+def _split(preds, n: int):
+    """Multi-scale D output on cat([fake, real]) -> (fake part, real part), per scale per feature."""
+    return ([[f[:n] for f in scale] for scale in preds], [[f[n:] for f in scale] for scale in preds])
+
+
+class Trainer:
+    """Holds the prepared models, optimizers, schedulers and losses; `step()` runs one training step."""
+
+    def __init__(self, cfg: Config, accelerator: Accelerator, G, D, opt_G, opt_D, sched_G, sched_D, losses,
+                 ema: EMA | None):
+        self.cfg, self.acc = cfg, accelerator
+        self.G, self.D, self.opt_G, self.opt_D = G, D, opt_G, opt_D
+        self.schedulers = (sched_G, sched_D)
+        self.losses, self.ema = losses, ema
+        self.accum = cfg.optim.grad_accum
+
+    def semantics(self, images: dict) -> torch.Tensor:
+        from vid2vid.data.encoding import semantic_input
+
+        return semantic_input(images["labels"], images.get("inst"), self.cfg.data.label_nc,
+                              self.cfg.data.use_instance)  # [N, C_in, H, W]
+
+    def _sync(self, model, last: bool):
+        """No gradient all-reduce until the last micro-batch of an accumulated step."""
+        return nullcontext() if last else self.acc.no_sync(model)
+
+    def _clip(self, model) -> None:
+        if self.cfg.optim.grad_clip > 0:
+            self.acc.clip_grad_norm_(model.parameters(), self.cfg.optim.grad_clip)
+
+    def d_losses(self, sem: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """D on (semantics, fake) and (semantics, real) in one batch (one DDP forward per backward)."""
+        fake_in, real_in = torch.cat([sem, fake], 1), torch.cat([sem, real], 1)  # [N, C_in + 3, H, W]
+        fake_out, real_out = _split(self.D(torch.cat([fake_in, real_in], 0)), len(sem))
+        return self.losses.discriminator(real_outputs=real_out, fake_outputs=fake_out,
+                                         discriminator=self.acc.unwrap_model(self.D), real_input=real_in,
+                                         fake_input=fake_in)
+
+    def g_losses(self, D_frozen, sem: torch.Tensor, fake: torch.Tensor, real: torch.Tensor
+                 ) -> dict[str, torch.Tensor]:
+        both = torch.cat([torch.cat([sem, fake], 1), torch.cat([sem, real], 1)], 0)
+        fake_out, real_out = _split(D_frozen(both), len(sem))
+        return self.losses.generator(fake_outputs=fake_out, real_outputs=real_out, fake=fake, real=real)
+
+    def step(self, micro_batches: list[dict]) -> dict[str, float]:
+        """One optimizer step of D, then of G, over grad_accum micro-batches. Returns the loss parts."""
+        acc, k = self.acc, len(micro_batches)
+        parts: dict[str, float] = {}
+        inputs = []
+        for mb in micro_batches:
+            images = frames_as_images(mb)
+            inputs.append((self.semantics(images), images["frames"]))
+
+        # D phase: fakes detached; one D update over all micro-batches.
+        set_requires_grad(self.D, True)
+        kept_fakes = []
+        for i, (sem, real) in enumerate(inputs):
+            with acc.autocast(), (nullcontext() if k == 1 else torch.no_grad()):
+                fake = self.G(sem)  # [N,3,H,W]; its graph is kept for the G phase only when k == 1
+            kept_fakes.append(fake if k == 1 else None)
+            with self._sync(self.D, i == k - 1), acc.autocast():
+                d_parts = self.d_losses(sem, fake.detach(), real)
+                acc.backward(d_parts["total"] / k)
+            _add(parts, d_parts, "D/", k)
+        self._clip(self.D)
+        self.opt_D.step()
+        self.opt_D.zero_grad(set_to_none=True)
+
+        # G phase: D frozen and used without its DDP wrapper (no reducer involvement).
+        set_requires_grad(self.D, False)
+        D_frozen = acc.unwrap_model(self.D)
+        for i, (sem, real) in enumerate(inputs):
+            with self._sync(self.G, i == k - 1), acc.autocast():
+                fake = kept_fakes[i] if k == 1 else self.G(sem)
+                g_parts = self.g_losses(D_frozen, sem, fake, real)
+                acc.backward(g_parts["total"] / k)
+            _add(parts, g_parts, "G/", k)
+        set_requires_grad(self.D, True)
+        self._clip(self.G)
+        self.opt_G.step()
+        self.opt_G.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(acc.unwrap_model(self.G))
+        for s in self.schedulers:
+            s.step()
+        return parts
+
+    def lrs(self) -> dict[str, float]:
+        return {"lr/G": self.opt_G.param_groups[0]["lr"], "lr/D": self.opt_D.param_groups[0]["lr"]}
+
+    def export_state(self) -> dict[str, torch.Tensor]:
+        """The generator weights to export: EMA when on."""
+        model = self.ema.model if self.ema is not None else self.acc.unwrap_model(self.G)
+        return model.state_dict()
+
+
+def _add(total: dict[str, float], parts: dict[str, torch.Tensor], prefix: str, k: int) -> None:
+    for name, v in parts.items():
+        total[prefix + name] = total.get(prefix + name, 0.0) + float(v.detach()) / k
+
+
+# ----------------------------------------------------------------------------------------------
+# Logging and samples
+# ----------------------------------------------------------------------------------------------
+
+
+class JsonlLog:
+    """`<out_dir>/log.jsonl`: one JSON object per logged step; a resume drops lines after its step."""
+
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        if resume_step is not None and path.is_file():
+            keep = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            ckpt.atomic_write_text(path, "".join(line + "\n" for line in keep))
+        elif resume_step is None and path.exists():
+            path.unlink()
+
+    def write(self, record: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def label_colours(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """labels [N,H,W] int -> [N,3,H,W] in [-1,1] with a fixed pseudo-random colour per id."""
+    g = torch.Generator().manual_seed(12345)
+    palette = torch.rand(max(n, int(labels.max()) + 1), 3, generator=g) * 2 - 1
+    return rearrange(palette.to(labels.device)[labels.long()], "n h w c -> n c h w")
+
+
+def sample_grid(images: dict, fake: torch.Tensor, label_nc: int) -> torch.Tensor:
+    """Rows of (labels, real, fake) -> one image [3, H', W'] in [0, 1]."""
+    from torchvision.utils import make_grid
+
+    rows = torch.stack([label_colours(images["labels"], label_nc), images["frames"].float(), fake.float()], 1)
+    return make_grid(rearrange(rows, "n r c h w -> (n r) c h w").cpu().clamp(-1, 1) * 0.5 + 0.5, nrow=3, padding=2)
+
+
+def write_png(path: Path, image: torch.Tensor) -> None:
+    """image [3,H,W] in [0,1] -> PNG, atomically."""
+    import cv2
+    import numpy as np
+
+    rgb = (image.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise UserError(f"{path}: could not write the sample image; check that the folder is writable")
+    tmp.replace(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(acc: Accelerator, trainer: Trainer, out_dir: Path, state: dict) -> Path | None:
+    """Every process calls this. accelerate's save_state + our state, written to a temporary folder
+    and renamed; then the export is refreshed. Returns the checkpoint folder on the main process."""
+    cfg = trainer.cfg
+    tmp = ckpt.temp_checkpoint_dir(out_dir / "checkpoints", state["step"])
+    if acc.is_main_process and tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    acc.wait_for_everyone()
+    acc.save_state(str(tmp), safe_serialization=True)
+    ckpt.save_rng(tmp, acc.process_index)
+    final = None
+    if acc.is_main_process:
+        if trainer.ema is not None:
+            ckpt.atomic_save_safetensors(trainer.ema.state_dict(), tmp / ckpt.EMA_FILE)
+        ckpt.write_trainer_state(tmp, state)
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        final = ckpt.finalize_checkpoint(tmp, cfg.train.keep_last)
+        ckpt.export_generator(trainer.export_state(), cfg, out_dir / "export")
+    acc.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(acc: Accelerator, trainer: Trainer, path: Path) -> dict:
+    """Restore models, optimizers, schedulers, RNG and our own state; returns the trainer state."""
+    state = ckpt.read_trainer_state(path)
+    try:
+        acc.load_state(str(path))
+    except (RuntimeError, KeyError, ValueError, FileNotFoundError) as e:
+        raise UserError(f"{path}: cannot resume from this checkpoint with the current config ({e}); resume with "
+                        "the config the run was started with (<train.out_dir>/config.yaml)") from None
+    ckpt.load_rng(path, acc.process_index)
+    if trainer.ema is not None:
+        ema_file = path / ckpt.EMA_FILE
+        if ema_file.is_file():
+            trainer.ema.load_state_dict(load_file(str(ema_file), device=str(acc.device)))
+        else:  # EMA switched on at resume: start it from the current weights
+            trainer.ema.load_state_dict(acc.unwrap_model(trainer.G).state_dict())
+    return state
+
+
+# ----------------------------------------------------------------------------------------------
+# train()
+# ----------------------------------------------------------------------------------------------
+
+
+def _build_data(cfg: Config, num_processes: int):
+    from vid2vid.data.check import check_dataset
+    from vid2vid.data.sequences import build_dataset
+    from vid2vid.data.synthetic import ensure_dataset
+
+    ensure_dataset(cfg.data)
+    check_dataset(cfg.data)
+    dataset = build_dataset(cfg.data, phase=cfg.data.phase, seed=cfg.train.seed)
+    dataset.set_n_frames(1)  # image models: single frames (T = 1)
+    global_batch = cfg.data.batch_size * num_processes
+    if len(dataset) < global_batch:
+        raise DataError(f"{cfg.data.root}: {len(dataset)} training items, fewer than data.batch_size "
+                        f"({cfg.data.batch_size}) x {num_processes} processes; lower data.batch_size or add data")
+    sampler = EpochSampler(len(dataset), cfg.train.seed)
+    loader = DataLoader(dataset, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
+                        num_workers=cfg.data.num_workers, pin_memory=torch.cuda.is_available())
+    return dataset, sampler, loader
+
+
+def _sample_images(cfg: Config, n: int = 4) -> dict:
+    """A fixed batch for sample grids: the first items of the test phase (train when absent)."""
+    from torch.utils.data import default_collate
+
+    from vid2vid.data.sequences import build_dataset
+
+    phase = "test" if (Path(cfg.data.root) / "test_A").is_dir() else cfg.data.phase
+    dataset = build_dataset(cfg.data, phase=phase, seed=cfg.train.seed)
+    dataset.set_n_frames(1)
+    items = [dataset[i] for i in range(min(n, len(dataset)))]
+    return frames_as_images(default_collate([{k: v for k, v in it.items() if isinstance(v, torch.Tensor)}
+                                             for it in items]))
+
+
+def _flat_config(cfg: Config) -> dict:
+    from vid2vid.config import to_dict
+
+    out = {}
+
+    def walk(tree, prefix):
+        for k, v in tree.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}/")
+            else:
+                out[prefix + k] = v if isinstance(v, (int, float, str, bool)) else str(v)
+
+    walk(to_dict(cfg), "")
+    return out
+
+
+@dataclass
+class TrainResult:
+    step: int
+    out_dir: Path
+    checkpoint: Path | None  # the last checkpoint folder (main process; None elsewhere)
+    export: Path
+    generator: torch.nn.Module  # this process's unwrapped modules, for inspection
+    discriminator: torch.nn.Module
+    ema: torch.nn.Module | None
+
+
+def train(cfg: Config, resume: str | None = None, stop_at: int | None = None) -> TrainResult:
+    """Train cfg's image model for train.max_steps steps (or until step `stop_at`, checkpointing there,
+    as a job with a time limit would; the LR schedule still follows train.max_steps).
+    resume: "latest" (newest checkpoint of train.out_dir; a fresh start when there is none) or a folder."""
+
+    out_dir = Path(cfg.train.out_dir)
+    ckpt_root = out_dir / "checkpoints"
+    acc = Accelerator(mixed_precision=cfg.train.mixed_precision, step_scheduler_with_optimizer=False,
+                      log_with="tensorboard" if cfg.train.tracker == "tensorboard" else None,
+                      project_dir=str(out_dir))
+    try:
+        check_trainable(cfg, acc.num_processes)
+        resume_from = ckpt.resolve_resume(resume, ckpt_root) if resume else None
+        if resume is None and ckpt.list_checkpoints(ckpt_root):
+            raise ConfigError(f"train.out_dir: {out_dir} already holds checkpoints; continue it with --resume "
+                              "(latest or a checkpoint folder) or choose another train.out_dir")
+        return _train(cfg, acc, out_dir, resume_from, min(stop_at or cfg.train.max_steps, cfg.train.max_steps))
+    finally:
+        acc.end_training()
+
+
+def _train(cfg: Config, acc: Accelerator, out_dir: Path, resume_from: Path | None, last_step: int) -> TrainResult:
+    from vid2vid.models.build import build_discriminator, build_generator, build_losses
+
+    set_seed(cfg.train.seed)
+    dataset, sampler, loader = _build_data(cfg, acc.num_processes)
+    if acc.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "samples").mkdir(exist_ok=True)
+        tmp = out_dir / ".config.yaml.tmp"
+        save_config(cfg, tmp)
+        tmp.replace(out_dir / "config.yaml")
+    acc.wait_for_everyone()
+
+    G, D = build_generator(cfg), build_discriminator(cfg)
+    lr_G, lr_D, betas = learning_rates(cfg)
+    opt_G = torch.optim.Adam(G.parameters(), lr=lr_G, betas=betas)
+    opt_D = torch.optim.Adam(D.parameters(), lr=lr_D, betas=betas)
+    sched_G, sched_D = make_schedulers(cfg, opt_G, opt_D)
+    ema = EMA(G, cfg.optim.ema) if cfg.optim.ema > 0 else None
+    G, D, opt_G, opt_D, sched_G, sched_D, loader = acc.prepare(G, D, opt_G, opt_D, sched_G, sched_D, loader)
+    if ema is not None:
+        ema.model.to(acc.device)
+    losses = build_losses(cfg).to(acc.device)  # the frozen VGG is only moved, never prepared
+    trainer = Trainer(cfg, acc, G, D, opt_G, opt_D, sched_G, sched_D, losses, ema)
+
+    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0}
+    if resume_from is not None:
+        state = load_checkpoint(acc, trainer, resume_from)
+        acc.print(f"resumed from {resume_from} at step {state['step']}")
+    elif acc.is_main_process:
+        acc.print(f"training {cfg.model.name} for {cfg.train.max_steps} steps into {out_dir}")
+    log = JsonlLog(out_dir / "log.jsonl", state["step"] if resume_from is not None else None) \
+        if acc.is_main_process else None
+    if acc.is_main_process and cfg.train.tracker != "none":
+        acc.init_trackers("vid2vid", config=_flat_config(cfg))
+    samples = _sample_images(cfg) if acc.is_main_process else None
+
+    indices_per_batch = cfg.data.batch_size * acc.num_processes
+    batches = endless_batches(loader, sampler, state["epoch"], state["batch_in_epoch"], indices_per_batch)
+    bar = tqdm(total=cfg.train.max_steps, initial=state["step"], disable=not acc.is_main_process,
+               desc="train", dynamic_ncols=True)
+    last_ckpt, t_log, steps_since_log = None, time.perf_counter(), 0
+    while state["step"] < last_step:
+        micro = []
+        for _ in range(cfg.optim.grad_accum):
+            epoch, batch_in_epoch, batch = next(batches)
+            micro.append(batch)
+        lrs = trainer.lrs()  # the rates this step uses
+        parts = trainer.step(micro)
+        state.update(step=state["step"] + 1, epoch=epoch, batch_in_epoch=batch_in_epoch)
+        step, steps_since_log = state["step"], steps_since_log + 1
+        bar.update(1)
+        if not all(math.isfinite(v) for v in parts.values()):
+            raise UserError(f"step {step}: a loss is not finite ({parts}); lower optim.lr, enable optim.grad_clip "
+                            "or use train.mixed_precision=bf16 instead of fp16")
+        if step % cfg.train.log_every == 0 or step == last_step:
+            mean_parts = {k: float(v) for k, v in zip(parts, acc.reduce(
+                torch.tensor(list(parts.values()), device=acc.device), "mean").tolist())}
+            now = time.perf_counter()
+            if acc.is_main_process:
+                record = {"step": step, "epoch": epoch, **lrs, **mean_parts,
+                          "it_s": steps_since_log / max(now - t_log, 1e-9)}
+                log.write(record)
+                bar.set_postfix({"G" if k == "G/total" else "D" if k == "D/total" else k.split("/")[-1]: f"{v:.3g}"
+                                 for k, v in mean_parts.items() if k.startswith("G/") or k == "D/total"},
+                                refresh=False)
+                acc.log({k: v for k, v in record.items() if k != "step"}, step=step)
+            t_log, steps_since_log = now, 0
+        if acc.is_main_process and (step % cfg.train.sample_every == 0 or step == last_step):
+            _write_sample(acc, trainer, samples, out_dir, step)
+        if step % cfg.train.checkpoint_every == 0 or step == last_step:  # also refreshes the export
+            last_ckpt = save_checkpoint(acc, trainer, out_dir, dict(state))
+    bar.close()
+    if acc.is_main_process and not (out_dir / "export" / ckpt.EXPORT_WEIGHTS).is_file():
+        ckpt.export_generator(trainer.export_state(), cfg, out_dir / "export")  # resumed at the last step
+    acc.wait_for_everyone()
+    return TrainResult(state["step"], out_dir, last_ckpt, out_dir / "export", acc.unwrap_model(G),
+                       acc.unwrap_model(D), ema.model if ema is not None else None)
+
+
+@torch.no_grad()
+def _write_sample(acc: Accelerator, trainer: Trainer, samples: dict, out_dir: Path, step: int) -> None:
+    images = {k: v.to(acc.device) for k, v in samples.items()}
+    model = trainer.ema.model if trainer.ema is not None else acc.unwrap_model(trainer.G)
+    was_training = model.training
+    model.eval()
+    with acc.autocast():
+        fake = model(trainer.semantics(images))
+    model.train(was_training)
+    grid = sample_grid(images, fake, trainer.cfg.data.label_nc)
+    write_png(out_dir / "samples" / f"step_{step:07d}.png", grid)
+    for tracker in acc.trackers:
+        if tracker.name == "tensorboard":
+            tracker.writer.add_image("samples", grid, step)
