@@ -141,7 +141,8 @@ class OnDemandCorr:
         index = batch_index[:, None, None] * (h_l * w_l) + ys[:, None, :] * w_l + xs[:, :, None]
         index = torch.where(inside, index, rows.shape[0] - 1)  # the zero row
         gathered = rows.index_select(0, index.flatten()).view(index.shape[0], -1, rows.shape[1])  # [N,K*K,C]
-        dots = torch.bmm(gathered, f1[:, :, None]).view(index.shape)  # [N,K(x),K(y)]
+        # [N,1,C] @ [N,C,K*K]: this layout is several times faster than [N,K*K,C] @ [N,C,1] on CPU
+        dots = torch.bmm(f1[:, None, :], gathered.transpose(1, 2)).view(index.shape)  # [N,K(x),K(y)]
         fx, fy = frac[:, 0, None, None], frac[:, 1, None, None]
         out = (
             (1 - fx) * (1 - fy) * dots[:, :-1, :-1]

@@ -1,0 +1,243 @@
+"""Train RAFT on a dataset with exact flow (the vid2vid layout; e.g. the synthetic street scenes).
+
+Layout read here (no vid2vid import): <root>/<phase>_B/<seq>/*.png|jpg frames sorted by name and
+<root>/<phase>_flow/<seq>/fw_00000.flo (frame t -> t+1), bw_00000.flo (t+1 -> t). Both
+directions are training pairs. Loss: RAFT's sequence loss (L1 on every iteration's flow,
+weighted gamma^(N-1-i)); AdamW with a one-cycle schedule (linear, 5% warm-up) and gradient
+clipping at 1, as in the paper. Checkpoints are torchvision-format state dicts (`load_raft`
+and torchvision's RAFT read them). At the end the held-out pairs (phase 'test') are evaluated:
+EPE of the model and of zero flow.
+"""
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from flow.errors import FlowError
+from flow.io import read_flo
+from flow.raft import RAFT, raft_large, raft_small
+from flow.warp import valid_mask
+from flow.weights import load_raft
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MAX_FLOW = 400.0  # ground truth beyond this is ignored, as in RAFT
+_SIGNS = (torch.tensor([-1.0, 1.0]).view(2, 1, 1), torch.tensor([1.0, -1.0]).view(2, 1, 1))  # flips in x, in y
+
+
+@dataclass(frozen=True)
+class FlowPair:
+    image1: Path
+    image2: Path
+    flow: Path  # image1 -> image2
+    reverse_flow: Path | None  # image2 -> image1 (for the evaluation's valid mask)
+
+
+def find_pairs(root, phase: str, *, both_directions: bool) -> list[FlowPair]:
+    """Every (frame t, frame t+1, fw_t) pair of a phase, plus (t+1, t, bw_t) when both_directions."""
+    root = Path(root)
+    frames_dir, flow_dir = root / f"{phase}_B", root / f"{phase}_flow"
+    if not frames_dir.is_dir() or not flow_dir.is_dir():
+        raise FlowError(f"{root} has no {phase}_B/ and {phase}_flow/ folders: flow training needs frames "
+                        "and exact flow in the vid2vid layout (e.g. `vid2vid prepare synthetic`)")
+    pairs = []
+    for seq in sorted(p for p in frames_dir.iterdir() if p.is_dir()):
+        frames = sorted(p for p in seq.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        for t in range(len(frames) - 1):
+            fw, bw = flow_dir / seq.name / f"fw_{t:05d}.flo", flow_dir / seq.name / f"bw_{t:05d}.flo"
+            if fw.is_file():
+                pairs.append(FlowPair(frames[t], frames[t + 1], fw, bw if bw.is_file() else None))
+            if both_directions and bw.is_file():
+                pairs.append(FlowPair(frames[t + 1], frames[t], bw, fw if fw.is_file() else None))
+    if not pairs:
+        raise FlowError(f"no flow pairs in {flow_dir} (expected <seq>/fw_00000.flo beside {frames_dir}/<seq>/)")
+    return pairs
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """PNG/JPG -> [3,H,W] float32 in [-1,1] (RGB)."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FlowError(f"cannot read image {path}")
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return torch.from_numpy(rgb).permute(2, 0, 1).float() / 127.5 - 1.0
+
+
+def read_flow(path: Path) -> torch.Tensor:
+    return torch.from_numpy(read_flo(path)).permute(2, 0, 1).contiguous()  # [2,H,W]
+
+
+class FlowPairs(torch.utils.data.Dataset):
+    """(image1 [3,h,w], image2 [3,h,w], flow [2,h,w]); random crop and flips when augmenting.
+    The augmentation of item i is seeded by (seed, epoch, i)."""
+
+    def __init__(self, pairs: list[FlowPair], *, crop: tuple[int, int] | None, augment: bool, seed: int = 0):
+        self.pairs, self.crop, self.augment, self.seed, self.epoch = pairs, crop, augment, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int):
+        pair = self.pairs[i]
+        image1, image2, flow = read_image(pair.image1), read_image(pair.image2), read_flow(pair.flow)
+        if not (image1.shape[1:] == image2.shape[1:] == flow.shape[1:]):
+            raise FlowError(f"{pair.image1}, {pair.image2} and {pair.flow} differ in size")
+        if not self.augment:
+            return image1, image2, flow
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        if self.crop is not None:
+            (h, w), (ch, cw) = image1.shape[1:], self.crop
+            if ch > h or cw > w:
+                raise FlowError(f"crop {ch}x{cw} is larger than the frames {h}x{w} of {pair.image1}")
+            top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            image1, image2, flow = (x[:, top : top + ch, left : left + cw] for x in (image1, image2, flow))
+        if rng.random() < 0.5:  # horizontal flip: u changes sign
+            image1, image2, flow = image1.flip(2), image2.flip(2), flow.flip(2) * _SIGNS[0]
+        if rng.random() < 0.1:  # vertical flip: v changes sign
+            image1, image2, flow = image1.flip(1), image2.flip(1), flow.flip(1) * _SIGNS[1]
+        return image1.contiguous(), image2.contiguous(), flow.contiguous()
+
+
+def sequence_loss(flows: list[torch.Tensor], target: torch.Tensor, *, gamma: float = 0.8) -> torch.Tensor:
+    """RAFT's loss: sum_i gamma^(N-1-i) * mean L1(flow_i - target) over valid pixels (|target| < 400)."""
+    valid = (target.norm(dim=1, keepdim=True) < MAX_FLOW) & target.isfinite().all(dim=1, keepdim=True)
+    target = torch.where(valid, target, 0.0)
+    total = target.new_zeros(())
+    for i, flow in enumerate(flows):
+        error = (flow - target).abs() * valid
+        total = total + gamma ** (len(flows) - 1 - i) * error.sum() / (valid.sum() * 2).clamp_min(1)
+    return total
+
+
+def end_point_error(flow: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """[B,2,H,W] x2 -> per-pixel EPE [B,1,H,W]."""
+    return (flow - target).norm(dim=1, keepdim=True)
+
+
+@torch.no_grad()
+def evaluate(model: RAFT, pairs: list[FlowPair], *, iters: int) -> dict:
+    """Mean EPE over all pixels and over pixels valid by the exact flow's forward-backward check,
+    for the model and for zero flow, on full frames."""
+    was_training = model.training
+    model.eval()
+    sums = {"epe": 0.0, "zero_epe": 0.0, "epe_valid": 0.0, "zero_epe_valid": 0.0, "pixels": 0, "valid": 0}
+    for pair in pairs:
+        image1, image2 = read_image(pair.image1)[None], read_image(pair.image2)[None]
+        target = read_flow(pair.flow)[None]
+        epe = end_point_error(model(image1, image2, iters=iters), target)
+        zero = target.norm(dim=1, keepdim=True)
+        if pair.reverse_flow is not None:
+            mask = valid_mask(target, read_flow(pair.reverse_flow)[None])
+        else:
+            mask = torch.ones_like(zero, dtype=torch.bool)
+        sums["epe"] += epe.sum().item()
+        sums["zero_epe"] += zero.sum().item()
+        sums["epe_valid"] += epe[mask].sum().item()
+        sums["zero_epe_valid"] += zero[mask].sum().item()
+        sums["pixels"] += epe.numel()
+        sums["valid"] += int(mask.sum())
+    model.train(was_training)
+    return {
+        "pairs": len(pairs),
+        "iters": iters,
+        "epe": sums["epe"] / sums["pixels"],
+        "zero_flow_epe": sums["zero_epe"] / sums["pixels"],
+        "epe_valid": sums["epe_valid"] / max(sums["valid"], 1),
+        "zero_flow_epe_valid": sums["zero_epe_valid"] / max(sums["valid"], 1),
+        "valid_fraction": sums["valid"] / sums["pixels"],
+    }
+
+
+def save_weights(model: RAFT, path: Path) -> None:
+    """Torchvision-format state dict, written to a temporary name and renamed."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)
+
+
+def train(
+    data,
+    out,
+    *,
+    model: str = "raft_small",
+    steps: int,
+    batch_size: int = 4,
+    crop: tuple[int, int] | None = None,
+    lr: float = 4e-4,
+    weight_decay: float = 1e-4,
+    iters: int = 12,
+    eval_iters: int = 12,
+    gamma: float = 0.8,
+    init: str | None = None,
+    seed: int = 0,
+    log_every: int = 10,
+    save_every: int = 500,
+    eval_pairs: int | None = None,
+    log=print,
+) -> dict:
+    """Train and evaluate; writes <out>/<model>.pth, <out>/log.jsonl and <out>/report.json. Returns the report."""
+    if steps < 1 or batch_size < 1 or iters < 1:
+        raise FlowError(f"steps, batch size and iters must be >= 1, got {steps}, {batch_size}, {iters}")
+    builders = {"raft_small": raft_small, "raft_large": raft_large}
+    if model not in builders:
+        raise FlowError(f"unknown model {model!r} for training: use raft_small or raft_large")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    net = load_raft(init, model=model) if init else builders[model]()
+    net.train()
+    dataset = FlowPairs(find_pairs(data, "train", both_directions=True), crop=crop, augment=True, seed=seed)
+    loader_rng = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay, eps=1e-8)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps + 100, pct_start=0.05,
+                                                   cycle_momentum=False, anneal_strategy="linear")
+    weights_path = out / f"{model}.pth"
+    start, step, epoch = time.time(), 0, 0
+    with open(out / "log.jsonl", "a") as log_file:
+        while step < steps:
+            dataset.epoch = epoch
+            loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
+                                                 generator=loader_rng)
+            if len(loader) == 0:
+                raise FlowError(f"{len(dataset)} training pairs in {data} but batch size {batch_size}: lower it")
+            for image1, image2, target in loader:
+                flows = net(image1, image2, iters=iters, return_all=True)
+                loss = sequence_loss(flows, target, gamma=gamma)
+                if not math.isfinite(loss.item()):
+                    raise FlowError(f"training diverged at step {step} (loss {loss.item()}): lower --lr")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                step += 1
+                record = {"step": step, "loss": loss.item(), "epe": end_point_error(flows[-1].detach(), target)
+                          .mean().item(), "lr": schedule.get_last_lr()[0], "seconds": time.time() - start}
+                log_file.write(json.dumps(record) + "\n")
+                if step % log_every == 0 or step == steps:
+                    log_file.flush()
+                    log(f"step {step}/{steps} loss {record['loss']:.3f} train EPE {record['epe']:.3f} "
+                        f"lr {record['lr']:.2e} {record['seconds'] / 60:.1f} min")
+                if step % save_every == 0 or step == steps:
+                    save_weights(net, weights_path)
+                if step == steps:
+                    break
+            epoch += 1
+    train_minutes = (time.time() - start) / 60
+    test = find_pairs(data, "test", both_directions=False)
+    test = test[:eval_pairs] if eval_pairs else test
+    report = {"model": model, "steps": steps, "batch_size": batch_size, "crop": crop, "iters": iters,
+              "train_minutes": train_minutes, "threads": torch.get_num_threads(), "weights": str(weights_path),
+              "test": evaluate(net, test, iters=eval_iters)}
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    t = report["test"]
+    log(f"held-out EPE {t['epe']:.3f} px (zero flow {t['zero_flow_epe']:.3f}, ratio "
+        f"{t['epe'] / max(t['zero_flow_epe'], 1e-9):.3f}) on {t['pairs']} pairs; valid pixels: "
+        f"{t['epe_valid']:.3f} vs {t['zero_flow_epe_valid']:.3f}; weights {weights_path}")
+    return report
