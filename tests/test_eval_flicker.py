@@ -230,3 +230,19 @@ def test_real_footage_clean_noise_and_brightness_flicker(tmp_path, capsys):
     assert values[0] == pytest.approx(own)
     assert values[1] - values[0] == pytest.approx(2 * 0.02**2, rel=0.15)
     assert values[2] >= 5 * values[0]
+
+
+def test_raft_flow_with_weights_and_iters(tmp_path, capsys):
+    import torch
+
+    import flow
+
+    torch.manual_seed(0)
+    torch.save(flow.raft_small().state_dict(), tmp_path / "small.pth")
+    video = write_frames(tmp_path / "v", translating(3, 40, 56, 1, 0))
+    code, out, err = run([video, "--flow", "raft_small", "--weights", tmp_path / "small.pth", "--iters", "2",
+                          "--json", tmp_path / "r.json"], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["settings"]["iters"] == 2 and report["settings"]["weights"] == str(tmp_path / "small.pth")
+    assert report["videos"][0]["pairs"] == 2 and np.isfinite(report["videos"][0]["warping_error"])

@@ -119,3 +119,20 @@ def test_dis_medium_on_the_synthetic_dataset_halves_the_zero_flow_epe(tmp_path, 
     record_property("epe_zero_flow", zero)
     assert zero > 0.3  # the scenes move
     assert dis <= 0.5 * zero, (dis, zero)
+
+
+def test_raft_route_loads_weights_through_load_raft(tmp_path):
+    import flow
+
+    torch.manual_seed(0)
+    model = flow.raft_small()
+    torch.save(model.state_dict(), tmp_path / "small.pth")
+    est = get_estimator("raft_small", weights=str(tmp_path / "small.pth"), iters=2)
+    img1, img2 = shifted_pair(1, 0, h=36, w=52)
+    result = est(img1, img2)
+    assert result.shape == (1, 2, 36, 52) and result.dtype == torch.float32 and torch.isfinite(result).all()
+    with torch.inference_mode():
+        expected = model.eval()(img1, img2, iters=2)
+    torch.testing.assert_close(result, expected)
+    with pytest.raises(FlowError, match="raft_small"):
+        get_estimator("raft_large", weights=str(tmp_path / "small.pth"))
