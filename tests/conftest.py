@@ -2,8 +2,20 @@
 
 import os
 
+import pytest
 import torch
 
 # Under pytest-xdist each worker gets one thread: two workers already fill this machine's 2 cores.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+    """A small synthetic street dataset (2 train + 1 test sequences, 10 frames, 128x256, seed 3),
+    generated once per test process. Read-only: copy it before changing anything."""
+    from vid2vid.config import Size
+    from vid2vid.data.synthetic import generate_synthetic
+
+    return generate_synthetic(tmp_path_factory.mktemp("synthetic") / "street", sequences=2, test_sequences=1,
+                              frames=10, size=Size(128, 256), seed=3)

@@ -154,8 +154,9 @@ def prepare_video(input: str | os.PathLike, out: str | os.PathLike, *, labels: s
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     frames = {p: sum(c for ph, _, c in plan if ph == p) for p in counters}
+    size_text = f"{shape[0]}x{shape[1]}"
     return (f"wrote {out}: {counters['train']} train sequences ({frames['train']} frames), {counters['test']} test "
-            f"sequences ({frames['test']} frames), {shape[0]}x{shape[1]}, labels {labels} "
+            f"sequences ({frames['test']} frames), {size_text}, labels {labels} "
             f"(label_nc {label_nc}, no instance maps)\n"
             f"use it with: --set data.root={out} data.source=folder data.label_nc={label_nc} "
-            f"data.use_instance=false data.load_size={shape[0]}x{shape[1]} data.crop_size={shape[0]}x{shape[1]}")
+            f"data.use_instance=false data.fg_labels=[] data.load_size={size_text} data.crop_size={size_text}")

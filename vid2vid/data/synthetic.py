@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -441,6 +442,8 @@ def ensure_dataset(data_cfg, timeout: float = 600.0) -> Path:
             os.write(fd, str(os.getpid()).encode())
             os.close(fd)
             if not root.exists():
+                print(f"generating the synthetic dataset into {root} ({syn.sequences}+{syn.test_sequences} "
+                      f"sequences of {syn.frames} frames, {Size(*syn.size)})", file=sys.stderr, flush=True)
                 generate_synthetic(root, sequences=syn.sequences, test_sequences=syn.test_sequences,
                                    frames=syn.frames, size=Size(*syn.size), seed=syn.seed)
         finally:
