@@ -19,3 +19,14 @@ def synthetic_root(tmp_path_factory):
 
     return generate_synthetic(tmp_path_factory.mktemp("synthetic") / "street", sequences=2, test_sequences=1,
                               frames=10, size=Size(128, 256), seed=3)
+
+
+@pytest.fixture(scope="session")
+def vtest_avi():
+    """OpenCV's sample video (360x480, 795 frames, AVI/H.264 with B-frames) from the workspace's shared data."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "vtest.avi"
+    if not path.is_file():
+        pytest.skip(f"{path} not found (sample video of the development workspace)")
+    return path
