@@ -195,15 +195,18 @@ class FeatureEncoder(nn.Module):
 
 def kmeans(points: torch.Tensor, k: int, *, iters: int = 20, generator: torch.Generator | None = None
            ) -> torch.Tensor:
-    """Lloyd's k-means. points [N,C] -> centers [min(k, N), C]; initial centers are distinct random points;
+    """Lloyd's k-means with k-means++ seeding. points [N,C] -> centers [k', C], k' = min(k, distinct points);
     a cluster that loses all its points keeps its previous center."""
-    n = points.shape[0]
-    k = min(k, n)
-    centers = points[torch.randperm(n, generator=generator)[:k]].clone()
+    centers = points[torch.randint(len(points), (1,), generator=generator)]
+    for _ in range(k - 1):  # k-means++: next centre drawn with probability ~ squared distance
+        d2 = torch.cdist(points, centers).amin(dim=1).square()  # [N]
+        if d2.sum() <= 0:
+            break  # every point is already a centre
+        centers = torch.cat([centers, points[torch.multinomial(d2, 1, generator=generator)]])
     for _ in range(iters):
         assign = torch.cdist(points, centers).argmin(dim=1)  # [N]
         sums = torch.zeros_like(centers).index_add_(0, assign, points)
-        counts = torch.bincount(assign, minlength=k).unsqueeze(1)
+        counts = torch.bincount(assign, minlength=len(centers)).unsqueeze(1)
         centers = torch.where(counts > 0, sums / counts.clamp(min=1), centers)
     return centers
 
