@@ -76,18 +76,21 @@ def out_of_frame_mask(flow: torch.Tensor) -> torch.Tensor:
     return ~(inside_x & inside_y)[:, None]
 
 
-def fb_occlusion_mask(flow_fw: torch.Tensor, flow_bw: torch.Tensor) -> torch.Tensor:
+def fb_occlusion_mask(
+    flow_fw: torch.Tensor, flow_bw: torch.Tensor, *, flow_bw_warped: torch.Tensor | None = None
+) -> torch.Tensor:
     """bool [B,1,H,W]: True where forward and backward flow disagree (occluded).
 
     flow_fw = F_t (frame t -> t+1), flow_bw = B_t (frame t+1 -> t). With B~ = warp(B_t, F_t):
-    occluded where |F + B~|^2 > 0.01 (|F|^2 + |B~|^2) + 0.5.
+    occluded where |F + B~|^2 > 0.01 (|F|^2 + |B~|^2) + 0.5. A caller that already warped B_t
+    (e.g. together with an image, in one grid_sample) passes it as flow_bw_warped.
     """
     _check_flow(flow_fw, "flow_fw")
     _check_flow(flow_bw, "flow_bw")
     if flow_fw.shape != flow_bw.shape:
         raise FlowError(f"flow_fw {tuple(flow_fw.shape)} and flow_bw {tuple(flow_bw.shape)} differ in shape")
     fw = flow_fw.float()
-    bw_warped = backward_warp(flow_bw.float(), fw)
+    bw_warped = backward_warp(flow_bw.float(), fw) if flow_bw_warped is None else flow_bw_warped.float()
     mismatch = (fw + bw_warped).square().sum(1, keepdim=True)
     magnitude = fw.square().sum(1, keepdim=True) + bw_warped.square().sum(1, keepdim=True)
     return mismatch > FB_ALPHA * magnitude + FB_BETA
@@ -106,10 +109,16 @@ def motion_boundary_mask(flow: torch.Tensor) -> torch.Tensor:
     return gradient > MB_ALPHA * flow.square().sum(1, keepdim=True) + MB_BETA
 
 
-def valid_mask(flow_fw: torch.Tensor, flow_bw: torch.Tensor, *, mask_out_of_frame: bool = True) -> torch.Tensor:
+def valid_mask(
+    flow_fw: torch.Tensor,
+    flow_bw: torch.Tensor,
+    *,
+    mask_out_of_frame: bool = True,
+    flow_bw_warped: torch.Tensor | None = None,
+) -> torch.Tensor:
     """bool [B,1,H,W]: pixels of frame t whose flow to t+1 is trustworthy = not occluded (forward-
     backward check), not on a motion boundary and, by default, not leaving the frame."""
-    invalid = fb_occlusion_mask(flow_fw, flow_bw) | motion_boundary_mask(flow_fw)
+    invalid = fb_occlusion_mask(flow_fw, flow_bw, flow_bw_warped=flow_bw_warped) | motion_boundary_mask(flow_fw)
     if mask_out_of_frame:
         invalid |= out_of_frame_mask(flow_fw)
     return ~invalid

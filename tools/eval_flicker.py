@@ -23,6 +23,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 from flow import get_estimator
-from flow.classic import grey_uint8
+from flow.classic import rgb_to_grey
 from flow.errors import FlowError
 from flow.io import read_flo, write_flo
 from vid2vid.config import Size, parse_size
@@ -131,31 +132,43 @@ def resize_flow(flow: np.ndarray, size: Size) -> np.ndarray:
     return resized * np.array([size.w / width, size.h / height], np.float32)
 
 
-def stream_frames(path: str, size: Size, start: int, stop: int | None) -> Iterator[torch.Tensor]:
-    """Frames start..stop-1 of a video or folder as float32 [3,H,W] in [0, 1] at `size`."""
+def stream_frames(path: str, size: Size, start: int, stop: int | None) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+    """Frames start..stop-1 of a video or folder at `size`: (float32 [3,H,W] in [0, 1], grey uint8 [H,W]),
+    the grey image made as flow.classic makes it (round(255 x), RGB2GRAY)."""
     for index, frame in enumerate(iter_frames(path)):
         if stop is not None and index >= stop:
             return
-        if index >= start:
-            image = resize_to(frame.astype(np.float32) / 255.0, size)
-            yield torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        if index < start:
+            continue
+        image = resize_to(frame.astype(np.float32) / 255.0, size)
+        if image.shape[:2] != frame.shape[:2]:
+            frame = np.round(image * 255).astype(np.uint8)
+        yield torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1), rgb_to_grey(frame)
 
 
-def chunks(streams: list[Iterator[torch.Tensor]], batch: int) -> Iterator[list[torch.Tensor]]:
-    """Step through the streams together: lists of [K+1,3,H,W] (one per stream, K <= batch pairs;
-    consecutive chunks share a frame) until the shortest stream ends."""
-    last: list[torch.Tensor] | None = None
+@dataclass
+class Chunk:
+    """K+1 consecutive frames of one stream: frames [K+1,3,H,W] in [0, 1] and their grey images."""
+
+    frames: torch.Tensor
+    greys: list[np.ndarray]
+
+
+def chunks(streams: list[Iterator[tuple[torch.Tensor, np.ndarray]]], batch: int) -> Iterator[list[Chunk]]:
+    """Step through the streams together: one Chunk per stream (K <= batch pairs; consecutive chunks share
+    a frame) until the shortest stream ends."""
+    last: list[tuple[torch.Tensor, np.ndarray]] | None = None
     while True:
         need = batch + 1 if last is None else batch
         fresh = [list(itertools.islice(stream, need)) for stream in streams]
         n = min(len(f) for f in fresh)
-        frames = [f[:n] if last is None else [prev, *f[:n]] for prev, f in zip(last or fresh, fresh)]
-        if len(frames[0]) < 2:
+        items = [f[:n] if last is None else [prev, *f[:n]] for prev, f in zip(last or fresh, fresh)]
+        if len(items[0]) < 2:
             return
-        yield [torch.stack(f) for f in frames]
+        yield [Chunk(torch.stack([frame for frame, _ in it]), [grey for _, grey in it]) for it in items]
         if n < need:
             return
-        last = [f[-1] for f in frames]
+        last = [it[-1] for it in items]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -203,15 +216,15 @@ class EstimatedFlow:
             self.cache.mkdir(parents=True, exist_ok=True)
             (self.cache / "key.json").write_text(json.dumps(key, indent=1))
 
-    def pairs(self, first_pair: int, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """frames [K+1,3,H,W] in [0, 1] (pairs first_pair ...) -> fw, bw [K,2,H,W]."""
-        n = len(frames) - 1
+    def pairs(self, first_pair: int, chunk: Chunk, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """A chunk of K+1 frames (pairs first_pair ...) -> fw, bw [K,2,H,W]."""
+        n = len(chunk.frames) - 1
         if self.cache is not None:
             names = [f"{d}_{first_pair + i:05d}.flo" for d in ("fw", "bw") for i in range(n)]
             if all((self.cache / name).is_file() for name in names):
                 flows = torch.from_numpy(np.stack([read_flo(self.cache / name) for name in names]))
                 return flows[:n].permute(0, 3, 1, 2), flows[n:].permute(0, 3, 1, 2)
-        fw, bw = pair_flows(self.estimator, frames * 2 - 1)
+        fw, bw = pair_flows(self.estimator, chunk.frames.to(device) * 2 - 1, chunk.greys)
         if self.cache is not None:
             for direction, flows in (("fw", fw), ("bw", bw)):
                 for i, flow in enumerate(flows.permute(0, 2, 3, 1).cpu().numpy()):
@@ -264,33 +277,41 @@ def measure_group(flow_source: str, videos: list[str], args: argparse.Namespace,
     paths = list(infos)  # flow source first, then videos not equal to it
     streams = [stream_frames(path, size, start, stop) for path in paths]
     results = [VideoResult(path, flow_source, first_frame=start) for path in videos]
-    pair = start
     device = torch.device(args.device)
-    for group in chunks(streams, args.batch):
-        frames = dict(zip(paths, group))
-        n = len(group[0]) - 1
+
+    def flows_for(pair: int, chunk: Chunk) -> tuple[torch.Tensor, torch.Tensor, list[np.ndarray]]:
+        """fw, bw [K,2,H,W] on `device`, and the Farneback flows of the flow source for tOF."""
         if isinstance(flows, GroundTruthFlow):
-            fw, bw = flows.pairs(pair, n)
+            fw, bw = flows.pairs(pair, len(chunk.frames) - 1)
         else:
-            fw, bw = flows.pairs(pair, frames[flow_source].to(device))
-        fw, bw = fw.to(device), bw.to(device)
-        if with_tof:
-            ref_greys = _greys(frames[flow_source])
-            ref_of = [farneback_flow(a, b) for a, b in zip(ref_greys[:-1], ref_greys[1:])]
+            fw, bw = flows.pairs(pair, chunk, device)
+        ref_of = [farneback_flow(a, b) for a, b in zip(chunk.greys[:-1], chunk.greys[1:])] if with_tof else []
+        return fw.to(device), bw.to(device), ref_of
+
+    def measure(group: dict[str, Chunk], fw: torch.Tensor, bw: torch.Tensor, ref_of: list[np.ndarray]) -> None:
         for result in results:
-            video = frames[result.path].to(device)
+            chunk = group[result.path]
+            video = chunk.frames.to(device)
             result.error.add(*pair_warping_errors(video[:-1], video[1:], fw, bw,
                                                   mask_out_of_frame=not args.no_oob_mask))
             if with_tof:
-                greys = _greys(frames[result.path])
-                result.tof += [tof_pair(ref_of[i], farneback_flow(greys[i], greys[i + 1])) for i in range(n)]
-        pair += n
+                g = chunk.greys
+                result.tof += [tof_pair(of, farneback_flow(g[i], g[i + 1])) for i, of in enumerate(ref_of)]
+
+    # Pipeline: flows of chunk k+1 are computed in a worker thread (OpenCV and torch release the GIL)
+    # while the main thread decodes and measures chunk k.
+    pair, pending = start, None
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        for chunk_list in chunks(streams, args.batch):
+            group = dict(zip(paths, chunk_list))
+            job = (group, worker.submit(flows_for, pair, group[flow_source]))
+            pair += len(chunk_list[0].frames) - 1
+            if pending is not None:
+                measure(pending[0], *pending[1].result())
+            pending = job
+        if pending is not None:
+            measure(pending[0], *pending[1].result())
     return results
-
-
-def _greys(frames: torch.Tensor) -> list[np.ndarray]:
-    """[K,3,H,W] in [0, 1] -> K grey uint8 images (round(255 x), RGB2GRAY), as the flow estimators see them."""
-    return grey_uint8(frames * 2 - 1)
 
 
 def evaluate(args: argparse.Namespace) -> tuple[list[VideoResult], list[str]]:

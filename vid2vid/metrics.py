@@ -72,22 +72,26 @@ def pair_warping_errors(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """E_pair for a batch of pairs. frame_t, frame_next [B,3,H,W] in [0, 1]; flow_fw = F_t,
     flow_bw = B_t [B,2,H,W] -> (errors [B] float64, valid fractions [B] float64, empty-mask [B] bool)."""
-    warped = backward_warp(frame_next.float(), flow_fw)
-    squared = (warped - frame_t.float()).square().mean(1).double()  # [B,H,W], the per-channel mean
-    mask = valid_mask(flow_fw, flow_bw, mask_out_of_frame=mask_out_of_frame)[:, 0]  # [B,H,W]
+    warped = backward_warp(torch.cat([frame_next.float(), flow_bw.float()], 1), flow_fw)  # one sampling pass
+    frame_warped, bw_warped = warped[:, :3], warped[:, 3:]  # [B,3,H,W], [B,2,H,W]
+    squared = (frame_warped - frame_t.float()).square().mean(1)  # [B,H,W], the per-channel mean
+    mask = valid_mask(flow_fw, flow_bw, mask_out_of_frame=mask_out_of_frame, flow_bw_warped=bw_warped)[:, 0]
     count = mask.sum((1, 2))
-    masked_mean = (squared * mask).sum((1, 2)) / count.clamp(min=1)
+    masked_mean = torch.where(mask, squared, 0).sum((1, 2), dtype=torch.float64) / count.clamp(min=1)
     empty = count == 0
-    errors = torch.where(empty, squared.mean((1, 2)), masked_mean)
+    errors = torch.where(empty, squared.sum((1, 2), dtype=torch.float64) / mask[0].numel(), masked_mean)
     return errors, count.double() / mask[0].numel(), empty
 
 
-def pair_flows(estimator: Estimator, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_flows(
+    estimator: Estimator, frames: torch.Tensor, greys: list[np.ndarray] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """frames [N,3,H,W] in [-1, 1] -> (fw [N-1,2,H,W] = flow t -> t+1, bw [N-1,2,H,W] = flow t+1 -> t).
 
-    OpenCV estimators convert each frame to grey once; other estimators get all 2(N-1) pairs as one batch."""
+    OpenCV estimators convert each frame to grey once (or use `greys`, N grey uint8 images made by
+    flow.classic's rule); other estimators get all 2(N-1) pairs as one batch."""
     if isinstance(estimator, ClassicFlow):
-        greys = grey_uint8(frames)
+        greys = grey_uint8(frames) if greys is None else greys
         fw = [estimator.grey_flow(a, b) for a, b in zip(greys[:-1], greys[1:])]
         bw = [estimator.grey_flow(b, a) for a, b in zip(greys[:-1], greys[1:])]
         return _stack_flows(fw, frames.device), _stack_flows(bw, frames.device)
