@@ -39,13 +39,23 @@ def read_image(path: str | os.PathLike, flags: int = cv2.IMREAD_COLOR) -> np.nda
     IMREAD_COLOR results are converted to RGB."""
     path = Path(path)
     data = np.fromfile(path, np.uint8) if path.is_file() else None
-    image = cv2.imdecode(data, flags) if data is not None and data.size else None
+    image = _quiet_imdecode(data, flags) if data is not None and data.size else None
     if image is None:
         why = "file not found" if data is None else "cannot decode it (unreadable, truncated or not an image)"
         raise DataError(f"{path}: {why}; replace or remove the file")
     if flags == cv2.IMREAD_COLOR:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     return image
+
+
+def _quiet_imdecode(data: np.ndarray, flags: int) -> np.ndarray | None:
+    """cv2.imdecode without OpenCV's own warnings on stderr (our DataError says what is wrong)."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        return cv2.imdecode(data, flags)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
 
 
 def _open(path: Path):
