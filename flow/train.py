@@ -74,7 +74,7 @@ def read_flow(path: Path) -> torch.Tensor:
 
 
 class FlowPairs(torch.utils.data.Dataset):
-    """(image1 [3,h,w], image2 [3,h,w], flow [2,h,w]); random crop and flips when augmenting.
+    """(image1 [3,h,w], image2 [3,h,w], flow [2,h,w]); random crop (if crop), and flips when augmenting.
     The augmentation of item i is seeded by (seed, epoch, i)."""
 
     def __init__(self, pairs: list[FlowPair], *, crop: tuple[int, int] | None, augment: bool, seed: int = 0):
@@ -88,8 +88,6 @@ class FlowPairs(torch.utils.data.Dataset):
         image1, image2, flow = read_image(pair.image1), read_image(pair.image2), read_flow(pair.flow)
         if not (image1.shape[1:] == image2.shape[1:] == flow.shape[1:]):
             raise FlowError(f"{pair.image1}, {pair.image2} and {pair.flow} differ in size")
-        if not self.augment:
-            return image1, image2, flow
         rng = np.random.default_rng([self.seed, self.epoch, i])
         if self.crop is not None:
             (h, w), (ch, cw) = image1.shape[1:], self.crop
@@ -97,6 +95,8 @@ class FlowPairs(torch.utils.data.Dataset):
                 raise FlowError(f"crop {ch}x{cw} is larger than the frames {h}x{w} of {pair.image1}")
             top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
             image1, image2, flow = (x[:, top : top + ch, left : left + cw] for x in (image1, image2, flow))
+        if not self.augment:
+            return image1.contiguous(), image2.contiguous(), flow.contiguous()
         if rng.random() < 0.5:  # horizontal flip: u changes sign
             image1, image2, flow = image1.flip(2), image2.flip(2), flow.flip(2) * _SIGNS[0]
         if rng.random() < 0.1:  # vertical flip: v changes sign
@@ -179,6 +179,7 @@ def train(
     log_every: int = 10,
     save_every: int = 500,
     eval_pairs: int | None = None,
+    augment: bool = True,
     log=print,
 ) -> dict:
     """Train and evaluate; writes <out>/<model>.pth, <out>/log.jsonl and <out>/report.json. Returns the report."""
@@ -192,7 +193,7 @@ def train(
     torch.manual_seed(seed)
     net = load_raft(init, model=model) if init else builders[model]()
     net.train()
-    dataset = FlowPairs(find_pairs(data, "train", both_directions=True), crop=crop, augment=True, seed=seed)
+    dataset = FlowPairs(find_pairs(data, "train", both_directions=True), crop=crop, augment=augment, seed=seed)
     loader_rng = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay, eps=1e-8)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps + 100, pct_start=0.05,
