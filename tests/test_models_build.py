@@ -3,6 +3,7 @@ from the module constructors and through the config builders; the config -> buil
 
 import pytest
 import torch
+from torch import nn
 
 from vid2vid.config import from_dict, load_config
 from vid2vid.errors import ConfigError
@@ -144,3 +145,42 @@ def test_video_model_name_is_not_a_frame_generator():
 def test_config_rules(overrides, key):
     with pytest.raises(ConfigError, match=key):
         from_dict({}, overrides)
+
+
+def test_layer_groups_reproduce_the_vid2vid_generator_counts():
+    """The shared layer groups are enough for the video generator (vid2vid.md, BatchNorm, fg branch)."""
+    from vid2vid.models.layers import (
+        ResnetBlock,
+        down_layers,
+        encoder_decoder_layers,
+        front_layers,
+        image_layers,
+        up_layers,
+    )
+
+    def n(layers):
+        return sum(p.numel() for layer in layers for p in layer.parameters())
+
+    norm, labels_in, frames_in = "batch", 36 * 3, 3 * 2
+    with torch.device("meta"):
+        for n_down, expected in ((3, 411_335_241), (2, 137_792_649)):  # scale 0, ngf 128, 9 blocks
+            ngf, top = 128, 128 * 2**n_down
+            encoder = [n(front_layers(c, ngf, norm)) + sum(n(down_layers(ngf * 2**i, ngf * 2 ** (i + 1), norm))
+                                                          for i in range(n_down)) for c in (labels_in, frames_in)]
+            head = n([ResnetBlock(top, norm) for _ in range(4)]) + sum(
+                n(up_layers(ngf * 2**i, ngf * 2 ** (i - 1), norm)) for i in range(n_down, 0, -1))
+            total = sum(encoder) + 5 * 2 * n([ResnetBlock(top, norm)]) + 2 * head
+            total += n(image_layers(ngf, 3)) + n([nn.Conv2d(ngf, 2, 7), nn.Conv2d(ngf, 1, 7)])
+            total += n(encoder_decoder_layers(labels_in, 3, ngf // 2 if n_down > 2 else ngf, n_down, 9, norm))
+            assert total == expected
+        for width, expected in ((64, 2_880_489), (32, 859_641)):  # finer scales: two heads, fg at half width
+            def short(c, w):
+                return n(front_layers(c, w, norm) + down_layers(w, 2 * w, norm))
+
+            def local_head(w):
+                return n([ResnetBlock(2 * w, norm) for _ in range(3)] + up_layers(2 * w, w, norm))
+
+            total = short(labels_in, width) + short(frames_in, width) + 2 * local_head(width)
+            total += n(image_layers(width, 3)) + n([nn.Conv2d(width, 2, 7), nn.Conv2d(width, 1, 7)])
+            total += short(labels_in, width // 2) + local_head(width // 2) + n(image_layers(width // 2, 3))
+            assert total == expected

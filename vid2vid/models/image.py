@@ -18,13 +18,18 @@ from vid2vid.models.layers import (
     ResnetBlock,
     SPADEResnetBlock,
     base_norm,
+    down_layers,
     downsample,
+    encoder_decoder_layers,
+    front_layers,
+    image_layers,
     instance_average,
     instance_index,
     instance_means,
     is_spectral,
     maybe_spectral,
     norm_layer,
+    up_layers,
 )
 
 # ----------------------------------------------------------------------------------------------
@@ -84,40 +89,6 @@ class UnetGenerator(nn.Module):
 # ----------------------------------------------------------------------------------------------
 
 
-def _front(input_nc: int, ngf: int, norm: str) -> list[nn.Module]:
-    """reflect-pad 3, conv7, norm, ReLU."""
-    return [nn.ReflectionPad2d(3), maybe_spectral(nn.Conv2d(input_nc, ngf, 7), is_spectral(norm)),
-            norm_layer(norm, ngf), nn.ReLU(True)]
-
-
-def _down(cin: int, cout: int, norm: str) -> list[nn.Module]:
-    """conv3 stride 2, norm, ReLU."""
-    return [maybe_spectral(nn.Conv2d(cin, cout, 3, 2, 1), is_spectral(norm)), norm_layer(norm, cout), nn.ReLU(True)]
-
-
-def _up(cin: int, cout: int, norm: str) -> list[nn.Module]:
-    """transposed conv3 stride 2 (output_padding 1: exactly doubles the size), norm, ReLU."""
-    conv = nn.ConvTranspose2d(cin, cout, 3, 2, 1, output_padding=1)
-    return [maybe_spectral(conv, is_spectral(norm)), norm_layer(norm, cout), nn.ReLU(True)]
-
-
-def _to_image(ngf: int, output_nc: int) -> list[nn.Module]:
-    """reflect-pad 3, conv7, tanh."""
-    return [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
-
-
-def encoder_decoder_layers(input_nc: int, output_nc: int, ngf: int, n_downsample: int, n_blocks: int,
-                           norm: str) -> list[nn.Module]:
-    """pix2pixHD's encoder / residual blocks / decoder stack (also the feature encoder with n_blocks 0)."""
-    layers = _front(input_nc, ngf, norm)
-    for i in range(n_downsample):
-        layers += _down(ngf * 2**i, ngf * 2 ** (i + 1), norm)
-    layers += [ResnetBlock(ngf * 2**n_downsample, norm) for _ in range(n_blocks)]
-    for i in range(n_downsample, 0, -1):
-        layers += _up(ngf * 2**i, ngf * 2 ** (i - 1), norm)
-    return layers + _to_image(ngf, output_nc)
-
-
 class GlobalGenerator(nn.Module):
     """pix2pixHD global generator: conv7, n_downsample stride-2 convs (doubling widths), n_blocks
     residual blocks, n_downsample transposed convs, conv7 + tanh. Size must be divisible by 2^n_downsample."""
@@ -153,10 +124,11 @@ class LocalEnhancer(nn.Module):
         self.local_up = nn.ModuleList()
         for n in range(1, n_local_enhancers + 1):
             width = ngf * 2 ** (n_local_enhancers - n)
-            self.local_down.append(nn.Sequential(*_front(input_nc, width, norm), *_down(width, 2 * width, norm)))
-            up = [ResnetBlock(2 * width, norm) for _ in range(n_blocks_local)] + _up(2 * width, width, norm)
+            down = front_layers(input_nc, width, norm) + down_layers(width, 2 * width, norm)
+            self.local_down.append(nn.Sequential(*down))
+            up = [ResnetBlock(2 * width, norm) for _ in range(n_blocks_local)] + up_layers(2 * width, width, norm)
             if n == n_local_enhancers:
-                up += _to_image(ngf, output_nc)
+                up += image_layers(ngf, output_nc)
             self.local_up.append(nn.Sequential(*up))
 
     def global_parameters(self) -> list[nn.Parameter]:

@@ -76,6 +76,43 @@ class ResnetBlock(nn.Module):
         return x + self.conv_block(x)
 
 
+# pix2pixHD / vid2vid layer groups (lists, so that models keep the reference's flat Sequential layout)
+
+
+def front_layers(input_nc: int, ngf: int, norm: str) -> list[nn.Module]:
+    """reflect-pad 3, conv7, norm, ReLU."""
+    return [nn.ReflectionPad2d(3), maybe_spectral(nn.Conv2d(input_nc, ngf, 7), is_spectral(norm)),
+            norm_layer(norm, ngf), nn.ReLU(True)]
+
+
+def down_layers(cin: int, cout: int, norm: str) -> list[nn.Module]:
+    """conv3 stride 2, norm, ReLU."""
+    return [maybe_spectral(nn.Conv2d(cin, cout, 3, 2, 1), is_spectral(norm)), norm_layer(norm, cout), nn.ReLU(True)]
+
+
+def up_layers(cin: int, cout: int, norm: str) -> list[nn.Module]:
+    """transposed conv3 stride 2 (output_padding 1: exactly doubles the size), norm, ReLU."""
+    conv = nn.ConvTranspose2d(cin, cout, 3, 2, 1, output_padding=1)
+    return [maybe_spectral(conv, is_spectral(norm)), norm_layer(norm, cout), nn.ReLU(True)]
+
+
+def image_layers(ngf: int, output_nc: int) -> list[nn.Module]:
+    """reflect-pad 3, conv7, tanh."""
+    return [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
+
+
+def encoder_decoder_layers(input_nc: int, output_nc: int, ngf: int, n_downsample: int, n_blocks: int,
+                           norm: str) -> list[nn.Module]:
+    """pix2pixHD's encoder / residual blocks / decoder stack (also the feature encoder with n_blocks 0)."""
+    layers = front_layers(input_nc, ngf, norm)
+    for i in range(n_downsample):
+        layers += down_layers(ngf * 2**i, ngf * 2 ** (i + 1), norm)
+    layers += [ResnetBlock(ngf * 2**n_downsample, norm) for _ in range(n_blocks)]
+    for i in range(n_downsample, 0, -1):
+        layers += up_layers(ngf * 2**i, ngf * 2 ** (i - 1), norm)
+    return layers + image_layers(ngf, output_nc)
+
+
 class SPADE(nn.Module):
     """Spatially-adaptive normalisation: norm(x) * (1 + gamma(seg)) + beta(seg).
 
