@@ -193,3 +193,15 @@ def test_ensure_dataset_reuses_checks_and_recovers(tmp_path, capsys):
     (tmp_path / ".third.lock").write_text(str(os.getpid()))
     with pytest.raises(DataError, match=r"\.third\.lock"):
         ensure_dataset(_data_cfg(tmp_path / "third"), timeout=0.5)
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["data.synthetic.frames=1"], "data.synthetic.frames"),
+    (["data.synthetic.size=8x64"], "data.synthetic.size"),
+    (["data.source=synthetic", "data.synthetic.frames=8", "data.n_frames=9"], "data.n_frames"),
+])
+def test_synthetic_config_rules(overrides, key):
+    from vid2vid.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"^{key}: "):
+        from_dict({}, overrides)

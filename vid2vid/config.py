@@ -264,6 +264,11 @@ def check(cfg: Config) -> None:
           f"height and width must be divisible by {stride} for model.name={cfg.model.name} "
           f"(2^downsampling layers); e.g. {crop.h // stride * stride or stride}x{crop.w // stride * stride or stride}")
     _rule(cfg.data.max_zoom >= 1.0, "data.max_zoom", cfg.data.max_zoom, "must be >= 1 (1 = no zoom)")
+    syn = cfg.data.synthetic
+    _rule(syn.frames >= 2, "data.synthetic.frames", syn.frames, "must be >= 2 (flow needs frame pairs)")
+    _rule(min(syn.size) >= 16, "data.synthetic.size", str(syn.size), "height and width must be >= 16")
+    _rule(cfg.data.source != "synthetic" or cfg.data.n_frames <= syn.frames, "data.n_frames", cfg.data.n_frames,
+          f"must be <= data.synthetic.frames ({syn.frames}): a clip cannot be longer than a sequence")
     _rule(all(0 <= i < cfg.data.label_nc for i in cfg.data.fg_labels), "data.fg_labels", cfg.data.fg_labels,
           f"every id must be in [0, data.label_nc={cfg.data.label_nc})")
     _rule(0.0 <= cfg.optim.decay_start <= 1.0, "optim.decay_start", cfg.optim.decay_start, "must be in [0, 1]")
