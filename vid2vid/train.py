@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -143,11 +144,14 @@ class EpochSampler(Sampler[int]):
         return self.n
 
 
-def endless_batches(loader, sampler: EpochSampler, epoch: int, batch_in_epoch: int, indices_per_batch: int):
+def endless_batches(loader, sampler: EpochSampler, dataset, epoch: int, batch_in_epoch: int,
+                    indices_per_batch: int):
     """Yield (epoch, batches consumed in that epoch, batch) forever, starting at a data position."""
     while True:
         sampler.skip(batch_in_epoch * indices_per_batch)
-        loader.set_epoch(epoch)  # also sets the sampler's and the dataset's epoch
+        loader.set_epoch(epoch)  # the prepared loader's own epoch counter (and the sampler's)
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)  # accelerate skips this when the sampler is sharded: do it here
         for i, batch in enumerate(loader, start=batch_in_epoch + 1):
             yield epoch, i, batch
         epoch, batch_in_epoch = epoch + 1, 0
@@ -439,9 +443,14 @@ def train(cfg: Config, resume: str | None = None, stop_at: int | None = None) ->
 
     out_dir = Path(cfg.train.out_dir)
     ckpt_root = out_dir / "checkpoints"
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    # Several processes without CUDA (torchrun on CPUs): accelerate only goes multi-process (gloo) with cpu=True.
     acc = Accelerator(mixed_precision=cfg.train.mixed_precision, step_scheduler_with_optimizer=False,
                       log_with="tensorboard" if cfg.train.tracker == "tensorboard" else None,
-                      project_dir=str(out_dir))
+                      project_dir=str(out_dir), cpu=world_size > 1 and not torch.cuda.is_available())
+    if acc.num_processes != world_size:
+        raise UserError(f"launched as {world_size} processes (WORLD_SIZE) but accelerate set up "
+                        f"{acc.num_processes}; launch with torchrun or accelerate launch (see the README)")
     try:
         check_trainable(cfg, acc.num_processes)
         resume_from = ckpt.resolve_resume(resume, ckpt_root) if resume else None
@@ -491,7 +500,7 @@ def _train(cfg: Config, acc: Accelerator, out_dir: Path, resume_from: Path | Non
     samples = _sample_images(cfg) if acc.is_main_process else None
 
     indices_per_batch = cfg.data.batch_size * acc.num_processes
-    batches = endless_batches(loader, sampler, state["epoch"], state["batch_in_epoch"], indices_per_batch)
+    batches = endless_batches(loader, sampler, dataset, state["epoch"], state["batch_in_epoch"], indices_per_batch)
     bar = tqdm(total=cfg.train.max_steps, initial=state["step"], disable=not acc.is_main_process,
                desc="train", dynamic_ncols=True)
     last_ckpt, t_log, steps_since_log = None, time.perf_counter(), 0
