@@ -88,6 +88,14 @@ def test_instance_average_matches_a_direct_computation():
     assert torch.allclose(out, _direct_instance_average(features, inst), atol=1e-6)
 
 
+def test_instance_average_in_bfloat16_sums_in_float32():
+    features = torch.full((1, 1, 64, 64), 1.0)
+    features[..., 0, 0] = 257.0  # a bfloat16 running sum would lose the +256
+    out = instance_average(features.bfloat16(), torch.zeros(1, 64, 64, dtype=torch.long))
+    assert out.dtype == torch.bfloat16
+    assert torch.allclose(out.float(), torch.full_like(features, 1.0 + 256 / 4096), rtol=1e-2)
+
+
 def test_instance_average_keeps_images_apart_and_passes_gradients():
     features = torch.stack([torch.zeros(1, 4, 4), torch.ones(1, 4, 4)]).requires_grad_(True)
     inst = torch.zeros(2, 4, 4, dtype=torch.long)  # the same id in both images

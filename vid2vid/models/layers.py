@@ -193,11 +193,12 @@ def instance_index(inst: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 
 def instance_means(features: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
-    """features [B,C,H,W], index [B*H*W] from instance_index -> per-instance means [N,C]."""
-    flat = rearrange(features, "b c h w -> (b h w) c")
+    """features [B,C,H,W], index [B*H*W] from instance_index -> per-instance means [N,C] (summed in float32,
+    returned in the features' dtype)."""
+    flat = rearrange(features, "b c h w -> (b h w) c").float()
     sums = flat.new_zeros(n, flat.shape[1]).index_add_(0, index, flat)  # [N,C]
     counts = torch.bincount(index, minlength=n).to(flat.dtype).unsqueeze(1)  # [N,1]
-    return sums / counts
+    return (sums / counts).to(features.dtype)
 
 
 def instance_average(features: torch.Tensor, inst: torch.Tensor) -> torch.Tensor:
