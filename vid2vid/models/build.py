@@ -70,7 +70,9 @@ def build_discriminator(cfg: Config) -> nn.Module:
 
 
 def build_encoder(cfg: Config) -> VAEEncoder | None:
-    """SPADE's VAE encoder (width model.ngf, z model.z_dim) when model.use_vae, else None."""
+    """SPADE's VAE encoder (width model.ngf, z model.z_dim; spectral + instance norm, or model.norm when it
+    is spectralbatch) when model.use_vae, else None. Training: mu, logvar = E(real frame);
+    fake = G(semantics, reparameterize(mu, logvar)); KL via ImageLosses.generator(mu=mu, logvar=logvar)."""
     m = cfg.model
     if not m.use_vae:
         return None
