@@ -223,8 +223,9 @@ def test_real_footage_clean_noise_and_brightness_flicker(tmp_path, capsys):
     assert code == 0, err
     own = json.loads((tmp_path / "self.json").read_text())["videos"][0]["warping_error"]
     assert 1.5e-4 < own < 3.5e-4
-    code, _, err = run([paths["clean"], paths["noisy"], paths["bright"], "--reference", paths["clean"],
-                        "--json", tmp_path / "ref.json"], capsys)
+    code, out, err = run([paths["clean"], paths["noisy"], paths["bright"], "--reference", paths["clean"],
+                          "--no-tof", "--json", tmp_path / "ref.json"], capsys)
+    assert "tOF" not in out
     assert code == 0, err
     values = [v["warping_error"] for v in json.loads((tmp_path / "ref.json").read_text())["videos"]]
     assert values[0] == pytest.approx(own)

@@ -72,6 +72,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--frames", default=":", metavar="a:b", help="frame range [a, b) (default: all)")
     parser.add_argument("--no-oob-mask", action="store_true",
                         help="keep pixels whose flow leaves the frame (as Lai et al.'s code does)")
+    parser.add_argument("--no-tof", action="store_true",
+                        help="skip tOF with --reference (it runs Farneback on every pair of every video)")
     parser.add_argument("--batch", type=int, default=8, help="frame pairs per step (default 8)")
     parser.add_argument("--json", metavar="FILE", help="write every number and setting as JSON")
     parser.add_argument("--csv", metavar="FILE", help="write per-pair values as CSV")
@@ -273,7 +275,7 @@ def measure_group(flow_source: str, videos: list[str], args: argparse.Namespace,
         flows = GroundTruthFlow(args.flow[3:], native, size, resized)
     else:
         flows = EstimatedFlow(args, flow_source, size)
-    with_tof = args.reference is not None
+    with_tof = args.reference is not None and not args.no_tof
     paths = list(infos)  # flow source first, then videos not equal to it
     streams = [stream_frames(path, size, start, stop) for path in paths]
     results = [VideoResult(path, flow_source, first_frame=start) for path in videos]
@@ -353,7 +355,7 @@ def settings(args: argparse.Namespace, results: list[VideoResult], notes: list[s
         "frames": args.frames,
         "tof": "TecoGAN tOF: mean |Farneback(R) - Farneback(O)| px over the centre crop (>= 8 px margin, multiples "
         "of 32), pyr_scale 0.5, levels 3, winsize 15, iterations 3, poly_n 5, poly_sigma 1.2; mean over pairs "
-        "skipping 2 at each end" if args.reference else None,
+        "skipping 2 at each end" if args.reference and not args.no_tof else None,
         "notes": notes,
     }
 
@@ -394,11 +396,12 @@ def format_table(args: argparse.Namespace, results: list[VideoResult], notes: li
              f"{where}; {mask}"]
     width = max(24, *(len(r.path) for r in results))
     header = f"{'video':<{width}}  {'E_warp x1e3':>11}  {'valid':>6}  {'pairs':>5}  {'empty':>5}"
-    lines.append(header + (f"  {'tOF':>7}" if args.reference else ""))
+    with_tof = any(r.tof for r in results)
+    lines.append(header + (f"  {'tOF':>7}" if with_tof else ""))
     for r in results:
         row = (f"{r.path:<{width}}  {r.error.value * 1e3:>11.4f}  {r.error.mean_valid_fraction:>6.3f}  "
                f"{r.error.pairs:>5d}  {r.error.empty_mask_pairs:>5d}")
-        lines.append(row + (f"  {tof_summary(r.tof):>7.4f}" if args.reference else ""))
+        lines.append(row + (f"  {tof_summary(r.tof):>7.4f}" if with_tof else ""))
     lines += [f"note: {note}" for note in notes]
     return "\n".join(lines)
 
