@@ -245,3 +245,14 @@ def test_refusals_name_the_key():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="train.mixed_precision"):
             check_trainable(load_config(TINY, ["train.mixed_precision=fp16"]))
+
+
+@pytest.mark.parametrize("model", [["model.name=spade", "discriminator.norm=spectralinstance", "loss.gan_mode=hinge",
+                                    "optim.ttur=true"],
+                                   ["model.name=pix2pix", "model.unet_downs=6", "model.dropout=true", "loss.l1=100",
+                                    "loss.feat=0", "loss.gan_mode=bce", "optim.grad_clip=1.0"]])
+def test_other_image_models_train(tmp_path, tiny_data, model):
+    result = train(tiny(tmp_path, tiny_data, "train.max_steps=1", "train.sample_every=1000", *model))
+    generator, cfg = ckpt.load_generator(tmp_path / "export")
+    assert result.step == 1 and cfg.model.name == model[0].split("=")[1]
+    assert all(torch.isfinite(v).all() for v in generator.state_dict().values())
