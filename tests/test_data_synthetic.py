@@ -152,7 +152,8 @@ def test_generate_refuses_an_existing_folder(tmp_path):
 
 def _data_cfg(root, **synthetic_kw):
     syn = {"sequences": 1, "test_sequences": 0, "frames": 3, "size": "32x48", "seed": 0, **synthetic_kw}
-    return from_dict({"data": {"root": str(root), "source": "synthetic", "synthetic": syn}}).data
+    return from_dict({"data": {"root": str(root), "source": "synthetic", "synthetic": syn, "n_frames": 2},
+                      "model": {"n_frames_G": 2}}).data
 
 
 def test_ensure_dataset_two_processes_generate_once(tmp_path):
