@@ -154,6 +154,15 @@ def evaluate(model: RAFT, pairs: list[FlowPair], *, iters: int) -> dict:
     }
 
 
+def zero_flow_start(model: RAFT) -> RAFT:
+    """Zero the flow head's output layer: a new model starts at zero flow instead of random
+    large updates (the first steps then reduce the zero-flow error rather than undo noise)."""
+    nn_out = model.update_block.flow_head.conv2
+    torch.nn.init.zeros_(nn_out.weight)
+    torch.nn.init.zeros_(nn_out.bias)
+    return model
+
+
 def save_weights(model: RAFT, path: Path) -> None:
     """Torchvision-format state dict, written to a temporary name and renamed."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -191,7 +200,7 @@ def train(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    net = load_raft(init, model=model) if init else builders[model]()
+    net = load_raft(init, model=model) if init else zero_flow_start(builders[model]())
     net.train()
     dataset = FlowPairs(find_pairs(data, "train", both_directions=True), crop=crop, augment=augment, seed=seed)
     loader_rng = torch.Generator().manual_seed(seed)

@@ -1,0 +1,180 @@
+"""Optical flow benchmarks: `python tools/bench.py flow [options]`.
+
+1. RAFT: ours (all-pairs and on-demand correlation) vs torchvision, same random weights, N CPU
+   threads, 12 iterations: seconds per pair and peak memory increase over the loaded model (peak
+   RSS minus RSS before the first call), one subprocess per configuration.
+2. Video mode (with --weights, a RAFT trained by `python -m flow train`, and --data, a dataset with
+   exact flow): frames/s and EPE on the test sequences for 12 cold iterations per pair (plain
+   model calls), the same through estimate_video_flow, and warm start at fewer iterations;
+   OpenCV DIS presets on the same frames.
+"""
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def rss_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
+
+
+def worker(model: str, size: str, impl: str, threads: int, repeats: int, iters: int) -> dict:
+    """One configuration in this process: memory of the first call, then timed calls."""
+    torch.set_num_threads(threads)
+    from torchvision.models import optical_flow
+
+    from flow.raft import raft_large, raft_small
+
+    torch.manual_seed(0)
+    reference = getattr(optical_flow, model)().eval()
+    if impl == "torchvision":
+        net, call = reference, lambda a, b: reference(a, b, num_flow_updates=iters)[-1]
+    else:
+        net = {"raft_small": raft_small, "raft_large": raft_large}[model](corr=impl)
+        net.load_state_dict(reference.state_dict())
+        net.eval()
+        del reference
+        call = lambda a, b: net(a, b, iters=iters)  # noqa: E731
+    height, width = (int(v) for v in size.split("x"))
+    g = torch.Generator().manual_seed(1)
+    image1 = torch.rand(1, 3, height, width, generator=g) * 2 - 1
+    image2 = torch.roll(image1, shifts=(3, 5), dims=(2, 3))
+    base = rss_bytes()
+    with torch.inference_mode():
+        start = time.perf_counter()
+        flow = call(image1, image2)
+        first = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call(image1, image2)
+            times.append(time.perf_counter() - start)
+    return {"model": model, "size": size, "impl": impl, "threads": threads, "iters": iters,
+            "seconds": statistics.median(times) if times else first, "first_call_seconds": first,
+            "peak_increase_mib": (peak - base) / 2**20, "mean_flow_x": flow[:, 0].mean().item()}
+
+
+def run_worker(args: list[str]) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True,
+                            cwd=ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(f"worker {args} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def bench_models(models, sizes, threads, repeats, iters) -> list[dict]:
+    rows = []
+    for model in models:
+        for size in sizes:
+            group = {impl: run_worker([model, size, impl, str(threads), str(repeats), str(iters)])
+                     for impl in ("torchvision", "all_pairs", "on_demand")}
+            tv = group["torchvision"]
+            for impl, row in group.items():
+                row["time_vs_torchvision"] = row["seconds"] / tv["seconds"]
+                row["memory_vs_torchvision"] = row["peak_increase_mib"] / max(tv["peak_increase_mib"], 1e-9)
+                rows.append(row)
+                print(f"{model:10s} {size:9s} {impl:12s} {row['seconds']:7.2f} s/pair "
+                      f"({row['time_vs_torchvision']:.2f}x tv)  peak +{row['peak_increase_mib']:7.1f} MiB "
+                      f"({row['memory_vs_torchvision']:.2f}x tv)", flush=True)
+    return rows
+
+
+def load_sequences(data: Path, max_sequences: int):
+    """Test sequences -> list of (frames [T,3,H,W] in [-1,1], exact forward flows [T-1,2,H,W])."""
+    from flow.train import read_flow, read_image
+
+    sequences = []
+    for seq in sorted((data / "test_B").iterdir())[:max_sequences]:
+        frames = sorted(p for p in seq.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        flows = [read_flow(data / "test_flow" / seq.name / f"fw_{t:05d}.flo") for t in range(len(frames) - 1)]
+        sequences.append((torch.stack([read_image(p) for p in frames]), torch.stack(flows)))
+    return sequences
+
+
+def bench_video(data: Path, weights: str, threads: int, warm_iters: list[int], max_sequences: int) -> list[dict]:
+    from flow import estimate_video_flow, get_estimator, load_raft
+
+    torch.set_num_threads(threads)
+    sequences = load_sequences(data, max_sequences)
+    model = load_raft(weights)
+    n_pairs = sum(len(flows) for _, flows in sequences)
+
+    def measure(name, fn):
+        seconds, epe_sum, pixels = 0.0, 0.0, 0
+        for frames, exact in sequences:
+            start = time.perf_counter()
+            with torch.inference_mode():
+                flows = fn(frames)
+            seconds += time.perf_counter() - start
+            epe_sum += (flows - exact).norm(dim=1).sum().item()
+            pixels += exact[:, 0].numel()
+        row = {"method": name, "pairs": n_pairs, "frames_per_second": n_pairs / seconds, "epe": epe_sum / pixels}
+        print(f"{name:34s} {row['frames_per_second']:8.2f} frames/s  EPE {row['epe']:.3f} px", flush=True)
+        return row
+
+    def per_pair(estimator):
+        return lambda frames: torch.cat([estimator(frames[t : t + 1], frames[t + 1 : t + 2])
+                                         for t in range(frames.shape[0] - 1)])
+
+    rows = [measure("zero flow", lambda frames: torch.zeros(frames.shape[0] - 1, 2, *frames.shape[2:]))]
+    rows.append(measure("raft_small cold 12 iters (per pair)",
+                        per_pair(lambda a, b: model(a, b, iters=12))))
+    rows.append(measure("video cold 12 iters (batched)",
+                        lambda f: estimate_video_flow(f, model, iters=12, warm_start=False)))
+    for iters in warm_iters:
+        rows.append(measure(f"video warm start {iters} iters",
+                            lambda f, k=iters: estimate_video_flow(f, model, iters=k, warm_start=True)))
+    for preset in ("dis_ultrafast", "dis_fast", "dis"):
+        rows.append(measure(f"OpenCV {preset}", per_pair(get_estimator(preset))))
+    reference = rows[1]
+    for row in rows:
+        row["speed_vs_cold_per_pair"] = row["frames_per_second"] / reference["frames_per_second"]
+    return rows
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python tools/bench.py flow", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="raft_small,raft_large")
+    parser.add_argument("--sizes", default="256x448,512x1024")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="timed calls after the first (memory) call")
+    parser.add_argument("--iters", type=int, default=12)
+    parser.add_argument("--skip-models", action="store_true", help="only the video benchmark")
+    parser.add_argument("--data", type=Path, help="dataset with exact flow (test_B/, test_flow/) for video mode")
+    parser.add_argument("--weights", help="RAFT checkpoint for video mode (e.g. from `python -m flow train`)")
+    parser.add_argument("--warm-iters", default="3,4,6")
+    parser.add_argument("--sequences", type=int, default=3, help="test sequences used in video mode")
+    parser.add_argument("--json", type=Path, help="also write all figures to this file")
+    args = parser.parse_args(argv)
+    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{args.threads} threads", flush=True)
+    results = {"threads": args.threads}
+    if not args.skip_models:
+        results["models"] = bench_models(args.models.split(","), args.sizes.split(","), args.threads,
+                                         args.repeats, args.iters)
+    if args.data and args.weights:
+        results["video"] = bench_video(args.data, args.weights, args.threads,
+                                       [int(v) for v in args.warm_iters.split(",")], args.sequences)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        model_, size_, impl_, threads_, repeats_, iters_ = sys.argv[2:8]
+        print(json.dumps(worker(model_, size_, impl_, int(threads_), int(repeats_), int(iters_))))
+    else:
+        main(sys.argv[1:])
