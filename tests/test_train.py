@@ -105,26 +105,29 @@ def test_generator_loss_falls(tmp_path, tiny_data):
 
 
 def test_resume_continues_exactly(tmp_path, tiny_data):
-    """4 steps uninterrupted == 2 steps, stop, resume to 4 (weights, optimizer-driven LR decay, EMA, log)."""
-    common = ["train.max_steps=4", "train.checkpoint_every=2", "train.sample_every=1000", "optim.ema=0.9",
-              "optim.decay_start=0.25", "data.flip=true"]
+    """5 steps uninterrupted == 4 steps, stop, resume from the step-3 checkpoint (in the middle of an epoch)
+    to 5: weights, EMA, LR schedule and log continue at the right step."""
+    common = ["train.max_steps=5", "train.checkpoint_every=3", "train.sample_every=1000", "optim.ema=0.9",
+              "optim.decay_start=0.25", "data.flip=true", "data.batch_size=1"]  # 2 batches per epoch
     full = train(tiny(tmp_path / "full", tiny_data, *common))
     cut_dir = tmp_path / "cut"
-    train(tiny(cut_dir, tiny_data, *common), stop_at=3)  # log holds step 3, the checkpoint at 2 is resumed
-    resumed = train(tiny(cut_dir, tiny_data, *common), resume=str(cut_dir / "checkpoints" / "step_0000002"))
-    assert resumed.step == 4
+    train(tiny(cut_dir, tiny_data, *common), stop_at=4)  # its log holds step 4, after the step-3 checkpoint
+    assert ckpt.read_trainer_state(cut_dir / "checkpoints" / "step_0000003")["samples_in_epoch"] == 1
+    resumed = train(tiny(cut_dir, tiny_data, *common), resume=str(cut_dir / "checkpoints" / "step_0000003"))
+    assert resumed.step == 5
     assert_close(weights(full.checkpoint), weights(resumed.checkpoint), atol=1e-6)
     assert_close(load_file(str(full.checkpoint / ckpt.EMA_FILE)), load_file(str(resumed.checkpoint / ckpt.EMA_FILE)),
                  atol=1e-6)
     full_log, cut_log = read_log(tmp_path / "full"), read_log(cut_dir)
-    assert [r["step"] for r in cut_log] == [1, 2, 3, 4]
-    assert [r["lr/G"] for r in cut_log] == [r["lr/G"] for r in full_log] == pytest.approx([2e-4, 2e-4, 4e-4 / 3,
-                                                                                           2e-4 / 3])
+    assert [r["step"] for r in cut_log] == [1, 2, 3, 4, 5]
+    expected_lr = [2e-4 * lr_factor(s - 1, 5, 0.25) for s in range(1, 6)]
+    assert [r["lr/G"] for r in cut_log] == pytest.approx(expected_lr)
+    assert [r["lr/G"] for r in full_log] == pytest.approx(expected_lr)
     for a, b in zip(full_log, cut_log):
         assert a["G/total"] == pytest.approx(b["G/total"], rel=1e-5)
     # `latest` picks the newest checkpoint; at max_steps there is nothing left to do
     again = train(tiny(cut_dir, tiny_data, *common), resume="latest")
-    assert again.step == 4 and [r["step"] for r in read_log(cut_dir)] == [1, 2, 3, 4]
+    assert again.step == 5 and [r["step"] for r in read_log(cut_dir)] == [1, 2, 3, 4, 5]
 
 
 def test_gradient_accumulation_equals_larger_batch(tmp_path, tiny_data):

@@ -487,9 +487,10 @@ def _train(cfg: Config, acc: Accelerator, out_dir: Path, resume_from: Path | Non
     losses = build_losses(cfg).to(acc.device)  # the frozen VGG is only moved, never prepared
     trainer = Trainer(cfg, acc, G, D, opt_G, opt_D, sched_G, sched_D, losses, ema)
 
-    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0}
+    state = {"step": 0, "epoch": 0, "samples_in_epoch": 0}  # data position in samples (any process count)
     if resume_from is not None:
-        state = load_checkpoint(acc, trainer, resume_from)
+        saved = load_checkpoint(acc, trainer, resume_from)
+        state = {k: saved[k] for k in state}
         acc.print(f"resumed from {resume_from} at step {state['step']}")
     elif acc.is_main_process:
         acc.print(f"training {cfg.model.name} for {cfg.train.max_steps} steps into {out_dir}")
@@ -500,7 +501,8 @@ def _train(cfg: Config, acc: Accelerator, out_dir: Path, resume_from: Path | Non
     samples = _sample_images(cfg) if acc.is_main_process else None
 
     indices_per_batch = cfg.data.batch_size * acc.num_processes
-    batches = endless_batches(loader, sampler, dataset, state["epoch"], state["batch_in_epoch"], indices_per_batch)
+    start = state["samples_in_epoch"] // indices_per_batch
+    batches = endless_batches(loader, sampler, dataset, state["epoch"], start, indices_per_batch)
     bar = tqdm(total=cfg.train.max_steps, initial=state["step"], disable=not acc.is_main_process,
                desc="train", dynamic_ncols=True)
     last_ckpt, t_log, steps_since_log = None, time.perf_counter(), 0
@@ -511,15 +513,16 @@ def _train(cfg: Config, acc: Accelerator, out_dir: Path, resume_from: Path | Non
             micro.append(batch)
         lrs = trainer.lrs()  # the rates this step uses
         parts = trainer.step(micro)
-        state.update(step=state["step"] + 1, epoch=epoch, batch_in_epoch=batch_in_epoch)
+        state.update(step=state["step"] + 1, epoch=epoch, samples_in_epoch=batch_in_epoch * indices_per_batch)
         step, steps_since_log = state["step"], steps_since_log + 1
         bar.update(1)
-        if not all(math.isfinite(v) for v in parts.values()):
-            raise UserError(f"step {step}: a loss is not finite ({parts}); lower optim.lr, enable optim.grad_clip "
-                            "or use train.mixed_precision=bf16 instead of fp16")
+        # averaged over processes every step, so that a non-finite loss stops every rank at once
+        mean_parts = dict(zip(parts, acc.reduce(torch.tensor(list(parts.values()), device=acc.device),
+                                                "mean").tolist()))
+        if not all(math.isfinite(v) for v in mean_parts.values()):
+            raise UserError(f"step {step}: a loss is not finite ({mean_parts}); lower optim.lr, enable "
+                            "optim.grad_clip or use train.mixed_precision=bf16 instead of fp16")
         if step % cfg.train.log_every == 0 or step == last_step:
-            mean_parts = {k: float(v) for k, v in zip(parts, acc.reduce(
-                torch.tensor(list(parts.values()), device=acc.device), "mean").tolist())}
             now = time.perf_counter()
             if acc.is_main_process:
                 record = {"step": step, "epoch": epoch, **lrs, **mean_parts,
@@ -533,7 +536,8 @@ def _train(cfg: Config, acc: Accelerator, out_dir: Path, resume_from: Path | Non
         if acc.is_main_process and (step % cfg.train.sample_every == 0 or step == last_step):
             _write_sample(acc, trainer, samples, out_dir, step)
         if step % cfg.train.checkpoint_every == 0 or step == last_step:  # also refreshes the export
-            last_ckpt = save_checkpoint(acc, trainer, out_dir, dict(state))
+            schedule = {"max_steps": cfg.train.max_steps, "decay_start": cfg.optim.decay_start, **trainer.lrs()}
+            last_ckpt = save_checkpoint(acc, trainer, out_dir, {**state, **schedule})
     bar.close()
     if acc.is_main_process and not (out_dir / "export" / ckpt.EXPORT_WEIGHTS).is_file():
         ckpt.export_generator(trainer.export_state(), cfg, out_dir / "export")  # resumed at the last step
