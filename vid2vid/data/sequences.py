@@ -28,6 +28,8 @@ from vid2vid.data import transforms
 from vid2vid.errors import DataError
 from vid2vid.video_io import VideoIndex, image_files, probe, read_image
 
+NOT_VIDEO = {".txt", ".md", ".json", ".yaml", ".yml", ".csv", ".db", ".ini", ".png", ".jpg", ".jpeg"}
+
 
 @dataclass
 class SequenceFiles:
@@ -59,7 +61,7 @@ def _frame_sources(folder: Path) -> dict[str, list[Path] | Path]:
     """<phase>_B: sequence folders of images and/or video files named <seq>.<ext>."""
     out: dict[str, list[Path] | Path] = {}
     for p in sorted(folder.iterdir()):
-        if p.name.startswith("."):
+        if p.name.startswith(".") or (p.is_file() and p.suffix.lower() in NOT_VIDEO):
             continue
         name = p.name if p.is_dir() else p.stem
         if name in out:
