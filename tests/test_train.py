@@ -210,9 +210,10 @@ def test_ema_update():
     start = model.weight.detach().clone()
     with torch.no_grad():
         model.weight.add_(4.0)
-    ema.update(model)
+    ema.update(model, step=100)  # past the warm-up: decay 0.75
     torch.testing.assert_close(ema.model.weight, start + 1.0)
     assert not ema.model.weight.requires_grad
+    assert ema.decay_at(0) == pytest.approx(0.1) and ema.decay_at(8) == pytest.approx(0.5)
 
 
 def test_epoch_sampler_order_and_skip():

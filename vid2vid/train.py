@@ -96,16 +96,22 @@ def make_schedulers(cfg: Config, *optimizers):
 
 
 class EMA:
-    """Exponential moving average of a model's parameters (buffers are copied)."""
+    """Exponential moving average of a model's parameters (buffers are copied). The decay warms up as
+    min(decay, (1 + step) / (10 + step)), so the average of a short run is not stuck at the initial weights."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
+    def decay_at(self, step: int) -> float:
+        return min(self.decay, (1 + step) / (10 + step))
+
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        """step: the number of optimizer steps taken before this update (0 for the first)."""
+        decay = self.decay_at(step)
         for ema_p, p in zip(self.model.parameters(), model.parameters(), strict=True):
-            ema_p.lerp_(p.detach().to(ema_p.dtype), 1.0 - self.decay)
+            ema_p.lerp_(p.detach().to(ema_p.dtype), 1.0 - decay)
         for ema_b, b in zip(self.model.buffers(), model.buffers(), strict=True):
             ema_b.copy_(b)
 
@@ -217,8 +223,9 @@ class Trainer:
         fake_out, real_out = _split(D_frozen(both), len(sem))
         return self.losses.generator(fake_outputs=fake_out, real_outputs=real_out, fake=fake, real=real)
 
-    def step(self, micro_batches: list[dict]) -> dict[str, float]:
-        """One optimizer step of D, then of G, over grad_accum micro-batches. Returns the loss parts."""
+    def step(self, micro_batches: list[dict], step: int = 0) -> dict[str, float]:
+        """Training step number `step` (0-based): D, then G, over grad_accum micro-batches. Returns the
+        loss parts."""
         acc, k = self.acc, len(micro_batches)
         parts: dict[str, float] = {}
         inputs = []
@@ -255,7 +262,7 @@ class Trainer:
         self.opt_G.step()
         self.opt_G.zero_grad(set_to_none=True)
         if self.ema is not None:
-            self.ema.update(acc.unwrap_model(self.G))
+            self.ema.update(acc.unwrap_model(self.G), step)
         for s in self.schedulers:
             s.step()
         return parts
@@ -512,7 +519,7 @@ def _train(cfg: Config, acc: Accelerator, out_dir: Path, resume_from: Path | Non
             epoch, batch_in_epoch, batch = next(batches)
             micro.append(batch)
         lrs = trainer.lrs()  # the rates this step uses
-        parts = trainer.step(micro)
+        parts = trainer.step(micro, state["step"])
         state.update(step=state["step"] + 1, epoch=epoch, samples_in_epoch=batch_in_epoch * indices_per_batch)
         step, steps_since_log = state["step"], steps_since_log + 1
         bar.update(1)
