@@ -84,6 +84,14 @@ def test_cli_train_leaves_loadable_export(tmp_path, tiny_data):
     exported = load_file(str(out / "export" / ckpt.EXPORT_WEIGHTS))
     final = load_file(str(out / "checkpoints" / "step_0000002" / "model.safetensors"))
     assert_close(exported, final, atol=0)
+    # the held-out evaluation tool runs on the export: 1 test sequence of 8 frames
+    sys.path.insert(0, str(REPO / "tools"))
+    from eval_image_model import class_mean_colours, evaluate
+
+    report = evaluate(out / "export")
+    assert report["frames"] == 8 and 0 < report["l1_class_mean_baseline"] < report["l1_model"] < 1
+    means = class_mean_colours(tiny_data, cfg.data.load_size, cfg.data.label_nc)
+    assert means.shape == (35, 3) and ((means >= 0) & (means <= 1)).all()
     # a second run into the same folder without --resume is refused (exit 2, names the key)
     again = subprocess.run([sys.executable, "-m", "vid2vid", "train", "--config", str(TINY), "--set",
                             "train.max_steps=2", f"train.out_dir={out}", f"data.root={tiny_data}"],
