@@ -26,7 +26,7 @@ from einops import rearrange
 from flow.errors import FlowError
 
 CORR_MODES = ("all_pairs", "on_demand")
-_ON_DEMAND_CHUNK_BYTES = 4 * 2**20  # gathered features per chunk; small enough to stay in cache
+_ON_DEMAND_CHUNK_BYTES = 4 * 2**20  # gathered features per chunk: bounded memory, few ops per pixel
 
 
 def _check_pyramid_size(fmap: torch.Tensor, num_levels: int) -> None:
@@ -98,58 +98,62 @@ class OnDemandCorr:
             fmap1, fmap2 = fmap1.float(), fmap2.float()
             channels = fmap1.shape[1]
             self.f1 = rearrange(fmap1, "b c h w -> (b h w) c") * (1.0 / math.sqrt(channels))  # [BHW, C]
-            # Per level: rows [B*H_l*W_l + 1, C] with a final zero row that out-of-frame positions read.
-            self.levels: list[tuple[torch.Tensor, int, int]] = []
+            # All levels' features of image 2 as rows of one table [sum_l B*H_l*W_l + 1, C]; the last
+            # row is zero and is what out-of-frame positions read.
+            tables, sizes = [], []
             for level in range(num_levels):
                 if level > 0:
                     fmap2 = F.avg_pool2d(fmap2, 2, stride=2)
-                h_l, w_l = fmap2.shape[-2:]
-                rows = rearrange(fmap2, "b c h w -> (b h w) c")
-                rows = torch.cat([rows, rows.new_zeros(1, channels)])
-                self.levels.append((rows, h_l, w_l))
+                tables.append(rearrange(fmap2, "b c h w -> (b h w) c"))
+                sizes.append(fmap2.shape[-2:])
+            self.table = torch.cat([*tables, fmap2.new_zeros(1, channels)])
+            device = fmap1.device
+            self.level_h = torch.tensor([h for h, _ in sizes], device=device)  # [L]
+            self.level_w = torch.tensor([w for _, w in sizes], device=device)  # [L]
+            starts = [0]
+            for table in tables[:-1]:
+                starts.append(starts[-1] + table.shape[0])
+            self.level_start = torch.tensor(starts, device=device)  # [L]
+            self.level_scale = torch.tensor([0.5**level for level in range(num_levels)], device=device)
 
     def __call__(self, coords: torch.Tensor) -> torch.Tensor:
         """coords [B,2,H,W] (x, y at level 0) -> correlation features [B, L*(2r+1)^2, H, W]."""
         with torch.autocast(coords.device.type, enabled=False):
             batch, _, height, width = coords.shape
             centres = rearrange(coords.float(), "b c h w -> (b h w) c")
-            pixels_per_image = height * width
-            batch_index = torch.arange(centres.shape[0], device=coords.device) // pixels_per_image
+            batch_index = torch.arange(centres.shape[0], device=coords.device) // (height * width)
             k = 2 * self.radius + 2
-            chunk = max(1, self.chunk_bytes // (k * k * self.f1.shape[1] * 4))
-            levels = []
-            for level, (rows, h_l, w_l) in enumerate(self.levels):
-                points = centres / 2**level
-                out = [
-                    self._lookup_chunk(points[s : s + chunk], self.f1[s : s + chunk], batch_index[s : s + chunk],
-                                       rows, h_l, w_l)
-                    for s in range(0, centres.shape[0], chunk)
-                ]
-                levels.append(torch.cat(out))  # [BHW, (2r+1)^2]
-            features = torch.cat(levels, dim=1)
+            per_pixel = len(self.level_h) * k * k * self.table.shape[1] * 4  # bytes gathered per pixel
+            chunk = max(1, self.chunk_bytes // per_pixel)
+            features = torch.cat([
+                self._lookup_chunk(centres[s : s + chunk], self.f1[s : s + chunk], batch_index[s : s + chunk])
+                for s in range(0, centres.shape[0], chunk)
+            ])  # [BHW, L*(2r+1)^2]
             return rearrange(features, "(b h w) k -> b k h w", b=batch, h=height, w=width).contiguous()
 
-    def _lookup_chunk(self, points, f1, batch_index, rows, h_l, w_l):
-        """points [N,2], f1 [N,C], batch_index [N] -> [N, (2r+1)^2] for one level."""
-        r = self.radius
+    def _lookup_chunk(self, centres, f1, batch_index):
+        """centres [N,2] (level 0), f1 [N,C], batch_index [N] -> [N, L*(2r+1)^2], all levels at once."""
+        points = centres[:, None, :] * self.level_scale[None, :, None]  # [N,L,2]
         base = torch.floor(points)
-        frac = points - base  # [N,2], shared by every point of the window
-        span = torch.arange(-r, r + 2, device=points.device)
-        xs = base[:, 0].long()[:, None] + span  # [N,K]
-        ys = base[:, 1].long()[:, None] + span  # [N,K]
-        inside = ((xs >= 0) & (xs < w_l))[:, :, None] & ((ys >= 0) & (ys < h_l))[:, None, :]  # [N,K(x),K(y)]
-        index = batch_index[:, None, None] * (h_l * w_l) + ys[:, None, :] * w_l + xs[:, :, None]
-        index = torch.where(inside, index, rows.shape[0] - 1)  # the zero row
-        gathered = rows.index_select(0, index.flatten()).view(index.shape[0], -1, rows.shape[1])  # [N,K*K,C]
-        # [N,1,C] @ [N,C,K*K]: this layout is several times faster than [N,K*K,C] @ [N,C,1] on CPU
-        dots = torch.bmm(f1[:, None, :], gathered.transpose(1, 2)).view(index.shape)  # [N,K(x),K(y)]
-        fx, fy = frac[:, 0, None, None], frac[:, 1, None, None]
+        frac = points - base  # [N,L,2], shared by every point of a level's window
+        span = torch.arange(-self.radius, self.radius + 2, device=centres.device)
+        xs = base[..., 0].long()[..., None] + span  # [N,L,K]
+        ys = base[..., 1].long()[..., None] + span  # [N,L,K]
+        h_l, w_l = self.level_h[None, :, None], self.level_w[None, :, None]
+        inside = ((xs >= 0) & (xs < w_l))[..., :, None] & ((ys >= 0) & (ys < h_l))[..., None, :]  # [N,L,K(x),K(y)]
+        row0 = self.level_start[None, :, None] + batch_index[:, None, None] * (h_l * w_l)  # [N,L,1]
+        index = (row0 + ys * w_l)[..., None, :] + xs[..., :, None]  # [N,L,K(x),K(y)]
+        index = torch.where(inside, index, self.table.shape[0] - 1)  # the zero row
+        gathered = self.table.index_select(0, index.flatten()).view(index.shape[0], -1, self.table.shape[1])
+        # [N,1,C] @ [N,C,L*K*K]: this layout is several times faster than [N,L*K*K,C] @ [N,C,1] on CPU
+        dots = torch.bmm(f1[:, None, :], gathered.transpose(1, 2)).view(index.shape)  # [N,L,K(x),K(y)]
+        fx, fy = frac[..., 0, None, None], frac[..., 1, None, None]  # [N,L,1,1]
         out = (
-            (1 - fx) * (1 - fy) * dots[:, :-1, :-1]
-            + fx * (1 - fy) * dots[:, 1:, :-1]
-            + (1 - fx) * fy * dots[:, :-1, 1:]
-            + fx * fy * dots[:, 1:, 1:]
-        )  # [N, 2r+1 (x), 2r+1 (y)]
+            (1 - fx) * (1 - fy) * dots[..., :-1, :-1]
+            + fx * (1 - fy) * dots[..., 1:, :-1]
+            + (1 - fx) * fy * dots[..., :-1, 1:]
+            + fx * fy * dots[..., 1:, 1:]
+        )  # [N, L, 2r+1 (x), 2r+1 (y)]
         return out.reshape(out.shape[0], -1)
 
 
