@@ -85,6 +85,8 @@ def test_overrides_are_typed_and_checked():
                          "data.fg_labels=[26]", "loss.vgg_weights=null"])
     assert cfg.train.max_steps == 7 and cfg.optim.lr == 1e-4 and cfg.data.flip is False
     assert cfg.data.crop_size == Size(128, 256) and cfg.data.fg_labels == [26]
+    assert from_dict({}, ["train.mixed_precision=no"]).train.mixed_precision == "no"  # YAML 1.1 reads it as false
+    assert from_dict({"train": {"mixed_precision": False}}).train.mixed_precision == "no"
     with pytest.raises(ConfigError, match="model.ngff: unknown key; did you mean model.ngf"):
         from_dict({}, ["model.ngff=3"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):

@@ -335,6 +335,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(value, inner, key)
     if origin is Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads a bare no/off/yes/on as a boolean
+            value = next((a for a in args if str(a) in (("yes", "on", "true") if value else ("no", "off", "false"))),
+                         value)
         if value not in args:
             close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
