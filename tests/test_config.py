@@ -150,3 +150,17 @@ def test_cli_config_prints_the_resolved_config_which_reloads_identically(tmp_pat
     (tmp_path / "resolved.yaml").write_text(run.stdout)
     cfg = load_config(tmp_path / "resolved.yaml")
     assert cfg.model.ngf == 16 and cfg.data.root == str(tmp_path / "data" / "synthetic_demo")
+
+
+def test_cli_os_errors_exit_2_naming_the_path(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    run = _cli("prepare", "synthetic", str(blocker / "data"), "--sequences", "1", "--test-sequences", "0",
+               "--frames", "2", "--size", "32x32", cwd=tmp_path)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert str(blocker) in run.stderr
+
+
+def test_top_level_must_be_a_mapping():
+    with pytest.raises(ConfigError, match="expected a mapping of config sections"):
+        from_dict(["data"])

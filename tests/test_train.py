@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from vid2vid import checkpoint as ckpt
 from vid2vid.config import load_config
-from vid2vid.errors import ConfigError
+from vid2vid.errors import ConfigError, UserError
 from vid2vid.train import EMA, EpochSampler, JsonlLog, check_trainable, learning_rates, lr_factor, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -248,12 +248,21 @@ def test_jsonl_log_truncates_on_resume(tmp_path):
     assert not path.exists()
 
 
+def test_jsonl_log_resume_survives_a_line_cut_by_a_crash(tmp_path):
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "G/to')
+    JsonlLog(path, resume_step=2).write({"step": 3})
+    assert [json.loads(x) for x in path.read_text().splitlines()] == [{"step": 1}, {"step": 2}, {"step": 3}]
+
+
 def test_refusals_name_the_key():
     with pytest.raises(ConfigError, match="model.name.*pix2pixhd.*demo_image.yaml"):
         check_trainable(load_config(TINY, ["model.name=vid2vid"]))
     with pytest.raises(ConfigError, match="loss.gan_mode"):
         check_trainable(load_config(TINY, ["loss.gan_mode=wgan-gp"]), num_processes=2)
     check_trainable(load_config(TINY, ["loss.gan_mode=wgan-gp"]), num_processes=1)
+    with pytest.raises(UserError, match="VGG19 weights not found.*loss.vgg: 0"):
+        check_trainable(load_config(TINY, ["loss.vgg=10", "loss.vgg_weights=/nonexistent/vgg19.pth"]))
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="train.mixed_precision"):
             check_trainable(load_config(TINY, ["train.mixed_precision=fp16"]))

@@ -110,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, FlowError) as e:
         print(f"vid2vid: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # unwritable output folder, full disk, ...
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"vid2vid: error: {where}{e.strerror or e}; check the path and its permissions and free space",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("vid2vid: interrupted", file=sys.stderr)
         return 130

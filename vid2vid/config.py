@@ -418,10 +418,9 @@ def _set(cfg: Any, key: str, value: Any) -> None:
 
 def from_dict(tree: dict | None, overrides: list[str] = (), base_dir: str | Path | None = None) -> Config:
     """Build and check a Config from a YAML tree plus `a.b=value` overrides."""
-    tree = dict(tree or {})
-    if not isinstance(tree, dict):
-        raise ConfigError(f"config: expected a mapping at the top level, got {tree!r}")
-    tree = yaml.safe_load(yaml.safe_dump(tree))  # deep copy
+    if not isinstance(tree or {}, dict):
+        raise ConfigError(f"config: expected a mapping of config sections at the top level, got {tree!r}")
+    tree = yaml.safe_load(yaml.safe_dump(dict(tree or {})))  # deep copy
     for text in overrides:
         _apply_override(tree, *parse_override(text))
     cfg = _build(Config, tree)

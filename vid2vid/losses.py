@@ -120,6 +120,18 @@ def default_vgg19_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
 
 
+def find_vgg19_weights(path: str | Path | None = None) -> Path:
+    """The VGG19 weights file (`path`, default the torch hub cache); UserError saying what to fetch when absent."""
+    file = Path(path) if path else default_vgg19_path()
+    if not file.is_file():
+        raise UserError(
+            f"VGG19 weights not found at {file} (loss.vgg_weights={str(path) if path else None}). Download "
+            f"{VGG19_URL} into {default_vgg19_path().parent}/ (the torch hub checkpoints folder), or set "
+            f"loss.vgg_weights to the file's path, or set loss.vgg: 0 to disable the VGG perceptual loss."
+        )
+    return file
+
+
 def load_vgg19_features(path: str | Path | None = None) -> nn.Sequential:
     """torchvision's vgg19 `features` up to relu5_1, weights from `path` (default: the torch hub cache).
 
@@ -128,21 +140,15 @@ def load_vgg19_features(path: str | Path | None = None) -> nn.Sequential:
     """
     from torchvision.models.vgg import cfgs, make_layers
 
-    file = Path(path) if path else default_vgg19_path()
-    if not file.is_file():
-        raise UserError(
-            f"VGG19 weights not found at {file} (loss.vgg_weights={str(path) if path else None}). Download "
-            f"{VGG19_URL} into {default_vgg19_path().parent}/ (the torch hub checkpoints folder), or set "
-            f"loss.vgg_weights to the file's path, or set loss.vgg: 0 to disable the VGG perceptual loss."
-        )
+    file = find_vgg19_weights(path)
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise UserError(f"{file}: not a readable VGG19 checkpoint ({e}); download {VGG19_URL} again") from None
     features = make_layers(cfgs["E"])[: VGG_SLICES[-1]]
     wanted = {f"features.{k}": k for k in features.state_dict()}
-    missing = [k for k in wanted if k not in state]
-    if missing or not isinstance(state, dict):
+    missing = [k for k in wanted if k not in state] if isinstance(state, dict) else list(wanted)
+    if missing:
         raise UserError(f"{file}: not a torchvision vgg19 checkpoint (missing {missing[:3]}); download {VGG19_URL}")
     try:
         features.load_state_dict({wanted[k]: state[k] for k in wanted})

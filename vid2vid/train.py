@@ -21,7 +21,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -62,6 +62,10 @@ def check_trainable(cfg: Config, num_processes: int = 1) -> None:
         except ImportError:
             raise ConfigError("train.tracker: 'tensorboard' is not installed; pip install tensorboard "
                               "(or pip install -e '.[tensorboard]'), or set train.tracker=none") from None
+    if cfg.loss.vgg > 0:
+        from vid2vid.losses import find_vgg19_weights
+
+        find_vgg19_weights(cfg.loss.vgg_weights)  # before a long data check, not after it
     if cfg.loss.gan_mode == "wgan-gp" and num_processes > 1:
         raise ConfigError("loss.gan_mode: 'wgan-gp' trains in one process only (its gradient penalty needs a "
                           "double backward, which DistributedDataParallel does not support); use hinge or ls "
@@ -286,14 +290,21 @@ def _add(total: dict[str, float], parts: dict[str, torch.Tensor], prefix: str, k
 # ----------------------------------------------------------------------------------------------
 
 
+def _logged_step(line: str) -> float:
+    """The step of a log line; infinity for a line a crash cut short (dropped on resume)."""
+    try:
+        return json.loads(line).get("step", 0)
+    except (json.JSONDecodeError, AttributeError):
+        return math.inf
+
+
 class JsonlLog:
     """`<out_dir>/log.jsonl`: one JSON object per logged step; a resume drops lines after its step."""
 
     def __init__(self, path: Path, resume_step: int | None):
         self.path = path
         if resume_step is not None and path.is_file():
-            keep = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            keep = [line for line in path.read_text().splitlines() if _logged_step(line) <= resume_step]
             ckpt.atomic_write_text(path, "".join(line + "\n" for line in keep))
         elif resume_step is None and path.exists():
             path.unlink()
@@ -383,22 +394,26 @@ def load_checkpoint(acc: Accelerator, trainer: Trainer, path: Path) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def _build_data(cfg: Config, num_processes: int):
+def _build_data(cfg: Config, acc: Accelerator):
     from vid2vid.data.check import check_dataset
     from vid2vid.data.sequences import build_dataset
     from vid2vid.data.synthetic import ensure_dataset
 
     ensure_dataset(cfg.data)
-    check_dataset(cfg.data)
-    dataset = build_dataset(cfg.data, phase=cfg.data.phase, seed=cfg.train.seed)
-    dataset.set_n_frames(1)  # image models: single frames (T = 1)
+    if acc.is_main_process:  # every file, once, before a long run (the other processes wait)
+        check_dataset(cfg.data)
+    acc.wait_for_everyone()
+    # image models: single frames (T = 1), so sequences of any length serve
+    dataset = build_dataset(replace(cfg.data, n_frames=1), phase=cfg.data.phase, seed=cfg.train.seed)
+    num_processes = acc.num_processes
     global_batch = cfg.data.batch_size * num_processes
     if len(dataset) < global_batch:
         raise DataError(f"{cfg.data.root}: {len(dataset)} training items, fewer than data.batch_size "
                         f"({cfg.data.batch_size}) x {num_processes} processes; lower data.batch_size or add data")
     sampler = EpochSampler(len(dataset), cfg.train.seed)
     loader = DataLoader(dataset, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
-                        num_workers=cfg.data.num_workers, pin_memory=torch.cuda.is_available())
+                        num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,
+                        pin_memory=torch.cuda.is_available())
     return dataset, sampler, loader
 
 
@@ -409,8 +424,7 @@ def _sample_images(cfg: Config, n: int = 4) -> dict:
     from vid2vid.data.sequences import build_dataset
 
     phase = "test" if (Path(cfg.data.root) / "test_A").is_dir() else cfg.data.phase
-    dataset = build_dataset(cfg.data, phase=phase, seed=cfg.train.seed)
-    dataset.set_n_frames(1)
+    dataset = build_dataset(replace(cfg.data, n_frames=1), phase=phase, seed=cfg.train.seed)
     items = [dataset[i] for i in range(min(n, len(dataset)))]
     return frames_as_images(default_collate([{k: v for k, v in it.items() if isinstance(v, torch.Tensor)}
                                              for it in items]))
@@ -473,7 +487,7 @@ def _train(cfg: Config, acc: Accelerator, out_dir: Path, resume_from: Path | Non
     from vid2vid.models.build import build_discriminator, build_generator, build_losses
 
     set_seed(cfg.train.seed)
-    dataset, sampler, loader = _build_data(cfg, acc.num_processes)
+    dataset, sampler, loader = _build_data(cfg, acc)
     if acc.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "samples").mkdir(exist_ok=True)
