@@ -9,10 +9,10 @@ for the offset (dx_i, dy_j): the x offset varies slowest (as RAFT and torchvisio
 - `AllPairsCorr` builds the full volume [B*H*W, 1, H, W] and pools it over the second image's
   dims (memory 4*(HW)^2 bytes at level 0).
 - `OnDemandCorr` never builds it. Pooling the correlation over image 2 equals correlating with
-  pooled features of image 2, so it keeps a feature pyramid of image 2 and, per lookup, gathers
-  the (2r+2)^2 integer positions around each window (all window points share one fractional part)
-  in chunks of pixels, takes the dot products with a batched matmul and combines them with the
-  shared bilinear weights. Peak extra memory is one chunk, O(chunk * (2r+2)^2 * C).
+  pooled features of image 2, so it keeps a feature pyramid of image 2 and, per lookup, works
+  through blocks of rows of image 1: each block is correlated (one matmul) with only the band of
+  image-2 rows its windows can reach, and the windows are read from that small volume. Peak
+  extra memory is one band volume, O(block * band).
 
 Everything here runs in float32, also under autocast: correlation and coordinates need it.
 """
@@ -26,7 +26,7 @@ from einops import rearrange
 from flow.errors import FlowError
 
 CORR_MODES = ("all_pairs", "on_demand")
-_ON_DEMAND_CHUNK_BYTES = 4 * 2**20  # gathered features per chunk: bounded memory, few ops per pixel
+_ON_DEMAND_BLOCK_PIXELS = 1024  # pixels of image 1 (whole rows) per on-demand block
 
 
 def _check_pyramid_size(fmap: torch.Tensor, num_levels: int) -> None:
@@ -80,80 +80,68 @@ class AllPairsCorr:
 
 
 class OnDemandCorr:
-    """Correlation computed at lookup time from a feature pyramid of image 2 (no volume)."""
+    """Correlation computed at lookup time, a block of rows of image 1 at a time (no volume).
 
-    def __init__(
-        self,
-        fmap1: torch.Tensor,
-        fmap2: torch.Tensor,
-        *,
-        num_levels: int,
-        radius: int,
-        chunk_bytes: int = _ON_DEMAND_CHUNK_BYTES,
-    ):
+    For a block of rows and a pyramid level, the window can only touch the rows of image 2 between
+    the block's smallest and largest y coordinate (+- r + 1). The block's correlation with that band
+    is one matmul [n,C] @ [C, band], from which the (2r+2)^2 integer positions around each window are
+    gathered and combined with the window's bilinear weights (every window point shares one
+    fractional part). Memory: one band volume; time: a few large matmuls per block.
+    """
+
+    def __init__(self, fmap1: torch.Tensor, fmap2: torch.Tensor, *, num_levels: int, radius: int,
+                 block_pixels: int = _ON_DEMAND_BLOCK_PIXELS):
         _check_pyramid_size(fmap1, num_levels)
         self.radius = radius
-        self.chunk_bytes = chunk_bytes
+        self.block_pixels = block_pixels
         with torch.autocast(fmap1.device.type, enabled=False):
-            fmap1, fmap2 = fmap1.float(), fmap2.float()
-            channels = fmap1.shape[1]
-            self.f1 = rearrange(fmap1, "b c h w -> (b h w) c") * (1.0 / math.sqrt(channels))  # [BHW, C]
-            # All levels' features of image 2 as rows of one table [sum_l B*H_l*W_l + 1, C]; the last
-            # row is zero and is what out-of-frame positions read.
-            tables, sizes = [], []
-            for level in range(num_levels):
-                if level > 0:
-                    fmap2 = F.avg_pool2d(fmap2, 2, stride=2)
-                tables.append(rearrange(fmap2, "b c h w -> (b h w) c"))
-                sizes.append(fmap2.shape[-2:])
-            self.table = torch.cat([*tables, fmap2.new_zeros(1, channels)])
-            device = fmap1.device
-            self.level_h = torch.tensor([h for h, _ in sizes], device=device)  # [L]
-            self.level_w = torch.tensor([w for _, w in sizes], device=device)  # [L]
-            starts = [0]
-            for table in tables[:-1]:
-                starts.append(starts[-1] + table.shape[0])
-            self.level_start = torch.tensor(starts, device=device)  # [L]
-            self.level_scale = torch.tensor([0.5**level for level in range(num_levels)], device=device)
+            self.f1 = fmap1.float() * (1.0 / math.sqrt(fmap1.shape[1]))  # [B,C,H,W]
+            self.pyramid = [fmap2.float()]  # [B,C,H_l,W_l]; pooling features = pooling the correlation
+            for _ in range(num_levels - 1):
+                self.pyramid.append(F.avg_pool2d(self.pyramid[-1], 2, stride=2))
 
     def __call__(self, coords: torch.Tensor) -> torch.Tensor:
         """coords [B,2,H,W] (x, y at level 0) -> correlation features [B, L*(2r+1)^2, H, W]."""
         with torch.autocast(coords.device.type, enabled=False):
             batch, _, height, width = coords.shape
-            centres = rearrange(coords.float(), "b c h w -> (b h w) c")
-            batch_index = torch.arange(centres.shape[0], device=coords.device) // (height * width)
-            k = 2 * self.radius + 2
-            per_pixel = len(self.level_h) * k * k * self.table.shape[1] * 4  # bytes gathered per pixel
-            chunk = max(1, self.chunk_bytes // per_pixel)
-            features = torch.cat([
-                self._lookup_chunk(centres[s : s + chunk], self.f1[s : s + chunk], batch_index[s : s + chunk])
-                for s in range(0, centres.shape[0], chunk)
-            ])  # [BHW, L*(2r+1)^2]
+            coords = torch.nan_to_num(coords.float(), nan=0.0).clamp(-1e6, 1e6)
+            rows = max(1, self.block_pixels // width)
+            blocks = []
+            for b in range(batch):
+                for top in range(0, height, rows):
+                    points = rearrange(coords[b, :, top : top + rows], "c h w -> (h w) c")  # [n,2]
+                    f1 = rearrange(self.f1[b, :, top : top + rows], "c h w -> (h w) c")  # [n,C]
+                    levels = [self._lookup(points / 2**level, f1, f2[b]) for level, f2 in enumerate(self.pyramid)]
+                    blocks.append(torch.cat(levels, dim=1))  # [n, L*(2r+1)^2]
+            features = torch.cat(blocks)  # rows of (b, h, w) in order
             return rearrange(features, "(b h w) k -> b k h w", b=batch, h=height, w=width).contiguous()
 
-    def _lookup_chunk(self, centres, f1, batch_index):
-        """centres [N,2] (level 0), f1 [N,C], batch_index [N] -> [N, L*(2r+1)^2], all levels at once."""
-        points = centres[:, None, :] * self.level_scale[None, :, None]  # [N,L,2]
+    def _lookup(self, points: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
+        """points [n,2] at this level, f1 [n,C], f2 [C,h,w] -> [n,(2r+1)^2] (x offset slowest)."""
+        r, (channels, h, w) = self.radius, f2.shape
         base = torch.floor(points)
-        frac = points - base  # [N,L,2], shared by every point of a level's window
-        span = torch.arange(-self.radius, self.radius + 2, device=centres.device)
-        xs = base[..., 0].long()[..., None] + span  # [N,L,K]
-        ys = base[..., 1].long()[..., None] + span  # [N,L,K]
-        h_l, w_l = self.level_h[None, :, None], self.level_w[None, :, None]
-        inside = ((xs >= 0) & (xs < w_l))[..., :, None] & ((ys >= 0) & (ys < h_l))[..., None, :]  # [N,L,K(x),K(y)]
-        row0 = self.level_start[None, :, None] + batch_index[:, None, None] * (h_l * w_l)  # [N,L,1]
-        index = (row0 + ys * w_l)[..., None, :] + xs[..., :, None]  # [N,L,K(x),K(y)]
-        index = torch.where(inside, index, self.table.shape[0] - 1)  # the zero row
-        gathered = self.table.index_select(0, index.flatten()).view(index.shape[0], -1, self.table.shape[1])
-        # [N,1,C] @ [N,C,L*K*K]: this layout is several times faster than [N,L*K*K,C] @ [N,C,1] on CPU
-        dots = torch.bmm(f1[:, None, :], gathered.transpose(1, 2)).view(index.shape)  # [N,L,K(x),K(y)]
-        fx, fy = frac[..., 0, None, None], frac[..., 1, None, None]  # [N,L,1,1]
+        frac = points - base  # [n,2]
+        lo = max(int(base[:, 1].min()) - r, 0)
+        hi = min(int(base[:, 1].max()) + r + 1, h - 1)
+        if lo > hi:  # every window lies above or below the image
+            return points.new_zeros(points.shape[0], (2 * r + 1) ** 2)
+        band = f2[:, lo : hi + 1].reshape(channels, -1)  # [C, hb*w]
+        volume = torch.mm(f1, band)  # [n, hb*w]
+        volume = torch.cat([volume, volume.new_zeros(volume.shape[0], 1)], dim=1)  # last column: outside
+        span = torch.arange(-r, r + 2, device=points.device)
+        xs = base[:, 0].long()[:, None] + span  # [n,K]
+        ys = base[:, 1].long()[:, None] + span  # [n,K]
+        inside = ((xs >= 0) & (xs < w))[:, :, None] & ((ys >= lo) & (ys <= hi))[:, None, :]  # [n,K(x),K(y)]
+        index = ((ys - lo) * w)[:, None, :] + xs[:, :, None]  # [n,K(x),K(y)]
+        index = torch.where(inside, index, volume.shape[1] - 1)
+        dots = torch.gather(volume, 1, index.flatten(1)).view(index.shape)  # [n,K(x),K(y)]
+        fx, fy = frac[:, 0, None, None], frac[:, 1, None, None]
         out = (
-            (1 - fx) * (1 - fy) * dots[..., :-1, :-1]
-            + fx * (1 - fy) * dots[..., 1:, :-1]
-            + (1 - fx) * fy * dots[..., :-1, 1:]
-            + fx * fy * dots[..., 1:, 1:]
-        )  # [N, L, 2r+1 (x), 2r+1 (y)]
+            (1 - fx) * (1 - fy) * dots[:, :-1, :-1]
+            + fx * (1 - fy) * dots[:, 1:, :-1]
+            + (1 - fx) * fy * dots[:, :-1, 1:]
+            + fx * fy * dots[:, 1:, 1:]
+        )  # [n, 2r+1 (x), 2r+1 (y)]
         return out.reshape(out.shape[0], -1)
 
 

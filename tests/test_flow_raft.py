@@ -60,7 +60,7 @@ def test_on_demand_equals_all_pairs():
     coords = grid + 6 * torch.randn(2, 2, 16, 20, generator=g)  # sub-pixel, some windows leave the frame
     for radius in (3, 4):
         all_pairs = AllPairsCorr(fmap1, fmap2, num_levels=4, radius=radius)(coords)
-        on_demand = OnDemandCorr(fmap1, fmap2, num_levels=4, radius=radius, chunk_bytes=50_000)(coords)
+        on_demand = OnDemandCorr(fmap1, fmap2, num_levels=4, radius=radius, block_pixels=50)(coords)
         assert on_demand.shape == all_pairs.shape == (2, 4 * (2 * radius + 1) ** 2, 16, 20)
         assert (on_demand - all_pairs).abs().max() <= 1e-4
 
