@@ -6,6 +6,8 @@ Layout (little-endian): float32 magic 202021.25, int32 width, int32 height, then
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +49,22 @@ def write_flo(path: str | os.PathLike, flow: np.ndarray) -> None:
     height, width = flow.shape[:2]
     header = np.array([(FLO_MAGIC, width, height)], dtype=_HEADER)
     payload = header.tobytes() + np.ascontiguousarray(flow, dtype="<f4").tobytes()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with open(tmp, "xb") as f:  # created with the user's umask, like OpenCV's file
+        with atomic_path(path) as tmp, open(tmp, "xb") as f:  # created with the user's umask, like OpenCV's
             f.write(payload)
-        os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise FlowError(f"cannot write flow file {path}: {e.strerror}") from e
-    except BaseException:
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary name beside `path` (same suffix) to write to; it replaces `path` when the block ends
+    without an error and is removed otherwise, so readers never see a half-written file. The project's
+    one atomic-write helper (vid2vid uses it too)."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
         tmp.unlink(missing_ok=True)
-        raise

@@ -45,3 +45,18 @@ def test_bad_files_raise_flow_error_naming_the_file(tmp_path):
         write_flo(tmp_path / "x.flo", np.zeros((4, 4, 3)))
     with pytest.raises(FlowError, match="no_dir"):
         write_flo(tmp_path / "no_dir" / "x.flo", np.zeros((4, 4, 2)))
+
+
+def test_atomic_path_replaces_only_on_success(tmp_path):
+    from flow.io import atomic_path
+
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash while writing")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+    with atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == ".txt"
+        tmp.write_text("new")
+    assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]

@@ -19,9 +19,7 @@ import csv
 import hashlib
 import itertools
 import json
-import os
 import sys
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,7 +32,7 @@ import torch
 from flow import get_estimator
 from flow.classic import rgb_to_grey
 from flow.errors import FlowError
-from flow.io import read_flo, write_flo
+from flow.io import atomic_path, read_flo, write_flo
 from vid2vid.config import Size, parse_size
 from vid2vid.errors import UserError
 from vid2vid.metrics import (
@@ -407,18 +405,12 @@ def format_table(args: argparse.Namespace, results: list[VideoResult], notes: li
 
 
 def _atomic_write(path: str, write) -> None:
-    """Call write(tmp_path) and rename the result to path."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
+    """Call write(tmp_path); the result replaces path only when complete."""
     try:
-        write(tmp)
-        os.replace(tmp, target)
+        with atomic_path(path) as tmp:
+            write(tmp)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_csv(path: str, results: list[VideoResult]) -> None:

@@ -22,6 +22,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from flow.io import atomic_path
 from vid2vid.config import Config, from_dict, save_config
 from vid2vid.errors import UserError
 
@@ -37,22 +38,14 @@ _STEP_DIR = re.compile(r"^step_(\d{7,})$")
 # ----------------------------------------------------------------------------------------------
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    tmp = _tmp_name(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
-    path = Path(path)
-    tmp = _tmp_name(path)
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -64,9 +57,8 @@ def export_generator(state_dict: dict[str, torch.Tensor], cfg: Config, out_dir: 
     """Write `out_dir/config.yaml` and `out_dir/generator.safetensors`, each file atomically."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp_cfg = _tmp_name(out_dir / EXPORT_CONFIG)
-    save_config(cfg, tmp_cfg)
-    os.replace(tmp_cfg, out_dir / EXPORT_CONFIG)
+    with atomic_path(out_dir / EXPORT_CONFIG) as tmp:
+        save_config(cfg, tmp)
     atomic_save_safetensors(state_dict, out_dir / EXPORT_WEIGHTS)
     return out_dir
 

@@ -331,14 +331,13 @@ def sample_grid(images: dict, fake: torch.Tensor, label_nc: int) -> torch.Tensor
 
 def write_png(path: Path, image: torch.Tensor) -> None:
     """image [3,H,W] in [0,1] -> PNG, atomically."""
-    import cv2
     import numpy as np
 
-    rgb = (image.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise UserError(f"{path}: could not write the sample image; check that the folder is writable")
-    tmp.replace(path)
+    from flow.io import atomic_path
+    from vid2vid.video_io import write_image
+
+    with atomic_path(path) as tmp:
+        write_image(tmp, (image.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
 
 
 # ----------------------------------------------------------------------------------------------

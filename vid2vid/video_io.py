@@ -48,6 +48,15 @@ def read_image(path: str | os.PathLike, flags: int = cv2.IMREAD_COLOR) -> np.nda
     return image
 
 
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an image file (format from the suffix): RGB uint8 [H,W,3], or one channel [H,W] (8- or 16-bit)
+    unchanged. A DataError names the file when it cannot be written."""
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), image):
+        raise DataError(f"cannot write {path}; check that the folder is writable and the disk not full")
+
+
 def _quiet_imdecode(data: np.ndarray, flags: int) -> np.ndarray | None:
     """cv2.imdecode without OpenCV's own warnings on stderr (our DataError says what is wrong)."""
     level = cv2.utils.logging.getLogLevel()

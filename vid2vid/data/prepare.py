@@ -19,7 +19,7 @@ import numpy as np
 
 from vid2vid.config import Size
 from vid2vid.errors import DataError, UserError
-from vid2vid.video_io import iter_frames, probe
+from vid2vid.video_io import iter_frames, probe, write_image
 
 SAMPLE_FRAMES = 8  # frames the colour clusters are fitted on, spread over the video
 SAMPLE_PIXELS = 40_000
@@ -96,11 +96,6 @@ def _resized(frame: np.ndarray, size: Size | None) -> np.ndarray:
     return cv2.resize(frame, (size.w, size.h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def _write(path: Path, image: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), image):
-        raise DataError(f"cannot write {path}; check that the folder is writable and the disk not full")
-
-
 def prepare_video(input: str | os.PathLike, out: str | os.PathLike, *, labels: str = "edges",
                   size: Size | None = None, seq_len: int = 30, test_fraction: float = 0.2,
                   max_frames: int | None = None) -> str:
@@ -142,10 +137,10 @@ def prepare_video(input: str | os.PathLike, out: str | os.PathLike, *, labels: s
             shape = frame.shape[:2]
             ids = edge_labels(frame) if kind == "edges" else cluster_labels(frame, table)
             phase, name, j = where[i]
-            for side, image in (("A", ids), ("B", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))):
+            for side, image in (("A", ids), ("B", frame)):
                 folder = tmp / f"{phase}_{side}" / name
                 folder.mkdir(parents=True, exist_ok=True)
-                _write(folder / f"{j:05d}.png", image)
+                write_image(folder / f"{j:05d}.png", image)
         if decoded < n:
             raise DataError(f"{input}: decoded {decoded} frames but the container says {n}; the video is "
                             "truncated or damaged; re-encode it")

@@ -29,6 +29,7 @@ import numpy as np
 from flow.io import write_flo
 from vid2vid.config import Size
 from vid2vid.errors import DataError
+from vid2vid.video_io import write_image
 
 ROAD, SIDEWALK, BUILDING, POLE, VEGETATION, SKY, PERSON, CAR = 7, 8, 11, 17, 21, 23, 24, 26
 EMPTY = 255  # label of a canvas pixel that the layer does not cover
@@ -335,11 +336,6 @@ def layer_flow(layers: list[Layer], top: np.ndarray, src: int, dst: int) -> np.n
     return np.stack([u, v], -1).astype(np.float32)
 
 
-def _write_png(path: Path, image: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), image):
-        raise DataError(f"cannot write {path}; check that the folder is writable and the disk not full")
-
-
 def write_sequence(root: Path, phase: str, name: str, rng: np.random.Generator, size: Size, frames: int) -> None:
     layers = build_scene(rng, size, frames)
     folders = {kind: root / f"{phase}_{kind}" / name for kind in ("A", "B", "inst", "flow")}
@@ -348,9 +344,9 @@ def write_sequence(root: Path, phase: str, name: str, rng: np.random.Generator, 
     tops = []
     for t in range(frames):
         label, inst, rgb, top = render(layers, t, size)
-        _write_png(folders["A"] / f"{t:05d}.png", label)
-        _write_png(folders["B"] / f"{t:05d}.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        _write_png(folders["inst"] / f"{t:05d}.png", inst)
+        write_image(folders["A"] / f"{t:05d}.png", label)
+        write_image(folders["B"] / f"{t:05d}.png", rgb)
+        write_image(folders["inst"] / f"{t:05d}.png", inst)
         tops.append(top)
     for t in range(frames - 1):
         write_flo(folders["flow"] / f"fw_{t:05d}.flo", layer_flow(layers, tops[t], t, t + 1))
