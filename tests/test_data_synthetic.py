@@ -3,6 +3,7 @@ and generation on first use by exactly one of several processes."""
 
 import filecmp
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -187,13 +188,17 @@ def test_ensure_dataset_reuses_checks_and_recovers(tmp_path, capsys):
     # a lock left behind by a dead process is taken over
     other = tmp_path / "other"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (tmp_path / ".other.lock").write_text(dead.stdout.strip())
+    (tmp_path / ".other.lock").write_text(f"{socket.gethostname()}:{dead.stdout.strip()}")
     assert ensure_dataset(_data_cfg(other), timeout=30) == other
     assert not (tmp_path / ".other.lock").exists()
     # a live owner that never finishes: a clear timeout error naming the lock
-    (tmp_path / ".third.lock").write_text(str(os.getpid()))
+    (tmp_path / ".third.lock").write_text(f"{socket.gethostname()}:{os.getpid()}")
     with pytest.raises(DataError, match=r"\.third\.lock"):
         ensure_dataset(_data_cfg(tmp_path / "third"), timeout=0.5)
+    # a process id from another host (a shared filesystem) is never taken for dead
+    (tmp_path / ".fourth.lock").write_text(f"another-host:{dead.stdout.strip()}")
+    with pytest.raises(DataError, match=r"\.fourth\.lock"):
+        ensure_dataset(_data_cfg(tmp_path / "fourth"), timeout=0.5)
 
 
 @pytest.mark.parametrize("overrides, key", [

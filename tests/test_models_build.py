@@ -1,6 +1,8 @@
 """Exact parameter counts of the reference implementations (built on the meta device, so free), both
 from the module constructors and through the config builders; the config -> builder mapping."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -119,7 +121,7 @@ def test_input_channels_without_instances():
 
 
 def test_tiny_config_builds_a_training_pair():
-    cfg = load_config("configs/tiny.yaml")
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
     g, d, losses = build_generator(cfg), build_discriminator(cfg), build_losses(cfg)
     h, w = cfg.data.crop_size
     semantics = torch.zeros(1, generator_input_channels(cfg), h, w)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sys
 import time
 import uuid
@@ -435,7 +436,7 @@ def ensure_dataset(data_cfg, timeout: float = 600.0) -> Path:
             _wait_for(root, lock, deadline, timeout)
             continue
         try:
-            os.write(fd, str(os.getpid()).encode())
+            os.write(fd, f"{socket.gethostname()}:{os.getpid()}".encode())
             os.close(fd)
             if not root.exists():
                 print(f"generating the synthetic dataset into {root} ({syn.sequences}+{syn.test_sequences} "
@@ -452,10 +453,12 @@ def _wait_for(root: Path, lock: Path, deadline: float, timeout: float) -> None:
     """Poll while another process generates root; remove the lock if its owner died."""
     while not root.exists() and lock.exists():
         try:
-            pid = int(lock.read_text() or "0")
+            host, _, pid_text = lock.read_text().rpartition(":")
+            pid = int(pid_text or "0")
         except (OSError, ValueError):
-            pid = 0
-        if pid and not _pid_alive(pid):
+            host, pid = "", 0
+        # a process id only means something on its own host (the root may be on a shared filesystem)
+        if pid and host == socket.gethostname() and not _pid_alive(pid):
             lock.unlink(missing_ok=True)  # its owner died; the next round takes it over
             return
         if time.monotonic() > deadline:
