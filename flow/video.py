@@ -49,7 +49,8 @@ def estimate_video_flow(
 ) -> torch.Tensor:
     """frames [T,3,H,W] in [-1,1] -> forward flows [T-1,2,H,W] (flow[t]: frame t -> t+1, pixels).
 
-    iters: recurrent updates per pair (cold RAFT uses 12; warm-started pairs need fewer).
+    iters: recurrent updates per pair (cold RAFT uses 12; warm-started pairs need fewer with a
+    well-trained model; a weak model drifts when fed its own flow: compare with warm_start=False).
     batch_frames: frames encoded per batch; without warm start, pairs are also refined in batches
     of this size (lower it if memory is short).
     """
