@@ -163,7 +163,7 @@ def test_d_update_has_no_generator_gradient(tmp_path, tiny_data):
 
     cfg = tiny(tmp_path, tiny_data, "data.batch_size=1", "optim.grad_accum=2")
     acc = Accelerator(step_scheduler_with_optimizer=False)
-    _, _, loader = _build_data(cfg, 1)
+    _, _, loader = _build_data(cfg, acc)
     torch.manual_seed(0)
     G, D = build_generator(cfg), build_discriminator(cfg)
     opt_G, opt_D = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
