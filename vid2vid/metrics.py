@@ -15,12 +15,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import torch
 
 from flow import get_estimator
-from flow.classic import FARNEBACK_PARAMS, ClassicFlow, grey_uint8
+from flow.classic import ClassicFlow, grey_uint8
 from flow.warp import backward_warp, valid_mask
 from vid2vid.errors import UserError
 
@@ -165,9 +164,12 @@ def tecogan_crop(height: int, width: int) -> tuple[slice, slice]:
     return side(height), side(width)
 
 
+_FARNEBACK = ClassicFlow("farneback")  # TecoGAN's parameters
+
+
 def farneback_flow(grey1: np.ndarray, grey2: np.ndarray) -> np.ndarray:
     """OpenCV Farneback with TecoGAN's parameters, grey uint8 [H,W] x 2 -> [H,W,2] float32."""
-    return cv2.calcOpticalFlowFarneback(grey1, grey2, None, **FARNEBACK_PARAMS)
+    return _FARNEBACK.grey_flow(grey1, grey2)
 
 
 def tof_pair(reference_flow: np.ndarray, output_flow: np.ndarray) -> float:
