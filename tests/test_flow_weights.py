@@ -13,7 +13,6 @@ from flow import load_raft
 from flow.errors import FlowError
 
 FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "raft_small_original_format.pt"
-FIXTURE = FIXTURE if FIXTURE.is_file() else Path("/work/shared/fixtures/raft_small_original_format.pt")
 
 # torchvision -> original names, written independently of flow.weights (the inverse of its mapping).
 TO_ORIGINAL = (
