@@ -52,6 +52,11 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-iters", type=int, default=12, help="RAFT iterations for the held-out EPE")
     parser.add_argument("--eval-pairs", type=int, help="evaluate on the first N test pairs only")
     parser.add_argument("--no-augment", action="store_true", help="no random flips (crops still apply)")
+    parser.add_argument("--warm-start", type=float, default=0.0, metavar="P",
+                        help="probability that a pair starts from the previous pair's flow carried forward plus "
+                        "noise, as in video mode (default 0: always from zero); 0.5 trains for both")
+    parser.add_argument("--init-noise", type=float, default=1.0, metavar="PX",
+                        help="largest amplitude of the smooth noise added to warm starts (default 1 px)")
     parser.add_argument("--gamma", type=float, default=0.8, help="sequence loss weight decay")
     parser.add_argument("--init", help="start from these weights (fine-tuning) instead of random ones")
     parser.add_argument("--seed", type=int, default=0)
@@ -113,7 +118,8 @@ def run_train(args: argparse.Namespace) -> None:
     train(args.data, args.out, model=args.model, steps=args.steps, batch_size=args.batch_size,
           crop=parse_size(args.crop) if args.crop else None, lr=args.lr, weight_decay=args.weight_decay,
           iters=args.iters, eval_iters=args.eval_iters, gamma=args.gamma, init=args.init, seed=args.seed,
-          log_every=args.log_every, save_every=args.save_every, eval_pairs=args.eval_pairs, augment=not args.no_augment)
+          log_every=args.log_every, save_every=args.save_every, eval_pairs=args.eval_pairs, augment=not args.no_augment,
+          warm_start=args.warm_start, init_noise=args.init_noise)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,10 +19,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from flow.errors import FlowError
 from flow.io import read_flo
 from flow.raft import RAFT, raft_large, raft_small
+from flow.video import forward_splat
 from flow.warp import valid_mask
 from flow.weights import load_raft
 
@@ -37,10 +39,12 @@ class FlowPair:
     image2: Path
     flow: Path  # image1 -> image2
     reverse_flow: Path | None  # image2 -> image1 (for the evaluation's valid mask)
+    previous_flow: Path | None = None  # the previous pair's flow in the same direction (into image1)
 
 
 def find_pairs(root, phase: str, *, both_directions: bool) -> list[FlowPair]:
-    """Every (frame t, frame t+1, fw_t) pair of a phase, plus (t+1, t, bw_t) when both_directions."""
+    """Every (frame t, frame t+1, fw_t) pair of a phase, plus (t+1, t, bw_t) when both_directions.
+    A pair's previous flow is fw_(t-1) (frame t-1 -> t), or bw_(t+1) (t+2 -> t+1) when reversed."""
     root = Path(root)
     frames_dir, flow_dir = root / f"{phase}_B", root / f"{phase}_flow"
     if not frames_dir.is_dir() or not flow_dir.is_dir():
@@ -49,12 +53,16 @@ def find_pairs(root, phase: str, *, both_directions: bool) -> list[FlowPair]:
     pairs = []
     for seq in sorted(p for p in frames_dir.iterdir() if p.is_dir()):
         frames = sorted(p for p in seq.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        def existing(name: str, t: int) -> Path | None:
+            path = flow_dir / seq.name / f"{name}_{t:05d}.flo"
+            return path if path.is_file() else None
+
         for t in range(len(frames) - 1):
-            fw, bw = flow_dir / seq.name / f"fw_{t:05d}.flo", flow_dir / seq.name / f"bw_{t:05d}.flo"
-            if fw.is_file():
-                pairs.append(FlowPair(frames[t], frames[t + 1], fw, bw if bw.is_file() else None))
-            if both_directions and bw.is_file():
-                pairs.append(FlowPair(frames[t + 1], frames[t], bw, fw if fw.is_file() else None))
+            fw, bw = existing("fw", t), existing("bw", t)
+            if fw:
+                pairs.append(FlowPair(frames[t], frames[t + 1], fw, bw, existing("fw", t - 1) if t else None))
+            if both_directions and bw:
+                pairs.append(FlowPair(frames[t + 1], frames[t], bw, fw, existing("bw", t + 1)))
     if not pairs:
         raise FlowError(f"no flow pairs in {flow_dir} (expected <seq>/fw_00000.flo beside {frames_dir}/<seq>/)")
     return pairs
@@ -74,11 +82,18 @@ def read_flow(path: Path) -> torch.Tensor:
 
 
 class FlowPairs(torch.utils.data.Dataset):
-    """(image1 [3,h,w], image2 [3,h,w], flow [2,h,w]); random crop (if crop), and flips when augmenting.
-    The augmentation of item i is seeded by (seed, epoch, i)."""
+    """(image1 [3,h,w], image2 [3,h,w], flow [2,h,w], init [2,h,w]); random crop (if crop), and flips
+    when augmenting. The augmentation of item i is seeded by (seed, epoch, i).
 
-    def __init__(self, pairs: list[FlowPair], *, crop: tuple[int, int] | None, augment: bool, seed: int = 0):
+    init is the initial flow the model starts from: zero, or with probability warm_start (where the
+    pair has a previous one) what video mode gives it: the previous pair's flow carried forward along
+    itself, here the exact one plus smooth noise of a random amplitude up to init_noise pixels (the
+    model's own errors), so that the model learns to keep a good start and repair a bad one."""
+
+    def __init__(self, pairs: list[FlowPair], *, crop: tuple[int, int] | None, augment: bool, seed: int = 0,
+                 warm_start: float = 0.0, init_noise: float = 1.0):
         self.pairs, self.crop, self.augment, self.seed, self.epoch = pairs, crop, augment, seed, 0
+        self.warm_start, self.init_noise = warm_start, init_noise
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -86,22 +101,34 @@ class FlowPairs(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         pair = self.pairs[i]
         image1, image2, flow = read_image(pair.image1), read_image(pair.image2), read_flow(pair.flow)
-        if not (image1.shape[1:] == image2.shape[1:] == flow.shape[1:]):
-            raise FlowError(f"{pair.image1}, {pair.image2} and {pair.flow} differ in size")
+        init = self.initial_flow(pair, i, size=flow.shape[1:])
+        if not (image1.shape[1:] == image2.shape[1:] == flow.shape[1:] == init.shape[1:]):
+            raise FlowError(f"{pair.image1}, {pair.image2}, {pair.flow} and {pair.previous_flow} differ in size")
         rng = np.random.default_rng([self.seed, self.epoch, i])
+        items = (image1, image2, flow, init)
         if self.crop is not None:
             (h, w), (ch, cw) = image1.shape[1:], self.crop
             if ch > h or cw > w:
                 raise FlowError(f"crop {ch}x{cw} is larger than the frames {h}x{w} of {pair.image1}")
             top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-            image1, image2, flow = (x[:, top : top + ch, left : left + cw] for x in (image1, image2, flow))
-        if not self.augment:
-            return image1.contiguous(), image2.contiguous(), flow.contiguous()
-        if rng.random() < 0.5:  # horizontal flip: u changes sign
-            image1, image2, flow = image1.flip(2), image2.flip(2), flow.flip(2) * _SIGNS[0]
-        if rng.random() < 0.1:  # vertical flip: v changes sign
-            image1, image2, flow = image1.flip(1), image2.flip(1), flow.flip(1) * _SIGNS[1]
-        return image1.contiguous(), image2.contiguous(), flow.contiguous()
+            items = tuple(x[:, top : top + ch, left : left + cw] for x in items)
+        if self.augment and rng.random() < 0.5:  # horizontal flip: u changes sign
+            items = items[0].flip(2), items[1].flip(2), items[2].flip(2) * _SIGNS[0], items[3].flip(2) * _SIGNS[0]
+        if self.augment and rng.random() < 0.1:  # vertical flip: v changes sign
+            items = items[0].flip(1), items[1].flip(1), items[2].flip(1) * _SIGNS[1], items[3].flip(1) * _SIGNS[1]
+        return tuple(x.contiguous() for x in items)
+
+    def initial_flow(self, pair: FlowPair, i: int, *, size) -> torch.Tensor:
+        """[2,H,W]: zero (cold start) or the previous flow carried forward plus smooth noise (warm start)."""
+        rng = np.random.default_rng([self.seed, self.epoch, i, 1])  # apart from the crop and flips
+        if pair.previous_flow is None or rng.random() >= self.warm_start:
+            return torch.zeros(2, *size)
+        carried = forward_splat(read_flow(pair.previous_flow)[None])  # [1,2,H,W]
+        height, width = carried.shape[2:]
+        coarse = rng.normal(0.0, rng.uniform(0.0, self.init_noise), (1, 2, -(-height // 8), -(-width // 8)))
+        noise = F.interpolate(torch.from_numpy(coarse).float(), size=(height, width), mode="bilinear",
+                              align_corners=False)
+        return (carried + noise)[0]
 
 
 def sequence_loss(flows: list[torch.Tensor], target: torch.Tensor, *, gamma: float = 0.8) -> torch.Tensor:
@@ -189,11 +216,16 @@ def train(
     save_every: int = 500,
     eval_pairs: int | None = None,
     augment: bool = True,
+    warm_start: float = 0.0,
+    init_noise: float = 1.0,
     log=print,
 ) -> dict:
     """Train and evaluate; writes <out>/<model>.pth, <out>/log.jsonl and <out>/report.json. Returns the report."""
     if steps < 1 or batch_size < 1 or iters < 1:
         raise FlowError(f"steps, batch size and iters must be >= 1, got {steps}, {batch_size}, {iters}")
+    if not 0 <= warm_start <= 1 or init_noise < 0:
+        raise FlowError(f"warm start must be a probability in [0, 1] and init noise >= 0 px, got {warm_start} "
+                        f"and {init_noise}")
     builders = {"raft_small": raft_small, "raft_large": raft_large}
     if model not in builders:
         raise FlowError(f"unknown model {model!r} for training: use raft_small or raft_large")
@@ -202,7 +234,8 @@ def train(
     torch.manual_seed(seed)
     net = load_raft(init, model=model) if init else zero_flow_start(builders[model]())
     net.train()
-    dataset = FlowPairs(find_pairs(data, "train", both_directions=True), crop=crop, augment=augment, seed=seed)
+    dataset = FlowPairs(find_pairs(data, "train", both_directions=True), crop=crop, augment=augment, seed=seed,
+                        warm_start=warm_start, init_noise=init_noise)
     loader_rng = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay, eps=1e-8)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps + 100, pct_start=0.05,
@@ -216,8 +249,8 @@ def train(
                                                  generator=loader_rng)
             if len(loader) == 0:
                 raise FlowError(f"{len(dataset)} training pairs in {data} but batch size {batch_size}: lower it")
-            for image1, image2, target in loader:
-                flows = net(image1, image2, iters=iters, return_all=True)
+            for image1, image2, target, flow_init in loader:
+                flows = net(image1, image2, iters=iters, flow_init=flow_init, return_all=True)
                 loss = sequence_loss(flows, target, gamma=gamma)
                 if not math.isfinite(loss.item()):
                     raise FlowError(f"training diverged at step {step} (loss {loss.item()}): lower --lr")
@@ -243,6 +276,7 @@ def train(
     test = find_pairs(data, "test", both_directions=False)
     test = test[:eval_pairs] if eval_pairs else test
     report = {"model": model, "steps": steps, "batch_size": batch_size, "crop": crop, "iters": iters,
+              "warm_start": warm_start, "init_noise": init_noise,
               "train_minutes": train_minutes, "threads": torch.get_num_threads(), "weights": str(weights_path),
               "test": evaluate(net, test, iters=eval_iters)}
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")

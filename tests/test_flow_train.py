@@ -44,12 +44,53 @@ def test_augmented_pairs_stay_consistent_with_their_flow(tmp_path):
     for epoch in range(4):
         dataset.epoch = epoch
         for i in range(len(dataset)):
-            image1, image2, flow = dataset[i]
+            image1, image2, flow, init = dataset[i]
             assert image1.shape == (3, 96, 112) and flow.shape == (2, 96, 112)
+            assert not init.any()  # warm_start 0: every pair starts from zero flow
             flips.add((float(flow[0, 0, 0]), float(flow[1, 0, 0])))
             warped = backward_warp(image2[None], flow[None])[0]  # image2 sampled at x + flow(x) = image1
             assert (warped - image1)[:, 8:-8, 8:-8].abs().max() < 1e-5
     assert (-2.0, 1.0) in flips and (2.0, 1.0) in flips  # horizontal flips happened and negated u
+
+
+def test_pairs_know_the_previous_flow_in_their_direction(tmp_path):
+    write_translation_dataset(tmp_path, frames=4)
+    pairs = {(p.image1.stem, p.image2.stem): p for p in find_pairs(tmp_path, "train", both_directions=True)
+             if p.image1.parent.name == "seq_0000"}
+    flows = tmp_path / "train_flow" / "seq_0000"
+    assert pairs["00000", "00001"].previous_flow is None
+    assert pairs["00001", "00002"].previous_flow == flows / "fw_00000.flo"  # frame 0 -> 1 flows into frame 1
+    assert pairs["00002", "00001"].previous_flow == flows / "bw_00002.flo"  # reversed: 3 -> 2 flows into 2
+    assert pairs["00003", "00002"].previous_flow is None
+
+
+def test_warm_started_pairs_start_from_the_carried_previous_flow(tmp_path):
+    write_translation_dataset(tmp_path, frames=3)
+    pairs = find_pairs(tmp_path, "train", both_directions=True)
+    exact = FlowPairs(pairs, crop=(96, 112), augment=True, seed=0, warm_start=1.0, init_noise=0.0)
+    noisy = FlowPairs(pairs, crop=(96, 112), augment=True, seed=0, warm_start=1.0, init_noise=2.0)
+    warm = 0
+    for epoch in range(3):
+        exact.epoch = noisy.epoch = epoch
+        for i, pair in enumerate(pairs):
+            _, _, flow, init = exact[i]
+            if pair.previous_flow is None:
+                assert not init.any()
+                continue
+            warm += 1
+            # constant motion carried forward is the same constant: cropped and flipped like the flow
+            torch.testing.assert_close(init, flow)
+            _, _, noisy_flow, noisy_init = noisy[i]
+            error = (noisy_init - noisy_flow).norm(dim=0)  # [h,w]
+            assert 0 < error.mean() < 6
+            assert (noisy_init[:, :, 1:] - noisy_init[:, :, :-1]).abs().max() < 1.0  # smooth, not per-pixel noise
+    assert warm == 3 * 4  # 2 sequences x 2 directions x 1 pair with a previous one, 3 epochs
+    half = FlowPairs(pairs, crop=None, augment=False, seed=0, warm_start=0.5)
+    starts = []
+    for epoch in range(20):
+        half.epoch = epoch
+        starts += [bool(half[i][3].any()) for i, pair in enumerate(pairs) if pair.previous_flow is not None]
+    assert 0.25 < np.mean(starts) < 0.75
 
 
 def test_sequence_loss_weights_later_iterations_more():
@@ -74,6 +115,26 @@ def test_train_command_lowers_the_loss_and_writes_loadable_weights(tmp_path, cap
     model = load_raft(tmp_path / "run" / "raft_small.pth")
     assert not model.training
     assert "held-out EPE" in capsys.readouterr().out
+
+
+def test_training_feeds_warm_starts_to_the_model(tmp_path):
+    write_translation_dataset(tmp_path / "data", frames=3, shifts=((2, 1),))
+
+    def first_loss(warm_start: str) -> float:
+        out = tmp_path / f"run_{warm_start}"
+        # one batch holds all 4 pairs; 2 have a previous pair (warm-started when asked), 2 start from zero
+        assert main(["train", "--data", str(tmp_path / "data"), "--out", str(out), "--steps", "1", "--batch-size",
+                     "4", "--iters", "2", "--eval-iters", "2", "--no-augment", "--warm-start", warm_start,
+                     "--init-noise", "0"]) == 0
+        assert json.loads((out / "report.json").read_text())["warm_start"] == float(warm_start)
+        return json.loads((out / "log.jsonl").read_text().splitlines()[0])["loss"]
+
+    # a new model outputs its initial flow (zeroed flow head): exact warm starts cost nothing, cold ones
+    # cost |(2, 1)| in L1 at both iterations
+    assert first_loss("0") == pytest.approx((1 + 0.8) * 1.5)
+    assert first_loss("1") == pytest.approx((1 + 0.8) * 1.5 / 2)
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "bad"), "--steps", "1",
+                 "--warm-start", "2"]) == 2
 
 
 def test_missing_flow_folders_are_reported(tmp_path):
