@@ -53,16 +53,13 @@ def find_pairs(root, phase: str, *, both_directions: bool) -> list[FlowPair]:
     pairs = []
     for seq in sorted(p for p in frames_dir.iterdir() if p.is_dir()):
         frames = sorted(p for p in seq.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        def existing(name: str, t: int) -> Path | None:
-            path = flow_dir / seq.name / f"{name}_{t:05d}.flo"
-            return path if path.is_file() else None
-
+        flows = {path.stem: path for path in (flow_dir / seq.name).glob("*.flo")}  # fw_00000 -> path
         for t in range(len(frames) - 1):
-            fw, bw = existing("fw", t), existing("bw", t)
+            fw, bw = flows.get(f"fw_{t:05d}"), flows.get(f"bw_{t:05d}")
             if fw:
-                pairs.append(FlowPair(frames[t], frames[t + 1], fw, bw, existing("fw", t - 1) if t else None))
+                pairs.append(FlowPair(frames[t], frames[t + 1], fw, bw, flows.get(f"fw_{t - 1:05d}")))
             if both_directions and bw:
-                pairs.append(FlowPair(frames[t + 1], frames[t], bw, fw, existing("bw", t + 1)))
+                pairs.append(FlowPair(frames[t + 1], frames[t], bw, fw, flows.get(f"bw_{t + 1:05d}")))
     if not pairs:
         raise FlowError(f"no flow pairs in {flow_dir} (expected <seq>/fw_00000.flo beside {frames_dir}/<seq>/)")
     return pairs
