@@ -56,7 +56,10 @@ def train_parser() -> argparse.ArgumentParser:
                         help="probability that a pair starts from the previous pair's flow carried forward plus "
                         "noise, as in video mode (default 0: always from zero); 0.5 trains for both")
     parser.add_argument("--init-noise", type=float, default=1.0, metavar="PX",
-                        help="largest amplitude of the smooth noise added to warm starts (default 1 px)")
+                        help="largest amplitude of the smooth noise added to exact warm starts (default 1 px)")
+    parser.add_argument("--own-flow", type=float, default=0.0, metavar="F",
+                        help="fraction of warm starts carried from the model's own flow for the previous pair "
+                        "instead of the exact one (teaches it to repair its own errors; costs a forward pass)")
     parser.add_argument("--gamma", type=float, default=0.8, help="sequence loss weight decay")
     parser.add_argument("--init", help="start from these weights (fine-tuning) instead of random ones")
     parser.add_argument("--seed", type=int, default=0)
@@ -119,7 +122,7 @@ def run_train(args: argparse.Namespace) -> None:
           crop=parse_size(args.crop) if args.crop else None, lr=args.lr, weight_decay=args.weight_decay,
           iters=args.iters, eval_iters=args.eval_iters, gamma=args.gamma, init=args.init, seed=args.seed,
           log_every=args.log_every, save_every=args.save_every, eval_pairs=args.eval_pairs, augment=not args.no_augment,
-          warm_start=args.warm_start, init_noise=args.init_noise)
+          warm_start=args.warm_start, init_noise=args.init_noise, own_flow=args.own_flow)
 
 
 def main(argv: list[str] | None = None) -> int:

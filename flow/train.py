@@ -39,12 +39,13 @@ class FlowPair:
     image2: Path
     flow: Path  # image1 -> image2
     reverse_flow: Path | None  # image2 -> image1 (for the evaluation's valid mask)
-    previous_flow: Path | None = None  # the previous pair's flow in the same direction (into image1)
+    previous_image: Path | None = None  # the frame before image1 in the pair's direction
+    previous_flow: Path | None = None  # previous_image -> image1
 
 
 def find_pairs(root, phase: str, *, both_directions: bool) -> list[FlowPair]:
     """Every (frame t, frame t+1, fw_t) pair of a phase, plus (t+1, t, bw_t) when both_directions.
-    A pair's previous flow is fw_(t-1) (frame t-1 -> t), or bw_(t+1) (t+2 -> t+1) when reversed."""
+    A pair's previous frame and flow are frame t-1 and fw_(t-1), or frame t+2 and bw_(t+1) when reversed."""
     root = Path(root)
     frames_dir, flow_dir = root / f"{phase}_B", root / f"{phase}_flow"
     if not frames_dir.is_dir() or not flow_dir.is_dir():
@@ -57,9 +58,11 @@ def find_pairs(root, phase: str, *, both_directions: bool) -> list[FlowPair]:
         for t in range(len(frames) - 1):
             fw, bw = flows.get(f"fw_{t:05d}"), flows.get(f"bw_{t:05d}")
             if fw:
-                pairs.append(FlowPair(frames[t], frames[t + 1], fw, bw, flows.get(f"fw_{t - 1:05d}")))
+                previous = flows.get(f"fw_{t - 1:05d}")
+                pairs.append(FlowPair(frames[t], frames[t + 1], fw, bw, previous and frames[t - 1], previous))
             if both_directions and bw:
-                pairs.append(FlowPair(frames[t + 1], frames[t], bw, fw, flows.get(f"bw_{t + 1:05d}")))
+                previous = flows.get(f"bw_{t + 1:05d}")
+                pairs.append(FlowPair(frames[t + 1], frames[t], bw, fw, previous and frames[t + 2], previous))
     if not pairs:
         raise FlowError(f"no flow pairs in {flow_dir} (expected <seq>/fw_00000.flo beside {frames_dir}/<seq>/)")
     return pairs
@@ -78,54 +81,80 @@ def read_flow(path: Path) -> torch.Tensor:
     return torch.from_numpy(read_flo(path)).permute(2, 0, 1).contiguous()  # [2,H,W]
 
 
-class FlowPairs(torch.utils.data.Dataset):
-    """(image1 [3,h,w], image2 [3,h,w], flow [2,h,w], init [2,h,w]); random crop (if crop), and flips
-    when augmenting. The augmentation of item i is seeded by (seed, epoch, i).
+COLD, EXACT, OWN = 0, 1, 2  # how a training pair's initial flow is made (FlowPairs)
 
-    init is the initial flow the model starts from: zero, or with probability warm_start (where the
-    pair has a previous one) what video mode gives it: the previous pair's flow carried forward along
-    itself, here the exact one plus smooth noise of a random amplitude up to init_noise pixels (the
-    model's own errors), so that the model learns to keep a good start and repair a bad one."""
+
+class FlowPairs(torch.utils.data.Dataset):
+    """Dicts of image1, image2 [3,h,w], flow, init [2,h,w], start (COLD, EXACT or OWN) and
+    previous_image [3,h,w]; random crop (if crop), and flips when augmenting. The randomness of
+    item i is seeded by (seed, epoch, i).
+
+    init is the flow the model starts from. COLD: zero. With probability warm_start, where the pair
+    has a previous one, it starts as video mode starts it, from the previous pair's flow carried
+    forward along itself: EXACT carries the exact flow plus smooth noise of a random amplitude up to
+    init_noise pixels; OWN (a fraction own_flow of the warm starts) leaves init at zero for the
+    trainer to carry the model's own flow for previous_image -> image1 forward (see own_starts), so
+    the model learns to repair its own kind of error instead of passing it on to the next frame."""
+
+    IMAGES, FLOWS = ("image1", "image2", "previous_image"), ("flow", "init")
 
     def __init__(self, pairs: list[FlowPair], *, crop: tuple[int, int] | None, augment: bool, seed: int = 0,
-                 warm_start: float = 0.0, init_noise: float = 1.0):
+                 warm_start: float = 0.0, init_noise: float = 1.0, own_flow: float = 0.0):
         self.pairs, self.crop, self.augment, self.seed, self.epoch = pairs, crop, augment, seed, 0
-        self.warm_start, self.init_noise = warm_start, init_noise
+        self.warm_start, self.init_noise, self.own_flow = warm_start, init_noise, own_flow
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> dict:
         pair = self.pairs[i]
-        image1, image2, flow = read_image(pair.image1), read_image(pair.image2), read_flow(pair.flow)
-        init = self.initial_flow(pair, i, size=flow.shape[1:])
-        if not (image1.shape[1:] == image2.shape[1:] == flow.shape[1:] == init.shape[1:]):
-            raise FlowError(f"{pair.image1}, {pair.image2}, {pair.flow} and {pair.previous_flow} differ in size")
+        item = {"image1": read_image(pair.image1), "image2": read_image(pair.image2), "flow": read_flow(pair.flow)}
+        size = item["flow"].shape[1:]
+        start, item["init"] = self.initial_flow(pair, i, size=size)
+        item["start"] = torch.tensor(start)
+        item["previous_image"] = read_image(pair.previous_image) if start == OWN else torch.zeros(3, *size)
+        if any(item[k].shape[1:] != size for k in self.IMAGES + self.FLOWS):
+            raise FlowError(f"the frames and flows of {pair} differ in size")
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        items = (image1, image2, flow, init)
         if self.crop is not None:
-            (h, w), (ch, cw) = image1.shape[1:], self.crop
+            (h, w), (ch, cw) = size, self.crop
             if ch > h or cw > w:
                 raise FlowError(f"crop {ch}x{cw} is larger than the frames {h}x{w} of {pair.image1}")
             top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-            items = tuple(x[:, top : top + ch, left : left + cw] for x in items)
-        if self.augment and rng.random() < 0.5:  # horizontal flip: u changes sign
-            items = items[0].flip(2), items[1].flip(2), items[2].flip(2) * _SIGNS[0], items[3].flip(2) * _SIGNS[0]
-        if self.augment and rng.random() < 0.1:  # vertical flip: v changes sign
-            items = items[0].flip(1), items[1].flip(1), items[2].flip(1) * _SIGNS[1], items[3].flip(1) * _SIGNS[1]
-        return tuple(x.contiguous() for x in items)
+            for key in self.IMAGES + self.FLOWS:
+                item[key] = item[key][:, top : top + ch, left : left + cw]
+        for dim, sign, probability in ((2, _SIGNS[0], 0.5), (1, _SIGNS[1], 0.1)):  # flips in x (u changes sign), y
+            if self.augment and rng.random() < probability:
+                for key in self.IMAGES + self.FLOWS:
+                    item[key] = item[key].flip(dim) * (sign if key in self.FLOWS else 1)
+        return {key: value.contiguous() for key, value in item.items()}
 
-    def initial_flow(self, pair: FlowPair, i: int, *, size) -> torch.Tensor:
-        """[2,H,W]: zero (cold start) or the previous flow carried forward plus smooth noise (warm start)."""
+    def initial_flow(self, pair: FlowPair, i: int, *, size) -> tuple[int, torch.Tensor]:
+        """(start, init [2,H,W]): zero, or the exact previous flow carried forward plus smooth noise."""
         rng = np.random.default_rng([self.seed, self.epoch, i, 1])  # apart from the crop and flips
         if pair.previous_flow is None or rng.random() >= self.warm_start:
-            return torch.zeros(2, *size)
+            return COLD, torch.zeros(2, *size)
+        if rng.random() < self.own_flow:
+            return OWN, torch.zeros(2, *size)
         carried = forward_splat(read_flow(pair.previous_flow)[None])  # [1,2,H,W]
         height, width = carried.shape[2:]
         coarse = rng.normal(0.0, rng.uniform(0.0, self.init_noise), (1, 2, -(-height // 8), -(-width // 8)))
         noise = F.interpolate(torch.from_numpy(coarse).float(), size=(height, width), mode="bilinear",
                               align_corners=False)
-        return (carried + noise)[0]
+        return EXACT, (carried + noise)[0]
+
+
+@torch.no_grad()
+def own_starts(model: RAFT, batch: dict, *, iters: int) -> torch.Tensor:
+    """The batch's initial flows [B,2,h,w] with the OWN ones filled in: the model's flow (cold, iters
+    iterations, eval mode) for previous_image -> image1, carried forward along itself."""
+    init, own = batch["init"].clone(), batch["start"] == OWN
+    if own.any():
+        was_training = model.training
+        model.eval()
+        init[own] = forward_splat(model(batch["previous_image"][own], batch["image1"][own], iters=iters))
+        model.train(was_training)
+    return init
 
 
 def sequence_loss(flows: list[torch.Tensor], target: torch.Tensor, *, gamma: float = 0.8) -> torch.Tensor:
@@ -215,14 +244,15 @@ def train(
     augment: bool = True,
     warm_start: float = 0.0,
     init_noise: float = 1.0,
+    own_flow: float = 0.0,
     log=print,
 ) -> dict:
     """Train and evaluate; writes <out>/<model>.pth, <out>/log.jsonl and <out>/report.json. Returns the report."""
     if steps < 1 or batch_size < 1 or iters < 1:
         raise FlowError(f"steps, batch size and iters must be >= 1, got {steps}, {batch_size}, {iters}")
-    if not 0 <= warm_start <= 1 or init_noise < 0:
-        raise FlowError(f"warm start must be a probability in [0, 1] and init noise >= 0 px, got {warm_start} "
-                        f"and {init_noise}")
+    if not (0 <= warm_start <= 1 and 0 <= own_flow <= 1 and init_noise >= 0):
+        raise FlowError(f"warm start and own flow must be fractions in [0, 1] and init noise >= 0 px, got "
+                        f"{warm_start}, {own_flow} and {init_noise}")
     builders = {"raft_small": raft_small, "raft_large": raft_large}
     if model not in builders:
         raise FlowError(f"unknown model {model!r} for training: use raft_small or raft_large")
@@ -232,7 +262,7 @@ def train(
     net = load_raft(init, model=model) if init else zero_flow_start(builders[model]())
     net.train()
     dataset = FlowPairs(find_pairs(data, "train", both_directions=True), crop=crop, augment=augment, seed=seed,
-                        warm_start=warm_start, init_noise=init_noise)
+                        warm_start=warm_start, init_noise=init_noise, own_flow=own_flow)
     loader_rng = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay, eps=1e-8)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps + 100, pct_start=0.05,
@@ -246,8 +276,9 @@ def train(
                                                  generator=loader_rng)
             if len(loader) == 0:
                 raise FlowError(f"{len(dataset)} training pairs in {data} but batch size {batch_size}: lower it")
-            for image1, image2, target, flow_init in loader:
-                flows = net(image1, image2, iters=iters, flow_init=flow_init, return_all=True)
+            for batch in loader:
+                target, flow_init = batch["flow"], own_starts(net, batch, iters=iters)
+                flows = net(batch["image1"], batch["image2"], iters=iters, flow_init=flow_init, return_all=True)
                 loss = sequence_loss(flows, target, gamma=gamma)
                 if not math.isfinite(loss.item()):
                     raise FlowError(f"training diverged at step {step} (loss {loss.item()}): lower --lr")
@@ -273,7 +304,7 @@ def train(
     test = find_pairs(data, "test", both_directions=False)
     test = test[:eval_pairs] if eval_pairs else test
     report = {"model": model, "steps": steps, "batch_size": batch_size, "crop": crop, "iters": iters,
-              "warm_start": warm_start, "init_noise": init_noise,
+              "warm_start": warm_start, "init_noise": init_noise, "own_flow": own_flow,
               "train_minutes": train_minutes, "threads": torch.get_num_threads(), "weights": str(weights_path),
               "test": evaluate(net, test, iters=eval_iters)}
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from flow import load_raft
+from flow import load_raft, raft_small
 from flow.__main__ import main
 from flow.errors import FlowError
 from flow.io import write_flo
-from flow.train import FlowPairs, find_pairs, sequence_loss
+from flow.train import COLD, EXACT, OWN, FlowPairs, find_pairs, own_starts, sequence_loss
+from flow.video import forward_splat
 from flow.warp import backward_warp
 
 
@@ -44,9 +45,10 @@ def test_augmented_pairs_stay_consistent_with_their_flow(tmp_path):
     for epoch in range(4):
         dataset.epoch = epoch
         for i in range(len(dataset)):
-            image1, image2, flow, init = dataset[i]
+            item = dataset[i]
+            image1, image2, flow = item["image1"], item["image2"], item["flow"]
             assert image1.shape == (3, 96, 112) and flow.shape == (2, 96, 112)
-            assert not init.any()  # warm_start 0: every pair starts from zero flow
+            assert not item["init"].any() and item["start"] == COLD  # warm_start 0: every pair starts from zero
             flips.add((float(flow[0, 0, 0]), float(flow[1, 0, 0])))
             warped = backward_warp(image2[None], flow[None])[0]  # image2 sampled at x + flow(x) = image1
             assert (warped - image1)[:, 8:-8, 8:-8].abs().max() < 1e-5
@@ -58,9 +60,12 @@ def test_pairs_know_the_previous_flow_in_their_direction(tmp_path):
     pairs = {(p.image1.stem, p.image2.stem): p for p in find_pairs(tmp_path, "train", both_directions=True)
              if p.image1.parent.name == "seq_0000"}
     flows = tmp_path / "train_flow" / "seq_0000"
-    assert pairs["00000", "00001"].previous_flow is None
+    frames = tmp_path / "train_B" / "seq_0000"
+    assert pairs["00000", "00001"].previous_flow is None and pairs["00000", "00001"].previous_image is None
     assert pairs["00001", "00002"].previous_flow == flows / "fw_00000.flo"  # frame 0 -> 1 flows into frame 1
+    assert pairs["00001", "00002"].previous_image == frames / "00000.png"
     assert pairs["00002", "00001"].previous_flow == flows / "bw_00002.flo"  # reversed: 3 -> 2 flows into 2
+    assert pairs["00002", "00001"].previous_image == frames / "00003.png"
     assert pairs["00003", "00002"].previous_flow is None
 
 
@@ -73,14 +78,15 @@ def test_warm_started_pairs_start_from_the_carried_previous_flow(tmp_path):
     for epoch in range(3):
         exact.epoch = noisy.epoch = epoch
         for i, pair in enumerate(pairs):
-            _, _, flow, init = exact[i]
+            item = exact[i]
             if pair.previous_flow is None:
-                assert not init.any()
+                assert not item["init"].any() and item["start"] == COLD
                 continue
             warm += 1
             # constant motion carried forward is the same constant: cropped and flipped like the flow
-            torch.testing.assert_close(init, flow)
-            _, _, noisy_flow, noisy_init = noisy[i]
+            assert item["start"] == EXACT
+            torch.testing.assert_close(item["init"], item["flow"])
+            noisy_flow, noisy_init = noisy[i]["flow"], noisy[i]["init"]
             error = (noisy_init - noisy_flow).norm(dim=0)  # [h,w]
             assert 0 < error.mean() < 6
             assert (noisy_init[:, :, 1:] - noisy_init[:, :, :-1]).abs().max() < 1.0  # smooth, not per-pixel noise
@@ -89,8 +95,26 @@ def test_warm_started_pairs_start_from_the_carried_previous_flow(tmp_path):
     starts = []
     for epoch in range(20):
         half.epoch = epoch
-        starts += [bool(half[i][3].any()) for i, pair in enumerate(pairs) if pair.previous_flow is not None]
-    assert 0.25 < np.mean(starts) < 0.75
+        starts += [int(half[i]["start"]) for i, pair in enumerate(pairs) if pair.previous_flow is not None]
+    assert 0.25 < np.mean(starts) < 0.75  # EXACT is 1, COLD 0
+
+
+def test_own_flow_starts_carry_the_models_flow_for_the_previous_pair(tmp_path):
+    write_translation_dataset(tmp_path, frames=3)
+    pairs = find_pairs(tmp_path, "train", both_directions=True)
+    dataset = FlowPairs(pairs, crop=(96, 112), augment=True, seed=0, warm_start=1.0, own_flow=1.0)
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(len(pairs))])
+    own = batch["start"] == OWN
+    assert own.tolist() == [p.previous_flow is not None for p in pairs] and own.sum() == 4
+    # the previous frame comes cropped and flipped like the pair: at constant motion d it shows at p
+    # what image1 shows at p + d
+    before = backward_warp(batch["image1"][own], batch["flow"][own])
+    assert (before - batch["previous_image"][own])[:, :, 8:-8, 8:-8].abs().max() < 1e-5
+    model = raft_small().train()
+    init = own_starts(model, batch, iters=2)
+    assert model.training and not init[~own].any()
+    expected = forward_splat(model.eval()(batch["previous_image"][own], batch["image1"][own], iters=2))
+    torch.testing.assert_close(init[own], expected)
 
 
 def test_sequence_loss_weights_later_iterations_more():
@@ -120,12 +144,12 @@ def test_train_command_lowers_the_loss_and_writes_loadable_weights(tmp_path, cap
 def test_training_feeds_warm_starts_to_the_model(tmp_path):
     write_translation_dataset(tmp_path / "data", frames=3, shifts=((2, 1),))
 
-    def first_loss(warm_start: str) -> float:
-        out = tmp_path / f"run_{warm_start}"
+    def first_loss(warm_start: str, own_flow: str = "0") -> float:
+        out = tmp_path / f"run_{warm_start}_{own_flow}"
         # one batch holds all 4 pairs; 2 have a previous pair (warm-started when asked), 2 start from zero
         assert main(["train", "--data", str(tmp_path / "data"), "--out", str(out), "--steps", "1", "--batch-size",
                      "4", "--iters", "2", "--eval-iters", "2", "--no-augment", "--warm-start", warm_start,
-                     "--init-noise", "0"]) == 0
+                     "--init-noise", "0", "--own-flow", own_flow]) == 0
         assert json.loads((out / "report.json").read_text())["warm_start"] == float(warm_start)
         return json.loads((out / "log.jsonl").read_text().splitlines()[0])["loss"]
 
@@ -133,6 +157,7 @@ def test_training_feeds_warm_starts_to_the_model(tmp_path):
     # cost |(2, 1)| in L1 at both iterations
     assert first_loss("0") == pytest.approx((1 + 0.8) * 1.5)
     assert first_loss("1") == pytest.approx((1 + 0.8) * 1.5 / 2)
+    assert first_loss("1", own_flow="1") == pytest.approx((1 + 0.8) * 1.5)  # its own flow so far: zero
     assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "bad"), "--steps", "1",
                  "--warm-start", "2"]) == 2
 
