@@ -60,6 +60,9 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--own-flow", type=float, default=0.0, metavar="F",
                         help="fraction of warm starts carried from the model's own flow for the previous pair "
                         "instead of the exact one (teaches it to repair its own errors; costs a forward pass)")
+    parser.add_argument("--own-chain", type=int, default=1, metavar="N",
+                        help="own-flow starts come from video mode run over the last 1..N frames (default 1), so "
+                        "the model also sees errors carried over several frames; costs up to N forward passes")
     parser.add_argument("--gamma", type=float, default=0.8, help="sequence loss weight decay")
     parser.add_argument("--init", help="start from these weights (fine-tuning) instead of random ones")
     parser.add_argument("--seed", type=int, default=0)
@@ -122,7 +125,8 @@ def run_train(args: argparse.Namespace) -> None:
           crop=parse_size(args.crop) if args.crop else None, lr=args.lr, weight_decay=args.weight_decay,
           iters=args.iters, eval_iters=args.eval_iters, gamma=args.gamma, init=args.init, seed=args.seed,
           log_every=args.log_every, save_every=args.save_every, eval_pairs=args.eval_pairs, augment=not args.no_augment,
-          warm_start=args.warm_start, init_noise=args.init_noise, own_flow=args.own_flow)
+          warm_start=args.warm_start, init_noise=args.init_noise, own_flow=args.own_flow,
+          own_chain=args.own_chain)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,13 +39,13 @@ class FlowPair:
     image2: Path
     flow: Path  # image1 -> image2
     reverse_flow: Path | None  # image2 -> image1 (for the evaluation's valid mask)
-    previous_image: Path | None = None  # the frame before image1 in the pair's direction
-    previous_flow: Path | None = None  # previous_image -> image1
+    history: tuple[Path, ...] = ()  # the frames before image1 in the pair's direction, oldest first
+    previous_flow: Path | None = None  # history[-1] -> image1
 
 
 def find_pairs(root, phase: str, *, both_directions: bool) -> list[FlowPair]:
     """Every (frame t, frame t+1, fw_t) pair of a phase, plus (t+1, t, bw_t) when both_directions.
-    A pair's previous frame and flow are frame t-1 and fw_(t-1), or frame t+2 and bw_(t+1) when reversed."""
+    A pair's history is frames 0..t-1 and its previous flow fw_(t-1); reversed, frames T-1..t+2 and bw_(t+1)."""
     root = Path(root)
     frames_dir, flow_dir = root / f"{phase}_B", root / f"{phase}_flow"
     if not frames_dir.is_dir() or not flow_dir.is_dir():
@@ -59,10 +59,10 @@ def find_pairs(root, phase: str, *, both_directions: bool) -> list[FlowPair]:
             fw, bw = flows.get(f"fw_{t:05d}"), flows.get(f"bw_{t:05d}")
             if fw:
                 previous = flows.get(f"fw_{t - 1:05d}")
-                pairs.append(FlowPair(frames[t], frames[t + 1], fw, bw, previous and frames[t - 1], previous))
+                pairs.append(FlowPair(frames[t], frames[t + 1], fw, bw, tuple(frames[:t]), previous))
             if both_directions and bw:
                 previous = flows.get(f"bw_{t + 1:05d}")
-                pairs.append(FlowPair(frames[t + 1], frames[t], bw, fw, previous and frames[t + 2], previous))
+                pairs.append(FlowPair(frames[t + 1], frames[t], bw, fw, tuple(frames[t + 2 :][::-1]), previous))
     if not pairs:
         raise FlowError(f"no flow pairs in {flow_dir} (expected <seq>/fw_00000.flo beside {frames_dir}/<seq>/)")
     return pairs
@@ -85,23 +85,24 @@ COLD, EXACT, OWN = 0, 1, 2  # how a training pair's initial flow is made (FlowPa
 
 
 class FlowPairs(torch.utils.data.Dataset):
-    """Dicts of image1, image2 [3,h,w], flow, init [2,h,w], start (COLD, EXACT or OWN) and
-    previous_image [3,h,w]; random crop (if crop), and flips when augmenting. The randomness of
-    item i is seeded by (seed, epoch, i).
+    """Dicts of image1, image2 [3,h,w], flow, init [2,h,w], start (COLD, EXACT or OWN), history
+    [own_chain,3,h,w] and history_length; random crop (if crop), and flips when augmenting. The
+    randomness of item i is seeded by (seed, epoch, i).
 
     init is the flow the model starts from. COLD: zero. With probability warm_start, where the pair
     has a previous one, it starts as video mode starts it, from the previous pair's flow carried
     forward along itself: EXACT carries the exact flow plus smooth noise of a random amplitude up to
     init_noise pixels; OWN (a fraction own_flow of the warm starts) leaves init at zero for the
-    trainer to carry the model's own flow for previous_image -> image1 forward (see own_starts), so
-    the model learns to repair its own kind of error instead of passing it on to the next frame."""
+    trainer to fill in with the model's own video-mode flow over the last 1..own_chain frames of the
+    history (see own_starts), so the model learns to repair its own kind of error, also after it has
+    been carried over several frames, instead of passing it on."""
 
-    IMAGES, FLOWS = ("image1", "image2", "previous_image"), ("flow", "init")
+    IMAGES, FLOWS = ("image1", "image2", "history"), ("flow", "init")
 
     def __init__(self, pairs: list[FlowPair], *, crop: tuple[int, int] | None, augment: bool, seed: int = 0,
-                 warm_start: float = 0.0, init_noise: float = 1.0, own_flow: float = 0.0):
+                 warm_start: float = 0.0, init_noise: float = 1.0, own_flow: float = 0.0, own_chain: int = 1):
         self.pairs, self.crop, self.augment, self.seed, self.epoch = pairs, crop, augment, seed, 0
-        self.warm_start, self.init_noise, self.own_flow = warm_start, init_noise, own_flow
+        self.warm_start, self.init_noise, self.own_flow, self.own_chain = warm_start, init_noise, own_flow, own_chain
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -110,11 +111,14 @@ class FlowPairs(torch.utils.data.Dataset):
         pair = self.pairs[i]
         item = {"image1": read_image(pair.image1), "image2": read_image(pair.image2), "flow": read_flow(pair.flow)}
         size = item["flow"].shape[1:]
-        start, item["init"] = self.initial_flow(pair, i, size=size)
-        item["start"] = torch.tensor(start)
-        item["previous_image"] = read_image(pair.previous_image) if start == OWN else torch.zeros(3, *size)
-        if any(item[k].shape[1:] != size for k in self.IMAGES + self.FLOWS):
-            raise FlowError(f"the frames and flows of {pair} differ in size")
+        start, item["init"], length = self.initial_flow(pair, i, size=size)
+        item["start"], item["history_length"] = torch.tensor(start), torch.tensor(length)
+        item["history"] = torch.zeros(self.own_chain, 3, *size)  # the last `length` slots are used
+        for slot, path in enumerate(pair.history[len(pair.history) - length :], start=self.own_chain - length):
+            item["history"][slot] = read_image(path)
+        if any(item[k].shape[-2:] != size for k in self.IMAGES + self.FLOWS):
+            raise FlowError(f"the frames and flows of the pair {pair.image1}, {pair.image2} (flow {pair.flow}, "
+                            f"previous flow {pair.previous_flow}) differ in size")
         rng = np.random.default_rng([self.seed, self.epoch, i])
         if self.crop is not None:
             (h, w), (ch, cw) = size, self.crop
@@ -122,38 +126,44 @@ class FlowPairs(torch.utils.data.Dataset):
                 raise FlowError(f"crop {ch}x{cw} is larger than the frames {h}x{w} of {pair.image1}")
             top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
             for key in self.IMAGES + self.FLOWS:
-                item[key] = item[key][:, top : top + ch, left : left + cw]
-        for dim, sign, probability in ((2, _SIGNS[0], 0.5), (1, _SIGNS[1], 0.1)):  # flips in x (u changes sign), y
+                item[key] = item[key][..., top : top + ch, left : left + cw]
+        for dim, sign, probability in ((-1, _SIGNS[0], 0.5), (-2, _SIGNS[1], 0.1)):  # flips in x (u changes sign), y
             if self.augment and rng.random() < probability:
                 for key in self.IMAGES + self.FLOWS:
                     item[key] = item[key].flip(dim) * (sign if key in self.FLOWS else 1)
         return {key: value.contiguous() for key, value in item.items()}
 
-    def initial_flow(self, pair: FlowPair, i: int, *, size) -> tuple[int, torch.Tensor]:
-        """(start, init [2,H,W]): zero, or the exact previous flow carried forward plus smooth noise."""
+    def initial_flow(self, pair: FlowPair, i: int, *, size) -> tuple[int, torch.Tensor, int]:
+        """(start, init [2,H,W], history frames needed): zero, the exact previous flow carried forward
+        plus smooth noise, or (OWN) zero and 1..own_chain frames for the trainer's video-mode chain."""
         rng = np.random.default_rng([self.seed, self.epoch, i, 1])  # apart from the crop and flips
-        if pair.previous_flow is None or rng.random() >= self.warm_start:
-            return COLD, torch.zeros(2, *size)
+        if pair.previous_flow is None or not pair.history or rng.random() >= self.warm_start:
+            return COLD, torch.zeros(2, *size), 0
         if rng.random() < self.own_flow:
-            return OWN, torch.zeros(2, *size)
+            return OWN, torch.zeros(2, *size), int(rng.integers(1, min(self.own_chain, len(pair.history)) + 1))
         carried = forward_splat(read_flow(pair.previous_flow)[None])  # [1,2,H,W]
         height, width = carried.shape[2:]
         coarse = rng.normal(0.0, rng.uniform(0.0, self.init_noise), (1, 2, -(-height // 8), -(-width // 8)))
         noise = F.interpolate(torch.from_numpy(coarse).float(), size=(height, width), mode="bilinear",
                               align_corners=False)
-        return EXACT, (carried + noise)[0]
+        return EXACT, (carried + noise)[0], 0
 
 
 @torch.no_grad()
 def own_starts(model: RAFT, batch: dict, *, iters: int) -> torch.Tensor:
-    """The batch's initial flows [B,2,h,w] with the OWN ones filled in: the model's flow (cold, iters
-    iterations, eval mode) for previous_image -> image1, carried forward along itself."""
-    init, own = batch["init"].clone(), batch["start"] == OWN
-    if own.any():
-        was_training = model.training
-        model.eval()
-        init[own] = forward_splat(model(batch["previous_image"][own], batch["image1"][own], iters=iters))
-        model.train(was_training)
+    """The batch's initial flows [B,2,h,w] with the OWN ones filled in as video mode makes them (eval
+    mode, iters iterations per pair): over the item's last n history frames and image1, the first pair
+    from zero, each further pair from the previous flow carried forward, and that last flow carried."""
+    init = batch["init"].clone()
+    was_training = model.training
+    model.eval()
+    for b in (batch["start"] == OWN).nonzero().flatten().tolist():
+        frames = torch.cat([batch["history"][b, -int(batch["history_length"][b]) :], batch["image1"][b : b + 1]])
+        carried = None
+        for t in range(frames.shape[0] - 1):
+            carried = forward_splat(model(frames[t : t + 1], frames[t + 1 : t + 2], iters=iters, flow_init=carried))
+        init[b] = carried[0]
+    model.train(was_training)
     return init
 
 
@@ -245,14 +255,15 @@ def train(
     warm_start: float = 0.0,
     init_noise: float = 1.0,
     own_flow: float = 0.0,
+    own_chain: int = 1,
     log=print,
 ) -> dict:
     """Train and evaluate; writes <out>/<model>.pth, <out>/log.jsonl and <out>/report.json. Returns the report."""
     if steps < 1 or batch_size < 1 or iters < 1:
         raise FlowError(f"steps, batch size and iters must be >= 1, got {steps}, {batch_size}, {iters}")
-    if not (0 <= warm_start <= 1 and 0 <= own_flow <= 1 and init_noise >= 0):
-        raise FlowError(f"warm start and own flow must be fractions in [0, 1] and init noise >= 0 px, got "
-                        f"{warm_start}, {own_flow} and {init_noise}")
+    if not (0 <= warm_start <= 1 and 0 <= own_flow <= 1 and init_noise >= 0 and own_chain >= 1):
+        raise FlowError(f"warm start and own flow must be fractions in [0, 1], init noise >= 0 px and own chain "
+                        f">= 1, got {warm_start}, {own_flow}, {init_noise} and {own_chain}")
     builders = {"raft_small": raft_small, "raft_large": raft_large}
     if model not in builders:
         raise FlowError(f"unknown model {model!r} for training: use raft_small or raft_large")
@@ -262,7 +273,7 @@ def train(
     net = load_raft(init, model=model) if init else zero_flow_start(builders[model]())
     net.train()
     dataset = FlowPairs(find_pairs(data, "train", both_directions=True), crop=crop, augment=augment, seed=seed,
-                        warm_start=warm_start, init_noise=init_noise, own_flow=own_flow)
+                        warm_start=warm_start, init_noise=init_noise, own_flow=own_flow, own_chain=own_chain)
     loader_rng = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay, eps=1e-8)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps + 100, pct_start=0.05,
@@ -304,7 +315,7 @@ def train(
     test = find_pairs(data, "test", both_directions=False)
     test = test[:eval_pairs] if eval_pairs else test
     report = {"model": model, "steps": steps, "batch_size": batch_size, "crop": crop, "iters": iters,
-              "warm_start": warm_start, "init_noise": init_noise, "own_flow": own_flow,
+              "warm_start": warm_start, "init_noise": init_noise, "own_flow": own_flow, "own_chain": own_chain,
               "train_minutes": train_minutes, "threads": torch.get_num_threads(), "weights": str(weights_path),
               "test": evaluate(net, test, iters=eval_iters)}
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -141,6 +141,8 @@ def test_video_flow_cold_equals_pairwise_and_warm_start_runs():
     warm = estimate_video_flow(frames, model, iters=3, warm_start=True, batch_frames=3)
     assert warm.shape == (4, 2, 120, 128) and torch.isfinite(warm).all()
     assert torch.equal(warm[0], cold[0])  # the first pair has nothing to start from
+    one_at_a_time = estimate_video_flow(frames, model, iters=3)  # the CPU default: frames encoded one by one
+    assert (one_at_a_time - warm).abs().max() <= 1e-4
 
 
 def test_forward_splat_carries_flow_along_itself():

@@ -11,7 +11,7 @@ from flow import load_raft, raft_small
 from flow.__main__ import main
 from flow.errors import FlowError
 from flow.io import write_flo
-from flow.train import COLD, EXACT, OWN, FlowPairs, find_pairs, own_starts, sequence_loss
+from flow.train import COLD, EXACT, OWN, FlowPairs, find_pairs, own_starts, read_image, sequence_loss
 from flow.video import forward_splat
 from flow.warp import backward_warp
 
@@ -61,12 +61,13 @@ def test_pairs_know_the_previous_flow_in_their_direction(tmp_path):
              if p.image1.parent.name == "seq_0000"}
     flows = tmp_path / "train_flow" / "seq_0000"
     frames = tmp_path / "train_B" / "seq_0000"
-    assert pairs["00000", "00001"].previous_flow is None and pairs["00000", "00001"].previous_image is None
+    assert pairs["00000", "00001"].previous_flow is None and pairs["00000", "00001"].history == ()
     assert pairs["00001", "00002"].previous_flow == flows / "fw_00000.flo"  # frame 0 -> 1 flows into frame 1
-    assert pairs["00001", "00002"].previous_image == frames / "00000.png"
+    assert pairs["00002", "00003"].history == (frames / "00000.png", frames / "00001.png")  # oldest first
     assert pairs["00002", "00001"].previous_flow == flows / "bw_00002.flo"  # reversed: 3 -> 2 flows into 2
-    assert pairs["00002", "00001"].previous_image == frames / "00003.png"
-    assert pairs["00003", "00002"].previous_flow is None
+    assert pairs["00002", "00001"].history == (frames / "00003.png",)
+    assert pairs["00001", "00000"].history == (frames / "00003.png", frames / "00002.png")
+    assert pairs["00003", "00002"].previous_flow is None and pairs["00003", "00002"].history == ()
 
 
 def test_warm_started_pairs_start_from_the_carried_previous_flow(tmp_path):
@@ -109,12 +110,31 @@ def test_own_flow_starts_carry_the_models_flow_for_the_previous_pair(tmp_path):
     # the previous frame comes cropped and flipped like the pair: at constant motion d it shows at p
     # what image1 shows at p + d
     before = backward_warp(batch["image1"][own], batch["flow"][own])
-    assert (before - batch["previous_image"][own])[:, :, 8:-8, 8:-8].abs().max() < 1e-5
+    assert batch["history"].shape == (8, 1, 3, 96, 112) and (batch["history_length"] == own.long()).all()
+    assert (before - batch["history"][own, -1])[:, :, 8:-8, 8:-8].abs().max() < 1e-5
     model = raft_small().train()
     init = own_starts(model, batch, iters=2)
     assert model.training and not init[~own].any()
-    expected = forward_splat(model.eval()(batch["previous_image"][own], batch["image1"][own], iters=2))
-    torch.testing.assert_close(init[own], expected)
+    expected = forward_splat(model.eval()(batch["history"][own, -1], batch["image1"][own], iters=2))
+    torch.testing.assert_close(init[own], expected, atol=1e-4, rtol=1e-4)  # batched vs one by one
+
+
+def test_own_flow_chains_run_video_mode_over_the_history(tmp_path):
+    write_translation_dataset(tmp_path, frames=5)
+    pairs = find_pairs(tmp_path, "train", both_directions=True)
+    dataset = FlowPairs(pairs, crop=None, augment=False, seed=0, warm_start=1.0, own_flow=1.0, own_chain=3)
+    lengths = [int(dataset[i]["history_length"]) for i, pair in enumerate(pairs) for dataset.epoch in range(8)]
+    assert set(lengths) == {0, 1, 2, 3}  # random lengths up to own_chain, capped by the history
+    i = next(i for i, pair in enumerate(pairs) if len(pair.history) == 3)  # frames 0, 1, 2 before image1 = 3
+    item = next(item for dataset.epoch in range(20) if (item := dataset[i])["history_length"] == 2)
+    batch = torch.utils.data.default_collate([item])
+    model = raft_small().eval()
+    f1, f2, image1 = item["history"][1:2], item["history"][2:3], item["image1"][None]
+    assert torch.equal(f1[0], read_image(pairs[i].history[1])) and torch.equal(f2[0], read_image(pairs[i].history[2]))
+    with torch.no_grad():
+        carried = forward_splat(model(f1, f2, iters=2))
+        expected = forward_splat(model(f2, image1, iters=2, flow_init=carried))
+    torch.testing.assert_close(own_starts(model, batch, iters=2), expected, atol=1e-4, rtol=1e-4)
 
 
 def test_sequence_loss_weights_later_iterations_more():
@@ -158,6 +178,8 @@ def test_training_feeds_warm_starts_to_the_model(tmp_path):
     assert first_loss("0") == pytest.approx((1 + 0.8) * 1.5)
     assert first_loss("1") == pytest.approx((1 + 0.8) * 1.5 / 2)
     assert first_loss("1", own_flow="1") == pytest.approx((1 + 0.8) * 1.5)  # its own flow so far: zero
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "bad"), "--steps", "1",
+                 "--own-chain", "0"]) == 2
     assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "bad"), "--steps", "1",
                  "--warm-start", "2"]) == 2
 
