@@ -6,7 +6,10 @@ With warm start, pair t+1 starts from pair t's low-resolution flow carried forwa
 suffice; without it, pairs are refined from zero flow in batches.
 """
 
+from contextlib import contextmanager
+
 import torch
+from einops import repeat
 
 from flow.errors import FlowError
 from flow.raft import MIN_SIZE, RAFT
@@ -62,15 +65,33 @@ def estimate_video_flow(
     batch_frames = batch_frames or (1 if device.type == "cpu" else 8)
     if batch_frames < 1 or iters < 1:
         raise FlowError(f"batch_frames and iters must be >= 1, got {batch_frames} and {iters}")
+    with _eval_mode(model):
+        return _video_flow(frames, model, iters=iters, warm_start=warm_start, batch_frames=batch_frames)[0]
+
+
+@torch.no_grad()
+def carried_flow(frames: torch.Tensor, model: RAFT, *, iters: int) -> torch.Tensor:
+    """The initial flow video mode gives the pair after `frames` [T,3,H,W] (T >= 2, warm start): their
+    last flow carried forward at 1/8 resolution, as a full-resolution flow [1,2,H,W] in pixels that is
+    constant over 8x8 blocks, so RAFT's forward(flow_init=...) pools it back to exactly that. Training
+    uses it to show the model the starts it gets in video mode (no_grad, not inference mode)."""
+    with _eval_mode(model):
+        _, low, padding = _video_flow(frames, model, iters=iters, warm_start=True, batch_frames=1)
+    return crop(repeat(forward_splat(low) * 8, "b c h w -> b c (h 8) (w 8)"), padding)
+
+
+@contextmanager
+def _eval_mode(model: RAFT):
     was_training = model.training
     model.eval()
     try:
-        return _video_flow(frames, model, iters=iters, warm_start=warm_start, batch_frames=batch_frames)
+        yield
     finally:
         model.train(was_training)
 
 
 def _video_flow(frames, model, *, iters, warm_start, batch_frames):
+    """-> (flows [T-1,2,H,W], the last pair's low-resolution flow, the padding)."""
     device = next(model.parameters()).device
     flows = []
     prev_fmap = prev_context = prev_low = None  # features and context of the last frame of a batch
@@ -93,4 +114,4 @@ def _video_flow(frames, model, *, iters, warm_start, batch_frames):
             (up,), _ = model.refine(fmaps[:-1], fmaps[1:], hidden[:-1], context[:-1], iters=iters)
             flows.extend(crop(up, padding).split(1))
         prev_fmap, prev_context = fmaps[-1:], (hidden[-1:], context[-1:])
-    return torch.cat(flows)
+    return torch.cat(flows), prev_low, padding
