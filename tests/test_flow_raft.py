@@ -158,7 +158,8 @@ def test_carried_flow_is_the_start_video_mode_gives_the_next_pair():
         _, low = model.refine(fmaps[1:2], fmaps[2:3], hidden[1:2], context[1:2], iters=2, flow_low=forward_splat(low))
     pooled = torch.nn.functional.avg_pool2d(carried, 8) / 8  # what RAFT's forward makes of flow_init
     torch.testing.assert_close(pooled, forward_splat(low), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(carried, pooled.repeat_interleave(8, 2).repeat_interleave(8, 3) * 8)  # constant per block
+    blocks = pooled.repeat_interleave(8, 2).repeat_interleave(8, 3) * 8
+    torch.testing.assert_close(carried, blocks)  # constant over each 8x8 block
 
 
 def test_forward_splat_carries_flow_along_itself():
