@@ -48,12 +48,17 @@ def estimate_video_flow(
     *,
     iters: int = 4,
     warm_start: bool = True,
+    cold_iters: int = 12,
+    refresh_every: int | None = None,
     batch_frames: int | None = None,
 ) -> torch.Tensor:
     """frames [T,3,H,W] in [-1,1] -> forward flows [T-1,2,H,W] (flow[t]: frame t -> t+1, pixels).
 
-    iters: recurrent updates per pair (cold RAFT uses 12; warm-started pairs need fewer with a
-    well-trained model; a weak model drifts when fed its own flow: compare with warm_start=False).
+    iters: recurrent updates per pair: per warm-started pair, or per pair without warm start.
+    With warm start, the first pair, and every refresh_every-th one if given, starts from zero flow
+    with cold_iters updates instead: fed its own flow frame after frame, a model leaves errors behind
+    moving edges in flat areas that the next pairs keep, and a periodic cold pair bounds them
+    (weights trained for video mode, `python -m flow train --warm-start ...`, need it least).
     batch_frames: frames encoded per batch; without warm start, pairs are also refined in batches
     of this size (lower it if memory is short). Default: 8 on a GPU, 1 on the CPU, where larger
     batches of these full-resolution convolutions run slower per frame (384x768, 2 threads: the
@@ -63,10 +68,12 @@ def estimate_video_flow(
         raise FlowError(f"estimate_video_flow needs frames [T,3,H,W] with T >= 2, got {tuple(frames.shape)}")
     device = next(model.parameters()).device
     batch_frames = batch_frames or (1 if device.type == "cpu" else 8)
-    if batch_frames < 1 or iters < 1:
-        raise FlowError(f"batch_frames and iters must be >= 1, got {batch_frames} and {iters}")
+    if min(batch_frames, iters, cold_iters, 1 if refresh_every is None else refresh_every) < 1:
+        raise FlowError(f"batch_frames, iters, cold_iters and refresh_every must be >= 1, got {batch_frames}, "
+                        f"{iters}, {cold_iters} and {refresh_every}")
     with _eval_mode(model):
-        return _video_flow(frames, model, iters=iters, warm_start=warm_start, batch_frames=batch_frames)[0]
+        return _video_flow(frames, model, iters=iters, warm_start=warm_start, cold_iters=cold_iters,
+                           refresh_every=refresh_every, batch_frames=batch_frames)[0]
 
 
 @torch.no_grad()
@@ -76,7 +83,8 @@ def carried_flow(frames: torch.Tensor, model: RAFT, *, iters: int) -> torch.Tens
     constant over 8x8 blocks, so RAFT's forward(flow_init=...) pools it back to exactly that. Training
     uses it to show the model the starts it gets in video mode (no_grad, not inference mode)."""
     with _eval_mode(model):
-        _, low, padding = _video_flow(frames, model, iters=iters, warm_start=True, batch_frames=1)
+        _, low, padding = _video_flow(frames, model, iters=iters, warm_start=True, cold_iters=iters,
+                                      refresh_every=None, batch_frames=1)
     return crop(repeat(forward_splat(low) * 8, "b c h w -> b c (h 8) (w 8)"), padding)
 
 
@@ -90,7 +98,7 @@ def _eval_mode(model: RAFT):
         model.train(was_training)
 
 
-def _video_flow(frames, model, *, iters, warm_start, batch_frames):
+def _video_flow(frames, model, *, iters, warm_start, cold_iters, refresh_every, batch_frames):
     """-> (flows [T-1,2,H,W], the last pair's low-resolution flow, the padding)."""
     device = next(model.parameters()).device
     flows = []
@@ -106,9 +114,10 @@ def _video_flow(frames, model, *, iters, warm_start, batch_frames):
         n_pairs = fmaps.shape[0] - 1
         if warm_start:
             for k in range(n_pairs):
-                init = None if prev_low is None else forward_splat(prev_low)
+                cold = prev_low is None or (refresh_every is not None and len(flows) % refresh_every == 0)
                 (up,), prev_low = model.refine(fmaps[k : k + 1], fmaps[k + 1 : k + 2], hidden[k : k + 1],
-                                               context[k : k + 1], iters=iters, flow_low=init)
+                                               context[k : k + 1], iters=cold_iters if cold else iters,
+                                               flow_low=None if cold else forward_splat(prev_low))
                 flows.append(crop(up, padding))
         elif n_pairs > 0:
             (up,), _ = model.refine(fmaps[:-1], fmaps[1:], hidden[:-1], context[:-1], iters=iters)

@@ -138,11 +138,30 @@ def test_video_flow_cold_equals_pairwise_and_warm_start_runs():
     cold = estimate_video_flow(frames, model, iters=3, warm_start=False, batch_frames=2)
     assert cold.shape == (4, 2, 120, 128)
     assert (cold - pairwise).abs().max() <= 1e-3
-    warm = estimate_video_flow(frames, model, iters=3, warm_start=True, batch_frames=3)
+    warm = estimate_video_flow(frames, model, iters=3, cold_iters=3, warm_start=True, batch_frames=3)
     assert warm.shape == (4, 2, 120, 128) and torch.isfinite(warm).all()
     assert torch.equal(warm[0], cold[0])  # the first pair has nothing to start from
-    one_at_a_time = estimate_video_flow(frames, model, iters=3)  # the CPU default: frames encoded one by one
+    one_at_a_time = estimate_video_flow(frames, model, iters=3, cold_iters=3)  # CPU default: frames one by one
     assert (one_at_a_time - warm).abs().max() <= 1e-4
+    with torch.no_grad():
+        first12 = model(frames[:1], frames[1:2], iters=12)
+    assert (estimate_video_flow(frames, model, iters=3)[0] - first12).abs().max() <= 1e-4  # cold_iters=12
+
+
+def test_video_flow_refresh_restarts_every_nth_pair_from_zero():
+    torch.manual_seed(0)
+    model = raft_small().eval()
+    frames = torch.rand(5, 3, 120, 128, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    cold = estimate_video_flow(frames, model, iters=3, warm_start=False)
+    refreshed = estimate_video_flow(frames, model, iters=1, cold_iters=3, refresh_every=2)
+    for t in (0, 2):  # cold pairs: as without warm start
+        assert (refreshed[t] - cold[t]).abs().max() <= 1e-4
+    for t in (1, 3):  # warm pairs: one update from the carried flow
+        assert (refreshed[t] - cold[t]).abs().max() > 1e-2
+    every = estimate_video_flow(frames, model, iters=1, cold_iters=3, refresh_every=1)
+    assert (every - cold).abs().max() <= 1e-4
+    with pytest.raises(FlowError, match="refresh_every"):
+        estimate_video_flow(frames, model, refresh_every=0)
 
 
 def test_carried_flow_is_the_start_video_mode_gives_the_next_pair():
