@@ -5,7 +5,8 @@
    RSS minus RSS before the first call), one subprocess per configuration.
 2. Video mode (with --weights, a RAFT trained by `python -m flow train`, and --data, a dataset with
    exact flow): frames/s and EPE on the test sequences for 12 cold iterations per pair (plain
-   model calls), the same through estimate_video_flow, and warm start at fewer iterations;
+   model calls), the same through estimate_video_flow, and warm start at fewer iterations (with
+   a cold pair every N with --refresh);
    OpenCV DIS presets on the same frames. Each sequence is timed --video-repeats times and the
    fastest run counts (the methods take turns, so a busy moment does not favour one of them).
 """
@@ -105,7 +106,7 @@ def load_sequences(data: Path, max_sequences: int):
 
 
 def bench_video(data: Path, weights: str, threads: int, warm_iters: list[int], max_sequences: int,
-                repeats: int = 3) -> list[dict]:
+                repeats: int = 3, refresh: tuple[int, ...] = (0,)) -> list[dict]:
     from flow import estimate_video_flow, get_estimator, load_raft
 
     torch.set_num_threads(threads)
@@ -121,7 +122,9 @@ def bench_video(data: Path, weights: str, threads: int, warm_iters: list[int], m
                "raft_small cold 12 iters (per pair)": per_pair(lambda a, b: model(a, b, iters=12)),
                "video cold 12 iters": lambda f: estimate_video_flow(f, model, iters=12, warm_start=False)}
     for iters in warm_iters:
-        methods[f"video warm start {iters} iters"] = lambda f, k=iters: estimate_video_flow(f, model, iters=k)
+        for every in refresh:
+            name = f"video warm start {iters} iters" + (f", refresh every {every}" if every else "")
+            methods[name] = lambda f, k=iters, n=every: estimate_video_flow(f, model, iters=k, refresh_every=n or None)
     for preset in ("dis_ultrafast", "dis_fast", "dis"):
         methods[f"OpenCV {preset}"] = per_pair(get_estimator(preset))
     seconds = dict.fromkeys(methods, 0.0)
@@ -163,6 +166,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--weights", help="RAFT checkpoint for video mode (e.g. from `python -m flow train`)")
     parser.add_argument("--warm-iters", default="3,4,6")
     parser.add_argument("--sequences", type=int, default=3, help="test sequences used in video mode")
+    parser.add_argument("--refresh", default="0", help="refresh_every values for warm start (0: none), e.g. 0,6")
     parser.add_argument("--video-repeats", type=int, default=3, help="timed runs per sequence (fastest counts)")
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
     args = parser.parse_args(argv)
@@ -174,7 +178,8 @@ def main(argv: list[str]) -> None:
                                          args.repeats, args.iters)
     if args.data and args.weights:
         results["video"] = bench_video(args.data, args.weights, args.threads,
-                                       [int(v) for v in args.warm_iters.split(",")], args.sequences, args.video_repeats)
+                                       [int(v) for v in args.warm_iters.split(",")], args.sequences, args.video_repeats,
+                                       tuple(int(v) for v in args.refresh.split(",")))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
 
