@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from flow.errors import FlowError
 from flow.io import read_flo
 from flow.raft import RAFT, raft_large, raft_small
-from flow.video import carried_flow, forward_splat
+from flow.video import forward_splat
 from flow.warp import valid_mask
 from flow.weights import load_raft
 
@@ -149,14 +149,23 @@ class FlowPairs(torch.utils.data.Dataset):
         return EXACT, (carried + noise)[0], 0
 
 
+@torch.no_grad()
 def own_starts(model: RAFT, batch: dict, *, iters: int) -> torch.Tensor:
-    """The batch's initial flows [B,2,h,w] with the OWN ones filled in exactly as video mode makes
-    them (`flow.video.carried_flow`, iters iterations per pair) over the item's last n history frames
-    and image1."""
+    """The batch's initial flows [B,2,h,w] with the OWN ones filled in as video mode makes them (eval
+    mode, iters iterations per pair): over the item's last n history frames and image1, the first pair
+    from zero, each further pair from the previous flow carried forward, and that last flow carried.
+    The carry is done at full resolution (video mode does it at 1/8): a harder start that trained a
+    better model for video mode (BENCHMARKS.md: 0.806 vs 0.822 px over 58 warm-started pairs)."""
     init = batch["init"].clone()
+    was_training = model.training
+    model.eval()
     for b in (batch["start"] == OWN).nonzero().flatten().tolist():
         frames = torch.cat([batch["history"][b, -int(batch["history_length"][b]) :], batch["image1"][b : b + 1]])
-        init[b] = carried_flow(frames, model, iters=iters)[0]
+        carried = None
+        for t in range(frames.shape[0] - 1):
+            carried = forward_splat(model(frames[t : t + 1], frames[t + 1 : t + 2], iters=iters, flow_init=carried))
+        init[b] = carried[0]
+    model.train(was_training)
     return init
 
 

@@ -9,7 +9,6 @@ suffice; without it, pairs are refined from zero flow in batches.
 from contextlib import contextmanager
 
 import torch
-from einops import repeat
 
 from flow.errors import FlowError
 from flow.raft import MIN_SIZE, RAFT
@@ -74,18 +73,6 @@ def estimate_video_flow(
     with _eval_mode(model):
         return _video_flow(frames, model, iters=iters, warm_start=warm_start, cold_iters=cold_iters,
                            refresh_every=refresh_every, batch_frames=batch_frames)[0]
-
-
-@torch.no_grad()
-def carried_flow(frames: torch.Tensor, model: RAFT, *, iters: int) -> torch.Tensor:
-    """The initial flow video mode gives the pair after `frames` [T,3,H,W] (T >= 2, warm start): their
-    last flow carried forward at 1/8 resolution, as a full-resolution flow [1,2,H,W] in pixels that is
-    constant over 8x8 blocks, so RAFT's forward(flow_init=...) pools it back to exactly that. Training
-    uses it to show the model the starts it gets in video mode (no_grad, not inference mode)."""
-    with _eval_mode(model):
-        _, low, padding = _video_flow(frames, model, iters=iters, warm_start=True, cold_iters=iters,
-                                      refresh_every=None, batch_frames=1)
-    return crop(repeat(forward_splat(low) * 8, "b c h w -> b c (h 8) (w 8)"), padding)
 
 
 @contextmanager

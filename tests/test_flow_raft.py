@@ -8,7 +8,7 @@ from torchvision.models.optical_flow import raft_small as tv_raft_small
 from flow import estimate_video_flow, load_raft, raft_large, raft_small
 from flow.corr import AllPairsCorr, OnDemandCorr
 from flow.errors import FlowError
-from flow.video import carried_flow, forward_splat
+from flow.video import forward_splat
 
 
 def randomise_batch_norm(model: torch.nn.Module, generator: torch.Generator) -> None:
@@ -162,23 +162,6 @@ def test_video_flow_refresh_restarts_every_nth_pair_from_zero():
     assert (every - cold).abs().max() <= 1e-4
     with pytest.raises(FlowError, match="refresh_every"):
         estimate_video_flow(frames, model, refresh_every=0)
-
-
-def test_carried_flow_is_the_start_video_mode_gives_the_next_pair():
-    torch.manual_seed(0)
-    model = raft_small().train()
-    frames = torch.rand(3, 3, 128, 160, generator=torch.Generator().manual_seed(4)) * 2 - 1
-    carried = carried_flow(frames, model, iters=2)
-    assert carried.shape == (1, 2, 128, 160) and model.training  # mode restored
-    with torch.no_grad():  # the chain by hand: pair 0 from zero, pair 1 from pair 0's flow carried forward
-        model.eval()
-        fmaps, (hidden, context) = model.encode_features(frames), model.encode_context(frames)
-        _, low = model.refine(fmaps[0:1], fmaps[1:2], hidden[0:1], context[0:1], iters=2)
-        _, low = model.refine(fmaps[1:2], fmaps[2:3], hidden[1:2], context[1:2], iters=2, flow_low=forward_splat(low))
-    pooled = torch.nn.functional.avg_pool2d(carried, 8) / 8  # what RAFT's forward makes of flow_init
-    torch.testing.assert_close(pooled, forward_splat(low), atol=1e-5, rtol=1e-5)
-    blocks = pooled.repeat_interleave(8, 2).repeat_interleave(8, 3) * 8
-    torch.testing.assert_close(carried, blocks)  # constant over each 8x8 block
 
 
 def test_forward_splat_carries_flow_along_itself():
