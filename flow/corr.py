@@ -57,7 +57,7 @@ class AllPairsCorr:
             f1 = rearrange(fmap1, "b c h w -> b (h w) c") * (1.0 / math.sqrt(channels))
             self.pyramid = []
             for level in range(num_levels):
-                if level:  # pooling image 2's features = pooling the volume over image 2 (3.5x faster here)
+                if level:  # pooling image 2's features = pooling the volume over image 2, and a little faster
                     fmap2 = F.avg_pool2d(fmap2, 2, stride=2)
                 h_l, w_l = fmap2.shape[-2:]
                 volume = torch.bmm(f1, rearrange(fmap2, "b c h w -> b c (h w)"))  # [B,HW,H_l*W_l]

@@ -1,12 +1,12 @@
 """Flow for whole frame sequences with RAFT.
 
-Each frame goes through the feature and context encoders once (in batches), not once per pair.
-With warm start, pair t+1 starts from pair t's low-resolution flow carried forward along itself
-(forward splatting, as RAFT's Sintel submission initialises each frame), so a few iterations
-suffice; without it, pairs are refined from zero flow in batches.
+Each frame goes through the feature and context encoders once, not once per pair. With warm
+start, pair t+1 starts from pair t's low-resolution flow carried forward along itself (forward
+splatting, as RAFT's Sintel submission initialises each frame), so a few iterations suffice with
+weights trained for it (`python -m flow train --warm-start ...`), and a cold pair every N
+(refresh_every) bounds the error a long chain accumulates; without warm start, pairs are refined
+from zero flow in batches.
 """
-
-from contextlib import contextmanager
 
 import torch
 
@@ -70,23 +70,16 @@ def estimate_video_flow(
     if min(batch_frames, iters, cold_iters, 1 if refresh_every is None else refresh_every) < 1:
         raise FlowError(f"batch_frames, iters, cold_iters and refresh_every must be >= 1, got {batch_frames}, "
                         f"{iters}, {cold_iters} and {refresh_every}")
-    with _eval_mode(model):
-        return _video_flow(frames, model, iters=iters, warm_start=warm_start, cold_iters=cold_iters,
-                           refresh_every=refresh_every, batch_frames=batch_frames)[0]
-
-
-@contextmanager
-def _eval_mode(model: RAFT):
     was_training = model.training
     model.eval()
     try:
-        yield
+        return _video_flow(frames, model, iters=iters, warm_start=warm_start, cold_iters=cold_iters,
+                           refresh_every=refresh_every, batch_frames=batch_frames)
     finally:
         model.train(was_training)
 
 
 def _video_flow(frames, model, *, iters, warm_start, cold_iters, refresh_every, batch_frames):
-    """-> (flows [T-1,2,H,W], the last pair's low-resolution flow, the padding)."""
     device = next(model.parameters()).device
     flows = []
     prev_fmap = prev_context = prev_low = None  # features and context of the last frame of a batch
@@ -110,4 +103,4 @@ def _video_flow(frames, model, *, iters, warm_start, cold_iters, refresh_every, 
             (up,), _ = model.refine(fmaps[:-1], fmaps[1:], hidden[:-1], context[:-1], iters=iters)
             flows.extend(crop(up, padding).split(1))
         prev_fmap, prev_context = fmaps[-1:], (hidden[-1:], context[-1:])
-    return torch.cat(flows), prev_low, padding
+    return torch.cat(flows)

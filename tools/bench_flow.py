@@ -106,7 +106,7 @@ def load_sequences(data: Path, max_sequences: int):
 
 
 def bench_video(data: Path, weights: str, threads: int, warm_iters: list[int], max_sequences: int,
-                repeats: int = 3, refresh: tuple[int, ...] = (0,)) -> list[dict]:
+                repeats: int = 3, refresh: tuple[int, ...] = (0,), cold_iters: int = 12, dis: bool = True) -> list[dict]:
     from flow import estimate_video_flow, get_estimator, load_raft
 
     torch.set_num_threads(threads)
@@ -124,8 +124,9 @@ def bench_video(data: Path, weights: str, threads: int, warm_iters: list[int], m
     for iters in warm_iters:
         for every in refresh:
             name = f"video warm start {iters} iters" + (f", refresh every {every}" if every else "")
-            methods[name] = lambda f, k=iters, n=every: estimate_video_flow(f, model, iters=k, refresh_every=n or None)
-    for preset in ("dis_ultrafast", "dis_fast", "dis"):
+            methods[name] = lambda f, k=iters, n=every: estimate_video_flow(f, model, iters=k, refresh_every=n or None,
+                                                                          cold_iters=cold_iters)
+    for preset in ("dis_ultrafast", "dis_fast", "dis") if dis else ():
         methods[f"OpenCV {preset}"] = per_pair(get_estimator(preset))
     seconds = dict.fromkeys(methods, 0.0)
     epe = dict.fromkeys(methods, 0.0)
@@ -167,6 +168,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--warm-iters", default="3,4,6")
     parser.add_argument("--sequences", type=int, default=3, help="test sequences used in video mode")
     parser.add_argument("--refresh", default="0", help="refresh_every values for warm start (0: none), e.g. 0,6")
+    parser.add_argument("--cold-iters", type=int, default=12, help="updates of warm start's cold pairs")
+    parser.add_argument("--no-dis", action="store_true", help="video mode without the OpenCV DIS rows")
     parser.add_argument("--video-repeats", type=int, default=3, help="timed runs per sequence (fastest counts)")
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
     args = parser.parse_args(argv)
@@ -179,7 +182,8 @@ def main(argv: list[str]) -> None:
     if args.data and args.weights:
         results["video"] = bench_video(args.data, args.weights, args.threads,
                                        [int(v) for v in args.warm_iters.split(",")], args.sequences, args.video_repeats,
-                                       tuple(int(v) for v in args.refresh.split(",")))
+                                       tuple(int(v) for v in args.refresh.split(",")), args.cold_iters,
+                                       not args.no_dis)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
 
