@@ -106,7 +106,8 @@ def load_sequences(data: Path, max_sequences: int):
 
 
 def bench_video(data: Path, weights: str, threads: int, warm_iters: list[int], max_sequences: int,
-                repeats: int = 3, refresh: tuple[int, ...] = (0,), cold_iters: int = 12, dis: bool = True) -> list[dict]:
+                repeats: int = 3, refresh: tuple[int, ...] = (0,), cold_iters: int = 12,
+                dis: bool = True) -> list[dict]:
     from flow import estimate_video_flow, get_estimator, load_raft
 
     torch.set_num_threads(threads)
