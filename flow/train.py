@@ -113,9 +113,8 @@ class FlowPairs(torch.utils.data.Dataset):
         size = item["flow"].shape[1:]
         start, item["init"], length = self.initial_flow(pair, i, size=size)
         item["start"], item["history_length"] = torch.tensor(start), torch.tensor(length)
-        item["history"] = torch.zeros(self.own_chain, 3, *size)  # the last `length` slots are used
-        for slot, path in enumerate(pair.history[len(pair.history) - length :], start=self.own_chain - length):
-            item["history"][slot] = read_image(path)
+        paths = pair.history[len(pair.history) - length :]  # read only what a chain needs, full size
+        item["history"] = torch.stack([read_image(path) for path in paths]) if paths else torch.zeros(0, 3, *size)
         if any(item[k].shape[-2:] != size for k in self.IMAGES + self.FLOWS):
             raise FlowError(f"the frames and flows of the pair {pair.image1}, {pair.image2} (flow {pair.flow}, "
                             f"previous flow {pair.previous_flow}) differ in size")
@@ -131,6 +130,8 @@ class FlowPairs(torch.utils.data.Dataset):
             if self.augment and rng.random() < probability:
                 for key in self.IMAGES + self.FLOWS:
                     item[key] = item[key].flip(dim) * (sign if key in self.FLOWS else 1)
+        padding = item["history"].new_zeros(self.own_chain - length, *item["history"].shape[1:])
+        item["history"] = torch.cat([padding, item["history"]])  # [own_chain,3,h,w]: the last `length` are used
         return {key: value.contiguous() for key, value in item.items()}
 
     def initial_flow(self, pair: FlowPair, i: int, *, size) -> tuple[int, torch.Tensor, int]:
