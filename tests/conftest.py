@@ -11,6 +11,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 @pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """Root for configs/tiny.yaml's synthetic dataset; the first training run generates it (ensure_dataset)."""
+    return tmp_path_factory.mktemp("data") / "synthetic_tiny"
+
+
+@pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     """A small synthetic street dataset (2 train + 1 test sequences, 10 frames, 128x256, seed 3),
     generated once per test process. Read-only: copy it before changing anything."""

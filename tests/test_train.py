@@ -20,12 +20,6 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
 
 
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory) -> Path:
-    """Root for the tiny synthetic dataset; the first run generates it (ensure_dataset)."""
-    return tmp_path_factory.mktemp("data") / "synthetic_tiny"
-
-
 def tiny(out_dir: Path, data_root: Path, *overrides: str):
     return load_config(TINY, [f"train.out_dir={out_dir}", f"data.root={data_root}", *overrides])
 
