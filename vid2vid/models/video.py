@@ -1,0 +1,212 @@
+"""The vid2vid sequential generator: label history + previous outputs -> hallucinated frame, flow, blend weight.
+
+One generated frame t (all at one spatial scale, N = n_frames_G):
+
+    labels      [B,N,C,H,W]    semantics of frames t-N+1 .. t, oldest first (one-hot + optional edge)
+    prev_frames [B,N-1,3,H,W]  the N-1 previous outputs, oldest first
+      -> label encoder + frame encoder (same layout, own weights), outputs summed    [B,ngf*2^d,H/2^d,W/2^d]
+      -> image head: residual blocks, d transposed convs, conv7 + tanh               raw  h_t   [B,3,H,W]
+      -> flow head:  same trunk, conv7 * flow_scale (pixels, t -> t-1)               flow       [B,2,H,W]
+                                 conv7 + sigmoid                                     weight w_t [B,1,H,W]
+      final_t = w_t * h_t + (1 - w_t) * backward_warp(final_{t-1}, flow_t)
+
+With a foreground branch (use_fg), a label-only generator always hallucinates the foreground; its mask
+is the current frame's one-hot channels of the foreground label ids (not learned), and both final and raw
+become fg * mask + x * (1 - mask) (the original's composition, see shared/fixtures/README_originals.md).
+
+warp_features (ours, off = the original exactly): the image head's decoder features of the previous
+frame are warped with the predicted flow (resized to each decoder resolution) and added to the current
+decoder features through zero-initialised 1x1 convs, so at initialisation the model equals the plain one
+and texture can follow motion once trained.
+
+Spatial scales: `VideoGenerator.scales` holds one module per scale, coarsest first; only scale 0
+(`CoarseVideoScale`) exists today. Its outputs carry the last decoder features of the image, flow and
+foreground heads, which is what a finer (local-enhancer style) scale adds to its own features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from flow import backward_warp
+from vid2vid.errors import ConfigError
+from vid2vid.models.layers import ResnetBlock, down_layers, front_layers, image_layers, up_layers
+
+FLOW_SCALE = 20.0  # the flow conv's output times this = pixels at scale 0 (the original's choice)
+
+
+@dataclass
+class VideoOutput:
+    """What the generator returns for one frame (B = batch, H x W = the frame size)."""
+
+    final: torch.Tensor  # [B,3,H,W] composed frame (= raw when raw_only)
+    raw: torch.Tensor  # [B,3,H,W] hallucinated frame, foreground composed in
+    flow: torch.Tensor  # [B,2,H,W] pixels, from frame t to frame t-1 (backward warp), ch0 = x
+    weight: torch.Tensor  # [B,1,H,W] in (0,1): weight of the hallucinated frame; 1 - weight: the warped one
+    warped: torch.Tensor  # [B,3,H,W] the previous output warped by flow
+    fg_mask: torch.Tensor | None  # [B,1,H,W] foreground mask from the label ids (None without use_fg)
+    foreground: torch.Tensor | None  # [B,3,H,W] the foreground branch's image (None without use_fg)
+    image_features: list[torch.Tensor]  # image-head decoder outputs, coarse to fine: [B,ngf*2^(d-1-i),H/2^(d-1-i),.]
+    flow_features: torch.Tensor  # [B,ngf,H,W] last flow-head decoder features
+    fg_features: torch.Tensor | None  # [B,ngf_fg,H,W] last foreground decoder features
+
+
+def encoder_layers(input_nc: int, ngf: int, n_downsample: int, n_blocks: int, norm: str) -> list[nn.Module]:
+    """reflect-pad 3, conv7, norm, ReLU; n_downsample stride-2 conv3 (channels doubling); n_blocks residual blocks."""
+    layers = front_layers(input_nc, ngf, norm)
+    for i in range(n_downsample):
+        layers += down_layers(ngf * 2**i, ngf * 2 ** (i + 1), norm)
+    return layers + [ResnetBlock(ngf * 2**n_downsample, norm) for _ in range(n_blocks)]
+
+
+class Decoder(nn.Module):
+    """n_blocks residual blocks at the bottleneck, then n_downsample transposed-conv levels (each doubles
+    the size and halves the width). Returns every level's output, coarse to fine, so that callers can
+    fuse into (and keep) the features at each decoder resolution."""
+
+    def __init__(self, ngf: int, n_downsample: int, n_blocks: int, norm: str):
+        super().__init__()
+        self.blocks = nn.Sequential(*[ResnetBlock(ngf * 2**n_downsample, norm) for _ in range(n_blocks)])
+        self.ups = nn.ModuleList(
+            nn.Sequential(*up_layers(ngf * 2**i, ngf * 2 ** (i - 1), norm)) for i in range(n_downsample, 0, -1))
+
+    def forward(self, x: torch.Tensor, fuse: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+                ) -> list[torch.Tensor]:
+        """x [B,ngf*2^d,h,w] -> [level 0 [B,ngf*2^(d-1),2h,2w], ..., level d-1 [B,ngf,H,W]]; fuse(level, x)
+        may change a level's output before the next level sees it."""
+        x = self.blocks(x)
+        levels = []
+        for level, up in enumerate(self.ups):
+            x = up(x)
+            if fuse is not None:
+                x = fuse(level, x)
+            levels.append(x)
+        return levels or [x]
+
+
+def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """flow [B,2,H,W] in pixels -> [B,2,h,w] in pixels of the (h, w) grid: area average, then x scaled by w/W
+    and y by h/H."""
+    height, width = flow.shape[-2:]
+    if (height, width) == tuple(size):
+        return flow
+    scale = flow.new_tensor([size[1] / width, size[0] / height]).view(1, 2, 1, 1)
+    return F.interpolate(flow, size=size, mode="area") * scale
+
+
+class CoarseVideoScale(nn.Module):
+    """Scale 0 of the sequential generator (the original's composite generator; see the module docstring).
+
+    label_nc_per_frame: semantic channels per frame (one-hot labels first, then an optional edge channel);
+    fg_labels index those one-hot channels. Sizes must be divisible by 2^n_downsample.
+    """
+
+    def __init__(self, label_nc_per_frame: int, n_frames_G: int = 3, *, ngf: int = 64, n_downsample: int = 3,
+                 n_blocks: int = 9, norm: str = "instance", use_fg: bool = True, fg_labels: Sequence[int] = (),
+                 warp_features: bool = True, flow_scale: float = FLOW_SCALE):
+        super().__init__()
+        if n_frames_G < 2:
+            raise ValueError(f"n_frames_G must be >= 2 (the generator warps the previous frame), got {n_frames_G}")
+        bad = [i for i in fg_labels if not 0 <= i < label_nc_per_frame]
+        if use_fg and (bad or not fg_labels):
+            raise ValueError(f"fg_labels {list(fg_labels)} must be non-empty label ids in [0, {label_nc_per_frame})")
+        self.n_frames_G, self.flow_scale, self.warp_features = n_frames_G, flow_scale, warp_features
+        self.fg_labels = list(fg_labels) if use_fg else []
+        label_nc, frame_nc = label_nc_per_frame * n_frames_G, 3 * (n_frames_G - 1)
+        bottom_blocks, top_blocks = n_blocks - n_blocks // 2, n_blocks // 2
+        self.label_encoder = nn.Sequential(*encoder_layers(label_nc, ngf, n_downsample, bottom_blocks, norm))
+        self.frame_encoder = nn.Sequential(*encoder_layers(frame_nc, ngf, n_downsample, bottom_blocks, norm))
+        self.image_decoder = Decoder(ngf, n_downsample, top_blocks, norm)
+        self.to_image = nn.Sequential(*image_layers(ngf, 3))
+        self.flow_decoder = Decoder(ngf, n_downsample, top_blocks, norm)
+        self.to_flow = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 2, 7))
+        self.to_weight = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 1, 7), nn.Sigmoid())
+        if use_fg:
+            fg_ngf = ngf // 2 if n_downsample > 2 else ngf  # the original's foreground width rule
+            self.fg_encoder = nn.Sequential(*encoder_layers(label_nc, fg_ngf, n_downsample, 0, norm))
+            self.fg_decoder = Decoder(fg_ngf, n_downsample, n_blocks, norm)
+            self.fg_to_image = nn.Sequential(*image_layers(fg_ngf, 3))
+        if warp_features:
+            widths = [ngf * 2 ** (n_downsample - 1 - i) for i in range(n_downsample)]
+            self.feature_fusion = nn.ModuleList(nn.Conv2d(c, c, 1) for c in widths)
+            for conv in self.feature_fusion:  # zero: at initialisation the model is the plain one
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
+
+    def forward(self, labels: torch.Tensor, prev_frames: torch.Tensor,
+                prev_features: list[torch.Tensor] | None = None, *, raw_only: bool = False) -> VideoOutput:
+        """labels [B,N,C,H,W] (frames t-N+1..t), prev_frames [B,N-1,3,H,W] (t-N+1..t-1), both oldest first;
+        prev_features: image_features of frame t-1 (used with warp_features); raw_only: final = raw (no warp
+        composition, e.g. while a zeros history fills up)."""
+        label_stack = rearrange(labels, "b n c h w -> b (n c) h w")
+        frame_stack = rearrange(prev_frames, "b n c h w -> b (n c) h w")
+        bottleneck = self.label_encoder(label_stack) + self.frame_encoder(frame_stack)  # [B,ngf*2^d,H/2^d,W/2^d]
+        flow_features = self.flow_decoder(bottleneck)[-1]  # [B,ngf,H,W]
+        flow = self.to_flow(flow_features) * self.flow_scale
+        weight = self.to_weight(flow_features)
+        image_features = self.image_decoder(bottleneck, self._fusion(flow, prev_features))
+        raw = self.to_image(image_features[-1])
+        warped = backward_warp(prev_frames[:, -1], flow)
+        final = raw if raw_only else weight * raw + (1 - weight) * warped
+        fg_mask = foreground = fg_features = None
+        if self.fg_labels:
+            fg_mask = labels[:, -1, self.fg_labels].sum(1, keepdim=True).clamp(0, 1)  # [B,1,H,W]
+            fg_features = self.fg_decoder(self.fg_encoder(label_stack))[-1]
+            foreground = self.fg_to_image(fg_features)
+            final = foreground * fg_mask + final * (1 - fg_mask)
+            raw = foreground * fg_mask + raw * (1 - fg_mask)
+        return VideoOutput(final=final, raw=raw, flow=flow, weight=weight, warped=warped, fg_mask=fg_mask,
+                           foreground=foreground, image_features=image_features, flow_features=flow_features,
+                           fg_features=fg_features)
+
+    def _fusion(self, flow: torch.Tensor, prev_features: list[torch.Tensor] | None
+                ) -> Callable[[int, torch.Tensor], torch.Tensor] | None:
+        """The decoder hook of warp_features: level features + conv1x1(previous level features warped by flow)."""
+        if not self.warp_features or prev_features is None:
+            return None
+
+        def fuse(level: int, x: torch.Tensor) -> torch.Tensor:
+            warped = backward_warp(prev_features[level], resize_flow(flow, x.shape[-2:]))
+            return x + self.feature_fusion[level](warped)
+
+        return fuse
+
+
+class VideoGenerator(nn.Module):
+    """The sequential video generator over spatial scales, coarsest first (today: scale 0 only).
+
+    forward(labels [B,N,C,H,W], prev_frames [B,N-1,3,H,W], prev_features=None, raw_only=False) -> VideoOutput;
+    see CoarseVideoScale.forward. N = n_frames_G; C = label_nc_per_frame.
+    """
+
+    def __init__(self, label_nc_per_frame: int, n_frames_G: int = 3, *, ngf: int = 64, n_downsample: int = 3,
+                 n_blocks: int = 9, norm: str = "instance", use_fg: bool = True, fg_labels: Sequence[int] = (),
+                 warp_features: bool = True, flow_scale: float = FLOW_SCALE):
+        super().__init__()
+        self.n_frames_G, self.warp_features = n_frames_G, warp_features
+        self.scales = nn.ModuleList([CoarseVideoScale(
+            label_nc_per_frame, n_frames_G, ngf=ngf, n_downsample=n_downsample, n_blocks=n_blocks, norm=norm,
+            use_fg=use_fg, fg_labels=fg_labels, warp_features=warp_features, flow_scale=flow_scale)])
+
+    def forward(self, labels: torch.Tensor, prev_frames: torch.Tensor,
+                prev_features: list[torch.Tensor] | None = None, *, raw_only: bool = False) -> VideoOutput:
+        return self.scales[0](labels, prev_frames, prev_features, raw_only=raw_only)
+
+
+def build_video_generator(cfg) -> VideoGenerator:
+    """VideoGenerator from a Config (model.*: ngf, n_downsample, n_blocks, norm, n_frames_G, use_fg,
+    warp_features; data.*: label_nc, use_instance, fg_labels). The registry's `vid2vid` entry."""
+    m, d = cfg.model, cfg.data
+    bad = [i for i in d.fg_labels if not 0 <= i < d.label_nc]
+    if m.use_fg and (bad or not d.fg_labels):
+        raise ConfigError(f"data.fg_labels: {list(d.fg_labels)} must be non-empty label ids in [0, data.label_nc = "
+                          f"{d.label_nc}); fix the ids or set model.use_fg: false")
+    return VideoGenerator(d.label_nc + (1 if d.use_instance else 0), m.n_frames_G, ngf=m.ngf,
+                          n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm, use_fg=m.use_fg,
+                          fg_labels=d.fg_labels, warp_features=m.warp_features)
