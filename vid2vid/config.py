@@ -89,6 +89,8 @@ class ModelConfig:
     norm: Literal["instance", "batch", "spectralinstance", "spectralbatch", "none"] = "instance"
     n_frames_G: int = 3  # label maps seen per generated frame (vid2vid)
     use_fg: bool = True  # vid2vid foreground branch over data.fg_labels
+    # vid2vid: also warp the previous frame's decoder features with the predicted flow (off = the original)
+    warp_features: bool = True
     n_local_enhancers: int = 0  # pix2pixHD local enhancers (each doubles the resolution)
     n_blocks_local: int = 3
     num_upsampling_layers: Literal["normal", "more", "most"] = "normal"  # SPADE
