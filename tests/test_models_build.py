@@ -131,10 +131,13 @@ def test_tiny_config_builds_a_training_pair():
     assert set(parts) == {"gan", "feat", "total"}  # tiny.yaml: vgg 0, l1 0
 
 
-def test_video_model_name_is_not_a_frame_generator():
-    cfg = _cfg(model={"name": "vid2vid"})
-    with pytest.raises(ConfigError, match="model.name"):
-        build_generator(cfg)
+def test_registry_rows_and_unknown_name():
+    from vid2vid.models.build import REGISTRY, spec
+
+    assert set(REGISTRY) == {"pix2pix", "pix2pixhd", "spade", "vid2vid"}
+    assert spec("vid2vid").sequential and not spec("pix2pixhd").sequential
+    with pytest.raises(ConfigError, match="model.name.*pix2pixhd"):
+        spec("pix2pixHD")
 
 
 @pytest.mark.parametrize("overrides, key", [

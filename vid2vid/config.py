@@ -128,6 +128,7 @@ class LossConfig:
     gp: float = 10.0  # WGAN-GP gradient penalty
     flow: float = 10.0
     warp: float = 10.0
+    warp_output: float = 10.0  # L1(final_t, warp(final_{t-1}, reference flow)), confidence-masked
     mask: float = 1.0
 
 
@@ -149,6 +150,7 @@ class FlowConfig:
     model: Literal["dis", "farneback", "raft_small", "raft_large", "gt"] = "dis"  # gt: dataset's flow
     weights: str | None = None
     iters: int = 12
+    corr: Literal["all_pairs", "on_demand"] = "all_pairs"  # RAFT correlation (on_demand: no full volume)
 
 
 @dataclass
@@ -198,13 +200,10 @@ def _rule(ok: bool, key: str, value: Any, rule: str) -> None:
 
 
 def model_stride(model: ModelConfig) -> int:
-    """What the crop size must be divisible by for this generator."""
-    if model.name == "spade":
-        return 2 ** {"normal": 5, "more": 6, "most": 7}[model.num_upsampling_layers]
-    if model.name == "pix2pix":
-        return 2**model.unet_downs
-    stride = 2 ** (model.n_downsample + model.n_local_enhancers)
-    return max(stride, 2**model.n_downsample_E) if model.feat_num else stride
+    """What the crop size must be divisible by for this generator (the model registry's rule)."""
+    from vid2vid.models.build import spec
+
+    return spec(model.name).stride(model)
 
 
 def check(cfg: Config) -> None:
@@ -476,4 +475,8 @@ def to_dict(cfg: Any) -> dict:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    """Write the resolved config as YAML, atomically (readers never see a partial file)."""
+    from flow import atomic_path  # here, not at the top: importing flow imports torch
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -12,13 +12,17 @@ Inputs of the image models (what the trainer builds per frame):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from torch import nn
 
-from vid2vid.config import Config
+from vid2vid.config import Config, ModelConfig
 from vid2vid.errors import ConfigError
 from vid2vid.losses import ImageLosses
 from vid2vid.models.discriminators import MultiscaleDiscriminator
 from vid2vid.models.image import (
+    SPADE_UPSAMPLINGS,
     FeatureBank,
     FeatureEncoder,
     GlobalGenerator,
@@ -37,6 +41,8 @@ def semantic_channels(cfg: Config) -> int:
 
 
 def generator_input_channels(cfg: Config) -> int:
+    """Channels of the generator's semantic input (per frame for the image models; the video generator
+    takes model.n_frames_G such maps)."""
     return semantic_channels(cfg) + cfg.model.feat_num
 
 
@@ -44,23 +50,70 @@ def discriminator_input_channels(cfg: Config) -> int:
     return semantic_channels(cfg) + 3
 
 
-def build_generator(cfg: Config) -> nn.Module:
+# ----------------------------------------------------------------------------------------------
+# The model registry: one row per model.name
+# ----------------------------------------------------------------------------------------------
+
+
+def _build_pix2pix(cfg: Config) -> nn.Module:
     m = cfg.model
-    in_nc = generator_input_channels(cfg)
-    if m.name == "pix2pix":
-        return UnetGenerator(in_nc, 3, num_downs=m.unet_downs, ngf=m.ngf, norm=m.norm, dropout=m.dropout)
-    if m.name == "pix2pixhd":
-        if m.n_local_enhancers == 0:
-            return GlobalGenerator(in_nc, 3, ngf=m.ngf, n_downsample=m.n_downsample, n_blocks=m.n_blocks,
-                                   norm=m.norm)
-        return LocalEnhancer(in_nc, 3, ngf=m.ngf, n_downsample_global=m.n_downsample, n_blocks_global=m.n_blocks,
-                             n_local_enhancers=m.n_local_enhancers, n_blocks_local=m.n_blocks_local, norm=m.norm)
-    if m.name == "spade":
-        crop = cfg.data.crop_size
-        return SPADEGenerator(in_nc, ngf=m.ngf, num_upsampling_layers=m.num_upsampling_layers,
-                              size=(crop.h, crop.w), use_vae=m.use_vae, z_dim=m.z_dim, norm=m.norm)
-    raise ConfigError(f"model.name: {m.name!r} is not a per-frame generator; build_generator makes "
-                      "pix2pix, pix2pixhd or spade")
+    return UnetGenerator(generator_input_channels(cfg), 3, num_downs=m.unet_downs, ngf=m.ngf, norm=m.norm,
+                         dropout=m.dropout)
+
+
+def _build_pix2pixhd(cfg: Config) -> nn.Module:
+    m, in_nc = cfg.model, generator_input_channels(cfg)
+    if m.n_local_enhancers == 0:
+        return GlobalGenerator(in_nc, 3, ngf=m.ngf, n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm)
+    return LocalEnhancer(in_nc, 3, ngf=m.ngf, n_downsample_global=m.n_downsample, n_blocks_global=m.n_blocks,
+                         n_local_enhancers=m.n_local_enhancers, n_blocks_local=m.n_blocks_local, norm=m.norm)
+
+
+def _build_spade(cfg: Config) -> nn.Module:
+    m, crop = cfg.model, cfg.data.crop_size
+    return SPADEGenerator(generator_input_channels(cfg), ngf=m.ngf, num_upsampling_layers=m.num_upsampling_layers,
+                          size=(crop.h, crop.w), use_vae=m.use_vae, z_dim=m.z_dim, norm=m.norm)
+
+
+def _build_vid2vid(cfg: Config) -> nn.Module:
+    from vid2vid.models.video import build_video_generator
+
+    return build_video_generator(cfg)
+
+
+def _pix2pixhd_stride(m: ModelConfig) -> int:
+    stride = 2 ** (m.n_downsample + m.n_local_enhancers)
+    return max(stride, 2**m.n_downsample_E) if m.feat_num else stride
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """What the rest of the code needs to know about one generator family."""
+
+    build: Callable[[Config], nn.Module]  # the generator itself ("G")
+    stride: Callable[[ModelConfig], int]  # crop sizes must be divisible by this
+    sequential: bool = False  # the video generator: one frame at a time through temporal.unroll
+    encoders: tuple[str, ...] = ()  # the config switches of the encoders trained with G (network "E")
+
+
+REGISTRY: dict[str, GeneratorSpec] = {
+    "pix2pix": GeneratorSpec(_build_pix2pix, lambda m: 2**m.unet_downs),
+    "pix2pixhd": GeneratorSpec(_build_pix2pixhd, _pix2pixhd_stride, encoders=("model.feat_num",)),
+    "spade": GeneratorSpec(_build_spade, lambda m: 2 ** SPADE_UPSAMPLINGS[m.num_upsampling_layers],
+                           encoders=("model.use_vae",)),
+    "vid2vid": GeneratorSpec(_build_vid2vid, lambda m: 2**m.n_downsample, sequential=True),
+}
+
+
+def spec(cfg_or_name: Config | str) -> GeneratorSpec:
+    name = cfg_or_name if isinstance(cfg_or_name, str) else cfg_or_name.model.name
+    if name not in REGISTRY:
+        raise ConfigError(f"model.name: {name!r} is not a known generator; choose one of {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def build_generator(cfg: Config) -> nn.Module:
+    return spec(cfg).build(cfg)
 
 
 def build_discriminator(cfg: Config) -> nn.Module:
