@@ -1,0 +1,238 @@
+"""The sequential video generator: reference parameter counts, shapes and gradients, the original G0 fixture
+(strict key map checked against an independently written inverse, eval- and train-mode outputs), the blend
+and foreground composition, and warp_features."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from einops import rearrange
+
+from flow import backward_warp
+from vid2vid.config import Config
+from vid2vid.data.encoding import semantic_input
+from vid2vid.errors import ConfigError
+from vid2vid.models.video import VideoGenerator, build_video_generator, resize_flow
+from vid2vid.originals import convert_state_dict, vid2vid_g0_from_original, vid2vid_g0_kwargs, vid2vid_g0_name
+
+FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "vid2vid_G0.pt"
+LABEL_NC, FG = 4, [1, 2]  # small test set-up: 4 labels + an edge channel per frame, foreground ids 1 and 2
+
+
+def small_generator(**overrides) -> VideoGenerator:
+    kwargs = dict(ngf=4, n_downsample=2, n_blocks=3, norm="instance", use_fg=True, fg_labels=FG,
+                  warp_features=True)
+    return VideoGenerator(LABEL_NC + 1, 3, **(kwargs | overrides))
+
+
+def random_semantics(batch: int, frames: int, size=(16, 16), seed=0) -> torch.Tensor:
+    """[B,T,LABEL_NC+1,H,W] one-hot labels + instance edges from random blocky label maps."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, LABEL_NC, (batch, frames, size[0] // 4, size[1] // 4), generator=g)
+    ids = ids.repeat_interleave(4, -2).repeat_interleave(4, -1)
+    return semantic_input(ids, ids, LABEL_NC, use_instance=True)
+
+
+@pytest.fixture(scope="module")
+def fixture():
+    if not FIXTURE.is_file():
+        pytest.skip(f"{FIXTURE} not found (original-code fixtures of the development workspace)")
+    return torch.load(FIXTURE, weights_only=True)
+
+
+# ---------------------------------------------------------------------------------------------- sizes
+
+
+@pytest.mark.parametrize(("n_downsample", "params", "tensors"), [(3, 411_335_241, 533), (2, 137_792_649, 491)])
+def test_parameter_counts_match_the_reference(n_downsample, params, tensors):
+    with torch.device("meta"):
+        g = VideoGenerator(36, 3, ngf=128, n_downsample=n_downsample, n_blocks=9, norm="batch", use_fg=True,
+                           fg_labels=[26], warp_features=False)
+    assert sum(p.numel() for p in g.parameters()) == params
+    assert len(g.state_dict()) == tensors  # the original's state-dict tensor count, buffers included
+
+
+def test_builder_from_config_builds_on_meta_and_checks_fg_labels():
+    cfg = Config()
+    with torch.device("meta"):
+        g = build_video_generator(cfg)
+    assert g.n_frames_G == cfg.model.n_frames_G and g.warp_features == cfg.model.warp_features
+    assert next(g.parameters()).is_meta
+    cfg.data.fg_labels = [cfg.data.label_nc]
+    with pytest.raises(ConfigError, match="fg_labels"):
+        build_video_generator(cfg)
+
+
+# ---------------------------------------------------------------------------------------------- forward
+
+
+def test_shapes_and_every_parameter_gets_a_gradient():
+    g = small_generator()
+    labels = random_semantics(2, 3)  # [2,3,5,16,16]
+    prev = torch.rand(2, 2, 3, 16, 16) * 2 - 1
+    first = g(labels, prev)
+    out = g(labels, prev, first.image_features)  # second call: the feature fusion is used
+    b, h, w = 2, 16, 16
+    assert out.final.shape == out.raw.shape == out.warped.shape == out.foreground.shape == (b, 3, h, w)
+    assert out.flow.shape == (b, 2, h, w) and out.weight.shape == out.fg_mask.shape == (b, 1, h, w)
+    assert [f.shape for f in out.image_features] == [(b, 8, 8, 8), (b, 4, 16, 16)]
+    assert out.flow_features.shape == (b, 4, h, w)
+    assert out.fg_features.shape == (b, 4, h, w)  # n_downsample 2: fg width = ngf
+    assert 0 < out.weight.min() and out.weight.max() < 1 and out.final.abs().max() <= 1
+    loss = sum(t.square().mean() for t in (out.final, out.raw, out.flow, out.weight))
+    loss.backward()
+    missing = [n for n, p in g.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_zero_weight_with_exact_flow_and_no_foreground_is_the_warped_previous_frame():
+    g = small_generator(warp_features=False).eval()
+    scale = g.scales[0]
+    with torch.no_grad():
+        scale.to_weight[1].weight.zero_()
+        scale.to_weight[1].bias.fill_(-1e4)  # sigmoid -> exactly 0: all weight on the warped frame
+        scale.to_flow[1].weight.zero_()
+        scale.to_flow[1].bias.copy_(torch.tensor([1.5, -0.75]) / scale.flow_scale)
+    ids = torch.zeros(1, 3, 16, 16, dtype=torch.long)  # label 0 only: no foreground pixels
+    labels = semantic_input(ids, ids, LABEL_NC, use_instance=True)
+    prev = torch.rand(1, 2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        out = g(labels, prev)
+    assert torch.equal(out.weight, torch.zeros_like(out.weight))
+    assert torch.allclose(out.flow, torch.tensor([1.5, -0.75]).view(1, 2, 1, 1).expand(1, 2, 16, 16))
+    assert torch.equal(out.fg_mask, torch.zeros_like(out.fg_mask))
+    assert torch.equal(out.final, backward_warp(prev[:, -1], out.flow))
+
+
+def test_foreground_mask_comes_from_the_current_frames_label_ids():
+    g = small_generator().eval()
+    ids = torch.randint(0, LABEL_NC, (1, 3, 16, 16), generator=torch.Generator().manual_seed(1))
+    labels = semantic_input(ids, ids, LABEL_NC, use_instance=True)
+    with torch.no_grad():
+        out = g(labels, torch.zeros(1, 2, 3, 16, 16))
+    expected = torch.isin(ids[:, -1], torch.tensor(FG)).float()[:, None]  # current frame only
+    assert torch.equal(out.fg_mask, expected)
+    inside = expected.bool().expand(1, 3, 16, 16)
+    assert torch.equal(out.final[inside], out.foreground[inside])
+    assert torch.equal(out.raw[inside], out.foreground[inside])
+    with torch.no_grad():  # all foreground: final and raw are the foreground image
+        all_fg = g(semantic_input(torch.ones_like(ids), ids, LABEL_NC, use_instance=True), torch.zeros(1, 2, 3, 16, 16))
+    assert torch.equal(all_fg.final, all_fg.foreground) and torch.equal(all_fg.raw, all_fg.foreground)
+
+
+def test_raw_only_returns_the_raw_frame():
+    g = small_generator().eval()
+    with torch.no_grad():
+        out = g(random_semantics(1, 3), torch.rand(1, 2, 3, 16, 16), raw_only=True)
+    assert torch.equal(out.final, out.raw)
+
+
+def test_warp_features_start_as_the_plain_model_and_then_act():
+    plain = small_generator(warp_features=False).eval()
+    fused = small_generator(warp_features=True).eval()
+    assert not hasattr(plain.scales[0], "feature_fusion")
+    missing, unexpected = fused.load_state_dict(plain.state_dict(), strict=False)
+    assert unexpected == [] and all(".feature_fusion." in k for k in missing)
+    labels, prev = random_semantics(1, 3), torch.rand(1, 2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        first = fused(labels, prev)
+        a = plain(labels, prev, first.image_features)
+        b = fused(labels, prev, first.image_features)
+        assert torch.equal(a.final, b.final) and torch.equal(a.raw, b.raw)
+        for conv in fused.scales[0].feature_fusion:
+            conv.weight.normal_(0, 0.5)
+        c = fused(labels, prev, first.image_features)
+    assert not torch.allclose(c.raw, a.raw)
+
+
+def test_resize_flow_keeps_a_constant_motion_in_pixels_of_the_new_grid():
+    flow = torch.tensor([4.0, -2.0]).view(1, 2, 1, 1).expand(1, 2, 16, 32)
+    small = resize_flow(flow, (4, 8))
+    assert torch.allclose(small, torch.tensor([1.0, -0.5]).view(1, 2, 1, 1).expand(1, 2, 4, 8))
+
+
+# ---------------------------------------------------------------------------------------------- originals
+
+# Our names -> the original's, written independently of vid2vid.originals (its inverse).
+OURS_TO_ORIGINAL = {
+    "label_encoder": "model_down_seg", "frame_encoder": "model_down_img", "fg_encoder": "indv_down",
+    "image_decoder.blocks": "model_res_img", "flow_decoder.blocks": "model_res_flow", "fg_decoder.blocks": "indv_res",
+    "to_image": "model_final_img", "to_flow": "model_final_flow", "to_weight": "model_final_w",
+    "fg_to_image": "indv_final",
+}
+OURS_UP_TO_ORIGINAL = {"image_decoder.ups": "model_up_img", "flow_decoder.ups": "model_up_flow",
+                       "fg_decoder.ups": "indv_up"}
+
+
+def to_original(key: str) -> str:
+    key = key.removeprefix("scales.0.")
+    for ours, theirs in OURS_UP_TO_ORIGINAL.items():
+        match = re.fullmatch(re.escape(ours) + r"\.(\d+)\.(\d+)\.(.+)", key)
+        if match:  # level l, layer i of our per-level Sequential -> flat index 3l + i
+            return f"{theirs}.{3 * int(match[1]) + int(match[2])}.{match[3]}"
+    for ours, theirs in OURS_TO_ORIGINAL.items():
+        if key.startswith(ours + "."):
+            return theirs + key[len(ours):]
+    raise AssertionError(f"no original name for {key}")
+
+
+def test_key_map_is_the_inverse_of_an_independent_mapping(fixture):
+    g = VideoGenerator(**vid2vid_g0_kwargs(fixture["options"]))
+    ours = list(g.state_dict())
+    assert sorted(to_original(k) for k in ours) == sorted(fixture["state_dict_keys"])
+    assert all(vid2vid_g0_name(to_original(k)) == k for k in ours)
+    with torch.device("meta"):  # the released label2city_2048 layout maps the same way
+        big = VideoGenerator(36, 3, ngf=128, n_downsample=3, n_blocks=9, norm="batch", fg_labels=[26],
+                             warp_features=False)
+    assert all(vid2vid_g0_name(to_original(k)) == k for k in big.state_dict())
+
+
+def test_converter_is_strict_and_names_every_mismatch(fixture):
+    state = dict(fixture["state_dict"])
+    g = VideoGenerator(**vid2vid_g0_kwargs(fixture["options"]))
+    assert len(convert_state_dict("vid2vid_G0", state, g)) == len(g.state_dict())
+    broken = dict(state)
+    del broken["model_final_w.1.bias"]
+    broken["model_extra.0.weight"] = torch.zeros(1)
+    broken["indv_final.1.weight"] = torch.zeros(3, 5, 7, 7)
+    with pytest.raises(ConfigError) as error:
+        convert_state_dict("vid2vid_G0", broken, g, source="G0.pth")
+    message = str(error.value)
+    assert "G0.pth" in message and "3 problems" in message
+    assert "scales.0.to_weight.1.bias [1] is not set" in message
+    assert "model_extra.0.weight [1] has no place" in message
+    assert "indv_final.1.weight [3, 5, 7, 7] -> scales.0.fg_to_image.1.weight [3, 4, 7, 7]" in message
+    with pytest.raises(ConfigError, match="not set"):  # our extra layers (warp_features) are not silently kept
+        convert_state_dict("vid2vid_G0", state, VideoGenerator(**(vid2vid_g0_kwargs(fixture["options"])
+                                                                   | {"warp_features": True})))
+
+
+def outputs_by_original_name(out) -> dict:
+    return {"img_final": out.final, "flow": out.flow, "weight": out.weight, "img_raw": out.raw,
+            "img_feat": out.image_features[-1], "flow_feat": out.flow_features, "img_fg_feat": out.fg_features}
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_fixture_outputs_are_reproduced(fixture, mode):
+    g = vid2vid_g0_from_original(fixture["options"], fixture["state_dict"]).train(mode == "train")
+    inputs = fixture["inputs"]
+    labels = rearrange(inputs["input"], "b (n c) h w -> b n c h w", n=3)
+    prev = rearrange(inputs["img_prev"], "b (n c) h w -> b n c h w", n=2)
+    with torch.no_grad():
+        out = g(labels, prev)
+    expected = fixture["outputs"] if mode == "eval" else fixture["outputs_trainmode"]
+    for name, value in outputs_by_original_name(out).items():
+        assert (value - expected[name]).abs().max() <= 1e-4, name
+    if mode == "eval":
+        extra = fixture["extra"]
+        assert (out.warped - extra["img_warp"]).abs().max() <= 1e-4
+        assert (out.foreground - extra["img_fg"]).abs().max() <= 1e-4
+        assert torch.equal(out.fg_mask[:, 0], inputs["mask"])
+
+
+def test_fixture_semantics_match_our_encoding(fixture):
+    inputs = fixture["inputs"]
+    ids, inst = inputs["A_label_ids"][:, :, 0].long(), inputs["inst_ids"][:, :, 0].long()  # [1,3,H,W]
+    ours = semantic_input(ids, inst, 12, use_instance=True)  # [1,3,13,H,W]
+    assert torch.equal(rearrange(ours, "b n c h w -> b (n c) h w"), inputs["input"])

@@ -1,0 +1,109 @@
+"""The one place the vid2vid recurrence over time is written; training and rendering both call it.
+
+    history = start_history(first_frame, labels[:, :N-1], frames[:, :N-1])   # N = G.n_frames_G
+    outputs, history = unroll(G, history, labels[:, N-1:])                   # or step() frame by frame
+    history = history.detach()                                               # truncated backpropagation
+
+A History holds what generating the next frame needs: the semantics of the N-1 frames before it, the
+N-1 outputs (or seed frames) of those frames, and, for warp_features, the image-decoder features of the
+newest one. The first N-1 frames of a clip seed the history and are not generated: from the real frames
+(first_frame "real"), from frames a per-frame image model made ("image-model:PATH"; the caller passes
+those frames), or from zeros ("zeros"), in which case the generator outputs its raw frame (no warp
+composition) until N-1 generated frames have replaced the zeros, as the original does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from vid2vid.errors import ConfigError
+from vid2vid.models.video import VideoOutput
+
+
+@dataclass
+class History:
+    """The generator's memory between frames (oldest first; N = n_frames_G)."""
+
+    labels: torch.Tensor  # [B,N-1,C,H,W] semantics of the N-1 frames before the next one
+    frames: torch.Tensor  # [B,N-1,3,H,W] outputs (or seed frames) of those frames
+    features: list[torch.Tensor] | None = None  # image-decoder features of the newest frame (warp_features)
+    filled: int | None = None  # frames that are not zero padding; None = all (zeros mode starts at 0)
+
+    @property
+    def full(self) -> bool:
+        """True once every history frame is a seed or generated frame (then outputs are composed)."""
+        return self.filled is None or self.filled >= self.frames.shape[1]
+
+    def detach(self) -> History:
+        """The same history cut from the autograd graph (truncated backpropagation through time)."""
+        features = None if self.features is None else [f.detach() for f in self.features]
+        return replace(self, labels=self.labels.detach(), frames=self.frames.detach(), features=features)
+
+    def push(self, labels_t: torch.Tensor, output: VideoOutput, keep_features: bool) -> History:
+        """The history after frame t: labels_t [B,C,H,W] and output.final appended, the oldest dropped."""
+        filled = None if self.full else self.filled + 1
+        return History(labels=torch.cat([self.labels[:, 1:], labels_t[:, None]], dim=1),
+                       frames=torch.cat([self.frames[:, 1:], output.final[:, None]], dim=1),
+                       features=output.image_features if keep_features else None, filled=filled)
+
+
+def start_history(first_frame: str, labels: torch.Tensor, frames: torch.Tensor | None = None) -> History:
+    """The history before the first generated frame.
+
+    labels [B,N-1,C,H,W]: semantics of the clip's first N-1 frames. frames [B,N-1,3,H,W]: with "real" the
+    clip's real frames, with "image-model:PATH" the frames that model made for them; ignored with "zeros".
+    """
+    if first_frame == "zeros":
+        b, n, _, h, w = labels.shape
+        return History(labels=labels, frames=labels.new_zeros(b, n, 3, h, w), filled=0)
+    if first_frame != "real" and not first_frame.startswith("image-model:"):
+        raise ConfigError(f"first_frame: {first_frame!r} is not one of 'real', 'zeros', 'image-model:PATH'")
+    if frames is None or frames.shape[:2] != labels.shape[:2] or frames.shape[-2:] != labels.shape[-2:]:
+        got = None if frames is None else tuple(frames.shape)
+        raise ConfigError(f"first_frame {first_frame!r} needs frames [B,N-1,3,H,W] matching labels "
+                          f"{tuple(labels.shape)}, got {got}")
+    return History(labels=labels, frames=frames)
+
+
+def step(G: nn.Module, history: History, labels_t: torch.Tensor) -> tuple[VideoOutput, History]:
+    """Generate one frame: labels_t [B,C,H,W] (semantics of frame t) -> (its outputs, the history after it)."""
+    labels = torch.cat([history.labels, labels_t[:, None]], dim=1)  # [B,N,C,H,W], oldest first
+    output = G(labels, history.frames, history.features, raw_only=not history.full)
+    return output, history.push(labels_t, output, keep_features=G.warp_features)
+
+
+@dataclass
+class VideoFrames:
+    """Per-frame outputs of an unroll, stacked on dim 1 (T frames)."""
+
+    final: torch.Tensor  # [B,T,3,H,W]
+    raw: torch.Tensor  # [B,T,3,H,W]
+    flow: torch.Tensor  # [B,T,2,H,W] pixels, frame t -> t-1
+    weight: torch.Tensor  # [B,T,1,H,W] weight of the hallucinated frame
+    warped: torch.Tensor  # [B,T,3,H,W] previous output warped by flow
+    fg_mask: torch.Tensor | None  # [B,T,1,H,W]
+    foreground: torch.Tensor | None  # [B,T,3,H,W]
+    composed: list[bool]  # per frame: False where the output was raw only (zeros history not yet full)
+
+
+def unroll(G: nn.Module, history: History, labels: torch.Tensor) -> tuple[VideoFrames, History]:
+    """Generate T frames in order: labels [B,T,C,H,W] -> (stacked outputs [B,T,...], the history after them)."""
+    if labels.shape[1] == 0:
+        raise ValueError("unroll needs at least one frame of labels [B,T,C,H,W], got T = 0")
+    outputs, composed = [], []
+    for t in range(labels.shape[1]):
+        composed.append(history.full)
+        output, history = step(G, history, labels[:, t])
+        outputs.append(output)
+
+    def stack(name: str) -> torch.Tensor | None:
+        values = [getattr(o, name) for o in outputs]
+        return None if values[0] is None else torch.stack(values, dim=1)
+
+    frames = VideoFrames(final=stack("final"), raw=stack("raw"), flow=stack("flow"), weight=stack("weight"),
+                         warped=stack("warped"), fg_mask=stack("fg_mask"), foreground=stack("foreground"),
+                         composed=composed)
+    return frames, history
