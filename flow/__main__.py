@@ -4,11 +4,11 @@
                    [--weights PATH] [--iters N]
     python -m flow train --data ROOT --model raft_small --steps N --out DIR [options]
 
-Bad input (missing file, wrong weights, ...) prints the message on stderr and exits with code 2.
+Bad input (missing file, wrong weights, ...) or an OSError prints `flow: error: <message>` on stderr and exits
+with code 2; Ctrl-C exits with 130 (flow.errors.run_command, the runner vid2vid and its tools use too).
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 import torch
 
-from flow.errors import FlowError
+from flow.errors import FlowError, run_command
+from flow.io import atomic_path
 
 MODELS = ("raft_small", "raft_large", "dis", "farneback")
 
@@ -90,11 +91,9 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        tmp.unlink(missing_ok=True)
-        raise FlowError(f"cannot write {path}")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+            raise FlowError(f"cannot write {path}")
 
 
 def run_estimate(args: argparse.Namespace) -> None:
@@ -135,12 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     args = train_parser().parse_args(argv[1:]) if training else estimate_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        run_train(args) if training else run_estimate(args)
-    except FlowError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command("flow", lambda: run_train(args) if training else run_estimate(args))
 
 
 if __name__ == "__main__":

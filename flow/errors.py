@@ -1,6 +1,44 @@
-"""Errors for users of the flow package (bad file, bad weights, bad argument). The vid2vid and
-flow command lines print the message and exit with code 2."""
+"""Errors for users of the flow package (bad file, bad weights, bad argument), and the command-line runner
+that turns them into one line on stderr: `python -m flow`, `vid2vid` and the tools all exit through
+`run_command` (vid2vid.errors.run_cli adds vid2vid's own error classes)."""
+
+import sys
+from collections.abc import Callable
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 
 class FlowError(Exception):
     """Bad input to the flow package: the message names the file or argument, the value and the fix."""
+
+
+def error_message(error: BaseException, user_errors: tuple[type[BaseException], ...]) -> str | None:
+    """The one-line message for a user error or an OSError (unreadable input, unwritable output, full disk);
+    None for anything else (a bug: let its traceback through)."""
+    if isinstance(error, user_errors):
+        text = str(error)
+    elif isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename else ""
+        text = f"{where}{error.strerror or error}; check the path and its permissions and free space"
+    else:
+        return None
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def run_command(prog: str, body: Callable[[], object],
+                user_errors: tuple[type[BaseException], ...] = (FlowError,)) -> int:
+    """Run a command line's body -> exit status: 0; 2 after printing `prog: error: <one line>` for a user
+    error or an OSError; 130 after `prog: interrupted` for Ctrl-C. Other exceptions propagate."""
+    try:
+        body()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        message = error_message(e, user_errors)
+        if message is None:
+            raise
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0

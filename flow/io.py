@@ -5,6 +5,7 @@ Layout (little-endian): float32 magic 202021.25, int32 width, int32 height, then
 """
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,15 +57,44 @@ def write_flo(path: str | os.PathLike, flow: np.ndarray) -> None:
         raise FlowError(f"cannot write flow file {path}: {e.strerror}") from e
 
 
+def temp_sibling(path: str | os.PathLike) -> Path:
+    """A hidden, unique name beside `path` (same suffix) to write to before renaming it to `path`."""
+    target = Path(path)
+    return target.with_name(f".{target.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary name beside `path` (same suffix) to write to; it replaces `path` when the block ends
     without an error and is removed otherwise, so readers never see a half-written file. The project's
-    one atomic-write helper (vid2vid uses it too)."""
+    one atomic-write helper for files (vid2vid and the tools use it too)."""
     target = Path(path)
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
+    tmp = temp_sibling(target)
     try:
         yield tmp
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """A new temporary folder beside `path` to fill; it is renamed to `path` (which must not exist) when the
+    block ends without an error and removed otherwise, so a folder under the final name is always complete."""
+    target = Path(path)
+    tmp = temp_sibling(target)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        commit_dir(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def commit_dir(tmp: str | os.PathLike, target: str | os.PathLike, *, replace: bool = False) -> None:
+    """Rename the complete folder `tmp` to `target`. An existing `target` is an error (OSError) unless
+    `replace`, which removes it first (readers of the old folder may see it vanish, never a partial one)."""
+    target = Path(target)
+    if replace and target.is_dir():
+        shutil.rmtree(target)
+    os.rename(tmp, target)

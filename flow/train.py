@@ -11,7 +11,6 @@ EPE of the model and of zero flow.
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from flow.errors import FlowError
-from flow.io import read_flo
+from flow.io import atomic_path, read_flo
 from flow.raft import RAFT, raft_large, raft_small
 from flow.video import forward_splat
 from flow.warp import valid_mask
@@ -230,10 +229,9 @@ def zero_flow_start(model: RAFT) -> RAFT:
 
 
 def save_weights(model: RAFT, path: Path) -> None:
-    """Torchvision-format state dict, written to a temporary name and renamed."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
+    """Torchvision-format state dict, written atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(model.state_dict(), tmp)
 
 
 def train(
@@ -321,7 +319,8 @@ def train(
               "warm_start": warm_start, "init_noise": init_noise, "own_flow": own_flow, "own_chain": own_chain,
               "train_minutes": train_minutes, "threads": torch.get_num_threads(), "weights": str(weights_path),
               "test": evaluate(net, test, iters=eval_iters)}
-    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    with atomic_path(out / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=1) + "\n")
     t = report["test"]
     log(f"held-out EPE {t['epe']:.3f} px (zero flow {t['zero_flow_epe']:.3f}, ratio "
         f"{t['epe'] / max(t['zero_flow_epe'], 1e-9):.3f}) on {t['pairs']} pairs; valid pixels: "

@@ -60,3 +60,25 @@ def test_atomic_path_replaces_only_on_success(tmp_path):
         assert tmp.parent == tmp_path and tmp.suffix == ".txt"
         tmp.write_text("new")
     assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_atomic_dir_appears_whole_or_not_at_all(tmp_path):
+    from flow import atomic_dir, commit_dir
+
+    target = tmp_path / "data"
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("crash while writing")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_dir(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.is_dir() and not target.exists()
+        (tmp / "a.txt").write_text("whole")
+    assert (target / "a.txt").read_text() == "whole" and [p.name for p in tmp_path.iterdir()] == ["data"]
+    with pytest.raises(OSError), atomic_dir(target) as tmp:  # an existing folder is never merged into
+        (tmp / "b.txt").write_text("other")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"] and not (target / "b.txt").exists()
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    (newer / "b.txt").write_text("b")
+    commit_dir(newer, target, replace=True)
+    assert [p.name for p in target.iterdir()] == ["b.txt"] and not newer.exists()

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flow.errors import FlowError
-from vid2vid.errors import UserError
+from vid2vid.errors import run_cli
 
 
 def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -105,20 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except (UserError, FlowError) as e:
-        print(f"vid2vid: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # unwritable output folder, full disk, ...
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"vid2vid: error: {where}{e.strerror or e}; check the path and its permissions and free space",
-              file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("vid2vid: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return run_cli("vid2vid", lambda: args.func(args))
 
 
 if __name__ == "__main__":
