@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import bisect
 import os
-import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
@@ -17,6 +17,7 @@ import av
 import cv2
 import numpy as np
 
+from flow import atomic_path
 from vid2vid.errors import DataError, UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -223,7 +224,8 @@ class VideoWriter:
         if fps <= 0:
             raise UserError(f"{self.path}: frame rate must be > 0, got {fps}")
         self.fps, self.crf = fps, crf
-        self.tmp = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.tmp{self.path.suffix or '.mp4'}")
+        self.tmp: Path | None = None
+        self._atomic = ExitStack()  # holds flow's atomic_path: the temporary file is self.tmp
         self.container = None
         self.stream = None
         self.n_frames = 0
@@ -231,11 +233,14 @@ class VideoWriter:
     def __enter__(self) -> VideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fmt = None if self.path.suffix else "mp4"
-        try:
-            self.container = av.open(str(self.tmp), mode="w", format=fmt)
-        except (av.FFmpegError, OSError, ValueError) as e:
-            raise UserError(f"{self.path}: cannot write a video here ({e}); use a .mp4 or .mkv name "
-                            "in a writable folder") from None
+        with ExitStack() as stack:
+            self.tmp = stack.enter_context(atomic_path(self.path))
+            try:
+                self.container = av.open(str(self.tmp), mode="w", format=fmt)
+            except (av.FFmpegError, OSError, ValueError) as e:
+                raise UserError(f"{self.path}: cannot write a video here ({e}); use a .mp4 or .mkv name "
+                                "in a writable folder") from None
+            self._atomic = stack.pop_all()
         return self
 
     def write(self, frame: np.ndarray) -> None:
@@ -259,13 +264,19 @@ class VideoWriter:
         self.n_frames += 1
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        """Finish the file; atomic_path then renames it to self.path, or removes it after any error."""
         try:
-            if exc_type is None and self.stream is not None:
+            self._close(flush=exc_type is None)
+        except BaseException as error:
+            self._atomic.__exit__(type(error), error, error.__traceback__)
+            raise
+        self._atomic.__exit__(exc_type, exc, tb)
+
+    def _close(self, flush: bool) -> None:
+        try:
+            if flush and self.stream is not None:
                 self.container.mux(self.stream.encode(None))  # flush the encoder
-            self.container.close()
-            if exc_type is None:
-                if self.stream is None:
-                    raise UserError(f"{self.path}: no frames were written")
-                os.replace(self.tmp, self.path)
         finally:
-            self.tmp.unlink(missing_ok=True)
+            self.container.close()
+        if flush and self.stream is None:
+            raise UserError(f"{self.path}: no frames were written")

@@ -10,14 +10,14 @@ The video is cut into sequences of seq_len frames; the last test_fraction of it 
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from flow import atomic_dir
 from vid2vid.config import Size
+from vid2vid.data.transforms import apply_image, centre_transform
 from vid2vid.errors import DataError, UserError
 from vid2vid.video_io import iter_frames, probe, write_image
 
@@ -90,10 +90,10 @@ def split_sequences(n: int, seq_len: int, test_fraction: float) -> list[tuple[st
 
 
 def _resized(frame: np.ndarray, size: Size | None) -> np.ndarray:
-    if size is None or frame.shape[:2] == tuple(size):
+    """The frame at `size` (None: unchanged), resampled by the dataset transforms' rule (area when shrinking)."""
+    if size is None:
         return frame
-    shrink = size.h * size.w < frame.shape[0] * frame.shape[1]
-    return cv2.resize(frame, (size.w, size.h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return apply_image(frame, centre_transform(load_size=size, crop_size=size))
 
 
 def prepare_video(input: str | os.PathLike, out: str | os.PathLike, *, labels: str = "edges",
@@ -125,9 +125,7 @@ def prepare_video(input: str | os.PathLike, out: str | os.PathLike, *, labels: s
         name = f"seq_{counters[phase]:04d}"
         counters[phase] += 1
         where.update({start + j: (phase, name, j) for j in range(count)})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_dir(out) as tmp:
         shape, decoded = None, 0
         for i, frame in zip(range(n), iter_frames(input)):
             decoded += 1
@@ -144,10 +142,6 @@ def prepare_video(input: str | os.PathLike, out: str | os.PathLike, *, labels: s
         if decoded < n:
             raise DataError(f"{input}: decoded {decoded} frames but the container says {n}; the video is "
                             "truncated or damaged; re-encode it")
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     frames = {p: sum(c for ph, _, c in plan if ph == p) for p in counters}
     size_text = f"{shape[0]}x{shape[1]}"
     return (f"wrote {out}: {counters['train']} train sequences ({frames['train']} frames), {counters['test']} test "

@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from flow.io import write_flo
+from flow import atomic_dir, write_flo
 from vid2vid.config import Size
 from vid2vid.errors import DataError
 from vid2vid.video_io import write_image
@@ -370,19 +368,13 @@ def generate_synthetic(out: str | os.PathLike, *, sequences: int, test_sequences
             raise DataError(f"synthetic dataset: {name} must be >= {low}, got {value}")
     if out.exists():
         raise DataError(f"{out} already exists; remove it or choose another output folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_dir(out) as tmp:
         for phase, count, phase_id in (("train", sequences, 0), ("test", test_sequences, 1)):
             for i in range(count):
                 rng = np.random.default_rng([seed, phase_id, i])
                 write_sequence(tmp, phase, f"seq_{i:04d}", rng, size, frames)
         params = _params(sequences, test_sequences, frames, size, seed)
         (tmp / PARAMS_FILE).write_text(json.dumps(params, indent=1) + "\n")
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
