@@ -1,6 +1,7 @@
 """Losses: GAN (least squares, hinge, non-saturating BCE, WGAN-GP), feature matching, gradient penalty,
-VGG19 perceptual loss, KL (VAE), L1; and `ImageLosses`, the weighted objective of the image models,
-whose generator and discriminator sides return their parts in a dict of named scalars.
+VGG19 perceptual loss, KL (VAE), L1; `ImageLosses`, the weighted objective of the image models,
+whose generator and discriminator sides return their parts in a dict of named scalars; and `VideoLosses`,
+the video model's flow / warp / mask terms (the temporal discriminators reuse GANLoss and feature_matching).
 
 Discriminator outputs may be given as a prediction tensor, a list of them (one per scale), or the
 multi-scale discriminator's list of feature lists (the last feature of each scale is its prediction).
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vid2vid.errors import UserError
+from vid2vid.reference_flow import warp_sequence
 
 GAN_MODES = ("ls", "hinge", "bce", "wgan-gp")
 Outputs = torch.Tensor | list
@@ -239,4 +241,73 @@ class ImageLosses(nn.Module):
                 raise ValueError("wgan-gp needs discriminator, real_input and fake_input for the gradient penalty")
             parts["gp"] = self.weights["gp"] * gradient_penalty(discriminator, real_input, fake_input)
             parts["total"] = parts["total"] + parts["gp"]
+        return parts
+
+
+# ----------------------------------------------------------------------------------------------
+# The video model's flow, warp and mask terms (vid2vid)
+# ----------------------------------------------------------------------------------------------
+
+
+def masked_l1(fake: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """mean over every element of |fake - target| * mask (mask [..., 1, H, W] broadcasts over channels).
+    The mean is over all pixels, not only the masked ones, so a clip with little confident flow weighs less."""
+    return ((fake - target).abs() * mask).mean()
+
+
+def previous_frames(before: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """The predecessor of each frame of a chunk: before [B,C,H,W] (the frame preceding the chunk, e.g. the
+    previous chunk's last final frame), frames [B,T,C,H,W] -> [B,T,C,H,W] = [before, frames[:, :-1]]."""
+    return torch.cat([before[:, None], frames[:, :-1]], dim=1)
+
+
+def _pairs_given(**frames: torch.Tensor | None) -> None:
+    """A frame without its predecessor (real without real_prev, final without final_prev) is a caller bug."""
+    names = list(frames)
+    for name, prev in zip(names[::2], names[1::2]):
+        if (frames[name] is None) != (frames[prev] is None):
+            raise ValueError(f"VideoLosses: {name} and {prev} go together; got only one of them")
+
+
+class VideoLosses:
+    """vid2vid's temporal terms for generated frames that have a predecessor (reference weights):
+
+    | part        | definition                                                         | weight (LossConfig) |
+    | flow        | L1(flow, ref_flow), masked by confidence                           | flow (10)           |
+    | warp_flow   | L1(warp(real_prev, flow), real), masked                            | warp (10)           |
+    | warp_output | L1(final, warp(final_prev, ref_flow).detach()), masked             | warp_output (10)    |
+    | mask        | L1(weight, 0) masked: weight -> 0 (use the warp) where flow is sure | mask (1)            |
+
+    `weight` is the generator's soft mask: final = weight * raw + (1 - weight) * warp(final_prev, flow).
+    Masked L1 = masked_l1 (mean over all pixels). The reference uses the mask term only when the first
+    frames are generated from zeros; a multi-scale generator divides `flow` by 2^(spatial scales - 1).
+    """
+
+    def __init__(self, *, flow: float = 10.0, warp: float = 10.0, warp_output: float = 10.0, mask: float = 1.0):
+        self.weights = {"flow": flow, "warp_flow": warp, "warp_output": warp_output, "mask": mask}
+
+    def __call__(self, *, ref_flow: torch.Tensor, confidence: torch.Tensor, flow: torch.Tensor | None = None,
+                 real: torch.Tensor | None = None, real_prev: torch.Tensor | None = None,
+                 final: torch.Tensor | None = None, final_prev: torch.Tensor | None = None,
+                 weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Weighted parts {"flow", "warp_flow", "warp_output", "mask" (weight > 0 and inputs given), "total"}.
+
+        Every tensor is [..., C, H, W] with the same leading dims ([B,T] for a chunk, [B] for one step); index
+        k of each refers to the same generated frame t and its predecessor t-1:
+        ref_flow [..., 2] and confidence [..., 1]: reference_flow's flow[:, t-1] / confidence[:, t-1] (t -> t-1);
+        flow [..., 2]: G's predicted flow t -> t-1; weight [..., 1]: G's mask;
+        real / real_prev [..., 3]: real frames t / t-1; final / final_prev [..., 3]: generated frames t / t-1
+        (across a chunk boundary final_prev starts with the previous chunk's last final: previous_frames)."""
+        _pairs_given(real=real, real_prev=real_prev, final=final, final_prev=final_prev)
+        w, parts = self.weights, {}
+        if w["flow"] > 0 and flow is not None:
+            parts["flow"] = w["flow"] * masked_l1(flow, ref_flow, confidence)
+        if w["warp_flow"] > 0 and flow is not None and real is not None:
+            parts["warp_flow"] = w["warp_flow"] * masked_l1(warp_sequence(real_prev, flow), real, confidence)
+        if w["warp_output"] > 0 and final is not None:
+            target = warp_sequence(final_prev, ref_flow).detach()
+            parts["warp_output"] = w["warp_output"] * masked_l1(final, target, confidence)
+        if w["mask"] > 0 and weight is not None:
+            parts["mask"] = w["mask"] * masked_l1(weight, torch.zeros_like(weight), confidence)
+        parts["total"] = sum(parts.values()) if parts else confidence.new_zeros(())
         return parts

@@ -1,12 +1,15 @@
 """PatchGAN discriminators (pix2pixHD): an N-layer PatchGAN returning its intermediate features, and
-the multi-scale discriminator (num_D PatchGANs on an avg-pool pyramid). The temporal discriminator of
-the video model is the same multi-scale D on stacked frames + flows."""
+the multi-scale discriminator (num_D PatchGANs on an avg-pool pyramid). The temporal discriminators of
+the video model are the same multi-scale D (one per temporal scale) on windows of stacked frames + the real
+frames' flows, which `temporal_windows` picks."""
 
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import nn
 
+from flow import backward_warp
 from vid2vid.models.layers import SelfAttention, downsample, is_spectral, maybe_spectral, norm_layer
 
 
@@ -70,3 +73,62 @@ class MultiscaleDiscriminator(nn.Module):
                 x = downsample(x)
             outputs.append(d(x))
         return outputs
+
+
+# ----------------------------------------------------------------------------------------------
+# Temporal discriminators (vid2vid)
+# ----------------------------------------------------------------------------------------------
+
+FLOW_INPUT_SCALE = 20.0  # the temporal D sees flow / 20
+
+
+def temporal_input_nc(n_frames_D: int) -> int:
+    """Input channels of a temporal D: n_frames_D RGB frames + n_frames_D - 1 flows (13 for 3 frames)."""
+    return 3 * n_frames_D + 2 * (n_frames_D - 1)
+
+
+def build_temporal_discriminators(in_nc: int, ndf: int = 64, n_layers: int = 3, num_D: int = 2,
+                                  norm: str = "instance", scales: int = 2) -> nn.ModuleList:
+    """One MultiscaleDiscriminator per temporal scale (index = scale); in_nc = temporal_input_nc(n_frames_D)."""
+    return nn.ModuleList(
+        MultiscaleDiscriminator(in_nc, ndf=ndf, n_layers=n_layers, num_D=num_D, norm=norm) for _ in range(scales)
+    )
+
+
+def compose_over_stride(flows: torch.Tensor, stride: int) -> torch.Tensor:
+    """Per-frame backward flows [B,T-1,2,H,W] (flows[:, t]: frame t+1 -> frame t) -> [B,T-stride,2,H,W] whose
+    [:, t] is the flow frame t+stride -> frame t, chained hop by hop (bilinear, border clamp):
+    f_k[t] = flows[t+k-1] + warp(f_{k-1}[t], flows[t+k-1]), f_1 = flows."""
+    total = flows
+    for k in range(2, stride + 1):
+        hop = flows[:, k - 1:]  # [B,T-k,2,H,W]: frame t+k -> t+k-1
+        rest = total[:, : hop.shape[1]]  # frame t+k-1 -> t
+        warped = backward_warp(rearrange(rest, "b t c h w -> (b t) c h w"), rearrange(hop, "b t c h w -> (b t) c h w"))
+        total = hop + rearrange(warped, "(b t) c h w -> b t c h w", b=flows.shape[0])
+    return total
+
+
+def temporal_windows(frames: torch.Tensor, flows: torch.Tensor, n_frames_D: int, scale: int) -> torch.Tensor | None:
+    """The temporal D's inputs at one temporal scale: frames [B,T,3,H,W] (real or generated), flows
+    [B,T-1,2,H,W] = the REAL frames' reference flows (flows[:, t]: frame t+1 -> frame t; real and fake windows
+    get the same ones) -> [B*S, 3n + 2(n-1), H, W], batch-major (all windows of clip 0 first), or None when
+    the clip is shorter than one window (T <= (n-1) * stride).
+
+    Index rule (n = n_frames_D, stride = n^scale): window w (w = 0 .. S-1, S = T - (n-1) * stride, every start)
+    holds the frames w, w + stride, ..., w + (n-1) * stride on channels, oldest first, then the n-1 flows
+    from each of those frames to the one before it, divided by 20. At scale > 0 these flows are the per-frame
+    flows chained over the stride (compose_over_stride). The reference runs its flow network on the
+    subsampled real frames instead; chaining is exact for the dataset's gt flow up to bilinear resampling,
+    keeps one flow computation per clip, and costs only accumulated error for estimated flows."""
+    n, stride = n_frames_D, n_frames_D**scale
+    time = frames.shape[1]
+    count = time - (n - 1) * stride
+    if count < 1:
+        return None
+    starts = torch.arange(count, device=frames.device)[:, None]  # [S,1]
+    frame_index = starts + stride * torch.arange(n, device=frames.device)  # [S,n]
+    chained = compose_over_stride(flows, stride)  # [B,T-stride,2,H,W]
+    window_frames = frames[:, frame_index]  # [B,S,n,3,H,W]
+    window_flows = chained[:, frame_index[:, :-1]] / FLOW_INPUT_SCALE  # [B,S,n-1,2,H,W]
+    return torch.cat([rearrange(window_frames, "b s n c h w -> (b s) (n c) h w"),
+                      rearrange(window_flows.to(frames.dtype), "b s n c h w -> (b s) (n c) h w")], dim=1)
