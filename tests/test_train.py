@@ -29,8 +29,8 @@ def read_log(out_dir: Path) -> list[dict]:
 
 
 def weights(ckpt_dir: Path) -> dict[str, torch.Tensor]:
-    """G (model.safetensors) and D (model_1.safetensors) of a checkpoint folder."""
-    g, d = load_file(str(ckpt_dir / "model.safetensors")), load_file(str(ckpt_dir / "model_1.safetensors"))
+    """G (G.safetensors) and D (D.safetensors) of a checkpoint folder."""
+    g, d = load_file(str(ckpt_dir / "G.safetensors")), load_file(str(ckpt_dir / "D.safetensors"))
     return {**{f"G.{k}": v for k, v in g.items()}, **{f"D.{k}": v for k, v in d.items()}}
 
 
@@ -76,7 +76,7 @@ def test_cli_train_leaves_loadable_export(tmp_path, tiny_data):
     assert [p.name for p in ckpt.list_checkpoints(out / "checkpoints")] == ["step_0000002"]
     # the exported weights are the final generator's
     exported = load_file(str(out / "export" / ckpt.EXPORT_WEIGHTS))
-    final = load_file(str(out / "checkpoints" / "step_0000002" / "model.safetensors"))
+    final = load_file(str(out / "checkpoints" / "step_0000002" / "G.safetensors"))
     assert_close(exported, final, atol=0)
     # the held-out evaluation tool runs on the export: 1 test sequence of 8 frames
     sys.path.insert(0, str(REPO / "tools"))
@@ -152,17 +152,16 @@ def test_d_update_has_no_generator_gradient(tmp_path, tiny_data):
     """At D's optimizer step, D's gradients are exactly those of D's loss (G's loss never reaches them)."""
     from accelerate import Accelerator
 
-    from vid2vid.models.build import build_discriminator, build_generator, build_losses
-    from vid2vid.train import Trainer, _build_data, make_schedulers
+    from vid2vid.models.build import build_losses
+    from vid2vid.train import ImageTrainer, _build_data, build_groups
 
     cfg = tiny(tmp_path, tiny_data, "data.batch_size=1", "optim.grad_accum=2")
     acc = Accelerator(step_scheduler_with_optimizer=False)
     _, _, loader = _build_data(cfg, acc)
     torch.manual_seed(0)
-    G, D = build_generator(cfg), build_discriminator(cfg)
-    opt_G, opt_D = torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters())
-    G, D, opt_G, opt_D, *scheds = acc.prepare(G, D, opt_G, opt_D, *make_schedulers(cfg, opt_G, opt_D))
-    trainer = Trainer(cfg, acc, G, D, opt_G, opt_D, *scheds, build_losses(cfg), None)
+    groups, _, loader = build_groups(cfg, acc, loader)
+    trainer = ImageTrainer(cfg, acc, groups, build_losses(cfg), None)
+    G, D, opt_D = trainer.G, trainer.D, groups["D"].optimizer
     micro = [{k: v for k, v in b.items()} for _, b in zip(range(2), loader)]
     seen = {}
     opt_D.optimizer.register_step_pre_hook(lambda *_: seen.update(
@@ -271,3 +270,22 @@ def test_other_image_models_train(tmp_path, tiny_data, model):
     generator, cfg = ckpt.load_generator(tmp_path / "export")
     assert result.step == 1 and cfg.model.name == model[0].split("=")[1]
     assert all(torch.isfinite(v).all() for v in generator.state_dict().values())
+
+
+def test_checkpoint_files_are_named_by_network_and_other_architectures_are_refused(tmp_path, tiny_data):
+    common = ["train.max_steps=1", "train.sample_every=1000", "train.checkpoint_every=1"]
+    result = train(tiny(tmp_path, tiny_data, *common))
+    names = sorted(p.name for p in result.checkpoint.iterdir())
+    assert names == ["D.safetensors", "G.safetensors", "optimizer_D.safetensors", "optimizer_G.safetensors",
+                     "rng_0.safetensors", "trainer_state.json"]
+    state = ckpt.read_trainer_state(result.checkpoint)
+    assert state["networks"] == {"G": "G", "D": "D"} and set(state["optimizers"]) == {"G", "D"}
+    # the same run folder resumed with a config whose networks differ: named, exit-2 error, nothing changed
+    saved = dict(state, networks={"G": "G", "D": "D", "D_temporal0": "D"})
+    ckpt.write_trainer_state(result.checkpoint, saved)
+    with pytest.raises(UserError, match=r"another architecture.*unexpected \['D_temporal0'\]"):
+        train(tiny(tmp_path, tiny_data, "train.max_steps=2", "train.sample_every=1000"), resume="latest")
+    ckpt.write_trainer_state(result.checkpoint, state)
+    with pytest.raises(UserError, match=r"G.safetensors: weights do not match.*wrong shape"):
+        train(tiny(tmp_path, tiny_data, "train.max_steps=2", "train.sample_every=1000", "model.ngf=16"),
+              resume="latest")

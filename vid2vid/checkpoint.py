@@ -89,19 +89,8 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
 
     cfg = from_dict(tree)
     generator = build_generator(cfg)
-    try:
-        state = load_file(str(weights_path))
-    except Exception as e:  # safetensors raises its own error types for truncated/foreign files
-        raise UserError(f"{weights_path}: not a readable safetensors file ({e}); re-export the model") from None
-    own = generator.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        raise UserError(f"{weights_path}: weights do not match the generator described by {cfg_path} "
-                        f"(missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}); "
-                        "export config and weights come from the same run")
-    generator.load_state_dict(state)
+    fix = "export config and weights come from the same run (<train.out_dir>/export)"
+    load_weights(generator, read_safetensors(weights_path, fix), weights_path, fix)
     return generator.to(device).eval(), cfg
 
 
@@ -191,3 +180,60 @@ def load_rng(ckpt_dir: Path, process_index: int) -> bool:
         return False
     set_rng_state(load_file(str(path)))
     return True
+
+
+# ----------------------------------------------------------------------------------------------
+# Networks and optimizers by name (the trainer's checkpoint files)
+# ----------------------------------------------------------------------------------------------
+
+
+def network_file(ckpt_dir: Path, name: str) -> Path:
+    return Path(ckpt_dir) / f"{name}.safetensors"
+
+
+def optimizer_file(ckpt_dir: Path, group: str) -> Path:
+    return Path(ckpt_dir) / f"optimizer_{group}.safetensors"
+
+
+def read_safetensors(path: Path, fix: str) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors, or a UserError naming the file and `fix`."""
+    if not Path(path).is_file():
+        raise UserError(f"{path}: missing; {fix}")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for truncated/foreign files
+        raise UserError(f"{path}: not a readable safetensors file ({e}); {fix}") from None
+
+
+def load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path, fix: str) -> None:
+    """Strict load_state_dict whose error lists the missing, unexpected and wrongly shaped keys by name."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in set(own) & set(state)
+                   if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise UserError(f"{source}: weights do not match the network (missing {missing[:5]}, unexpected "
+                        f"{unexpected[:5]}, wrong shape {wrong[:5]}); {fix}")
+    module.load_state_dict(state)
+
+
+def save_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> list[dict]:
+    """An optimizer's state tensors -> safetensors (keys '<param index>.<name>'); returns its param_groups
+    (plain numbers and lists) for the trainer state file."""
+    sd = optimizer.state_dict()
+    atomic_save_safetensors({f"{i}.{name}": v if torch.is_tensor(v) else torch.tensor(v)
+                             for i, s in sd["state"].items() for name, v in s.items()}, path)
+    return sd["param_groups"]
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, path: Path, param_groups: list[dict], fix: str) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in read_safetensors(path, fix).items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in param_groups]
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError) as e:
+        raise UserError(f"{path}: optimizer state does not fit the networks ({e}); {fix}") from None

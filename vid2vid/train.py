@@ -1,16 +1,22 @@
 """The Accelerate trainer: `train(cfg, resume=None)`.
 
+A training model is a named set of networks in groups (vid2vid.train.Group): the generator side "G" (the
+generator "G", plus the encoder "E" trained with it when the model has one) and the discriminator side "D"
+(the image discriminator "D"; the temporal discriminators join it), each group with one optimizer and one
+LR schedule; frozen helpers (VGG inside the losses, the flow network) are never optimised or saved.
+
 One loop for clips [B,T,...]; the image models are its T = 1 case (every frame of a clip is an
 independent image). A training step consumes optim.grad_accum loader batches (per process):
   1. D phase: fakes for every micro-batch (no graph kept when accumulating), D loss on detached
-     fakes, one D optimizer step;
-  2. G phase: D frozen (requires_grad False, called without its DDP wrapper), G loss, one G
+     fakes, one D-group optimizer step;
+  2. G phase: D frozen (requires_grad False, called without its DDP wrapper), G loss, one G-group
      optimizer step, EMA update; then every LR scheduler steps once.
 So a step with grad_accum k and batch B equals one step with batch k*B, and G's gradients never
 reach D's update (D's parameters do not require grad while G's loss is back-propagated).
 
 Run folder (train.out_dir): config.yaml, log.jsonl, samples/step_XXXXXXX.png,
-checkpoints/step_XXXXXXX/ (vid2vid.checkpoint), export/ (config.yaml + generator.safetensors).
+checkpoints/step_XXXXXXX/ (one safetensors file per network and per optimizer, named by network and group
+name; trainer_state.json; RNG per process), export/ (config.yaml + generator.safetensors).
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ import copy
 import json
 import math
 import os
+import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -29,14 +36,13 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from einops import rearrange
 from safetensors.torch import load_file
-from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
+from flow import atomic_path
 from vid2vid import checkpoint as ckpt
 from vid2vid.config import Config, save_config
+from vid2vid.data.sampler import ClipSampler, EpochSampler, endless_batches, make_loader  # noqa: F401 (re-exported)
 from vid2vid.errors import ConfigError, DataError, UserError
-
-IMAGE_MODELS = ("pix2pix", "pix2pixhd", "spade")
 
 # ----------------------------------------------------------------------------------------------
 # Config checks that need the environment (the static rules live in config.check)
@@ -45,9 +51,12 @@ IMAGE_MODELS = ("pix2pix", "pix2pixhd", "spade")
 
 def check_trainable(cfg: Config, num_processes: int = 1) -> None:
     """Refuse settings this trainer cannot honour, naming the key and the fix."""
-    if cfg.model.name not in IMAGE_MODELS:
+    from vid2vid.models.build import spec
+
+    model = spec(cfg)
+    if model.sequential and not VIDEO_TRAINING:
         raise ConfigError(f"model.name: {cfg.model.name!r} (the sequential video generator) cannot be trained "
-                          f"yet; the trainer supports the image models {', '.join(IMAGE_MODELS)}: use "
+                          "yet; the trainer supports the image models pix2pix, pix2pixhd, spade: use "
                           "configs/demo_image.yaml (synthetic data) or configs/street_image.yaml, or set "
                           "model.name=pix2pixhd")
     if cfg.model.feat_num > 0 or cfg.model.use_vae:
@@ -71,6 +80,8 @@ def check_trainable(cfg: Config, num_processes: int = 1) -> None:
                           "double backward, which DistributedDataParallel does not support); use hinge or ls "
                           "for multi-process training")
 
+
+VIDEO_TRAINING = False  # the sequential generator's training step lands with the video-generator issue
 
 # ----------------------------------------------------------------------------------------------
 # Schedules, optimizers, EMA
@@ -127,55 +138,48 @@ class EMA:
 
 
 # ----------------------------------------------------------------------------------------------
-# Data order: a seeded permutation per epoch, resumable at any batch
+# The training model: named groups of networks
 # ----------------------------------------------------------------------------------------------
 
 
-class EpochSampler(Sampler[int]):
-    """A permutation of range(n) drawn from (seed, epoch) alone, so every process and every resume
-    sees the same order. `skip(k)` drops the first k indices of the next iteration (resume)."""
+@dataclass
+class Group:
+    """Networks optimised together: one optimizer and one LR schedule over all their parameters."""
 
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch, self._skip = n, seed, 0, 0
+    networks: dict[str, torch.nn.Module]  # name -> network as prepared by accelerate (DDP-wrapped when distributed)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def skip(self, k: int) -> None:
-        self._skip = k
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.n, generator=g).tolist()
-        start, self._skip = self._skip, 0
-        return iter(order[start:])
-
-    def __len__(self) -> int:
-        return self.n
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [p for net in self.networks.values() for p in net.parameters()]
 
 
-def endless_batches(loader, sampler: EpochSampler, dataset, epoch: int, batch_in_epoch: int,
-                    indices_per_batch: int):
-    """Yield (epoch, batches consumed in that epoch, batch) forever, starting at a data position."""
-    while True:
-        sampler.skip(batch_in_epoch * indices_per_batch)
-        loader.set_epoch(epoch)  # the prepared loader's own epoch counter (and the sampler's)
-        sampler.set_epoch(epoch)
-        dataset.set_epoch(epoch)  # accelerate skips this when the sampler is sharded: do it here
-        for i, batch in enumerate(loader, start=batch_in_epoch + 1):
-            yield epoch, i, batch
-        epoch, batch_in_epoch = epoch + 1, 0
+def build_networks(cfg: Config) -> dict[str, dict[str, torch.nn.Module]]:
+    """The training model as {group: {network name: module}}, built in a fixed order (the seeded weights
+    depend on it): the generator side, then the discriminator side."""
+    from vid2vid.models.build import build_discriminator, build_generator
+
+    return {"G": {"G": build_generator(cfg)}, "D": {"D": build_discriminator(cfg)}}
 
 
-# ----------------------------------------------------------------------------------------------
-# The step
-# ----------------------------------------------------------------------------------------------
-
-
-def frames_as_images(batch: dict) -> dict:
-    """Clips [B,T,...] -> images [B*T,...] (the image models' T = 1 view of the video loop)."""
-    return {k: rearrange(v, "b t ... -> (b t) ...") for k, v in batch.items()
-            if isinstance(v, torch.Tensor) and k in ("labels", "frames", "inst")}
+def build_groups(cfg: Config, acc: Accelerator, loader) -> tuple[dict[str, Group], EMA | None, object]:
+    """Networks, one Adam per group (TTUR rates), linear-decay schedules and EMA, prepared by accelerate
+    together with the loader. Returns (groups, ema, prepared loader)."""
+    networks = build_networks(cfg)
+    lr_G, lr_D, betas = learning_rates(cfg)
+    rates = {"G": lr_G, "D": lr_D}
+    optimizers = {g: torch.optim.Adam([p for n in nets.values() for p in n.parameters()], lr=rates[g], betas=betas)
+                  for g, nets in networks.items()}
+    schedulers = dict(zip(optimizers, make_schedulers(cfg, *optimizers.values())))
+    ema = EMA(networks["G"]["G"], cfg.optim.ema) if cfg.optim.ema > 0 else None
+    flat = [(g, name) for g, nets in networks.items() for name in nets]
+    prepared = acc.prepare(*[networks[g][n] for g, n in flat], *optimizers.values(), loader)
+    modules, opts, loader = prepared[:len(flat)], prepared[len(flat):-1], prepared[-1]
+    groups = {g: Group({n: m for (gg, n), m in zip(flat, modules) if gg == g}, opt, schedulers[g])
+              for g, opt in zip(optimizers, opts)}
+    if ema is not None:
+        ema.model.to(acc.device)
+    return groups, ema, loader
 
 
 def set_requires_grad(model: torch.nn.Module, flag: bool) -> None:
@@ -183,21 +187,26 @@ def set_requires_grad(model: torch.nn.Module, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
-def _split(preds, n: int):
-    """Multi-scale D output on cat([fake, real]) -> (fake part, real part), per scale per feature."""
-    return ([[f[:n] for f in scale] for scale in preds], [[f[n:] for f in scale] for scale in preds])
-
-
 class Trainer:
-    """Holds the prepared models, optimizers, schedulers and losses; `step()` runs one training step."""
+    """Holds the prepared network groups, the losses and the EMA; subclasses write `step()` and `sample()`."""
 
-    def __init__(self, cfg: Config, accelerator: Accelerator, G, D, opt_G, opt_D, sched_G, sched_D, losses,
-                 ema: EMA | None):
-        self.cfg, self.acc = cfg, accelerator
-        self.G, self.D, self.opt_G, self.opt_D = G, D, opt_G, opt_D
-        self.schedulers = (sched_G, sched_D)
+    def __init__(self, cfg: Config, accelerator: Accelerator, groups: dict[str, Group], losses, ema: EMA | None):
+        self.cfg, self.acc, self.groups = cfg, accelerator, groups
         self.losses, self.ema = losses, ema
         self.accum = cfg.optim.grad_accum
+
+    @property
+    def G(self) -> torch.nn.Module:
+        return self.groups["G"].networks["G"]
+
+    @property
+    def D(self) -> torch.nn.Module:
+        return self.groups["D"].networks["D"]
+
+    @property
+    def networks(self) -> dict[str, torch.nn.Module]:
+        """Every trained network by name (prepared modules)."""
+        return {name: net for group in self.groups.values() for name, net in group.networks.items()}
 
     def semantics(self, images: dict) -> torch.Tensor:
         from vid2vid.data.encoding import semantic_input
@@ -209,9 +218,51 @@ class Trainer:
         """No gradient all-reduce until the last micro-batch of an accumulated step."""
         return nullcontext() if last else self.acc.no_sync(model)
 
-    def _clip(self, model) -> None:
+    def update(self, group: str) -> None:
+        """Clip the group's gradients (optim.grad_clip), step its optimizer, clear its gradients."""
+        g = self.groups[group]
         if self.cfg.optim.grad_clip > 0:
-            self.acc.clip_grad_norm_(model.parameters(), self.cfg.optim.grad_clip)
+            self.acc.clip_grad_norm_(g.parameters(), self.cfg.optim.grad_clip)
+        g.optimizer.step()
+        g.optimizer.zero_grad(set_to_none=True)
+
+    def end_step(self, step: int) -> None:
+        """After both updates: EMA of G, then every LR schedule advances once."""
+        if self.ema is not None:
+            self.ema.update(self.acc.unwrap_model(self.G), step)
+        for g in self.groups.values():
+            g.scheduler.step()
+
+    def lrs(self) -> dict[str, float]:
+        return {f"lr/{name}": g.optimizer.param_groups[0]["lr"] for name, g in self.groups.items()}
+
+    def export_state(self) -> dict[str, torch.Tensor]:
+        """The generator weights to export: EMA when on."""
+        model = self.ema.model if self.ema is not None else self.acc.unwrap_model(self.G)
+        return model.state_dict()
+
+    def export_model(self) -> torch.nn.Module:
+        return self.ema.model if self.ema is not None else self.acc.unwrap_model(self.G)
+
+
+# ----------------------------------------------------------------------------------------------
+# The image models' step
+# ----------------------------------------------------------------------------------------------
+
+
+def frames_as_images(batch: dict) -> dict:
+    """Clips [B,T,...] -> images [B*T,...] (the image models' T = 1 view of the video loop)."""
+    return {k: rearrange(v, "b t ... -> (b t) ...") for k, v in batch.items()
+            if isinstance(v, torch.Tensor) and k in ("labels", "frames", "inst")}
+
+
+def _split(preds, n: int):
+    """Multi-scale D output on cat([fake, real]) -> (fake part, real part), per scale per feature."""
+    return ([[f[:n] for f in scale] for scale in preds], [[f[n:] for f in scale] for scale in preds])
+
+
+class ImageTrainer(Trainer):
+    """pix2pix / pix2pixHD / SPADE: every frame an independent image."""
 
     def d_losses(self, sem: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """D on (semantics, fake) and (semantics, real) in one batch (one DDP forward per backward)."""
@@ -247,10 +298,8 @@ class Trainer:
             with self._sync(self.D, i == k - 1), acc.autocast():
                 d_parts = self.d_losses(sem, fake.detach(), real)
                 acc.backward(d_parts["total"] / k)
-            _add(parts, d_parts, "D/", k)
-        self._clip(self.D)
-        self.opt_D.step()
-        self.opt_D.zero_grad(set_to_none=True)
+            add_parts(parts, d_parts, "D/", k)
+        self.update("D")
 
         # G phase: D frozen and used without its DDP wrapper (no reducer involvement).
         set_requires_grad(self.D, False)
@@ -260,27 +309,30 @@ class Trainer:
                 fake = kept_fakes[i] if k == 1 else self.G(sem)
                 g_parts = self.g_losses(D_frozen, sem, fake, real)
                 acc.backward(g_parts["total"] / k)
-            _add(parts, g_parts, "G/", k)
+            add_parts(parts, g_parts, "G/", k)
         set_requires_grad(self.D, True)
-        self._clip(self.G)
-        self.opt_G.step()
-        self.opt_G.zero_grad(set_to_none=True)
-        if self.ema is not None:
-            self.ema.update(acc.unwrap_model(self.G), step)
-        for s in self.schedulers:
-            s.step()
+        self.update("G")
+        self.end_step(step)
         return parts
 
-    def lrs(self) -> dict[str, float]:
-        return {"lr/G": self.opt_G.param_groups[0]["lr"], "lr/D": self.opt_D.param_groups[0]["lr"]}
+    @torch.no_grad()
+    def sample(self, samples: dict, out_dir: Path, step: int) -> None:
+        """A PNG grid (labels | real | generated) of fixed held-out frames."""
+        images = {k: v.to(self.acc.device) for k, v in samples.items()}
+        model = self.export_model()
+        was_training = model.training
+        model.eval()
+        with self.acc.autocast():
+            fake = model(self.semantics(images))
+        model.train(was_training)
+        grid = sample_grid(images, fake, self.cfg.data.label_nc)
+        write_png(out_dir / "samples" / f"step_{step:07d}.png", grid)
+        for tracker in self.acc.trackers:
+            if tracker.name == "tensorboard":
+                tracker.writer.add_image("samples", grid, step)
 
-    def export_state(self) -> dict[str, torch.Tensor]:
-        """The generator weights to export: EMA when on."""
-        model = self.ema.model if self.ema is not None else self.acc.unwrap_model(self.G)
-        return model.state_dict()
 
-
-def _add(total: dict[str, float], parts: dict[str, torch.Tensor], prefix: str, k: int) -> None:
+def add_parts(total: dict[str, float], parts: dict[str, torch.Tensor], prefix: str, k: int) -> None:
     for name, v in parts.items():
         total[prefix + name] = total.get(prefix + name, 0.0) + float(v.detach()) / k
 
@@ -333,7 +385,6 @@ def write_png(path: Path, image: torch.Tensor) -> None:
     """image [3,H,W] in [0,1] -> PNG, atomically."""
     import numpy as np
 
-    from flow.io import atomic_path
     from vid2vid.video_io import write_image
 
     with atomic_path(path) as tmp:
@@ -341,27 +392,29 @@ def write_png(path: Path, image: torch.Tensor) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Checkpoints
+# Checkpoints: one file per network and per optimizer, named by network / group
 # ----------------------------------------------------------------------------------------------
+
+RESUME_FIX = "resume with the config the run was started with (<train.out_dir>/config.yaml)"
 
 
 def save_checkpoint(acc: Accelerator, trainer: Trainer, out_dir: Path, state: dict) -> Path | None:
-    """Every process calls this. accelerate's save_state + our state, written to a temporary folder
-    and renamed; then the export is refreshed. Returns the checkpoint folder on the main process."""
+    """Every process calls this. Written to a temporary folder and renamed when complete; then the export
+    is refreshed. Returns the checkpoint folder on the main process."""
     cfg = trainer.cfg
     tmp = ckpt.temp_checkpoint_dir(out_dir / "checkpoints", state["step"])
-    if acc.is_main_process and tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
     acc.wait_for_everyone()
-    acc.save_state(str(tmp), safe_serialization=True)
     ckpt.save_rng(tmp, acc.process_index)
     final = None
     if acc.is_main_process:
+        for name, net in trainer.networks.items():
+            ckpt.atomic_save_safetensors(acc.unwrap_model(net).state_dict(), ckpt.network_file(tmp, name))
         if trainer.ema is not None:
             ckpt.atomic_save_safetensors(trainer.ema.state_dict(), tmp / ckpt.EMA_FILE)
-        ckpt.write_trainer_state(tmp, state)
+        ckpt.write_trainer_state(tmp, {**state, **_group_state(trainer, tmp)})
     acc.wait_for_everyone()
     if acc.is_main_process:
         final = ckpt.finalize_checkpoint(tmp, cfg.train.keep_last)
@@ -370,14 +423,40 @@ def save_checkpoint(acc: Accelerator, trainer: Trainer, out_dir: Path, state: di
     return final
 
 
+def _group_state(trainer: Trainer, ckpt_dir: Path) -> dict:
+    """Writes each group's optimizer tensors; returns what the trainer state file records of the groups."""
+    return {"networks": {name: g for g, group in trainer.groups.items() for name in group.networks},
+            "optimizers": {g: ckpt.save_optimizer(group.optimizer, ckpt.optimizer_file(ckpt_dir, g))
+                           for g, group in trainer.groups.items()},
+            "schedulers": {g: group.scheduler.state_dict() for g, group in trainer.groups.items()},
+            "scaler": trainer.acc.scaler.state_dict() if trainer.acc.scaler is not None else None}
+
+
+def check_architecture(path: Path, saved: dict | None, trainer: Trainer) -> None:
+    """Refuse a checkpoint whose networks are not this config's, naming the missing / unexpected ones."""
+    ours = {name: g for g, group in trainer.groups.items() for name in group.networks}
+    if saved is None:
+        raise UserError(f"{path}: this checkpoint names no networks (written by an older vid2vid); start a new "
+                        "run (another train.out_dir)")
+    if saved != ours:
+        missing = sorted(set(ours) - set(saved))
+        unexpected = sorted(set(saved) - set(ours))
+        raise UserError(f"{path}: a checkpoint of another architecture: it holds networks {sorted(saved)}, this "
+                        f"config trains {sorted(ours)} (missing {missing}, unexpected {unexpected}); {RESUME_FIX}")
+
+
 def load_checkpoint(acc: Accelerator, trainer: Trainer, path: Path) -> dict:
-    """Restore models, optimizers, schedulers, RNG and our own state; returns the trainer state."""
+    """Restore networks, optimizers, schedulers, RNG and our own state; returns the trainer state."""
     state = ckpt.read_trainer_state(path)
-    try:
-        acc.load_state(str(path))
-    except (RuntimeError, KeyError, ValueError, FileNotFoundError) as e:
-        raise UserError(f"{path}: cannot resume from this checkpoint with the current config ({e}); resume with "
-                        "the config the run was started with (<train.out_dir>/config.yaml)") from None
+    check_architecture(path, state.get("networks"), trainer)
+    for name, net in trainer.networks.items():
+        file = ckpt.network_file(path, name)
+        ckpt.load_weights(acc.unwrap_model(net), ckpt.read_safetensors(file, RESUME_FIX), file, RESUME_FIX)
+    for g, group in trainer.groups.items():
+        ckpt.load_optimizer(group.optimizer, ckpt.optimizer_file(path, g), state["optimizers"][g], RESUME_FIX)
+        group.scheduler.load_state_dict(state["schedulers"][g])
+    if acc.scaler is not None and state.get("scaler"):
+        acc.scaler.load_state_dict(state["scaler"])
     ckpt.load_rng(path, acc.process_index)
     if trainer.ema is not None:
         ema_file = path / ckpt.EMA_FILE
@@ -409,10 +488,10 @@ def _build_data(cfg: Config, acc: Accelerator):
     if len(dataset) < global_batch:
         raise DataError(f"{cfg.data.root}: {len(dataset)} training items, fewer than data.batch_size "
                         f"({cfg.data.batch_size}) x {num_processes} processes; lower data.batch_size or add data")
-    sampler = EpochSampler(len(dataset), cfg.train.seed)
-    loader = DataLoader(dataset, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
-                        num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,
-                        pin_memory=torch.cuda.is_available())
+    # keys (epoch, index, n_frames) from the main process: the loader's workers hold no data-order state
+    sampler = ClipSampler(len(dataset), cfg.train.seed, n_frames=dataset.n_frames, max_n_frames=dataset.shortest,
+                          keys_per_batch=global_batch)
+    loader = make_loader(dataset, sampler, cfg.data.batch_size, cfg.data.num_workers)
     return dataset, sampler, loader
 
 
@@ -454,10 +533,11 @@ class TrainResult:
     generator: torch.nn.Module  # this process's unwrapped modules, for inspection
     discriminator: torch.nn.Module
     ema: torch.nn.Module | None
+    networks: dict[str, torch.nn.Module] = field(default_factory=dict)  # every trained network, unwrapped
 
 
 def train(cfg: Config, resume: str | None = None, stop_at: int | None = None) -> TrainResult:
-    """Train cfg's image model for train.max_steps steps (or until step `stop_at`, checkpointing there,
+    """Train cfg's model for train.max_steps steps (or until step `stop_at`, checkpointing there,
     as a job with a time limit would; the LR schedule still follows train.max_steps).
     resume: "latest" (newest checkpoint of train.out_dir; a fresh start when there is none) or a folder."""
 
@@ -477,37 +557,47 @@ def train(cfg: Config, resume: str | None = None, stop_at: int | None = None) ->
         if resume is None and ckpt.list_checkpoints(ckpt_root):
             raise ConfigError(f"train.out_dir: {out_dir} already holds checkpoints; continue it with --resume "
                               "(latest or a checkpoint folder) or choose another train.out_dir")
-        return _train(cfg, acc, out_dir, resume_from, min(stop_at or cfg.train.max_steps, cfg.train.max_steps))
+        run = _setup(cfg, acc, out_dir, resume_from)
+        return _loop(run, min(stop_at or cfg.train.max_steps, cfg.train.max_steps))
     finally:
         acc.end_training()
 
 
-def _train(cfg: Config, acc: Accelerator, out_dir: Path, resume_from: Path | None, last_step: int) -> TrainResult:
-    from vid2vid.models.build import build_discriminator, build_generator, build_losses
+@dataclass
+class Run:
+    """Everything one training run holds between steps."""
+
+    cfg: Config
+    acc: Accelerator
+    out_dir: Path
+    trainer: Trainer
+    batches: object  # endless_batches(...): (epoch, batch in epoch, batch)
+    state: dict  # step, epoch, samples_in_epoch (the data position, in samples: any process count)
+    log: JsonlLog | None  # main process only
+    samples: dict | None  # fixed held-out inputs for samples (main process only)
+    last_checkpoint: Path | None = None
+
+
+def _write_run_config(cfg: Config, acc: Accelerator, out_dir: Path) -> None:
+    if acc.is_main_process:
+        (out_dir / "samples").mkdir(parents=True, exist_ok=True)
+        with atomic_path(out_dir / "config.yaml") as tmp:
+            save_config(cfg, tmp)
+    acc.wait_for_everyone()
+
+
+def _setup(cfg: Config, acc: Accelerator, out_dir: Path, resume_from: Path | None) -> Run:
+    """Data, networks, optimizers, the resumed state, the log and the sample inputs."""
+    from vid2vid.models.build import build_losses
 
     set_seed(cfg.train.seed)
     dataset, sampler, loader = _build_data(cfg, acc)
-    if acc.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "samples").mkdir(exist_ok=True)
-        tmp = out_dir / ".config.yaml.tmp"
-        save_config(cfg, tmp)
-        tmp.replace(out_dir / "config.yaml")
-    acc.wait_for_everyone()
-
-    G, D = build_generator(cfg), build_discriminator(cfg)
-    lr_G, lr_D, betas = learning_rates(cfg)
-    opt_G = torch.optim.Adam(G.parameters(), lr=lr_G, betas=betas)
-    opt_D = torch.optim.Adam(D.parameters(), lr=lr_D, betas=betas)
-    sched_G, sched_D = make_schedulers(cfg, opt_G, opt_D)
-    ema = EMA(G, cfg.optim.ema) if cfg.optim.ema > 0 else None
-    G, D, opt_G, opt_D, sched_G, sched_D, loader = acc.prepare(G, D, opt_G, opt_D, sched_G, sched_D, loader)
-    if ema is not None:
-        ema.model.to(acc.device)
+    _write_run_config(cfg, acc, out_dir)
+    groups, ema, loader = build_groups(cfg, acc, loader)
     losses = build_losses(cfg).to(acc.device)  # the frozen VGG is only moved, never prepared
-    trainer = Trainer(cfg, acc, G, D, opt_G, opt_D, sched_G, sched_D, losses, ema)
+    trainer = ImageTrainer(cfg, acc, groups, losses, ema)
 
-    state = {"step": 0, "epoch": 0, "samples_in_epoch": 0}  # data position in samples (any process count)
+    state = {"step": 0, "epoch": 0, "samples_in_epoch": 0}
     if resume_from is not None:
         saved = load_checkpoint(acc, trainer, resume_from)
         state = {k: saved[k] for k in state}
@@ -518,65 +608,59 @@ def _train(cfg: Config, acc: Accelerator, out_dir: Path, resume_from: Path | Non
         if acc.is_main_process else None
     if acc.is_main_process and cfg.train.tracker != "none":
         acc.init_trackers("vid2vid", config=_flat_config(cfg))
-    samples = _sample_images(cfg) if acc.is_main_process else None
-
     indices_per_batch = cfg.data.batch_size * acc.num_processes
-    start = state["samples_in_epoch"] // indices_per_batch
-    batches = endless_batches(loader, sampler, dataset, state["epoch"], start, indices_per_batch)
+    batches = endless_batches(loader, sampler, dataset, state["epoch"],
+                              state["samples_in_epoch"] // indices_per_batch, indices_per_batch)
+    samples = _sample_images(cfg) if acc.is_main_process else None
+    return Run(cfg, acc, out_dir, trainer, batches, state, log, samples)
+
+
+def _loop(run: Run, last_step: int) -> TrainResult:
+    cfg, acc, trainer, state = run.cfg, run.acc, run.trainer, run.state
     bar = tqdm(total=cfg.train.max_steps, initial=state["step"], disable=not acc.is_main_process,
                desc="train", dynamic_ncols=True)
-    last_ckpt, t_log, steps_since_log = None, time.perf_counter(), 0
+    clock = {"t": time.perf_counter(), "steps": 0}
+    indices_per_batch = cfg.data.batch_size * acc.num_processes
     while state["step"] < last_step:
         micro = []
         for _ in range(cfg.optim.grad_accum):
-            epoch, batch_in_epoch, batch = next(batches)
+            epoch, batch_in_epoch, batch = next(run.batches)
             micro.append(batch)
         lrs = trainer.lrs()  # the rates this step uses
         parts = trainer.step(micro, state["step"])
         state.update(step=state["step"] + 1, epoch=epoch, samples_in_epoch=batch_in_epoch * indices_per_batch)
-        step, steps_since_log = state["step"], steps_since_log + 1
         bar.update(1)
-        # averaged over processes every step, so that a non-finite loss stops every rank at once
-        mean_parts = dict(zip(parts, acc.reduce(torch.tensor(list(parts.values()), device=acc.device),
-                                                "mean").tolist()))
-        if not all(math.isfinite(v) for v in mean_parts.values()):
-            raise UserError(f"step {step}: a loss is not finite ({mean_parts}); lower optim.lr, enable "
-                            "optim.grad_clip or use train.mixed_precision=bf16 instead of fp16")
-        if step % cfg.train.log_every == 0 or step == last_step:
-            now = time.perf_counter()
-            if acc.is_main_process:
-                record = {"step": step, "epoch": epoch, **lrs, **mean_parts,
-                          "it_s": steps_since_log / max(now - t_log, 1e-9)}
-                log.write(record)
-                bar.set_postfix({"G" if k == "G/total" else "D" if k == "D/total" else k.split("/")[-1]: f"{v:.3g}"
-                                 for k, v in mean_parts.items() if k.startswith("G/") or k == "D/total"},
-                                refresh=False)
-                acc.log({k: v for k, v in record.items() if k != "step"}, step=step)
-            t_log, steps_since_log = now, 0
-        if acc.is_main_process and (step % cfg.train.sample_every == 0 or step == last_step):
-            _write_sample(acc, trainer, samples, out_dir, step)
-        if step % cfg.train.checkpoint_every == 0 or step == last_step:  # also refreshes the export
-            schedule = {"max_steps": cfg.train.max_steps, "decay_start": cfg.optim.decay_start, **trainer.lrs()}
-            last_ckpt = save_checkpoint(acc, trainer, out_dir, {**state, **schedule})
+        _after_step(run, parts, lrs, last_step, bar, clock)
     bar.close()
-    if acc.is_main_process and not (out_dir / "export" / ckpt.EXPORT_WEIGHTS).is_file():
-        ckpt.export_generator(trainer.export_state(), cfg, out_dir / "export")  # resumed at the last step
+    if acc.is_main_process and not (run.out_dir / "export" / ckpt.EXPORT_WEIGHTS).is_file():
+        ckpt.export_generator(trainer.export_state(), cfg, run.out_dir / "export")  # resumed at the last step
     acc.wait_for_everyone()
-    return TrainResult(state["step"], out_dir, last_ckpt, out_dir / "export", acc.unwrap_model(G),
-                       acc.unwrap_model(D), ema.model if ema is not None else None)
+    unwrapped = {name: acc.unwrap_model(net) for name, net in trainer.networks.items()}
+    return TrainResult(state["step"], run.out_dir, run.last_checkpoint, run.out_dir / "export", unwrapped["G"],
+                       unwrapped["D"], trainer.ema.model if trainer.ema is not None else None, unwrapped)
 
 
-@torch.no_grad()
-def _write_sample(acc: Accelerator, trainer: Trainer, samples: dict, out_dir: Path, step: int) -> None:
-    images = {k: v.to(acc.device) for k, v in samples.items()}
-    model = trainer.ema.model if trainer.ema is not None else acc.unwrap_model(trainer.G)
-    was_training = model.training
-    model.eval()
-    with acc.autocast():
-        fake = model(trainer.semantics(images))
-    model.train(was_training)
-    grid = sample_grid(images, fake, trainer.cfg.data.label_nc)
-    write_png(out_dir / "samples" / f"step_{step:07d}.png", grid)
-    for tracker in acc.trackers:
-        if tracker.name == "tensorboard":
-            tracker.writer.add_image("samples", grid, step)
+def _after_step(run: Run, parts: dict[str, float], lrs: dict[str, float], last_step: int, bar, clock: dict) -> None:
+    """Loss check, log line, sample and checkpoint of the step just taken."""
+    cfg, acc, step = run.cfg, run.acc, run.state["step"]
+    clock["steps"] += 1
+    # averaged over processes every step, so that a non-finite loss stops every rank at once
+    mean_parts = dict(zip(parts, acc.reduce(torch.tensor(list(parts.values()), device=acc.device), "mean").tolist()))
+    if not all(math.isfinite(v) for v in mean_parts.values()):
+        raise UserError(f"step {step}: a loss is not finite ({mean_parts}); lower optim.lr, enable "
+                        "optim.grad_clip or use train.mixed_precision=bf16 instead of fp16")
+    if step % cfg.train.log_every == 0 or step == last_step:
+        now = time.perf_counter()
+        if acc.is_main_process:
+            record = {"step": step, "epoch": run.state["epoch"], **lrs, **mean_parts,
+                      "it_s": clock["steps"] / max(now - clock["t"], 1e-9)}
+            run.log.write(record)
+            bar.set_postfix({"G" if k == "G/total" else "D" if k == "D/total" else k.split("/")[-1]: f"{v:.3g}"
+                             for k, v in mean_parts.items() if k.startswith("G/") or k == "D/total"}, refresh=False)
+            acc.log({k: v for k, v in record.items() if k != "step"}, step=step)
+        clock.update(t=now, steps=0)
+    if acc.is_main_process and (step % cfg.train.sample_every == 0 or step == last_step):
+        run.trainer.sample(run.samples, run.out_dir, step)
+    if step % cfg.train.checkpoint_every == 0 or step == last_step:  # also refreshes the export
+        schedule = {"max_steps": cfg.train.max_steps, "decay_start": cfg.optim.decay_start, **run.trainer.lrs()}
+        run.last_checkpoint = save_checkpoint(acc, run.trainer, run.out_dir, {**run.state, **schedule})
