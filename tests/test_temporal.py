@@ -109,3 +109,19 @@ def test_start_history_errors_name_the_problem(mode, frames, match):
     labels, _ = clip(N - 1)
     with pytest.raises(ConfigError, match=match):
         start_history(mode, labels, frames)
+
+
+def test_a_wrapped_generator_still_carries_its_features():
+    class Wrapper(torch.nn.Module):  # like DistributedDataParallel: the model is .module
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, *args, **kwargs):
+            return self.module(*args, **kwargs)
+
+    labels, real = clip(N)
+    with torch.no_grad():
+        _, history = step(Wrapper(generator().eval()), start_history("real", labels[:, : N - 1], real[:, : N - 1]),
+                          labels[:, N - 1])
+    assert history.features is not None and len(history.features) == 2

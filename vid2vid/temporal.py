@@ -72,7 +72,14 @@ def step(G: nn.Module, history: History, labels_t: torch.Tensor) -> tuple[VideoO
     """Generate one frame: labels_t [B,C,H,W] (semantics of frame t) -> (its outputs, the history after it)."""
     labels = torch.cat([history.labels, labels_t[:, None]], dim=1)  # [B,N,C,H,W], oldest first
     output = G(labels, history.frames, history.features, raw_only=not history.full)
-    return output, history.push(labels_t, output, keep_features=G.warp_features)
+    return output, history.push(labels_t, output, keep_features=uses_features(G))
+
+
+def uses_features(G: nn.Module) -> bool:
+    """G's warp_features, also through DDP (.module) and torch.compile (._orig_mod) wrappers."""
+    while G is not None and not hasattr(G, "warp_features"):
+        G = getattr(G, "module", None) or getattr(G, "_orig_mod", None)
+    return bool(getattr(G, "warp_features", False))
 
 
 @dataclass
