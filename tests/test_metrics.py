@@ -7,6 +7,7 @@ import torch
 from flow.classic import ClassicFlow
 from vid2vid.errors import UserError
 from vid2vid.metrics import (
+    frame_pair_batches,
     pair_flows,
     tecogan_crop,
     temporal_flow_error,
@@ -94,3 +95,11 @@ def test_tof_is_zero_on_the_reference_and_grows_with_different_motion():
     assert tecogan_crop(360, 480) == (slice(20, 340), slice(16, 464))  # 320x448
     assert tecogan_crop(20, 30) == (slice(0, 20), slice(0, 30))
     assert tof_summary([9, 9, 1, 2, 3, 9, 9]) == 2.0 and tof_summary([1.0, 3.0]) == 2.0
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_frame_pair_batches_cover_every_pair_once(prefetch):
+    batches = list(frame_pair_batches(iter("abcdefg"), 4, lambda first, run: (first, len(run)), prefetch=prefetch))
+    assert batches == [(0, list("abcde"), (0, 5)), (4, list("efg"), (4, 3))]
+    assert [b[1] for b in frame_pair_batches("abcde", 2, lambda *_: None)] == [list("abc"), list("cde")]
+    assert list(frame_pair_batches("a", 2, lambda *_: None)) == []

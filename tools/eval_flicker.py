@@ -17,11 +17,9 @@ Farneback(O_t, O_t+1)| in pixels over the centre crop, averaged over pairs skipp
 import argparse
 import csv
 import hashlib
-import itertools
 import json
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,15 +27,14 @@ import cv2
 import numpy as np
 import torch
 
-from flow import get_estimator
-from flow.classic import rgb_to_grey
-from flow.errors import FlowError
-from flow.io import atomic_path, read_flo, write_flo
+from flow import atomic_path, get_estimator, read_flo, rgb_to_grey, write_flo
 from vid2vid.config import Size, parse_size
-from vid2vid.errors import UserError
+from vid2vid.data.transforms import apply_image, centre_transform
+from vid2vid.errors import UserError, run_cli
 from vid2vid.metrics import (
     WarpingError,
     farneback_flow,
+    frame_pair_batches,
     pair_flows,
     pair_warping_errors,
     tof_pair,
@@ -116,11 +113,8 @@ def working_size(native: Size, args: argparse.Namespace) -> Size:
 
 
 def resize_to(image: np.ndarray, size: Size) -> np.ndarray:
-    """float [H,W,C] -> [size.h, size.w, C]; area averaging when shrinking, bilinear when enlarging."""
-    if image.shape[:2] == tuple(size):
-        return image
-    shrink = size.h * size.w < image.shape[0] * image.shape[1]
-    return cv2.resize(image, (size.w, size.h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    """float [H,W,C] -> [size.h, size.w, C] by the dataset transforms' rule (area when shrinking, else bilinear)."""
+    return apply_image(image, centre_transform(load_size=size, crop_size=size))
 
 
 def resize_flow(flow: np.ndarray, size: Size) -> np.ndarray:
@@ -146,6 +140,9 @@ def stream_frames(path: str, size: Size, start: int, stop: int | None) -> Iterat
         yield torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1), rgb_to_grey(frame)
 
 
+Frames = tuple[tuple[torch.Tensor, np.ndarray], ...]  # one (frame, grey) per stream, at one time step
+
+
 @dataclass
 class Chunk:
     """K+1 consecutive frames of one stream: frames [K+1,3,H,W] in [0, 1] and their grey images."""
@@ -153,22 +150,10 @@ class Chunk:
     frames: torch.Tensor
     greys: list[np.ndarray]
 
-
-def chunks(streams: list[Iterator[tuple[torch.Tensor, np.ndarray]]], batch: int) -> Iterator[list[Chunk]]:
-    """Step through the streams together: one Chunk per stream (K <= batch pairs; consecutive chunks share
-    a frame) until the shortest stream ends."""
-    last: list[tuple[torch.Tensor, np.ndarray]] | None = None
-    while True:
-        need = batch + 1 if last is None else batch
-        fresh = [list(itertools.islice(stream, need)) for stream in streams]
-        n = min(len(f) for f in fresh)
-        items = [f[:n] if last is None else [prev, *f[:n]] for prev, f in zip(last or fresh, fresh)]
-        if len(items[0]) < 2:
-            return
-        yield [Chunk(torch.stack([frame for frame, _ in it]), [grey for _, grey in it]) for it in items]
-        if n < need:
-            return
-        last = [it[-1] for it in items]
+    @classmethod
+    def of_stream(cls, run: list[Frames], index: int) -> "Chunk":
+        """Stream `index`'s part of a run of time steps (from metrics.frame_pair_batches)."""
+        return cls(torch.stack([step[index][0] for step in run]), [step[index][1] for step in run])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -214,7 +199,8 @@ class EstimatedFlow:
             digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
             self.cache = Path(args.cache) / f"{Path(source).stem}-{args.flow}-{size}-{digest}"
             self.cache.mkdir(parents=True, exist_ok=True)
-            (self.cache / "key.json").write_text(json.dumps(key, indent=1))
+            with atomic_path(self.cache / "key.json") as tmp:
+                tmp.write_text(json.dumps(key, indent=1))
 
     def pairs(self, first_pair: int, chunk: Chunk, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """A chunk of K+1 frames (pairs first_pair ...) -> fw, bw [K,2,H,W]."""
@@ -275,42 +261,31 @@ def measure_group(flow_source: str, videos: list[str], args: argparse.Namespace,
         flows = EstimatedFlow(args, flow_source, size)
     with_tof = args.reference is not None and not args.no_tof
     paths = list(infos)  # flow source first, then videos not equal to it
-    streams = [stream_frames(path, size, start, stop) for path in paths]
+    steps = zip(*(stream_frames(path, size, start, stop) for path in paths))  # ends with the shortest
     results = [VideoResult(path, flow_source, first_frame=start) for path in videos]
     device = torch.device(args.device)
 
-    def flows_for(pair: int, chunk: Chunk) -> tuple[torch.Tensor, torch.Tensor, list[np.ndarray]]:
+    def flows_for(first: int, run: list[Frames]) -> tuple[torch.Tensor, torch.Tensor, list[np.ndarray]]:
         """fw, bw [K,2,H,W] on `device`, and the Farneback flows of the flow source for tOF."""
+        chunk = Chunk.of_stream(run, 0)
         if isinstance(flows, GroundTruthFlow):
-            fw, bw = flows.pairs(pair, len(chunk.frames) - 1)
+            fw, bw = flows.pairs(start + first, len(chunk.frames) - 1)
         else:
-            fw, bw = flows.pairs(pair, chunk, device)
+            fw, bw = flows.pairs(start + first, chunk, device)
         ref_of = [farneback_flow(a, b) for a, b in zip(chunk.greys[:-1], chunk.greys[1:])] if with_tof else []
         return fw.to(device), bw.to(device), ref_of
 
-    def measure(group: dict[str, Chunk], fw: torch.Tensor, bw: torch.Tensor, ref_of: list[np.ndarray]) -> None:
+    # Flows of the next run are computed in a worker thread (OpenCV and torch release the GIL) while the
+    # main thread decodes and measures this one.
+    for _, run, (fw, bw, ref_of) in frame_pair_batches(steps, args.batch, flows_for, prefetch=True):
         for result in results:
-            chunk = group[result.path]
+            chunk = Chunk.of_stream(run, paths.index(result.path))
             video = chunk.frames.to(device)
             result.error.add(*pair_warping_errors(video[:-1], video[1:], fw, bw,
                                                   mask_out_of_frame=not args.no_oob_mask))
             if with_tof:
                 g = chunk.greys
                 result.tof += [tof_pair(of, farneback_flow(g[i], g[i + 1])) for i, of in enumerate(ref_of)]
-
-    # Pipeline: flows of chunk k+1 are computed in a worker thread (OpenCV and torch release the GIL)
-    # while the main thread decodes and measures chunk k.
-    pair, pending = start, None
-    with ThreadPoolExecutor(max_workers=1) as worker:
-        for chunk_list in chunks(streams, args.batch):
-            group = dict(zip(paths, chunk_list))
-            job = (group, worker.submit(flows_for, pair, group[flow_source]))
-            pair += len(chunk_list[0].frames) - 1
-            if pending is not None:
-                measure(pending[0], *pending[1].result())
-            pending = job
-        if pending is not None:
-            measure(pending[0], *pending[1].result())
     return results
 
 
@@ -474,25 +449,24 @@ def write_plot(path: str, results: list[VideoResult]) -> None:
     _atomic_write(path, write)
 
 
+def run(args: argparse.Namespace) -> None:
+    results, notes = evaluate(args)
+    print(format_table(args, results, notes))
+    for note in notes:
+        print(f"eval_flicker: {note}", file=sys.stderr)
+    if args.json:
+        report = {"settings": settings(args, results, notes), "videos": [video_record(r) for r in results]}
+        text = json.dumps(report, indent=1)
+        _atomic_write(args.json, lambda tmp: tmp.write_text(text))
+    if args.csv:
+        write_csv(args.csv, results)
+    if args.plot:
+        write_plot(args.plot, results)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        results, notes = evaluate(args)
-        print(format_table(args, results, notes))
-        for note in notes:
-            print(f"eval_flicker: {note}", file=sys.stderr)
-        if args.json:
-            report = {"settings": settings(args, results, notes), "videos": [video_record(r) for r in results]}
-            text = json.dumps(report, indent=1)
-            _atomic_write(args.json, lambda tmp: tmp.write_text(text))
-        if args.csv:
-            write_csv(args.csv, results)
-        if args.plot:
-            write_plot(args.plot, results)
-    except (UserError, FlowError) as e:
-        print(f"eval_flicker: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli("eval_flicker", lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -11,19 +11,22 @@ tOF (TecoGAN): mean_x |OF(b_t, b_t+1)(x) - OF(g_t, g_t+1)(x)| with OpenCV Farneb
 parameters) on grey images, both flows centre-cropped (>= 8 px margin, sides multiples of 32).
 """
 
+import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import torch
 
-from flow import get_estimator
-from flow.classic import ClassicFlow, grey_uint8
-from flow.warp import backward_warp, valid_mask
+from flow import ClassicFlow, backward_warp, get_estimator, grey_uint8, valid_mask
 from vid2vid.errors import UserError
 
 Estimator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Frame = TypeVar("Frame")
+Flows = TypeVar("Flows")
 
 
 @dataclass
@@ -137,17 +140,56 @@ def warping_error(
                 f"flows must be two [T-1,2,H,W] = {list(expected)} tensors, got "
                 f"{list(fw_all.shape)} and {list(bw_all.shape)}"
             )
-    result = WarpingError()
-    for start in range(0, n_pairs, batch_pairs):
-        stop = min(start + batch_pairs, n_pairs)
+
+    def flows_for(first: int, run: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        stop = first + len(run) - 1
         if flows is None:
-            fw, bw = pair_flows(est, source[start : stop + 1] * 2 - 1)
-        else:
-            fw, bw = fw_all[start:stop].to(unit.device), bw_all[start:stop].to(unit.device)
+            return pair_flows(est, source[first : stop + 1] * 2 - 1)
+        return fw_all[first:stop].to(unit.device), bw_all[first:stop].to(unit.device)
+
+    result = WarpingError()
+    for first, run, (fw, bw) in frame_pair_batches(range(len(frames)), batch_pairs, flows_for):
+        stop = first + len(run) - 1
         result.add(*pair_warping_errors(
-            unit[start:stop], unit[start + 1 : stop + 1], fw, bw, mask_out_of_frame=mask_out_of_frame
+            unit[first:stop], unit[first + 1 : stop + 1], fw, bw, mask_out_of_frame=mask_out_of_frame
         ))
     return result
+
+
+def frame_pair_batches(
+    frames: Iterable[Frame],
+    batch: int,
+    flows: Callable[[int, list[Frame]], Flows],
+    *,
+    prefetch: bool = False,
+) -> Iterator[tuple[int, list[Frame], Flows]]:
+    """Consecutive frame pairs in batches, with their flows: the one loop of `warping_error` and
+    tools/eval_flicker.py. Yields (first, run, flows(first, run)): run = K+1 consecutive frames (1 <= K <= batch
+    pairs, pair `first` is run[0] -> run[1]); each run starts with the last frame of the previous one.
+    With prefetch, flows of the next run are computed in a worker thread while the caller uses this one."""
+    runs = _runs(iter(frames), batch)
+    if not prefetch:
+        for first, run in runs:
+            yield first, run, flows(first, run)
+        return
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        pending = None
+        for first, run in runs:
+            job = (first, run, worker.submit(flows, first, run))
+            if pending is not None:
+                yield pending[0], pending[1], pending[2].result()
+            pending = job
+        if pending is not None:
+            yield pending[0], pending[1], pending[2].result()
+
+
+def _runs(frames: Iterator[Frame], batch: int) -> Iterator[tuple[int, list[Frame]]]:
+    """(index of the run's first pair, batch + 1 consecutive frames sharing the first with the last run)."""
+    first, run = 0, list(itertools.islice(frames, batch + 1))
+    while len(run) >= 2:
+        yield first, run
+        first += len(run) - 1
+        run = [run[-1], *itertools.islice(frames, batch)]
 
 
 def tecogan_crop(height: int, width: int) -> tuple[slice, slice]:
