@@ -11,6 +11,7 @@ import torch
 from flow.warp import backward_warp, valid_mask
 from vid2vid.config import Size, from_dict
 from vid2vid.data.prepare import cluster_labels, cluster_table, fit_colour_clusters, prepare_video
+from vid2vid.data.sampler import ClipKey
 from vid2vid.data.sequences import build_dataset
 from vid2vid.errors import DataError, UserError
 from vid2vid.video_io import VideoWriter
@@ -67,6 +68,22 @@ def test_clip_length_schedule(synthetic_root):
     assert ds.set_n_frames(64) == 10  # capped at the shortest sequence
     with pytest.raises(DataError, match="data.n_frames"):
         build_dataset(_cfg(synthetic_root, n_frames=11))
+
+
+def test_item_by_key_is_the_item_at_that_epoch_and_length(synthetic_root):
+    """The training loader's ClipKey(epoch, index, n_frames) draws what dataset[index] draws after set_epoch
+    and set_n_frames, without touching the dataset's own state (DataLoader workers keep none)."""
+    ds = build_dataset(_cfg(synthetic_root, max_t_step=2, max_zoom=1.5, crop_size="96x192", flip=True), seed=4)
+    by_key = ds[ClipKey(epoch=5, index=1, n_frames=3)]
+    assert (ds.epoch, ds.n_frames) == (0, 4)
+    ds.set_epoch(5)
+    ds.set_n_frames(3)
+    by_index = ds[1]
+    assert by_key["frames"].shape[0] == 3 and (by_key["start"], by_key["step"]) == (by_index["start"], by_index["step"])
+    for key in ("labels", "inst", "frames", "flow_fw", "flow_bw"):
+        assert torch.equal(by_key[key], by_index[key]), key
+    with pytest.raises(ValueError, match="n_frames"):
+        ds[ClipKey(0, 0, 11)]  # longer than the shortest sequence
 
 
 def test_test_phase_is_deterministic(synthetic_root):

@@ -8,6 +8,8 @@
 Frames pair by sorted name. One item = one clip of n_frames frames from sequence `index`, at a
 random start and temporal stride, with one random zoom/crop/flip for the whole clip; all of it is
 drawn from (seed, epoch, index), so it does not depend on the process or DataLoader worker.
+The training loader indexes with ClipKey(epoch, index, n_frames) from vid2vid.data.sampler, so that
+no state has to reach the workers; dataset[int] uses the dataset's own epoch and n_frames.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from flow.errors import FlowError
 from flow.io import read_flo
 from vid2vid.config import Size
 from vid2vid.data import transforms
+from vid2vid.data.sampler import ClipKey
 from vid2vid.errors import DataError
 from vid2vid.video_io import VideoIndex, image_files, probe, read_image
 
@@ -220,10 +223,12 @@ class ClipDataset(torch.utils.data.Dataset):
         return len(self.sequences)
 
     def set_epoch(self, epoch: int) -> None:
+        """The epoch of dataset[int] in this process (a loader's workers get theirs from the ClipKeys)."""
         self.epoch = epoch
 
     def set_n_frames(self, n: int) -> int:
-        """Change the clip length (progressive training); capped at the shortest sequence. Returns it."""
+        """The clip length of dataset[int] in this process, capped at the shortest sequence; returns it.
+        Training changes it through the loader's keys (vid2vid.data.sampler.BatchStream.set_n_frames)."""
         if n < 1:
             raise ValueError(f"set_n_frames: n must be >= 1, got {n}")
         self.n_frames = min(n, self.shortest)
@@ -237,13 +242,22 @@ class ClipDataset(torch.utils.data.Dataset):
     def has_inst(self) -> bool:
         return self.sequences[0].inst is not None
 
-    def sample(self, index: int) -> tuple[int, int, transforms.ClipTransform]:
-        """(start, step, transform) of item `index` for the current epoch."""
+    def key(self, index: int | ClipKey) -> ClipKey:
+        """The full key of an item: a plain index draws with the dataset's current epoch and n_frames."""
+        if isinstance(index, tuple):
+            key = ClipKey(*index)
+            if not 1 <= key.n_frames <= self.shortest:
+                raise ValueError(f"{key}: n_frames must be in 1..{self.shortest} (the shortest sequence)")
+            return key
+        return ClipKey(self.epoch, int(index), self.n_frames)
+
+    def sample(self, index: int | ClipKey) -> tuple[int, int, transforms.ClipTransform]:
+        """(start, step, transform) of an item: a ClipKey, or an index for the current epoch."""
+        epoch, index, n = self.key(index)
         seq = self.sequences[index % len(self.sequences)]
-        n = self.n_frames
         if not self.augment:
             return 0, 1, transforms.centre_transform(load_size=self.load_size, crop_size=self.crop_size)
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, epoch, index])
         max_step = max(1, min(self.max_t_step, (len(seq) - 1) // max(1, n - 1)))
         step = int(rng.integers(1, max_step + 1))
         start = int(rng.integers(0, len(seq) - (n - 1) * step))
@@ -258,10 +272,11 @@ class ClipDataset(torch.utils.data.Dataset):
             self._videos[seq.name] = VideoIndex(seq.frames)
         return self._videos[seq.name].read(indices)
 
-    def __getitem__(self, index: int) -> dict:
-        seq = self.sequences[index % len(self.sequences)]
-        start, step, tf = self.sample(index)
-        idx = [start + k * step for k in range(self.n_frames)]
+    def __getitem__(self, index: int | ClipKey) -> dict:
+        key = self.key(index)
+        seq = self.sequences[key.index % len(self.sequences)]
+        start, step, tf = self.sample(key)
+        idx = [start + k * step for k in range(key.n_frames)]
         labels = [read_labels(seq.labels[i], self.label_nc) for i in idx]
         size = labels[0].shape
         rgb = self._rgb(seq, idx)
