@@ -84,7 +84,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    data = np.fromfile(path, np.uint8) if path.is_file() else np.zeros(0, np.uint8)  # imread would warn on stderr
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:
         raise FlowError(f"cannot read image {path}: it does not exist or is not a PNG/JPG")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -13,45 +13,41 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from vid2vid.checkpoint import load_generator
+from vid2vid.config import Size
 from vid2vid.data.encoding import semantic_input
-from vid2vid.errors import UserError
-from vid2vid.video_io import image_files, iter_frames, read_image
+from vid2vid.data.sequences import SequenceFiles, read_ids, read_labels, scan
+from vid2vid.data.transforms import apply_ids, apply_image, centre_transform
+from vid2vid.errors import UserError, run_cli
+from vid2vid.video_io import iter_frames, read_image
 
 
-def iter_labelled_frames(root: Path, phase: str, size):
+def _rgb_frames(seq: SequenceFiles) -> Iterator[np.ndarray]:
+    return iter_frames(seq.frames) if seq.is_video else (read_image(path) for path in seq.frames)
+
+
+def iter_labelled_frames(root: Path, phase: str, size: Size, label_nc: int):
     """(labels [H,W] int64, inst [H,W] int64 or None, frame [H,W,3] float32 in [0,1]) for every frame
-    of every sequence of a phase, resized to size (labels and instances nearest, frames area)."""
-    label_dir = root / f"{phase}_A"
-    if not label_dir.is_dir():
-        raise UserError(f"{label_dir}: missing; the dataset needs a {phase} phase to evaluate on")
-    for seq in sorted(p for p in label_dir.iterdir() if p.is_dir()):
-        frames_src = root / f"{phase}_B" / seq.name
-        if not frames_src.exists():
-            frames_src = next((root / f"{phase}_B").glob(f"{seq.name}.*"), frames_src)
-        inst_dir = root / f"{phase}_inst" / seq.name
-        inst_files = image_files(inst_dir) if inst_dir.is_dir() else None
-        for i, (label_file, frame) in enumerate(zip(image_files(seq), iter_frames(frames_src), strict=True)):
-            labels = cv2.resize(read_image(label_file, cv2.IMREAD_UNCHANGED), (size.w, size.h),
-                                interpolation=cv2.INTER_NEAREST)
-            inst = None
-            if inst_files is not None:
-                inst = cv2.resize(read_image(inst_files[i], cv2.IMREAD_UNCHANGED), (size.w, size.h),
-                                  interpolation=cv2.INTER_NEAREST).astype(np.int64)
-            frame = cv2.resize(frame, (size.w, size.h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-            yield labels.astype(np.int64), inst, frame
+    of every sequence of a phase (found by the dataset scanner), resized to size by the dataset transforms
+    (labels and instances nearest, frames area when shrinking)."""
+    tf = centre_transform(load_size=size, crop_size=size)
+    for seq in scan(root, phase):
+        for i, frame in enumerate(_rgb_frames(seq)):
+            labels = apply_ids(read_labels(seq.labels[i], label_nc), tf).astype(np.int64)
+            inst = None if seq.inst is None else apply_ids(read_ids(seq.inst[i], "instance"), tf).astype(np.int64)
+            yield labels, inst, apply_image(frame, tf).astype(np.float32) / 255
 
 
 def class_mean_colours(root: Path, size, label_nc: int) -> np.ndarray:
     """[label_nc, 3] mean training colour per label id in [0,1] (global mean for unseen ids)."""
     sums, counts = np.zeros((label_nc, 3)), np.zeros(label_nc)
-    for labels, _, frame in iter_labelled_frames(root, "train", size):
+    for labels, _, frame in iter_labelled_frames(root, "train", size, label_nc):
         flat = labels.reshape(-1)
         counts += np.bincount(flat, minlength=label_nc)[:label_nc]
         for c in range(3):
@@ -67,7 +63,7 @@ def evaluate(export: str | Path, phase: str = "test", data_root: str | None = No
     size, label_nc = cfg.data.load_size, cfg.data.label_nc
     means = class_mean_colours(root, size, label_nc)
     model_err, base_err, n = 0.0, 0.0, 0
-    for labels, inst, frame in iter_labelled_frames(root, phase, size):
+    for labels, inst, frame in iter_labelled_frames(root, phase, size, label_nc):
         sem = semantic_input(torch.from_numpy(labels)[None], None if inst is None else torch.from_numpy(inst)[None],
                              label_nc, cfg.data.use_instance)  # [1,C,H,W]
         fake = generator(sem)[0].permute(1, 2, 0).float().numpy() * 0.5 + 0.5  # [H,W,3] in [0,1]
@@ -87,12 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", default=None, help="dataset root (default: data.root of the exported config)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    try:
-        print(json.dumps(evaluate(args.export, args.phase, args.data_root)))
-    except UserError as e:
-        print(f"eval_image_model: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli("eval_image_model", lambda: print(json.dumps(evaluate(args.export, args.phase, args.data_root))))
 
 
 if __name__ == "__main__":
