@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 import flow
-from flow.classic import ClassicFlow, rgb_to_grey
-from flow.estimators import RaftFlow
+from flow import ClassicFlow, RaftFlow, rgb_to_grey
 from vid2vid.config import parse_size
+from vid2vid.data.transforms import apply_image, centre_transform
 from vid2vid.video_io import iter_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,8 +41,8 @@ def load_eval_flicker():
 
 
 def resized_frames(video: str, size) -> list[np.ndarray]:
-    return [cv2.resize(f, (size.w, size.h), interpolation=cv2.INTER_AREA) if f.shape[:2] != tuple(size) else f
-            for f in iter_frames(video)]
+    tf = centre_transform(load_size=size, crop_size=size)  # eval_flicker's resampling rule
+    return [apply_image(f, tf) for f in iter_frames(video)]
 
 
 def bench_eval(video: str, size) -> dict:

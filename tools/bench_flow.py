@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ def worker(model: str, size: str, impl: str, threads: int, repeats: int, iters: 
     torch.set_num_threads(threads)
     from torchvision.models import optical_flow
 
-    from flow.raft import raft_large, raft_small
+    from flow import raft_large, raft_small
 
     torch.manual_seed(0)
     reference = getattr(optical_flow, model)().eval()
@@ -95,13 +96,15 @@ def bench_models(models, sizes, threads, repeats, iters) -> list[dict]:
 
 def load_sequences(data: Path, max_sequences: int):
     """Test sequences -> list of (frames [T,3,H,W] in [-1,1], exact forward flows [T-1,2,H,W])."""
-    from flow.train import read_flow, read_image
+    from flow import read_flo
+    from vid2vid.video_io import image_files, read_image
 
     sequences = []
     for seq in sorted((data / "test_B").iterdir())[:max_sequences]:
-        frames = sorted(p for p in seq.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-        flows = [read_flow(data / "test_flow" / seq.name / f"fw_{t:05d}.flo") for t in range(len(frames) - 1)]
-        sequences.append((torch.stack([read_image(p) for p in frames]), torch.stack(flows)))
+        frames = image_files(seq)
+        flows = [read_flo(data / "test_flow" / seq.name / f"fw_{t:05d}.flo") for t in range(len(frames) - 1)]
+        images = torch.from_numpy(np.stack([read_image(p) for p in frames])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        sequences.append((images, torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2)))
     return sequences
 
 
