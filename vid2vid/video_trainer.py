@@ -1,0 +1,289 @@
+"""The video model's training step (model.name: vid2vid), on the trainer's named network groups.
+
+One step per clip batch {labels [B,T,H,W], inst, frames [B,T,3,H,W], flow_bw [B,T-1,2,H,W]}:
+
+    semantics per frame (one-hot + edges) and the reference flow + confidence between real frames (no grad)
+    history <- the first N-1 frames (real | image-model | zeros)            # N = model.n_frames_G
+    for each chunk of train.detach_every generated frames:
+        temporal.unroll(G, history, semantics[chunk])                      # the ONE recurrence
+        D phase: image D on (sem, final) and (sem, raw) vs (sem, real); temporal D per scale on windows
+                 over [first frames + generated frames] vs real windows, both with the real flows
+        G phase (Ds frozen): GAN + feature matching (image and temporal Ds), L1/VGG, flow, warp, mask terms
+        history.detach()
+    one optimizer step per group (gradients of every chunk accumulated), EMA, schedules
+
+Each chunk's losses are weighted by its share of the generated frames, so a step's loss is the mean over
+frames whatever detach_every is. Forward passes use the unwrapped networks and the gradients are averaged
+over processes by hand before each optimizer step (the recurrence calls G many times per backward, which
+DistributedDataParallel's reducer does not allow); BatchNorm statistics are therefore per process.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+
+from vid2vid.losses import feature_matching
+from vid2vid.models.discriminators import temporal_windows
+from vid2vid.temporal import History, start_history, unroll
+from vid2vid.train import Trainer, set_requires_grad
+
+
+def temporal_names(scales: int) -> list[str]:
+    """Network names of the temporal discriminators, one per temporal scale."""
+    return [f"D_temporal{s}" for s in range(scales)]
+
+
+class VideoTrainer(Trainer):
+    """The sequential generator with its image and temporal discriminators."""
+
+    def __init__(self, cfg, accelerator, groups, losses, ema, *, video_losses, reference_flow, first_frames=None):
+        super().__init__(cfg, accelerator, groups, losses, ema)
+        self.video_losses, self.reference_flow = video_losses, reference_flow
+        self.first_frames = first_frames  # callable(labels [B,N-1,H,W], inst) -> frames, for image-model:PATH
+        self.skipped_scales: set[int] = set()
+
+    def sample_inputs(self) -> dict:
+        return held_out_clip(self.cfg)
+
+    def sample(self, samples: dict, out_dir, step: int) -> dict[str, float]:
+        return sample_video(self, samples, out_dir, step)
+
+    def net(self, name: str) -> torch.nn.Module:
+        return self.acc.unwrap_model(self.networks[name])
+
+    def temporal_scales(self) -> list[int]:
+        return [int(name.removeprefix("D_temporal")) for name in self.groups["D"].networks
+                if name.startswith("D_temporal")]
+
+    # ------------------------------------------------------------------------------------------
+    # inputs
+    # ------------------------------------------------------------------------------------------
+
+    def clip_semantics(self, batch: dict) -> torch.Tensor:
+        """labels [B,T,H,W] (+ inst) -> semantics [B,T,C,H,W]."""
+        from vid2vid.data.encoding import semantic_input
+
+        return semantic_input(batch["labels"], batch.get("inst"), self.cfg.data.label_nc, self.cfg.data.use_instance)
+
+    def history_for(self, batch: dict, sem: torch.Tensor) -> History:
+        n = self.cfg.model.n_frames_G - 1
+        mode = self.cfg.model.first_frame
+        if mode.startswith("image-model:"):
+            inst = batch.get("inst")
+            with torch.no_grad():
+                frames = self.first_frames(batch["labels"][:, :n], None if inst is None else inst[:, :n])
+            return start_history(mode, sem[:, :n], frames)
+        return start_history(mode, sem[:, :n], batch["frames"][:, :n])
+
+    # ------------------------------------------------------------------------------------------
+    # the step
+    # ------------------------------------------------------------------------------------------
+
+    def step(self, micro_batches: list[dict], step: int = 0) -> dict[str, float]:
+        parts: dict[str, float] = {}
+        for batch in micro_batches:
+            self.clip_step(batch, parts, 1.0 / len(micro_batches))
+        for group in ("D", "G"):
+            self.average_gradients(group)
+            self.update(group)
+        self.end_step(step)
+        return parts
+
+    def average_gradients(self, group: str) -> None:
+        """All-reduce (mean) of the group's gradients over processes (what DDP would have done)."""
+        if self.acc.num_processes == 1:
+            return
+        import torch.distributed as dist
+
+        for p in self.groups[group].parameters():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+            p.grad /= self.acc.num_processes
+
+    def clip_step(self, batch: dict, parts: dict[str, float], share: float) -> None:
+        """Accumulate the gradients of one clip batch (weight `share` of the step) into both groups."""
+        sem = self.clip_semantics(batch)  # [B,T,C,H,W]
+        real = batch["frames"]  # [B,T,3,H,W]
+        ref_flow, confidence = self.reference_flow(real, flow_bw=batch.get("flow_bw"))  # [B,T-1,2|1,H,W]
+        history = self.history_for(batch, sem)
+        n_seed, n_frames = self.cfg.model.n_frames_G - 1, real.shape[1]
+        sequence = history.frames.detach()  # [B,t,3,H,W]: first frames + generated so far (detached)
+        every = self.cfg.train.detach_every
+        for t0 in range(n_seed, n_frames, every):
+            t1 = min(t0 + every, n_frames)
+            weight = share * (t1 - t0) / (n_frames - n_seed)
+            with self.acc.autocast():
+                out, history = unroll(self.net("G"), history, sem[:, t0:t1])
+            chunk = Chunk(t0, t1, sem, real, ref_flow, confidence, sequence, out)
+            self.d_phase(chunk, parts, weight)
+            self.g_phase(chunk, parts, weight)
+            history = history.detach()
+            sequence = torch.cat([sequence, out.final.detach().float()], dim=1)
+
+    def d_phase(self, c: Chunk, parts: dict[str, float], weight: float) -> None:
+        D = self.net("D")
+        set_requires_grad(D, True)
+        with self.acc.autocast():
+            sem, real = c.frames(c.sem_chunk), c.frames(c.real_chunk)
+            fakes = torch.cat([c.frames(c.out.final), c.frames(c.out.raw)]).detach()
+            fake_in = torch.cat([sem.repeat(2, 1, 1, 1), fakes], 1)
+            real_in = torch.cat([sem, real], 1)
+            preds = D(torch.cat([fake_in, real_in]))
+            n = len(fake_in)
+            d = self.losses.discriminator(real_outputs=[[f[n:] for f in s] for s in preds],
+                                          fake_outputs=[[f[:n] for f in s] for s in preds], discriminator=D,
+                                          real_input=real_in, fake_input=fake_in)
+            total = d["total"]
+            for s in self.temporal_scales():
+                windows = c.windows(self.cfg.discriminator.n_frames_D, s, detach=True)
+                if windows is None:
+                    continue
+                Dt = self.net(f"D_temporal{s}")
+                set_requires_grad(Dt, True)
+                fake_w, real_w = windows
+                out = Dt(torch.cat([fake_w, real_w]))
+                m = len(fake_w)
+                dt = self.losses.gan_loss.discriminator([[f[m:] for f in sc] for sc in out],
+                                                        [[f[:m] for f in sc] for sc in out])
+                d[f"temporal_s{s}"] = dt["total"]
+                total = total + dt["total"]
+        self.acc.backward(total * weight)
+        d["total"] = total
+        _rescale(parts, d, "D/", weight)
+
+    def g_phase(self, c: Chunk, parts: dict[str, float], weight: float) -> None:
+        D = self.net("D")
+        frozen = [D] + [self.net(f"D_temporal{s}") for s in self.temporal_scales()]
+        for net in frozen:
+            set_requires_grad(net, False)
+        cfg = self.cfg
+        with self.acc.autocast():
+            sem, real = c.frames(c.sem_chunk), c.frames(c.real_chunk)
+            final, raw = c.frames(c.out.final), c.frames(c.out.raw)
+            preds = D(torch.cat([torch.cat([sem, final], 1), torch.cat([sem, raw], 1), torch.cat([sem, real], 1)]))
+            n = len(sem)
+            final_out, raw_out, real_out = ([[f[i * n:(i + 1) * n] for f in s] for s in preds] for i in range(3))
+            g = self.losses.generator(fake_outputs=final_out, real_outputs=real_out, fake=final, real=real)
+            raw_parts = self.losses.generator(fake_outputs=raw_out, real_outputs=real_out)
+            g.update({f"{k}_raw": v for k, v in raw_parts.items() if k in ("gan", "feat")})
+            g.update(self.video_terms(c))
+            for s in self.temporal_scales():
+                windows = c.windows(cfg.discriminator.n_frames_D, s, detach=False)
+                if windows is None:
+                    self.skipped_scales.add(s)
+                    continue
+                out = self.net(f"D_temporal{s}")(torch.cat(windows))
+                m = len(windows[0])
+                fake_o, real_o = [[f[:m] for f in sc] for sc in out], [[f[m:] for f in sc] for sc in out]
+                g[f"tgan_s{s}"] = cfg.loss.temporal_gan * self.losses.gan_loss.generator(fake_o)
+                g[f"tfeat_s{s}"] = cfg.loss.temporal_feat * feature_matching(real_o, fake_o)
+            g["total"] = sum(v for k, v in g.items() if k != "total")
+        self.acc.backward(g["total"] * weight)
+        for net in frozen:
+            set_requires_grad(net, True)
+        _rescale(parts, g, "G/", weight)
+
+    def video_terms(self, c: Chunk) -> dict[str, torch.Tensor]:
+        """Flow, warp and mask terms of the chunk's frames t0..t1-1 against their predecessors."""
+        t0, t1 = c.t0, c.t1
+        final_prev = torch.cat([c.sequence[:, -1:].to(c.out.final.dtype), c.out.final[:, :-1]], dim=1)
+        parts = self.video_losses(ref_flow=c.ref_flow[:, t0 - 1:t1 - 1], confidence=c.confidence[:, t0 - 1:t1 - 1],
+                                  flow=c.out.flow.float(), real=c.real_chunk, real_prev=c.real[:, t0 - 1:t1 - 1],
+                                  final=c.out.final.float(), final_prev=final_prev.float(),
+                                  weight=c.out.weight.float())
+        parts.pop("total")
+        return parts
+
+
+def _rescale(parts: dict[str, float], new: dict[str, torch.Tensor], prefix: str, weight: float) -> None:
+    """Add a chunk's parts to the step's log, weighted by the chunk's share of the step."""
+    for name, v in new.items():
+        parts[prefix + name] = parts.get(prefix + name, 0.0) + float(v.detach()) * weight
+
+
+class Chunk:
+    """One chunk of generated frames t0..t1-1 of a clip and what its losses need."""
+
+    def __init__(self, t0, t1, sem, real, ref_flow, confidence, sequence, out):
+        self.t0, self.t1 = t0, t1
+        self.sem, self.real, self.ref_flow, self.confidence = sem, real, ref_flow, confidence
+        self.sequence = sequence  # [B,t0,3,H,W] detached first frames + earlier generated frames
+        self.out = out  # temporal.VideoFrames of this chunk, [B,t1-t0,...]
+        self.sem_chunk, self.real_chunk = sem[:, t0:t1], real[:, t0:t1]
+
+    @staticmethod
+    def frames(x: torch.Tensor) -> torch.Tensor:
+        return rearrange(x, "b t c h w -> (b t) c h w")
+
+    def windows(self, n_frames_D: int, scale: int, *, detach: bool):
+        """(fake windows, real windows) [B*S,C,H,W] of the temporal D at `scale` that end in this chunk, or
+        None when there is no complete one. Fake windows run over [first frames + generated frames]; both get
+        the REAL frames' reference flows."""
+        stride = n_frames_D**scale
+        c0 = max(0, self.t0 - (n_frames_D - 1) * stride)  # every window of [c0, t1) ends at or after t0
+        final = self.out.final.detach() if detach else self.out.final
+        fake = torch.cat([self.sequence[:, c0:].to(final.dtype), final], dim=1)
+        flows = self.ref_flow[:, c0:self.t1 - 1].to(final.dtype)
+        fake_w = temporal_windows(fake, flows, n_frames_D, scale)
+        if fake_w is None:
+            return None
+        return fake_w, temporal_windows(self.real[:, c0:self.t1].to(final.dtype), flows, n_frames_D, scale)
+
+
+# ----------------------------------------------------------------------------------------------
+# Held-out samples: a side-by-side mp4 and PSNR / E_warp in the log
+# ----------------------------------------------------------------------------------------------
+
+
+def held_out_clip(cfg, max_frames: int = 30) -> dict:
+    """The first held-out sequence (test phase; train when absent) as a batch of one clip, its first
+    max_frames frames (or the whole sequence when shorter), with the dataset's flow when it has one."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from vid2vid.data.sequences import build_dataset
+
+    phase = "test" if (Path(cfg.data.root) / "test_A").is_dir() else cfg.data.phase
+    probe = build_dataset(replace(cfg.data, n_frames=1), phase=phase, seed=cfg.train.seed)
+    n = min(max_frames, probe.shortest)
+    item = build_dataset(replace(cfg.data, n_frames=n), phase=phase, seed=cfg.train.seed)[0]
+    return {k: v[None] for k, v in item.items() if isinstance(v, torch.Tensor)}
+
+
+@torch.no_grad()
+def generate_clip(trainer: VideoTrainer, G: torch.nn.Module, clip: dict) -> torch.Tensor:
+    """The clip's frames as the video model makes them with real first frames: [T,3,H,W] in [-1,1]
+    (the first N-1 frames are the real ones)."""
+    clip = {k: v.to(trainer.acc.device) for k, v in clip.items()}
+    sem = trainer.clip_semantics(clip)
+    history = trainer.history_for(clip, sem)
+    with trainer.acc.autocast():
+        out, _ = unroll(G, history, sem[:, history.frames.shape[1]:])
+    return torch.cat([history.frames, out.final.float()], dim=1)[0].clamp(-1, 1)
+
+
+def sample_video(trainer: VideoTrainer, clip: dict, out_dir, step: int) -> dict[str, float]:
+    """Write samples/step_XXXXXXX.mp4 (labels | generated | real) and return held-out PSNR and E_warp."""
+    from vid2vid.metrics import psnr, warping_error
+    from vid2vid.train import label_colours
+    from vid2vid.video_io import VideoWriter
+
+    G = trainer.export_model()
+    was_training = G.training
+    G.eval()
+    fake = generate_clip(trainer, G, clip).cpu()  # [T,3,H,W]
+    G.train(was_training)
+    real = clip["frames"][0].float()
+    n_seed = trainer.cfg.model.n_frames_G - 1
+    flows = (clip["flow_fw"][0], clip["flow_bw"][0]) if "flow_fw" in clip else None
+    e_warp = warping_error(fake[n_seed:], None if flows is None else (flows[0][n_seed:], flows[1][n_seed:]),
+                           value_range=(-1, 1), reference=None if flows else real[n_seed:]).value
+    metrics = {"val/psnr": float(psnr(fake[n_seed:], real[n_seed:], value_range=(-1, 1))), "val/e_warp": e_warp}
+    panels = torch.cat([label_colours(clip["labels"][0], trainer.cfg.data.label_nc), fake, real], dim=3)
+    frames = ((panels.clamp(-1, 1) * 0.5 + 0.5) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    with VideoWriter(out_dir / "samples" / f"step_{step:07d}.mp4", fps=trainer.cfg.render.fps) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return metrics
