@@ -191,7 +191,6 @@ PATH_KEYS = ("data.root", "loss.vgg_weights", "flow.weights", "train.out_dir")
 # Keys that are checked and stored but that no code reads yet: key -> what will read it. `vid2vid config`
 # marks them "not yet used". Remove a key here in the change that makes it used.
 NOT_YET_USED = {
-    "discriminator.n_frames_D": "the temporal discriminators (frames per window) of vid2vid training",
     "discriminator.temporal_scales": "the temporal discriminators (how many) of vid2vid training",
     "loss.flow": "vid2vid training: the flow loss",
     "loss.warp": "vid2vid training: the warp loss",
@@ -201,7 +200,6 @@ NOT_YET_USED = {
     "flow.weights": "vid2vid training: the reference flow's RAFT weights",
     "flow.iters": "vid2vid training: the reference flow's RAFT iterations",
     "flow.corr": "vid2vid training: the reference flow's RAFT correlation",
-    "render.fps": "rendering a video with a trained model",
     "render.crf": "rendering a video with a trained model",
     "render.dtype": "rendering a video with a trained model",
 }
