@@ -162,3 +162,45 @@ def test_feature_bank_collects_instance_features_and_round_trips():
     other = FeatureBank(6, 1, k=3)
     other.load_state_dict(bank.state_dict())
     assert torch.equal(other.centers, bank.centers) and torch.equal(other.counts, bank.counts)
+
+
+def test_feature_bank_cluster_choice_and_seeded_draws():
+    # k = 2. class 1: four instances in two groups -> two centres; class 2: one instance -> one centre (< k)
+    feats = torch.tensor([[1.0], [1.01], [2.0], [2.01], [-1.0]])
+    bank = FeatureBank(label_nc=3, feat_num=1, k=2).fit(feats, torch.tensor([1, 1, 1, 1, 2]), seed=0)
+    assert bank.counts.tolist() == [0, 2, 1]
+    labels = torch.ones(1, 4, 8, dtype=torch.long)
+    labels[:, :, 6:] = 2
+    inst = labels * 10
+    inst[:, :, 3:6] = 11  # two instances of class 1, one of class 2
+    first, second = (bank.sample(labels, inst, cluster=c) for c in (0, 1))
+    assert torch.equal(first[0, 0, :, :6].unique(), bank.centers[1, 0])  # every class-1 instance: centre 0
+    assert torch.equal(second[0, 0, :, :6].unique(), bank.centers[1, 1])
+    assert torch.equal(first[0, 0, :, 6:], second[0, 0, :, 6:])  # class 2 has one centre: K modulo 1
+    draws = [bank.sample(labels, inst, torch.Generator().manual_seed(s)) for s in range(6)]
+    assert torch.equal(draws[0], bank.sample(labels, inst, torch.Generator().manual_seed(0)))
+    assert any(not torch.equal(draws[0], d) for d in draws[1:])
+    assert bank.unseen_classes(torch.tensor([[0, 1], [2, 2]])) == [0]
+
+
+def test_generation_z_and_style_features():
+    from vid2vid.models.image import style_features, vae_z
+
+    torch.manual_seed(0)
+    enc = VAEEncoder(3, ndf=4, z_dim=8, image_size=16).eval()
+    style = torch.rand(1, 3, 20, 24) * 2 - 1
+    with torch.no_grad():
+        mu, _ = enc(style)
+        assert torch.equal(vae_z(enc, 3, 8, style), mu.expand(3, -1))  # the encoder's mean for each frame
+        drawn = vae_z(enc, 3, 8, style, torch.Generator().manual_seed(1))
+        assert torch.equal(drawn, vae_z(enc, 3, 8, style, torch.Generator().manual_seed(1)))
+        assert not torch.equal(drawn, mu.expand(3, -1))
+    z = vae_z(None, 2, 8, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(z, torch.randn(2, 8, generator=torch.Generator().manual_seed(4)))
+
+    feat_enc = FeatureEncoder(3, 3, ngf=4, n_downsample=2)
+    inst = torch.zeros(2, 16, 16, dtype=torch.long)
+    inst[1, 8:] = 5
+    out = style_features(feat_enc, style, inst)  # resized to 16x16, pooled over each frame's instances
+    resized = F.interpolate(style, size=(16, 16), mode="bilinear", align_corners=False).expand(2, -1, -1, -1)
+    assert out.shape == (2, 3, 16, 16) and torch.allclose(out, feat_enc(resized, inst))

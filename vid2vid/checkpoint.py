@@ -1,8 +1,11 @@
 """Exported generators and the trainer's checkpoint folders.
 
-Export (`<train.out_dir>/export/`): `config.yaml` (the resolved training config) and
-`generator.safetensors` (the generator's state dict; the EMA weights when EMA is on). That is all
-`load_generator` and rendering need.
+Export (`<train.out_dir>/export/`): `config.yaml` (the resolved training config),
+`generator.safetensors` (the generator's state dict; the EMA weights when EMA is on) and, for a model
+trained with an encoder, `encoder.safetensors` (pix2pixHD's feature encoder with model.feat_num > 0, or
+SPADE's VAE encoder with model.use_vae) and, for pix2pixHD, `feature_bank.safetensors` (the per-class
+k-means centres of the training set's instance features). `load_generator` reads the generator alone;
+`load_export` reads everything and generates frames with features / z chosen per `Export.generate`.
 
 Checkpoints (`<train.out_dir>/checkpoints/step_XXXXXXX/`): accelerate's `save_state` files (models,
 optimizers, schedulers, RNG) plus our own `trainer_state.json` (step, data position, schedule) and
@@ -13,8 +16,10 @@ so a folder named `step_*` is always whole.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,6 +32,8 @@ from vid2vid.errors import UserError
 
 EXPORT_CONFIG = "config.yaml"
 EXPORT_WEIGHTS = "generator.safetensors"
+EXPORT_ENCODER = "encoder.safetensors"
+EXPORT_FEATURE_BANK = "feature_bank.safetensors"
 STATE_FILE = "trainer_state.json"
 EMA_FILE = "ema.safetensors"
 _STEP_DIR = re.compile(r"^step_(\d{7,})$")
@@ -52,13 +59,32 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path) 
 # ----------------------------------------------------------------------------------------------
 
 
-def export_generator(state_dict: dict[str, torch.Tensor], cfg: Config, out_dir: str | Path) -> Path:
-    """Write `out_dir/config.yaml` and `out_dir/generator.safetensors`, each file atomically."""
+def export_generator(state_dict: dict[str, torch.Tensor], cfg: Config, out_dir: str | Path, *,
+                     encoder: dict[str, torch.Tensor] | None = None,
+                     feature_bank: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write `out_dir/config.yaml` and `out_dir/generator.safetensors`, plus `encoder.safetensors` and
+    `feature_bank.safetensors` when given (state dicts), each file atomically; an encoder or bank file
+    not given is removed, so that the folder never mixes runs."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / EXPORT_CONFIG)  # atomic
     atomic_save_safetensors(state_dict, out_dir / EXPORT_WEIGHTS)
+    for name, tensors in ((EXPORT_ENCODER, encoder), (EXPORT_FEATURE_BANK, feature_bank)):
+        if tensors is not None:
+            atomic_save_safetensors(tensors, out_dir / name)
+        else:
+            (out_dir / name).unlink(missing_ok=True)
     return out_dir
+
+
+def export_files(cfg: Config) -> list[str]:
+    """The weight files an export of cfg's model holds."""
+    files = [EXPORT_WEIGHTS]
+    if cfg.model.feat_num > 0 or cfg.model.use_vae:
+        files.append(EXPORT_ENCODER)
+    if cfg.model.feat_num > 0:
+        files.append(EXPORT_FEATURE_BANK)
+    return files
 
 
 def _export_files(path: Path) -> tuple[Path, Path]:
@@ -70,10 +96,11 @@ def _export_files(path: Path) -> tuple[Path, Path]:
     return path / EXPORT_CONFIG, path / EXPORT_WEIGHTS
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
-    """An exported generator (folder with config.yaml + generator.safetensors, the weights file itself,
-    or a run folder holding export/) -> (generator in eval mode on `device`, its Config)."""
-    path = Path(path)
+_EXPORT_FIX = "export config and weights come from the same run (<train.out_dir>/export)"
+
+
+def _read_export(path: Path) -> tuple[Config, Path]:
+    """(the export's Config, its generator weights file), or a UserError naming what is missing."""
     if not path.exists():
         raise UserError(f"{path}: no such exported model; pass <train.out_dir>/export written by vid2vid train")
     cfg_path, weights_path = _export_files(path)
@@ -85,13 +112,126 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
         tree = yaml.safe_load(cfg_path.read_text())
     except yaml.YAMLError as e:
         raise UserError(f"{cfg_path}: not valid YAML ({e}); re-export the model") from None
+    return from_dict(tree), weights_path
+
+
+def _load_module(module: torch.nn.Module, file: Path, device: str | torch.device) -> torch.nn.Module:
+    load_weights(module, read_safetensors(file, _EXPORT_FIX), file, _EXPORT_FIX)
+    return module.to(device).eval()
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
+    """An exported generator (folder with config.yaml + generator.safetensors, the weights file itself,
+    or a run folder holding export/) -> (generator in eval mode on `device`, its Config)."""
     from vid2vid.models.build import build_generator
 
-    cfg = from_dict(tree)
-    generator = build_generator(cfg)
-    fix = "export config and weights come from the same run (<train.out_dir>/export)"
-    load_weights(generator, read_safetensors(weights_path, fix), weights_path, fix)
-    return generator.to(device).eval(), cfg
+    cfg, weights_path = _read_export(Path(path))
+    return _load_module(build_generator(cfg), weights_path, device), cfg
+
+
+@dataclass
+class Export:
+    """An exported image model: the generator, the encoder trained with it (or None) and pix2pixHD's
+    feature bank (or None), all in eval mode, and the training Config."""
+
+    generator: torch.nn.Module
+    cfg: Config
+    encoder: torch.nn.Module | None = None  # FeatureEncoder (model.feat_num > 0) or VAEEncoder (model.use_vae)
+    feature_bank: torch.nn.Module | None = None  # FeatureBank (model.feat_num > 0)
+    _noted: set[int] = field(default_factory=set, repr=False)  # classes already logged as unseen
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    @torch.no_grad()
+    def generate(self, labels: torch.Tensor, inst: torch.Tensor | None = None, *, style: torch.Tensor | None = None,
+                 cluster: int | None = None, seed: int | None = None) -> torch.Tensor:
+        """labels [B,H,W] (+ inst [B,H,W]) -> frames [B,3,H,W] in [-1,1].
+
+        pix2pixHD with features: from `style` (an image [1,3,Hs,Ws] in [-1,1], resized to the frame and pooled
+        over its instances), else from the feature bank: centre `cluster` of each instance's class, or a random
+        centre per instance (drawn from `seed`; the global RNG when None). SPADE with the VAE: z from `style`
+        (the encoder's mean; a draw around it with `seed`), else z ~ N(0, I) from `seed`. The same inputs and
+        cluster / seed give the same frames."""
+        from vid2vid.data.encoding import semantic_input
+        from vid2vid.models.image import instance_map, style_features, vae_z
+
+        m = self.cfg.model
+        labels = labels.to(self.device)
+        inst = None if inst is None else inst.to(self.device)
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        sem = semantic_input(labels, inst, self.cfg.data.label_nc, self.cfg.data.use_instance)  # [B,C,H,W]
+        if cluster is not None and m.feat_num == 0:
+            raise UserError(f"a feature cluster was given but {m.name} has no feature bank (model.feat_num is 0)")
+        if m.feat_num > 0:
+            pooled_over = instance_map(labels, inst)
+            feats = (style_features(self.encoder, style, pooled_over) if style is not None
+                     else self._bank_features(labels, pooled_over, cluster, generator))
+            return self.generator(torch.cat([sem, feats.to(sem.dtype)], 1))
+        if m.use_vae:
+            return self.generator(sem, vae_z(self.encoder, len(labels), m.z_dim, style, generator, self.device))
+        if style is not None:
+            raise UserError(f"a style image was given but {m.name} has no encoder (model.feat_num 0, use_vae false)")
+        return self.generator(sem)
+
+    def _bank_features(self, labels: torch.Tensor, inst: torch.Tensor, cluster: int | None,
+                       generator: torch.Generator | None) -> torch.Tensor:
+        """Feature-bank features [B,feat_num,H,W]; logs (once per class) the classes never seen in training."""
+        if self.feature_bank is None:
+            raise UserError(f"this export has no {EXPORT_FEATURE_BANK} (written when training ends or checkpoints); "
+                            "pass a style image instead, or re-export the finished run")
+        unseen = sorted(set(self.feature_bank.unseen_classes(labels)) - self._noted)
+        if unseen:
+            logging.getLogger("vid2vid").warning(
+                "feature bank: label ids %s were never seen in training; their instances get zero features", unseen)
+            self._noted.update(unseen)
+        return self.feature_bank.sample(labels, inst, generator, cluster)
+
+
+def read_style(path: str | Path) -> torch.Tensor:
+    """A style image file (any size) -> [1,3,H,W] in [-1,1], for Export.generate(style=...)."""
+    from vid2vid.video_io import read_image
+
+    rgb = torch.from_numpy(read_image(path)).permute(2, 0, 1).float()  # [3,H,W] in [0,255]
+    return (rgb / 127.5 - 1.0).unsqueeze(0)
+
+
+def add_generation_options(parser) -> None:
+    """The command-line options choosing an encoder model's features / z (tools/eval_image_model.py, render)."""
+    parser.add_argument("--feature-cluster", type=int, default=None, metavar="K",
+                        help="pix2pixHD with features: centre K of each instance's class in the feature bank "
+                             "(K modulo the class's centres); default: a random centre per instance from --seed")
+    parser.add_argument("--seed", type=int, default=0, metavar="N",
+                        help="seed of the random feature-bank centres (pix2pixHD) or of z ~ N(0, I) (SPADE VAE); "
+                             "the same seed gives the same frames (default 0)")
+    parser.add_argument("--style", default=None, metavar="IMAGE",
+                        help="take the features (pix2pixHD) or z (SPADE VAE) from this image's encoding instead")
+
+
+def generation_options(args) -> dict:
+    """Export.generate's keyword arguments from add_generation_options' parsed options."""
+    return {"cluster": args.feature_cluster, "seed": args.seed,
+            "style": read_style(args.style) if args.style is not None else None}
+
+
+def load_export(path: str | Path, device: str | torch.device = "cpu") -> Export:
+    """An export folder (or its generator.safetensors, or a run folder holding export/) -> Export: the generator,
+    the encoder when the model has one, pix2pixHD's feature bank, all in eval mode on `device`."""
+    from vid2vid.models.build import build_feature_bank, build_generator, build_image_encoder
+
+    cfg, weights_path = _read_export(Path(path))
+    export = Export(_load_module(build_generator(cfg), weights_path, device), cfg)
+    encoder, bank = build_image_encoder(cfg), build_feature_bank(cfg)
+    if encoder is not None:
+        file = weights_path.parent / EXPORT_ENCODER
+        if not file.is_file():
+            raise UserError(f"{file}: missing; {cfg.model.name} with an encoder exports {EXPORT_ENCODER} next to "
+                            f"{EXPORT_WEIGHTS}; {_EXPORT_FIX}")
+        export.encoder = _load_module(encoder, file, device)
+    if bank is not None and (weights_path.parent / EXPORT_FEATURE_BANK).is_file():
+        export.feature_bank = _load_module(bank, weights_path.parent / EXPORT_FEATURE_BANK, device)
+    return export
 
 
 # ----------------------------------------------------------------------------------------------

@@ -221,18 +221,79 @@ class FeatureBank(nn.Module):
         return self
 
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, inst: torch.Tensor, generator: torch.Generator | None = None
-               ) -> torch.Tensor:
-        """labels [B,H,W], inst [B,H,W] -> features [B,C,H,W]: each instance gets one random centre of its class."""
+    def sample(self, labels: torch.Tensor, inst: torch.Tensor, generator: torch.Generator | None = None,
+               cluster: int | None = None) -> torch.Tensor:
+        """labels [B,H,W], inst [B,H,W] -> features [B,C,H,W]: each instance gets one centre of its class,
+        drawn at random (from `generator`, a CPU generator, so that a seed gives the same choice on any
+        device) or, with `cluster`, centre cluster % (the class's number of centres) for every instance.
+        Instances of a class without centres (never seen in training) get zero features."""
         b, h, w = labels.shape
         index, n = instance_index(inst)
         classes = torch.zeros(n, dtype=torch.long, device=labels.device)
         classes = classes.scatter_reduce(0, index, labels.reshape(-1).long(), "amax", include_self=False)
         counts = self.counts[classes]  # [N]
-        pick = (torch.rand(n, generator=generator, device=counts.device) * counts).long()
+        if cluster is None:
+            pick = (torch.rand(n, generator=generator).to(counts.device) * counts).long()
+        else:
+            pick = cluster % counts.clamp(min=1)
         chosen = self.centers[classes, pick.clamp(max=self.centers.shape[1] - 1)]  # [N,C]
         chosen = chosen * (counts > 0).unsqueeze(1)
         return rearrange(chosen[index], "(b h w) c -> b c h w", b=b, h=h, w=w)
+
+    def unseen_classes(self, labels: torch.Tensor) -> list[int]:
+        """The label ids present in labels [...,H,W] that have no centres (never seen when fitting)."""
+        present = torch.unique(labels.long()).clamp(0, len(self.counts) - 1)
+        return [int(c) for c in present[self.counts[present] == 0]]
+
+
+def instance_map(labels: torch.Tensor, inst: torch.Tensor | None) -> torch.Tensor:
+    """The map the feature encoder pools over: the instance ids, or the label ids when a dataset has
+    no instance maps (every class region one instance). [B,H,W] -> [B,H,W]."""
+    return labels if inst is None else inst
+
+
+@torch.no_grad()
+def encode_instances(encoder: FeatureEncoder, batches, device: torch.device | str = "cpu"
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Instance features of a dataset for FeatureBank.fit. batches: dicts with frames [B,3,H,W] in [-1,1],
+    labels [B,H,W] and optionally inst [B,H,W] -> (features [N,C] on the CPU, classes [N]), N instances."""
+    feats, classes = [], []
+    for batch in batches:
+        labels = batch["labels"].to(device)
+        inst = instance_map(labels, batch["inst"].to(device) if batch.get("inst") is not None else None)
+        pooled = encoder(batch["frames"].to(device), inst)  # [B,C,H,W], constant over each instance
+        f, c = FeatureBank.instance_features(pooled.float(), labels, inst)
+        feats.append(f.cpu())
+        classes.append(c.cpu())
+    if not feats:
+        raise ValueError("encode_instances: no batches")
+    return torch.cat(feats), torch.cat(classes)
+
+
+def style_features(encoder: FeatureEncoder, style: torch.Tensor, inst: torch.Tensor) -> torch.Tensor:
+    """Features from a style image: style [1 or B,3,Hs,Ws] in [-1,1] is resized (bilinear) to the frame size
+    and encoded, then pooled over the frame's instances inst [B,H,W] -> [B,C,H,W]. With the frame's own
+    photo as the style this is pix2pixHD's encoded-image mode."""
+    b, h, w = inst.shape
+    style = style.to(inst.device).expand(b, -1, -1, -1)
+    if style.shape[-2:] != (h, w):
+        style = F.interpolate(style, size=(h, w), mode="bilinear", align_corners=False)
+    return encoder(style, inst)
+
+
+def vae_z(encoder: VAEEncoder | None, n: int, z_dim: int, style: torch.Tensor | None = None,
+          generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    """SPADE's z [n,z_dim] for generation: from a style image [1 or n,3,H,W] in [-1,1] (the encoder's mean, or a
+    draw around it with `generator`), else z ~ N(0, I) from `generator` (a CPU generator: the same z on any
+    device) or the global RNG."""
+    if style is None:
+        return torch.randn(n, z_dim, generator=generator).to(device)
+    mu, logvar = encoder(style.to(device))
+    mu, logvar = mu.expand(n, -1), logvar.expand(n, -1)
+    if generator is None:
+        return mu
+    eps = torch.randn(mu.shape, generator=generator).to(mu)
+    return mu + torch.exp(0.5 * logvar) * eps
 
 
 # ----------------------------------------------------------------------------------------------
