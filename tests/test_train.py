@@ -249,8 +249,8 @@ def test_jsonl_log_resume_survives_a_line_cut_by_a_crash(tmp_path):
 
 
 def test_refusals_name_the_key():
-    with pytest.raises(ConfigError, match="model.name.*pix2pixhd.*demo_image.yaml"):
-        check_trainable(load_config(TINY, ["model.name=vid2vid"]))
+    with pytest.raises(ConfigError, match="model.first_frame.*no exported model.*real / zeros"):
+        check_trainable(load_config(TINY, ["model.name=vid2vid", "model.first_frame=image-model:/nonexistent"]))
     with pytest.raises(ConfigError, match="loss.gan_mode"):
         check_trainable(load_config(TINY, ["loss.gan_mode=wgan-gp"]), num_processes=2)
     check_trainable(load_config(TINY, ["loss.gan_mode=wgan-gp"]), num_processes=1)

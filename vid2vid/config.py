@@ -89,6 +89,9 @@ class ModelConfig:
     norm: Literal["instance", "batch", "spectralinstance", "spectralbatch", "none"] = "instance"
     n_frames_G: int = 3  # label maps seen per generated frame (vid2vid)
     use_fg: bool = True  # vid2vid foreground branch over data.fg_labels
+    # vid2vid's first n_frames_G-1 frames: real (the clip's own real frames; the training default),
+    # image-model:PATH (an exported per-frame model generates them) or zeros (raw-only output until the history fills)
+    first_frame: str = "real"
     # vid2vid: also warp the previous frame's decoder features with the predicted flow (off = the original)
     warp_features: bool = True
     n_local_enhancers: int = 0  # pix2pixHD local enhancers (each doubles the resolution)
@@ -130,6 +133,8 @@ class LossConfig:
     warp: float = 10.0
     warp_output: float = 10.0  # L1(final_t, warp(final_{t-1}, reference flow)), confidence-masked
     mask: float = 1.0
+    temporal_gan: float = 1.0  # per temporal discriminator scale
+    temporal_feat: float = 10.0
 
 
 @dataclass
@@ -164,6 +169,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_last: int = 3
     tracker: Literal["none", "tensorboard"] = "none"
+    detach_every: int = 4  # video model: the history is detached every k generated frames (truncated BPTT)
+    max_minutes: float = 0.0  # stop after this much training time (summed over resumes); 0 = run max_steps
 
 
 @dataclass
@@ -191,15 +198,6 @@ PATH_KEYS = ("data.root", "loss.vgg_weights", "flow.weights", "train.out_dir")
 # Keys that are checked and stored but that no code reads yet: key -> what will read it. `vid2vid config`
 # marks them "not yet used". Remove a key here in the change that makes it used.
 NOT_YET_USED = {
-    "discriminator.temporal_scales": "the temporal discriminators (how many) of vid2vid training",
-    "loss.flow": "vid2vid training: the flow loss",
-    "loss.warp": "vid2vid training: the warp loss",
-    "loss.warp_output": "vid2vid training: the output warp loss",
-    "loss.mask": "vid2vid training: the occlusion mask loss",
-    "flow.model": "vid2vid training: the reference flow (reference_flow.build_reference_flow)",
-    "flow.weights": "vid2vid training: the reference flow's RAFT weights",
-    "flow.iters": "vid2vid training: the reference flow's RAFT iterations",
-    "flow.corr": "vid2vid training: the reference flow's RAFT correlation",
     "render.crf": "rendering a video with a trained model",
     "render.dtype": "rendering a video with a trained model",
 }
@@ -249,6 +247,7 @@ def check(cfg: Config) -> None:
         "train.keep_last": cfg.train.keep_last,
         "optim.lr": cfg.optim.lr,
         "optim.grad_accum": cfg.optim.grad_accum,
+        "train.detach_every": cfg.train.detach_every,
         "render.fps": cfg.render.fps,
     }
     for key, value in positive.items():
@@ -265,6 +264,7 @@ def check(cfg: Config) -> None:
         "discriminator.temporal_scales": cfg.discriminator.temporal_scales,
         "optim.grad_clip": cfg.optim.grad_clip,
         "render.crf": cfg.render.crf,
+        "train.max_minutes": cfg.train.max_minutes,
     }
     non_negative.update({f"loss.{f.name}": getattr(cfg.loss, f.name) for f in dataclasses.fields(cfg.loss)
                          if isinstance(getattr(cfg.loss, f.name), float)})
@@ -293,6 +293,9 @@ def check(cfg: Config) -> None:
     _rule(cfg.optim.lr_D is None or cfg.optim.lr_D > 0, "optim.lr_D", cfg.optim.lr_D, "must be > 0 or null")
     _rule(cfg.model.n_frames_G <= cfg.data.n_frames or cfg.model.name != "vid2vid", "model.n_frames_G",
           cfg.model.n_frames_G, f"must be <= data.n_frames ({cfg.data.n_frames}): a clip must hold the history")
+    ff = cfg.model.first_frame
+    _rule(ff in ("real", "zeros") or (ff.startswith("image-model:") and len(ff) > len("image-model:")),
+          "model.first_frame", ff, "must be real, zeros or image-model:PATH (an exported per-frame model)")
     _rule(cfg.model.name != "spade" or cfg.model.norm != "none", "model.norm", cfg.model.norm,
           "spade needs a parameter-free norm to modulate: instance, batch, spectralinstance or spectralbatch")
     _rule(cfg.model.name != "spade" or cfg.model.num_upsampling_layers != "most" or cfg.model.ngf >= 2,
@@ -453,6 +456,9 @@ def resolve_paths(cfg: Config, base_dir: str | Path | None = None) -> None:
         value = _get(cfg, key)
         if value is not None and value != "":
             _set(cfg, key, str((base / os.path.expanduser(value)).resolve()))
+    prefix, _, model_path = cfg.model.first_frame.partition(":")
+    if prefix == "image-model" and model_path:
+        cfg.model.first_frame = f"image-model:{(base / os.path.expanduser(model_path)).resolve()}"
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:

@@ -239,3 +239,12 @@ def temporal_flow_error(
         tof_pair(farneback_flow(ref_grey[t], ref_grey[t + 1]), farneback_flow(out_grey[t], out_grey[t + 1]))
         for t in range(len(frames) - 1)
     ]
+
+
+def psnr(frames: torch.Tensor, reference: torch.Tensor, value_range: tuple[float, float] = (0, 1)) -> float:
+    """Peak signal-to-noise ratio in dB of frames against reference (same shape, values in value_range),
+    over all their pixels, with the peak and errors measured in [0, 1]: 10 log10(1 / MSE)."""
+    if frames.shape != reference.shape:
+        raise UserError(f"psnr: frames {tuple(frames.shape)} and reference {tuple(reference.shape)} differ in shape")
+    mse = (to_unit_range(frames.float(), value_range) - to_unit_range(reference.float(), value_range)).pow(2).mean()
+    return float(10 * torch.log10(1 / mse.clamp_min(1e-12)))

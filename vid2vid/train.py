@@ -16,7 +16,8 @@ reach D's update (D's parameters do not require grad while G's loss is back-prop
 
 Run folder (train.out_dir): config.yaml, log.jsonl, samples/step_XXXXXXX.png,
 checkpoints/step_XXXXXXX/ (one safetensors file per network and per optimizer, named by network and group
-name; trainer_state.json; RNG per process), export/ (config.yaml + generator.safetensors).
+name; trainer_state.json; RNG per process), export/ (config.yaml + generator.safetensors [+ encoder.safetensors,
+feature_bank.safetensors for the image models' encoders]).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import math
 import os
 import shutil
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -51,18 +52,15 @@ from vid2vid.errors import ConfigError, DataError, UserError
 
 def check_trainable(cfg: Config, num_processes: int = 1) -> None:
     """Refuse settings this trainer cannot honour, naming the key and the fix."""
-    from vid2vid.models.build import spec
+    from vid2vid.models.build import REGISTRY, spec
 
-    model = spec(cfg)
-    if model.sequential and not VIDEO_TRAINING:
-        raise ConfigError(f"model.name: {cfg.model.name!r} (the sequential video generator) cannot be trained "
-                          "yet; the trainer supports the image models pix2pix, pix2pixhd, spade: use "
-                          "configs/demo_image.yaml (synthetic data) or configs/street_image.yaml, or set "
-                          "model.name=pix2pixhd")
-    if cfg.model.feat_num > 0 or cfg.model.use_vae:
-        key = "model.feat_num" if cfg.model.feat_num > 0 else "model.use_vae"
-        raise ConfigError(f"{key}: the trainer does not train the pix2pixHD feature encoder or the SPADE VAE "
-                          "encoder yet; set model.feat_num=0 and model.use_vae=false")
+    if spec(cfg).sequential:
+        check_first_frame_model(cfg)
+    for key, on in (("model.feat_num", cfg.model.feat_num > 0), ("model.use_vae", cfg.model.use_vae)):
+        if on and key not in spec(cfg).encoders:  # the registry names the encoders each model trains
+            owner = next(name for name, row in REGISTRY.items() if key in row.encoders)
+            raise ConfigError(f"{key}: {cfg.model.name} has no such encoder (it belongs to {owner}); "
+                              f"set {key}={'0' if key == 'model.feat_num' else 'false'} or model.name={owner}")
     if cfg.train.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ConfigError("train.mixed_precision: 'fp16' needs a CUDA GPU; on CPU use bf16 or no")
     if cfg.train.tracker == "tensorboard":
@@ -81,7 +79,16 @@ def check_trainable(cfg: Config, num_processes: int = 1) -> None:
                           "for multi-process training")
 
 
-VIDEO_TRAINING = False  # the sequential generator's training step lands with the video-generator issue
+def check_first_frame_model(cfg: Config) -> None:
+    """model.first_frame image-model:PATH must name an exported per-frame model."""
+    prefix, _, path = cfg.model.first_frame.partition(":")
+    if prefix != "image-model":
+        return
+    folder = Path(path)
+    if not (folder / ckpt.EXPORT_WEIGHTS).is_file() or not (folder / ckpt.EXPORT_CONFIG).is_file():
+        raise ConfigError(f"model.first_frame: {cfg.model.first_frame!r}: no exported model there (it needs "
+                          f"{ckpt.EXPORT_CONFIG} and {ckpt.EXPORT_WEIGHTS}); train a per-frame model first "
+                          "(e.g. configs/demo_image.yaml) and pass its <train.out_dir>/export, or use real / zeros")
 
 # ----------------------------------------------------------------------------------------------
 # Schedules, optimizers, EMA
@@ -104,10 +111,30 @@ def learning_rates(cfg: Config) -> tuple[float, float, tuple[float, float]]:
     return o.lr, o.lr_D if o.lr_D is not None else o.lr, (o.beta1, o.beta2)
 
 
-def make_schedulers(cfg: Config, *optimizers):
+def make_schedulers(cfg: Config, *optimizers, clock: TrainClock | None = None):
+    """One linear-decay LambdaLR per optimizer. With a time budget (train.max_minutes) the schedule follows
+    the further of the step count and the time spent: a run that stops on time has decayed to 0 when it stops."""
     max_steps, decay_start = cfg.train.max_steps, cfg.optim.decay_start
-    return [torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, max_steps, decay_start))
-            for opt in optimizers]
+
+    def factor(step: int) -> float:
+        spent = clock.fraction() if clock is not None else 0.0
+        return lr_factor(max(step, spent * max_steps), max_steps, decay_start)
+
+    return [torch.optim.lr_scheduler.LambdaLR(opt, factor) for opt in optimizers]
+
+
+@dataclass
+class TrainClock:
+    """Training time spent (summed over resumes) against train.max_minutes (0 = no time budget)."""
+
+    budget_s: float
+    elapsed_s: float = 0.0
+
+    def fraction(self) -> float:
+        return min(1.0, self.elapsed_s / self.budget_s) if self.budget_s > 0 else 0.0
+
+    def out_of_time(self) -> bool:
+        return self.budget_s > 0 and self.elapsed_s >= self.budget_s
 
 
 class EMA:
@@ -156,13 +183,28 @@ class Group:
 
 def build_networks(cfg: Config) -> dict[str, dict[str, torch.nn.Module]]:
     """The training model as {group: {network name: module}}, built in a fixed order (the seeded weights
-    depend on it): the generator side, then the discriminator side."""
-    from vid2vid.models.build import build_discriminator, build_generator
+    depend on it): the generator side (G, then the encoder E when the model trains one), then the
+    discriminator side."""
+    from vid2vid.models.build import (
+        build_discriminator,
+        build_generator,
+        build_image_encoder,
+        build_temporal_discriminators,
+        spec,
+    )
 
-    return {"G": {"G": build_generator(cfg)}, "D": {"D": build_discriminator(cfg)}}
+    g_side = {"G": build_generator(cfg)}
+    encoder = build_image_encoder(cfg)
+    if encoder is not None:
+        g_side["E"] = encoder
+    networks = {"G": g_side, "D": {"D": build_discriminator(cfg)}}
+    if spec(cfg).sequential:
+        networks["D"].update(build_temporal_discriminators(cfg))
+    return networks
 
 
-def build_groups(cfg: Config, acc: Accelerator, loader) -> tuple[dict[str, Group], EMA | None, object]:
+def build_groups(cfg: Config, acc: Accelerator, loader, clock: TrainClock | None = None
+                 ) -> tuple[dict[str, Group], EMA | None, object]:
     """Networks, one Adam per group (TTUR rates), linear-decay schedules and EMA, prepared by accelerate
     together with the loader. Returns (groups, ema, prepared loader)."""
     networks = build_networks(cfg)
@@ -170,7 +212,7 @@ def build_groups(cfg: Config, acc: Accelerator, loader) -> tuple[dict[str, Group
     rates = {"G": lr_G, "D": lr_D}
     optimizers = {g: torch.optim.Adam([p for n in nets.values() for p in n.parameters()], lr=rates[g], betas=betas)
                   for g, nets in networks.items()}
-    schedulers = dict(zip(optimizers, make_schedulers(cfg, *optimizers.values())))
+    schedulers = dict(zip(optimizers, make_schedulers(cfg, *optimizers.values(), clock=clock)))
     ema = EMA(networks["G"]["G"], cfg.optim.ema) if cfg.optim.ema > 0 else None
     flat = [(g, name) for g, nets in networks.items() for name in nets]
     prepared = acc.prepare(*[networks[g][n] for g, n in flat], *optimizers.values(), loader)
@@ -262,7 +304,47 @@ def _split(preds, n: int):
 
 
 class ImageTrainer(Trainer):
-    """pix2pix / pix2pixHD / SPADE: every frame an independent image."""
+    """pix2pix / pix2pixHD / SPADE: every frame an independent image.
+
+    With an encoder (network "E" of the G group, optimised with G): pix2pixHD with model.feat_num > 0 feeds G
+    cat(semantics, E(real frame, instances)) (features averaged per instance); SPADE with model.use_vae feeds
+    G(semantics, z = reparameterize(E(real frame))) and adds the KL term to G's loss. The export then holds
+    the encoder and, for pix2pixHD, the per-class k-means feature bank, refitted at every export refresh over
+    at most `feature_bank_frames` training frames (drawn as training draws them: random start, crop, flip per
+    (epoch, sequence); about one per frame of the training set for smaller sets), so that it always matches
+    the exported encoder and its cost stays bounded on big datasets.
+    """
+
+    feature_bank_frames = 500
+
+    @property
+    def E(self) -> torch.nn.Module | None:
+        """The encoder trained with G (prepared), or None."""
+        return self.groups["G"].networks.get("E")
+
+    def generate(self, G, E, sem: torch.Tensor, images: dict, *, z_from_mean: bool = False
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(fake [N,3,H,W], the KL inputs for G's loss) from semantics [N,C,H,W] and, with an encoder, the
+        real frames images["frames"] [N,3,H,W] (and its instances). KL inputs: {"mu", "logvar"} [N,z_dim] in
+        float32 for the VAE, else {}. z_from_mean: z = mu (samples: no draw from the training RNG)."""
+        if E is None:
+            return G(sem), {}
+        from vid2vid.models.image import instance_map, reparameterize
+
+        real = images["frames"]
+        if self.cfg.model.use_vae:
+            mu, logvar = E(real)  # [N,z_dim] each
+            z = mu if z_from_mean else reparameterize(mu, logvar)
+            return G(sem, z), {"mu": mu.float(), "logvar": logvar.float()}
+        feats = E(real, instance_map(images["labels"], images.get("inst")))  # [N,feat_num,H,W]
+        return G(torch.cat([sem, feats.to(sem.dtype)], 1)), {}
+
+    def _sync_generator(self, last: bool) -> ExitStack:
+        """No gradient all-reduce of the G group's networks until the last micro-batch."""
+        stack = ExitStack()
+        for net in self.groups["G"].networks.values():
+            stack.enter_context(self._sync(net, last))
+        return stack
 
     def d_losses(self, sem: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """D on (semantics, fake) and (semantics, real) in one batch (one DDP forward per backward)."""
@@ -272,11 +354,13 @@ class ImageTrainer(Trainer):
                                          discriminator=self.acc.unwrap_model(self.D), real_input=real_in,
                                          fake_input=fake_in)
 
-    def g_losses(self, D_frozen, sem: torch.Tensor, fake: torch.Tensor, real: torch.Tensor
-                 ) -> dict[str, torch.Tensor]:
+    def g_losses(self, D_frozen, sem: torch.Tensor, fake: torch.Tensor, real: torch.Tensor,
+                 mu: torch.Tensor | None = None, logvar: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """G's terms; mu / logvar [N,z_dim]: the VAE encoder's output (the KL term), else None."""
         both = torch.cat([torch.cat([sem, fake], 1), torch.cat([sem, real], 1)], 0)
         fake_out, real_out = _split(D_frozen(both), len(sem))
-        return self.losses.generator(fake_outputs=fake_out, real_outputs=real_out, fake=fake, real=real)
+        return self.losses.generator(fake_outputs=fake_out, real_outputs=real_out, fake=fake, real=real,
+                                     mu=mu, logvar=logvar)
 
     def step(self, micro_batches: list[dict], step: int = 0) -> dict[str, float]:
         """Training step number `step` (0-based): D, then G, over grad_accum micro-batches. Returns the
@@ -286,17 +370,18 @@ class ImageTrainer(Trainer):
         inputs = []
         for mb in micro_batches:
             images = frames_as_images(mb)
-            inputs.append((self.semantics(images), images["frames"]))
+            inputs.append((self.semantics(images), images))
 
         # D phase: fakes detached; one D update over all micro-batches.
         set_requires_grad(self.D, True)
         kept_fakes = []
-        for i, (sem, real) in enumerate(inputs):
+        for i, (sem, images) in enumerate(inputs):
             with acc.autocast(), (nullcontext() if k == 1 else torch.no_grad()):
-                fake = self.G(sem)  # [N,3,H,W]; its graph is kept for the G phase only when k == 1
-            kept_fakes.append(fake if k == 1 else None)
+                # fake [N,3,H,W]; its graph (and the encoder's) is kept for the G phase only when k == 1
+                fake, encoded = self.generate(self.G, self.E, sem, images)
+            kept_fakes.append((fake, encoded) if k == 1 else None)
             with self._sync(self.D, i == k - 1), acc.autocast():
-                d_parts = self.d_losses(sem, fake.detach(), real)
+                d_parts = self.d_losses(sem, fake.detach(), images["frames"])
                 acc.backward(d_parts["total"] / k)
             add_parts(parts, d_parts, "D/", k)
         self.update("D")
@@ -304,10 +389,10 @@ class ImageTrainer(Trainer):
         # G phase: D frozen and used without its DDP wrapper (no reducer involvement).
         set_requires_grad(self.D, False)
         D_frozen = acc.unwrap_model(self.D)
-        for i, (sem, real) in enumerate(inputs):
-            with self._sync(self.G, i == k - 1), acc.autocast():
-                fake = kept_fakes[i] if k == 1 else self.G(sem)
-                g_parts = self.g_losses(D_frozen, sem, fake, real)
+        for i, (sem, images) in enumerate(inputs):
+            with self._sync_generator(i == k - 1), acc.autocast():
+                fake, encoded = kept_fakes[i] if k == 1 else self.generate(self.G, self.E, sem, images)
+                g_parts = self.g_losses(D_frozen, sem, fake, images["frames"], **encoded)
                 acc.backward(g_parts["total"] / k)
             add_parts(parts, g_parts, "G/", k)
         set_requires_grad(self.D, True)
@@ -315,21 +400,75 @@ class ImageTrainer(Trainer):
         self.end_step(step)
         return parts
 
+    def sample_inputs(self) -> dict:
+        return _sample_images(self.cfg)
+
     @torch.no_grad()
-    def sample(self, samples: dict, out_dir: Path, step: int) -> None:
+    def sample(self, samples: dict, out_dir: Path, step: int) -> dict[str, float]:
         """A PNG grid (labels | real | generated) of fixed held-out frames."""
         images = {k: v.to(self.acc.device) for k, v in samples.items()}
-        model = self.export_model()
-        was_training = model.training
-        model.eval()
-        with self.acc.autocast():
-            fake = model(self.semantics(images))
-        model.train(was_training)
+        model, encoder = self.export_model(), self.export_encoder()
+        nets = [net for net in (model, encoder) if net is not None]
+        modes = [net.training for net in nets]
+        for net in nets:
+            net.eval()  # also: no spectral-norm power iteration outside training steps
+        with self.acc.autocast():  # with an encoder: reconstruction of the real frames
+            fake, _ = self.generate(model, encoder, self.semantics(images), images, z_from_mean=True)
+        for net, mode in zip(nets, modes):
+            net.train(mode)
         grid = sample_grid(images, fake, self.cfg.data.label_nc)
         write_png(out_dir / "samples" / f"step_{step:07d}.png", grid)
         for tracker in self.acc.trackers:
             if tracker.name == "tensorboard":
                 tracker.writer.add_image("samples", grid, step)
+        return {}
+
+    def export_encoder(self) -> torch.nn.Module | None:
+        """The encoder to export (unwrapped; not averaged: EMA covers G alone), or None."""
+        return None if self.E is None else self.acc.unwrap_model(self.E)
+
+    def export_extras(self) -> dict[str, dict[str, torch.Tensor]]:
+        """What the export holds besides the generator: {"encoder": state} and, for pix2pixHD, {"feature_bank":
+        state} fitted now over the training set (main process only: it reads data)."""
+        encoder = self.export_encoder()
+        if encoder is None:
+            return {}
+        extras = {"encoder": encoder.state_dict()}
+        if self.cfg.model.feat_num > 0:
+            extras["feature_bank"] = self.fit_feature_bank().state_dict()
+        return extras
+
+    @torch.no_grad()
+    def fit_feature_bank(self):
+        """The per-class k-means bank (model.n_clusters centres; fewer for a class with fewer instances;
+        none for a class never seen) of the encoded instances of at most feature_bank_frames training frames."""
+        from vid2vid.models.build import build_feature_bank
+        from vid2vid.models.image import encode_instances
+
+        encoder = self.export_encoder()
+        was_training = encoder.training
+        encoder.eval()
+        try:
+            feats, classes = encode_instances(encoder, self._bank_batches(), self.acc.device)  # [N,C], [N]
+        finally:
+            encoder.train(was_training)
+        return build_feature_bank(self.cfg).fit(feats, classes, seed=self.cfg.train.seed)
+
+    def _bank_batches(self):
+        """Batches (frames [B,3,H,W], labels [B,H,W], inst) of the feature bank's training frames: keys
+        (epoch, sequence) in order, one frame each, as many as the training set has frames, at most
+        feature_bank_frames; read in this process (no loader workers)."""
+        from torch.utils.data import DataLoader
+
+        from vid2vid.data.sampler import ClipKey
+        from vid2vid.data.sequences import build_dataset
+
+        cfg = self.cfg
+        dataset = build_dataset(replace(cfg.data, n_frames=1), phase=cfg.data.phase, seed=cfg.train.seed)
+        n = min(self.feature_bank_frames, sum(len(seq) for seq in dataset.sequences))
+        keys = [ClipKey(j // len(dataset), j % len(dataset), 1) for j in range(n)]
+        for batch in DataLoader(dataset, batch_size=cfg.data.batch_size, sampler=keys, num_workers=0):
+            yield frames_as_images(batch)
 
 
 def add_parts(total: dict[str, float], parts: dict[str, torch.Tensor], prefix: str, k: int) -> None:
@@ -418,9 +557,16 @@ def save_checkpoint(acc: Accelerator, trainer: Trainer, out_dir: Path, state: di
     acc.wait_for_everyone()
     if acc.is_main_process:
         final = ckpt.finalize_checkpoint(tmp, cfg.train.keep_last)
-        ckpt.export_generator(trainer.export_state(), cfg, out_dir / "export")
+        write_export(trainer, out_dir / "export")
     acc.wait_for_everyone()
     return final
+
+
+def write_export(trainer: Trainer, export_dir: Path) -> None:
+    """Main process: the generator (EMA when on) and, for an image model with an encoder, the encoder and
+    pix2pixHD's feature bank (fitted now, see ImageTrainer)."""
+    extras = trainer.export_extras() if isinstance(trainer, ImageTrainer) else {}
+    ckpt.export_generator(trainer.export_state(), trainer.cfg, export_dir, **extras)
 
 
 def _group_state(trainer: Trainer, ckpt_dir: Path) -> dict:
@@ -472,6 +618,20 @@ def load_checkpoint(acc: Accelerator, trainer: Trainer, path: Path) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
+def build_trainer(cfg: Config, acc: Accelerator, groups: dict[str, Group], losses, ema: EMA | None) -> Trainer:
+    """ImageTrainer for the per-frame models; VideoTrainer (with its reference flow, video losses and
+    first-frame model) for the sequential generator."""
+    from vid2vid.models.build import build_first_frames, build_reference_flow, build_video_losses, spec
+
+    if not spec(cfg).sequential:
+        return ImageTrainer(cfg, acc, groups, losses, ema)
+    from vid2vid.video_trainer import VideoTrainer
+
+    return VideoTrainer(cfg, acc, groups, losses, ema, video_losses=build_video_losses(cfg),
+                        reference_flow=build_reference_flow(cfg, acc.device), first_frames=build_first_frames(cfg,
+                                                                                                          acc.device))
+
+
 def _build_data(cfg: Config, acc: Accelerator):
     from vid2vid.data.check import check_dataset
     from vid2vid.data.sequences import build_dataset
@@ -481,8 +641,14 @@ def _build_data(cfg: Config, acc: Accelerator):
     if acc.is_main_process:  # every file, once, before a long run (the other processes wait)
         check_dataset(cfg.data)
     acc.wait_for_everyone()
-    # image models: single frames (T = 1), so sequences of any length serve
-    dataset = build_dataset(replace(cfg.data, n_frames=1), phase=cfg.data.phase, seed=cfg.train.seed)
+    from vid2vid.models.build import spec
+
+    # image models: single frames (T = 1), so sequences of any length serve; the video model: clips
+    n_frames = cfg.data.n_frames if spec(cfg).sequential else 1
+    dataset = build_dataset(replace(cfg.data, n_frames=n_frames), phase=cfg.data.phase, seed=cfg.train.seed)
+    if spec(cfg).sequential and cfg.flow.model == "gt" and not dataset.has_flow:
+        raise ConfigError(f"flow.model: 'gt' needs the dataset's exact flow ({cfg.data.root}/{cfg.data.phase}_flow), "
+                          "which this dataset does not have; use flow.model=dis (OpenCV, no weights) or raft_small")
     num_processes = acc.num_processes
     global_batch = cfg.data.batch_size * num_processes
     if len(dataset) < global_batch:
@@ -575,6 +741,7 @@ class Run:
     state: dict  # step, epoch, samples_in_epoch (the data position, in samples: any process count)
     log: JsonlLog | None  # main process only
     samples: dict | None  # fixed held-out inputs for samples (main process only)
+    clock: TrainClock  # time spent against train.max_minutes
     last_checkpoint: Path | None = None
 
 
@@ -593,14 +760,16 @@ def _setup(cfg: Config, acc: Accelerator, out_dir: Path, resume_from: Path | Non
     set_seed(cfg.train.seed)
     dataset, sampler, loader = _build_data(cfg, acc)
     _write_run_config(cfg, acc, out_dir)
-    groups, ema, loader = build_groups(cfg, acc, loader)
+    clock = TrainClock(cfg.train.max_minutes * 60)
+    groups, ema, loader = build_groups(cfg, acc, loader, clock)
     losses = build_losses(cfg).to(acc.device)  # the frozen VGG is only moved, never prepared
-    trainer = ImageTrainer(cfg, acc, groups, losses, ema)
+    trainer = build_trainer(cfg, acc, groups, losses, ema)
 
-    state = {"step": 0, "epoch": 0, "samples_in_epoch": 0}
+    state = {"step": 0, "epoch": 0, "samples_in_epoch": 0, "elapsed_s": 0.0}
     if resume_from is not None:
         saved = load_checkpoint(acc, trainer, resume_from)
-        state = {k: saved[k] for k in state}
+        state = {k: saved.get(k, v) for k, v in state.items()}
+        clock.elapsed_s = state["elapsed_s"]
         acc.print(f"resumed from {resume_from} at step {state['step']}")
     elif acc.is_main_process:
         acc.print(f"training {cfg.model.name} for {cfg.train.max_steps} steps into {out_dir}")
@@ -611,8 +780,8 @@ def _setup(cfg: Config, acc: Accelerator, out_dir: Path, resume_from: Path | Non
     indices_per_batch = cfg.data.batch_size * acc.num_processes
     batches = endless_batches(loader, sampler, dataset, state["epoch"],
                               state["samples_in_epoch"] // indices_per_batch, indices_per_batch)
-    samples = _sample_images(cfg) if acc.is_main_process else None
-    return Run(cfg, acc, out_dir, trainer, batches, state, log, samples)
+    samples = trainer.sample_inputs() if acc.is_main_process else None
+    return Run(cfg, acc, out_dir, trainer, batches, state, log, samples, clock)
 
 
 def _loop(run: Run, last_step: int) -> TrainResult:
@@ -627,13 +796,21 @@ def _loop(run: Run, last_step: int) -> TrainResult:
             epoch, batch_in_epoch, batch = next(run.batches)
             micro.append(batch)
         lrs = trainer.lrs()  # the rates this step uses
+        started = time.perf_counter()
         parts = trainer.step(micro, state["step"])
-        state.update(step=state["step"] + 1, epoch=epoch, samples_in_epoch=batch_in_epoch * indices_per_batch)
+        # the slowest process's clock decides, so that every process stops at the same step
+        run.clock.elapsed_s += float(acc.reduce(torch.tensor(time.perf_counter() - started, device=acc.device), "max"))
+        state.update(step=state["step"] + 1, epoch=epoch, samples_in_epoch=batch_in_epoch * indices_per_batch,
+                     elapsed_s=run.clock.elapsed_s)
         bar.update(1)
+        if run.clock.out_of_time():
+            acc.print(f"train.max_minutes={cfg.train.max_minutes} reached at step {state['step']}")
+            last_step = state["step"]  # samples and checkpoints this step as the last one
         _after_step(run, parts, lrs, last_step, bar, clock)
     bar.close()
-    if acc.is_main_process and not (run.out_dir / "export" / ckpt.EXPORT_WEIGHTS).is_file():
-        ckpt.export_generator(trainer.export_state(), cfg, run.out_dir / "export")  # resumed at the last step
+    export_dir = run.out_dir / "export"
+    if acc.is_main_process and not all((export_dir / f).is_file() for f in ckpt.export_files(cfg)):
+        write_export(trainer, export_dir)  # resumed at the last step (or its export cut short)
     acc.wait_for_everyone()
     unwrapped = {name: acc.unwrap_model(net) for name, net in trainer.networks.items()}
     return TrainResult(state["step"], run.out_dir, run.last_checkpoint, run.out_dir / "export", unwrapped["G"],
@@ -660,7 +837,10 @@ def _after_step(run: Run, parts: dict[str, float], lrs: dict[str, float], last_s
             acc.log({k: v for k, v in record.items() if k != "step"}, step=step)
         clock.update(t=now, steps=0)
     if acc.is_main_process and (step % cfg.train.sample_every == 0 or step == last_step):
-        run.trainer.sample(run.samples, run.out_dir, step)
+        metrics = run.trainer.sample(run.samples, run.out_dir, step)
+        if metrics:
+            run.log.write({"step": step, **metrics})
+            acc.log(metrics, step=step)
     if step % cfg.train.checkpoint_every == 0 or step == last_step:  # also refreshes the export
         schedule = {"max_steps": cfg.train.max_steps, "decay_start": cfg.optim.decay_start, **run.trainer.lrs()}
         run.last_checkpoint = save_checkpoint(acc, run.trainer, run.out_dir, {**run.state, **schedule})

@@ -8,6 +8,8 @@ Inputs of the image models (what the trainer builds per frame):
                     -> per scale, a list of features whose last entry is the prediction map
     build_encoder:  SPADE's VAE encoder E(frame) -> (mu, logvar), or None without model.use_vae
     build_feature_encoder: pix2pixHD's E(frame, inst) -> features [B,feat_num,H,W], or None when feat_num = 0
+                    (the generator's input is then cat([semantics, E(real frame, inst)]) in training)
+    build_image_encoder: whichever of the two the model trains with G (network "E"), or None
 """
 
 from __future__ import annotations
@@ -141,6 +143,13 @@ def build_feature_encoder(cfg: Config) -> FeatureEncoder | None:
     return FeatureEncoder(3, m.feat_num, ngf=m.nef, n_downsample=m.n_downsample_E, norm=m.norm)
 
 
+def build_image_encoder(cfg: Config) -> nn.Module | None:
+    """The encoder trained with the generator as network "E" (the registry row's `encoders`): pix2pixHD's
+    feature encoder (model.feat_num > 0) or SPADE's VAE encoder (model.use_vae); None without one."""
+    feature_encoder = build_feature_encoder(cfg)
+    return feature_encoder if feature_encoder is not None else build_encoder(cfg)
+
+
 def build_feature_bank(cfg: Config) -> FeatureBank | None:
     """An empty per-class feature bank (fill with FeatureBank.fit) when model.feat_num > 0."""
     m = cfg.model
@@ -151,3 +160,55 @@ def build_losses(cfg: Config) -> ImageLosses:
     loss = cfg.loss
     return ImageLosses(gan_mode=loss.gan_mode, gan=loss.gan, feat=loss.feat, vgg=loss.vgg,
                        vgg_weights=loss.vgg_weights, l1=loss.l1, kl=loss.kl, gp=loss.gp)
+
+
+# ----------------------------------------------------------------------------------------------
+# The video model's extra pieces
+# ----------------------------------------------------------------------------------------------
+
+
+def build_temporal_discriminators(cfg: Config) -> dict[str, nn.Module]:
+    """One multi-scale PatchGAN per temporal scale, named D_temporal0, D_temporal1, ... (the D group)."""
+    from vid2vid.models.discriminators import build_temporal_discriminators as build
+    from vid2vid.models.discriminators import temporal_input_nc
+
+    d = cfg.discriminator
+    nets = build(temporal_input_nc(d.n_frames_D), d.ndf, d.n_layers, d.num_D, d.norm, d.temporal_scales)
+    return {f"D_temporal{s}": net for s, net in enumerate(nets)}
+
+
+def build_video_losses(cfg: Config):
+    from vid2vid.losses import VideoLosses
+
+    loss = cfg.loss
+    return VideoLosses(flow=loss.flow, warp=loss.warp, warp_output=loss.warp_output, mask=loss.mask)
+
+
+def build_reference_flow(cfg: Config, device):
+    """callable(frames [B,T,3,H,W], flow_bw | None) -> (flow [B,T-1,2,H,W], confidence [B,T-1,1,H,W])."""
+    from vid2vid.reference_flow import build_reference_flow as build
+
+    f = cfg.flow
+    return build(f.model, f.weights, f.corr, f.iters, device, flow_folder=f"{cfg.data.root}/{cfg.data.phase}_flow")
+
+
+def build_first_frames(cfg: Config, device):
+    """For model.first_frame image-model:PATH: callable(labels [B,N,H,W], inst | None) -> frames [B,N,3,H,W]
+    made by that exported per-frame model (frozen); None for the other modes."""
+    prefix, _, path = cfg.model.first_frame.partition(":")
+    if prefix != "image-model":
+        return None
+    from einops import rearrange
+
+    from vid2vid.checkpoint import load_export
+
+    export = load_export(path, device)
+
+    def first_frames(labels, inst):
+        """labels [B,N,H,W] (+ inst) -> [B,N,3,H,W]; seed 0 for models that sample features or z."""
+        b = labels.shape[0]
+        flat_inst = None if inst is None else rearrange(inst, "b n h w -> (b n) h w")
+        frames = export.generate(rearrange(labels, "b n h w -> (b n) h w"), flat_inst, seed=0)
+        return rearrange(frames.float(), "(b n) c h w -> b n c h w", b=b)
+
+    return first_frames
