@@ -73,7 +73,8 @@ class DataConfig:
     crop_size: Size = Size(256, 512)  # then one random crop of this size per clip
     max_zoom: float = 1.0  # random extra zoom in [1, max_zoom] per clip before the crop
     flip: bool = True  # random horizontal flip per clip
-    n_frames: int = 6  # frames per training clip (T)
+    n_frames: int = 6  # frames per training clip (T); with train.clip_double_every, the starting length
+    max_frames: int = 0  # video model: the length clips double up to (train.clip_double_every); 0 = n_frames
     max_t_step: int = 1  # random temporal stride in [1, max_t_step] per clip
     batch_size: int = 1
     num_workers: int = 0
@@ -170,6 +171,7 @@ class TrainConfig:
     keep_last: int = 3
     tracker: Literal["none", "tensorboard"] = "none"
     detach_every: int = 4  # video model: the history is detached every k generated frames (truncated BPTT)
+    clip_double_every: int = 0  # video model: data.n_frames doubles every k steps up to data.max_frames; 0 = off
     max_minutes: float = 0.0  # stop after this much training time (summed over resumes); 0 = run max_steps
 
 
@@ -265,6 +267,8 @@ def check(cfg: Config) -> None:
         "optim.grad_clip": cfg.optim.grad_clip,
         "render.crf": cfg.render.crf,
         "train.max_minutes": cfg.train.max_minutes,
+        "data.max_frames": cfg.data.max_frames,
+        "train.clip_double_every": cfg.train.clip_double_every,
     }
     non_negative.update({f"loss.{f.name}": getattr(cfg.loss, f.name) for f in dataclasses.fields(cfg.loss)
                          if isinstance(getattr(cfg.loss, f.name), float)})
@@ -284,6 +288,8 @@ def check(cfg: Config) -> None:
     syn = cfg.data.synthetic
     _rule(syn.frames >= 2, "data.synthetic.frames", syn.frames, "must be >= 2 (flow needs frame pairs)")
     _rule(min(syn.size) >= 16, "data.synthetic.size", str(syn.size), "height and width must be >= 16")
+    _rule(cfg.data.max_frames == 0 or cfg.data.max_frames >= cfg.data.n_frames, "data.max_frames",
+          cfg.data.max_frames, f"must be 0 (= data.n_frames) or >= data.n_frames ({cfg.data.n_frames})")
     _rule(cfg.data.source != "synthetic" or cfg.data.n_frames <= syn.frames, "data.n_frames", cfg.data.n_frames,
           f"must be <= data.synthetic.frames ({syn.frames}): a clip cannot be longer than a sequence")
     _rule(all(0 <= i < cfg.data.label_nc for i in cfg.data.fg_labels), "data.fg_labels", cfg.data.fg_labels,

@@ -791,6 +791,7 @@ def _loop(run: Run, last_step: int) -> TrainResult:
     clock = {"t": time.perf_counter(), "steps": 0}
     indices_per_batch = cfg.data.batch_size * acc.num_processes
     while state["step"] < last_step:
+        run.batches.set_n_frames(clip_length(cfg, state["step"]))  # the same on every process and after a resume
         micro = []
         for _ in range(cfg.optim.grad_accum):
             epoch, batch_in_epoch, batch = next(run.batches)
@@ -815,6 +816,19 @@ def _loop(run: Run, last_step: int) -> TrainResult:
     unwrapped = {name: acc.unwrap_model(net) for name, net in trainer.networks.items()}
     return TrainResult(state["step"], run.out_dir, run.last_checkpoint, run.out_dir / "export", unwrapped["G"],
                        unwrapped["D"], trainer.ema.model if trainer.ema is not None else None, unwrapped)
+
+
+def clip_length(cfg: Config, step: int) -> int:
+    """Frames per training clip at `step`: data.n_frames doubled every train.clip_double_every steps, up to
+    data.max_frames (the image models: 1)."""
+    from vid2vid.models.build import spec
+
+    if not spec(cfg).sequential:
+        return 1
+    every, n = cfg.train.clip_double_every, cfg.data.n_frames
+    if every <= 0:
+        return n
+    return min(max(cfg.data.max_frames, n), n * 2 ** (step // every))
 
 
 def _after_step(run: Run, parts: dict[str, float], lrs: dict[str, float], last_step: int, bar, clock: dict) -> None:
