@@ -42,15 +42,17 @@ class RaftFlow:
 
 
 def get_estimator(
-    name: str, *, weights: str | None = None, iters: int = 12, device: str | torch.device = "cpu"
+    name: str, *, weights: str | None = None, iters: int = 12, device: str | torch.device = "cpu",
+    corr: str = "all_pairs",
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Flow estimator by name: raft_small | raft_large (weights from `weights`, a torchvision- or
-    original-format checkpoint, or torchvision's files in the torch hub cache when None) |
+    original-format checkpoint, or torchvision's files in the torch hub cache when None; correlation
+    `corr`: all_pairs | on_demand) |
     dis (= dis_medium) | dis_fast | dis_ultrafast | farneback (OpenCV, CPU; no weights)."""
     if name in RAFT_NAMES:
         if iters < 1:
             raise FlowError(f"iters must be >= 1 for {name}, got {iters}")
-        return RaftFlow(_load_raft(name, weights), name=name, iters=iters, device=device)
+        return RaftFlow(_load_raft(name, weights, corr), name=name, iters=iters, device=device)
     if weights is not None:
         raise FlowError(f"--weights {weights} was given but {name!r} takes no weights (only {RAFT_NAMES} do)")
     if name == "farneback":
@@ -62,9 +64,9 @@ def get_estimator(
     raise FlowError(f"unknown flow estimator {name!r}; choose one of {', '.join(ESTIMATOR_NAMES)}")
 
 
-def _load_raft(name: str, weights: str | None) -> torch.nn.Module:
+def _load_raft(name: str, weights: str | None, corr: str = "all_pairs") -> torch.nn.Module:
     """Load RAFT through flow.weights.load_raft (imported here so classic estimators never import the
     network); the file must hold the asked-for model."""
     from flow.weights import load_raft
 
-    return load_raft(weights, model=name)
+    return load_raft(weights, model=name, corr=corr)

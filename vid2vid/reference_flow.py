@@ -12,7 +12,6 @@ convention as the dataset's flow_bw. confidence[:, t] is 1 where that warp repro
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from functools import partial
 
@@ -83,16 +82,6 @@ def reference_flow(frames: torch.Tensor, method: str, *, flow_bw: torch.Tensor |
         return flow, flow_confidence(frames, flow)
 
 
-def _raft_estimator(method: str, weights: str | None, corr: str, iters: int, device) -> Estimator:
-    """RAFT through flow.get_estimator, with the correlation mode passed through when get_estimator takes
-    it, else set on the built model (RAFT.corr may be changed on a built network)."""
-    if "corr" in inspect.signature(get_estimator).parameters:
-        return get_estimator(method, weights=weights, iters=iters, device=device, corr=corr)
-    estimator = get_estimator(method, weights=weights, iters=iters, device=device)
-    estimator.model.corr = corr
-    return estimator
-
-
 def build_estimator(method: str, weights: str | None = None, corr: str = "all_pairs", iters: int = 12,
                     device: str | torch.device = "cpu") -> Estimator | None:
     """The flow estimator of flow.model (None for gt). Flow-package errors become ConfigErrors naming the key."""
@@ -102,7 +91,7 @@ def build_estimator(method: str, weights: str | None = None, corr: str = "all_pa
         return None
     try:
         if method in RAFT_METHODS:
-            return _raft_estimator(method, weights, corr, iters, device)
+            return get_estimator(method, weights=weights, iters=iters, device=device, corr=corr)
         return get_estimator(method)  # OpenCV, CPU; flow.weights does not apply
     except FlowError as e:
         raise ConfigError(f"flow.model={method} (flow.weights={weights}): {e}; or set flow.model=dis "
