@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vid2vid.errors import run_cli
+from vid2vid.errors import UserError, run_cli
 
 
 def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -74,6 +74,57 @@ def cmd_prepare_video(args: argparse.Namespace) -> None:
     print(summary)
 
 
+def cmd_render(args: argparse.Namespace) -> None:
+    from vid2vid.render import render_all, render_video
+
+    options = {key: getattr(args, key) for key in (
+        "first_frame", "instances", "size", "start", "max_frames", "fps", "crf", "frames_dir", "side_by_side",
+        "overwrite", "device", "precision", "channels_last", "compile", "feature_cluster", "style", "seed")}
+    if args.all is not None:
+        if args.input is not None or args.instances is not None:
+            raise UserError("render --all PHASE_DIR OUTPUT_DIR: give no INPUT and no --instances "
+                             "(each sequence brings its own <phase>_inst)")
+        summaries = render_all(args.checkpoint, args.all, args.output, **options)
+    elif args.input is None:
+        raise UserError("render: give INPUT OUTPUT, or --all PHASE_DIR OUTPUT_DIR")
+    else:
+        summaries = [render_video(args.checkpoint, args.input, args.output, **options)]
+    for summary in summaries:
+        print(summary)
+
+
+def _add_render_parser(sub) -> None:
+    from vid2vid.checkpoint import add_generation_options
+
+    p = sub.add_parser("render", help="render label maps into a video with an exported model",
+                       description="Render a folder of label-id PNGs (or a dataset sequence such as "
+                                   "data/x/test_A/seq0) into an H.264 video or a folder of PNG frames.")
+    p.add_argument("input", nargs="?", help="folder of single-channel label-id PNGs, or a dataset sequence folder")
+    p.add_argument("output", help="output .mp4/.mkv/.mov (or a folder with --frames-dir; with --all a folder)")
+    p.add_argument("--checkpoint", "-m", required=True, help="exported model (<train.out_dir>/export)")
+    p.add_argument("--all", default=None, metavar="PHASE_DIR", help="render every sequence of a split (e.g. "
+                   "data/x/test_A) into OUTPUT/<seq>.mp4")
+    p.add_argument("--first-frame", default=None, metavar="image-model:PATH|real:DIR|zeros",
+                   help="video model: where the first n_frames_G-1 frames come from (default: the model's "
+                        "model.first_frame; real = the sequence's <phase>_B frames)")
+    p.add_argument("--instances", default=None, metavar="DIR", help="instance-id PNGs, one per label map")
+    p.add_argument("--size", default=None, metavar="HxW", help="resize the inputs (labels nearest)")
+    p.add_argument("--start", type=int, default=0, help="first input frame")
+    p.add_argument("--max-frames", type=int, default=None, help="render at most this many frames")
+    p.add_argument("--fps", type=float, default=None, help="frame rate (default: the export's render.fps)")
+    p.add_argument("--crf", type=int, default=None, help="H.264 quality, 0-51 (default: the export's render.crf)")
+    p.add_argument("--frames-dir", action="store_true", help="write OUTPUT/00000.png, 00001.png, ... instead")
+    p.add_argument("--side-by-side", action="store_true", help="write labels | output side by side")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--precision", default=None, choices=("fp32", "bf16", "fp16"),
+                   help="default: the export's render.precision (bf16 on a CPU without AVX512-BF16 is emulated)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format for the convolutions")
+    p.add_argument("--compile", action="store_true", help="torch.compile the generator")
+    add_generation_options(p)
+    p.set_defaults(func=cmd_render)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vid2vid", description="Video-to-video translation with temporal consistency.")
@@ -112,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=30, help="frames per sequence")
     p.add_argument("--test-fraction", type=float, default=0.2, help="last fraction of the video held out as test_*")
     p.set_defaults(func=cmd_prepare_video)
+
+    _add_render_parser(sub)
     return parser
 
 

@@ -177,9 +177,11 @@ class TrainConfig:
 
 @dataclass
 class RenderConfig:
+    """`vid2vid render`'s defaults (its --fps, --crf, --precision override them)."""
+
     fps: float = 10.0
-    crf: int = 18
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    crf: int = 18  # H.264 quality: 0 = lossless, 18 = visually lossless, 23 = libx264's default
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16 on a CPU without AVX512-BF16/AMX is emulated (slow)
 
 
 @dataclass
@@ -199,10 +201,25 @@ PATH_KEYS = ("data.root", "loss.vgg_weights", "flow.weights", "train.out_dir")
 
 # Keys that are checked and stored but that no code reads yet: key -> what will read it. `vid2vid config`
 # marks them "not yet used". Remove a key here in the change that makes it used.
-NOT_YET_USED = {
-    "render.crf": "rendering a video with a trained model",
-    "render.dtype": "rendering a video with a trained model",
+NOT_YET_USED: dict[str, str] = {}
+
+# Keys renamed since configs were first written: old key -> (new key, old value -> new value). Exports written
+# before the rename (render.dtype) still load.
+RENAMED_KEYS = {
+    "render.dtype": ("render.precision", {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}),
 }
+
+
+def _rename_old_keys(tree: dict) -> None:
+    """Rewrite RENAMED_KEYS in a YAML tree in place (the new key wins when both are given)."""
+    for old, (new, values) in RENAMED_KEYS.items():
+        *sections, leaf = old.split(".")
+        node = tree
+        for name in sections:
+            node = node.get(name) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            value = node.pop(leaf)
+            node.setdefault(new.rpartition(".")[2], values.get(value, value) if isinstance(value, str) else value)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -447,6 +464,7 @@ def from_dict(tree: dict | None, overrides: list[str] = (), base_dir: str | Path
     if not isinstance(tree or {}, dict):
         raise ConfigError(f"config: expected a mapping of config sections at the top level, got {tree!r}")
     tree = yaml.safe_load(yaml.safe_dump(dict(tree or {})))  # deep copy
+    _rename_old_keys(tree)
     for text in overrides:
         _apply_override(tree, *parse_override(text))
     cfg = _build(Config, tree)
