@@ -12,13 +12,17 @@ One step per clip batch {labels [B,T,H,W], inst, frames [B,T,3,H,W], flow_bw [B,
         history.detach()
     one optimizer step per group (gradients of every chunk accumulated), EMA, schedules
 
-Each chunk's losses are weighted by its share of the generated frames, so a step's loss is the mean over
-frames whatever detach_every is. Forward passes use the unwrapped networks and the gradients are averaged
-over processes by hand before each optimizer step (the recurrence calls G many times per backward, which
-DistributedDataParallel's reducer does not allow); BatchNorm statistics are therefore per process.
+Each chunk's per-frame losses are weighted by its share of the generated frames and its temporal-D losses
+by its share of the clip's windows at that scale, so a step's loss is the same whatever detach_every is. A
+temporal scale whose window is longer than the clip is skipped (noted once). Forward passes use the unwrapped
+networks and the gradients are averaged over processes by hand before each optimizer step (the recurrence calls
+G many times per backward, which DistributedDataParallel's reducer does not allow); BatchNorm statistics are
+therefore per process.
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 from einops import rearrange
@@ -27,6 +31,8 @@ from vid2vid.losses import feature_matching
 from vid2vid.models.discriminators import temporal_windows
 from vid2vid.temporal import History, start_history, unroll
 from vid2vid.train import Trainer, set_requires_grad
+
+log = logging.getLogger(__name__)
 
 
 def temporal_names(scales: int) -> list[str]:
@@ -96,7 +102,13 @@ class VideoTrainer(Trainer):
             return
         import torch.distributed as dist
 
-        for p in self.groups[group].parameters():
+        params = self.groups[group].parameters()
+        # a parameter no process used (a skipped temporal scale) keeps no gradient, as in one process
+        used = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=self.acc.device)
+        dist.all_reduce(used)
+        for p, n in zip(params, used.tolist(), strict=True):
+            if n == 0:
+                continue
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             dist.all_reduce(p.grad)
@@ -109,20 +121,33 @@ class VideoTrainer(Trainer):
         ref_flow, confidence = self.reference_flow(real, flow_bw=batch.get("flow_bw"))  # [B,T-1,2|1,H,W]
         history = self.history_for(batch, sem)
         n_seed, n_frames = self.cfg.model.n_frames_G - 1, real.shape[1]
+        self.note_skipped_scales(n_frames)
         sequence = history.frames.detach()  # [B,t,3,H,W]: first frames + generated so far (detached)
         every = self.cfg.train.detach_every
         for t0 in range(n_seed, n_frames, every):
             t1 = min(t0 + every, n_frames)
-            weight = share * (t1 - t0) / (n_frames - n_seed)
             with self.acc.autocast():
                 out, history = unroll(self.net("G"), history, sem[:, t0:t1])
-            chunk = Chunk(t0, t1, sem, real, ref_flow, confidence, sequence, out)
-            self.d_phase(chunk, parts, weight)
-            self.g_phase(chunk, parts, weight)
+            chunk = Chunk(t0, t1, sem, real, ref_flow, confidence, sequence, out, share=share, n_seed=n_seed,
+                          n_frames_D=self.cfg.discriminator.n_frames_D)
+            self.d_phase(chunk, parts)
+            self.g_phase(chunk, parts)
             history = history.detach()
             sequence = torch.cat([sequence, out.final.detach().float()], dim=1)
 
-    def d_phase(self, c: Chunk, parts: dict[str, float], weight: float) -> None:
+    def note_skipped_scales(self, n_frames: int) -> None:
+        """Say once per temporal scale that clips of n_frames frames hold no window of it."""
+        n_frames_D = self.cfg.discriminator.n_frames_D
+        for s in self.temporal_scales():
+            span = window_span(n_frames_D, s)
+            if span > n_frames and s not in self.skipped_scales:
+                self.skipped_scales.add(s)
+                self.acc.print(f"note: clips of {n_frames} frames are too short for temporal scale {s} (D_temporal{s}"
+                               f" needs {span} frames: discriminator.n_frames_D={n_frames_D} at stride "
+                               f"{n_frames_D**s}); it is skipped and will be used when clips grow to {span} frames")
+                log.info("temporal scale %d skipped: clips of %d frames, windows of %d", s, n_frames, span)
+
+    def d_phase(self, c: Chunk, parts: dict[str, float]) -> None:
         D = self.net("D")
         set_requires_grad(D, True)
         with self.acc.autocast():
@@ -135,7 +160,8 @@ class VideoTrainer(Trainer):
             d = self.losses.discriminator(real_outputs=[[f[n:] for f in s] for s in preds],
                                           fake_outputs=[[f[:n] for f in s] for s in preds], discriminator=D,
                                           real_input=real_in, fake_input=fake_in)
-            total = d["total"]
+            weights = {name: c.weight for name in d}
+            total = d["total"] * c.weight
             for s in self.temporal_scales():
                 windows = c.windows(self.cfg.discriminator.n_frames_D, s, detach=True)
                 if windows is None:
@@ -147,13 +173,13 @@ class VideoTrainer(Trainer):
                 m = len(fake_w)
                 dt = self.losses.gan_loss.discriminator([[f[m:] for f in sc] for sc in out],
                                                         [[f[:m] for f in sc] for sc in out])
-                d[f"temporal_s{s}"] = dt["total"]
-                total = total + dt["total"]
-        self.acc.backward(total * weight)
-        d["total"] = total
-        _rescale(parts, d, "D/", weight)
+                d[f"temporal_s{s}"], weights[f"temporal_s{s}"] = dt["total"], c.temporal_weight(s)
+                total = total + dt["total"] * c.temporal_weight(s)
+        self.acc.backward(total)
+        d["total"], weights["total"] = total, 1.0
+        _rescale(parts, d, "D/", weights)
 
-    def g_phase(self, c: Chunk, parts: dict[str, float], weight: float) -> None:
+    def g_phase(self, c: Chunk, parts: dict[str, float]) -> None:
         D = self.net("D")
         frozen = [D] + [self.net(f"D_temporal{s}") for s in self.temporal_scales()]
         for net in frozen:
@@ -169,21 +195,23 @@ class VideoTrainer(Trainer):
             raw_parts = self.losses.generator(fake_outputs=raw_out, real_outputs=real_out)
             g.update({f"{k}_raw": v for k, v in raw_parts.items() if k in ("gan", "feat")})
             g.update(self.video_terms(c))
+            g.pop("total")
+            weights = {name: c.weight for name in g}
             for s in self.temporal_scales():
                 windows = c.windows(cfg.discriminator.n_frames_D, s, detach=False)
                 if windows is None:
-                    self.skipped_scales.add(s)
                     continue
                 out = self.net(f"D_temporal{s}")(torch.cat(windows))
                 m = len(windows[0])
                 fake_o, real_o = [[f[:m] for f in sc] for sc in out], [[f[m:] for f in sc] for sc in out]
                 g[f"tgan_s{s}"] = cfg.loss.temporal_gan * self.losses.gan_loss.generator(fake_o)
                 g[f"tfeat_s{s}"] = cfg.loss.temporal_feat * feature_matching(real_o, fake_o)
-            g["total"] = sum(v for k, v in g.items() if k != "total")
-        self.acc.backward(g["total"] * weight)
+                weights[f"tgan_s{s}"] = weights[f"tfeat_s{s}"] = c.temporal_weight(s)
+            g["total"], weights["total"] = sum(v * weights[k] for k, v in g.items()), 1.0
+        self.acc.backward(g["total"])
         for net in frozen:
             set_requires_grad(net, True)
-        _rescale(parts, g, "G/", weight)
+        _rescale(parts, g, "G/", weights)
 
     def video_terms(self, c: Chunk) -> dict[str, torch.Tensor]:
         """Flow, warp and mask terms of the chunk's frames t0..t1-1 against their predecessors."""
@@ -197,21 +225,43 @@ class VideoTrainer(Trainer):
         return parts
 
 
-def _rescale(parts: dict[str, float], new: dict[str, torch.Tensor], prefix: str, weight: float) -> None:
-    """Add a chunk's parts to the step's log, weighted by the chunk's share of the step."""
+def _rescale(parts: dict[str, float], new: dict[str, torch.Tensor], prefix: str, weights: dict[str, float]) -> None:
+    """Add a chunk's parts to the step's log, each weighted by the chunk's share of it (frames or windows)."""
     for name, v in new.items():
-        parts[prefix + name] = parts.get(prefix + name, 0.0) + float(v.detach()) * weight
+        parts[prefix + name] = parts.get(prefix + name, 0.0) + float(v.detach()) * weights[name]
+
+
+def window_span(n_frames_D: int, scale: int) -> int:
+    """Frames one temporal-D window covers at `scale` (n_frames_D frames at stride n_frames_D^scale)."""
+    return (n_frames_D - 1) * n_frames_D**scale + 1
+
+
+def windows_ending_in(t0: int, t1: int, span: int) -> int:
+    """Windows of `span` frames (starting at frame 0 or later) whose last frame is in [t0, t1)."""
+    return max(0, t1 - max(t0, span - 1))
 
 
 class Chunk:
     """One chunk of generated frames t0..t1-1 of a clip and what its losses need."""
 
-    def __init__(self, t0, t1, sem, real, ref_flow, confidence, sequence, out):
-        self.t0, self.t1 = t0, t1
+    def __init__(self, t0, t1, sem, real, ref_flow, confidence, sequence, out, *, share=1.0, n_seed=0, n_frames_D=3):
+        self.t0, self.t1, self.share, self.n_seed, self.n_frames_D = t0, t1, share, n_seed, n_frames_D
         self.sem, self.real, self.ref_flow, self.confidence = sem, real, ref_flow, confidence
         self.sequence = sequence  # [B,t0,3,H,W] detached first frames + earlier generated frames
         self.out = out  # temporal.VideoFrames of this chunk, [B,t1-t0,...]
         self.sem_chunk, self.real_chunk = sem[:, t0:t1], real[:, t0:t1]
+
+    @property
+    def weight(self) -> float:
+        """The weight of the chunk's per-frame terms: its share of the clip's generated frames (of the step)."""
+        return self.share * (self.t1 - self.t0) / (self.real.shape[1] - self.n_seed)
+
+    def temporal_weight(self, scale: int) -> float:
+        """The weight of the temporal-D terms at `scale`: the chunk's share of the clip's fake windows (those
+        ending at a generated frame)."""
+        span = window_span(self.n_frames_D, scale)
+        mine = windows_ending_in(self.t0, self.t1, span)
+        return self.share * mine / max(windows_ending_in(self.n_seed, self.real.shape[1], span), 1)
 
     @staticmethod
     def frames(x: torch.Tensor) -> torch.Tensor:
