@@ -1,0 +1,149 @@
+"""Render benchmark: seconds per frame of VideoRenderer.step, and peak memory against the video length.
+
+    python tools/bench.py render [--size 256x512] [--frames 10] [--threads 1] [--device cpu]
+                                 [--modes eager,channels_last,compile,bf16] [--warp-features] [--quick]
+
+Speed: the reference generator configuration (35 labels + instance edge, n_frames_G 3, ngf 64, 3 downsamplings,
+9 residual blocks, foreground branch, instance norm; warp_features off as in the original unless --warp-features)
+with random weights, rendering moving synthetic labels at --size: median seconds per generated frame (after the
+seed frames and warm-up) for eager fp32, channels-last fp32, torch.compile fp32 and bf16 autocast. bf16 runs only
+where it is native (CUDA, or a CPU with AVX512-BF16 / AMX); elsewhere torch emulates it (~100x slower) and the
+row says "emulated, skipped".
+
+Memory: peak RSS of `vid2vid render`'s code path (render_video to an mp4) in a fresh process for a short and a
+10x longer video of a tiny model; streaming keeps them about equal.
+
+--quick: a tiny model at 64x128 and 60 vs 200 frames of 32x32 for the memory rows (a check that the benchmark
+runs, not figures to record).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from bench_models import cpu_name
+
+from vid2vid.checkpoint import export_generator
+from vid2vid.config import Size, from_dict, parse_size
+from vid2vid.models.build import build_generator
+from vid2vid.render import VideoRenderer, cpu_has_fast_bf16
+
+REFERENCE = {"ngf": 64, "n_downsample": 3, "n_blocks": 9, "n_frames_G": 3, "use_fg": True, "norm": "instance"}
+TINY = {"ngf": 8, "n_downsample": 2, "n_blocks": 2, "n_frames_G": 3, "use_fg": True, "norm": "instance"}
+
+
+def make_export(out: Path, model: dict, size: Size, warp_features: bool = False) -> Path:
+    """A random-weight vid2vid export (35 labels + instance edge) of the given model settings."""
+    cfg = from_dict({"data": {"label_nc": 35, "use_instance": True, "load_size": str(size), "crop_size": str(size)},
+                     "model": {"name": "vid2vid", "first_frame": "zeros", "warp_features": warp_features, **model}})
+    torch.manual_seed(0)
+    return export_generator(build_generator(cfg).state_dict(), cfg, out)
+
+
+def moving_labels(t: int, size: Size) -> tuple[np.ndarray, np.ndarray]:
+    """Frame t of a scene of horizontal bands with a moving car-like block: (labels [H,W], instances [H,W])."""
+    h, w = size
+    labels = np.repeat((np.arange(h) * 6 // h + 7)[:, None], w, axis=1).astype(np.int64)  # road/building bands
+    x0 = (t * max(1, w // 40)) % max(1, w - w // 4)
+    labels[h // 2: h // 2 + h // 5, x0: x0 + w // 4] = 26  # a car (foreground id)
+    inst = labels * 1000
+    inst[labels == 26] += 1
+    return labels, inst
+
+
+def seconds_per_frame(export: Path, size: Size, mode: str, frames: int, device: str) -> float:
+    """Median wall time of one generated frame. Excluded: the seed frames, the raw-only frames while the zeros
+    history fills (another graph for torch.compile) and 2 warm-ups of the composed frame."""
+    renderer = VideoRenderer(export, first_frame="zeros", device=device, precision="bf16" if mode == "bf16" else "fp32",
+                             channels_last=mode in ("channels_last", "compile"), compile=mode == "compile")
+    warmup = 2 * renderer.n_seed + 2
+    times = []
+    for t in range(frames + warmup):
+        labels, inst = moving_labels(t, size)
+        if renderer.device.type == "cuda":
+            torch.cuda.synchronize()
+        began = time.perf_counter()
+        renderer.step(labels, inst)  # includes the copy back to uint8 on the host
+        times.append(time.perf_counter() - began)
+    return statistics.median(times[warmup:])
+
+
+def bf16_skip_reason(device: str) -> str | None:
+    if device.startswith("cuda"):
+        return None
+    return None if cpu_has_fast_bf16() else "emulated, skipped (no AVX512-BF16/AMX on this CPU)"
+
+
+def peak_rss_mb(export: Path, n_frames: int, size: Size, tmp: Path) -> float:
+    """Peak RSS (MB) of a fresh process rendering n_frames label PNGs to an mp4 through render_video."""
+    out = subprocess.run([sys.executable, __file__, "--rss-child", str(export), str(n_frames), str(size), str(tmp)],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def rss_child(export: str, n_frames: int, size: str, tmp: str) -> None:
+    """Child process of peak_rss_mb: write the labels, render them, print ru_maxrss in MB."""
+    from vid2vid.render import render_video
+    from vid2vid.video_io import write_image
+
+    size, folder = parse_size(size), Path(tmp) / f"labels_{n_frames}"
+    folder.mkdir(exist_ok=True)
+    for t in range(n_frames):
+        write_image(folder / f"{t:05d}.png", moving_labels(t, size)[0].astype(np.uint8))
+    render_video(export, folder, Path(tmp) / f"out_{n_frames}.mp4", first_frame="zeros", device="cpu",
+                 overwrite=True, progress=False)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bench.py render", description=__doc__.split("\n")[0])
+    parser.add_argument("--size", default="256x512")
+    parser.add_argument("--frames", type=int, default=10, help="timed frames per mode")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--modes", default="eager,channels_last,compile,bf16")
+    parser.add_argument("--warp-features", action="store_true", help="the repo's default (off = the original)")
+    parser.add_argument("--rss-frames", default=None, help="the two video lengths of the memory rows (default 60,600)")
+    parser.add_argument("--quick", action="store_true", help="tiny model and sizes: check that it runs")
+    parser.add_argument("--rss-child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.rss_child:
+        return rss_child(args.rss_child[0], int(args.rss_child[1]), *args.rss_child[2:])
+    size, model, rss_size = parse_size(args.size), REFERENCE, Size(64, 64)
+    if args.quick:
+        size, model, rss_size, args.frames = Size(64, 128), TINY, Size(32, 32), 3
+    rss_frames = args.rss_frames or ("60,200" if args.quick else "60,600")
+    print(f"render benchmark on {cpu_name() if args.device == 'cpu' else args.device}, {args.threads} thread(s), "
+          f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        export = make_export(Path(tmp) / "model", model, size, args.warp_features)
+        print(f"model {model}, warp_features {args.warp_features}, {size}: seconds per frame (median of "
+              f"{args.frames})")
+        reference = None
+        for mode in args.modes.split(","):
+            skip = bf16_skip_reason(args.device) if mode == "bf16" else None
+            if skip:
+                print(f"  {mode:14s} {skip}")
+                continue
+            spf = seconds_per_frame(export, size, mode, args.frames, args.device)
+            reference = reference or spf
+            print(f"  {mode:14s} {spf:8.4f} s/frame  {1 / spf:7.2f} frames/s  x{reference / spf:.2f} vs eager")
+        tiny = make_export(Path(tmp) / "tiny", TINY, rss_size)
+        short, long = (int(n) for n in rss_frames.split(","))
+        rss = {n: peak_rss_mb(tiny, n, rss_size, Path(tmp)) for n in (short, long)}
+        print(f"peak RSS rendering a tiny model at {rss_size}: {short} frames {rss[short]:.0f} MB, {long} frames "
+              f"{rss[long]:.0f} MB ({rss[long] - rss[short]:+.0f} MB)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
