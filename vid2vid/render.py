@@ -638,11 +638,11 @@ def render_all(checkpoint: str | Path, phase_dir: str | Path, out_dir: str | Pat
         raise UserError(f"--all {phase_dir}: no sequence folders inside; pass a split folder such as data/x/test_A")
     if not out_dir.parent.is_dir():
         raise UserError(f"{out_dir}: the folder {out_dir.parent} does not exist; create it or choose another output")
+    renderer = _renderer(checkpoint, options)  # before creating out_dir: a bad checkpoint leaves nothing behind
     out_dir.mkdir(exist_ok=True)
     suffix = "" if options.get("frames_dir") else ".mp4"
     outputs = [check_output(out_dir / f"{seq.name}{suffix}", frames_dir=options.get("frames_dir", False),
                             overwrite=options.get("overwrite")) for seq in sequences]
-    renderer = _renderer(checkpoint, options)
     sources = [open_input(seq, instances=None, use_instance=renderer.uses_instances) for seq in sequences]
     return [render_input(renderer, source, output, **options) for source, output in zip(sources, outputs)]
 
