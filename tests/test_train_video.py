@@ -100,8 +100,9 @@ def test_cli_video_run_writes_checkpoints_export_samples_and_log(tmp_path, video
     log = read_log(out)
     losses = [r for r in log if "G/total" in r]
     assert [r["step"] for r in losses] == [1, 2]
-    for key in ("G/flow", "G/warp_flow", "G/warp_output", "G/mask", "G/tgan_s0", "D/temporal_s0"):
+    for key in ("G/flow", "G/warp_flow", "G/warp_output", "G/tgan_s0", "D/temporal_s0"):
         assert all(key in r for r in losses), key
+    assert not any("G/mask" in r for r in losses)  # the mask term is the zeros first frames' (reference)
     metrics = [r for r in log if "val/psnr" in r]
     assert [r["step"] for r in metrics] == [2] and metrics[0]["val/psnr"] > 0 and metrics[0]["val/e_warp"] >= 0
     # 6-frame clips hold no window of scale 1 (7 frames): skipped, noted once, never an error
@@ -247,6 +248,7 @@ def test_first_frames_from_an_image_model_and_zeros(tmp_path, video_data):
         result = train(video(out, video_data, f"model.first_frame={mode}", "train.max_steps=1", *QUIET))
         rows = step_rows(out)
         assert result.step == 1 and all(torch.isfinite(torch.tensor(v)) for v in rows[0].values()), rows
+        assert ("G/mask" in rows[0]) == (mode == "zeros")
         generator, cfg = ckpt.load_generator(out / "export")
         assert cfg.model.first_frame == mode
 

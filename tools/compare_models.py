@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def sequences(cfg, root: str, phase: str, max_frames: int) -> list[tuple[str, dict]]:
     """(name, clip {labels [T,H,W], inst?, frames [T,3,H,W]}) for every sequence of the split, unaugmented."""
-    data = replace(cfg.data, root=root, n_frames=1)
+    data = replace(cfg.data, root=root, n_frames=1, crop_size=cfg.data.load_size)  # whole frames, not training crops
     probe = build_dataset(data, phase=phase)
     n = probe.shortest if max_frames <= 0 else min(max_frames, probe.shortest)
     dataset = build_dataset(replace(data, n_frames=n), phase=phase)

@@ -214,13 +214,17 @@ class VideoTrainer(Trainer):
         _rescale(parts, g, "G/", weights)
 
     def video_terms(self, c: Chunk) -> dict[str, torch.Tensor]:
-        """Flow, warp and mask terms of the chunk's frames t0..t1-1 against their predecessors."""
+        """Flow, warp and mask terms of the chunk's frames t0..t1-1 against their predecessors. The mask term
+        (blend weight -> 0 where the reference flow is confident) applies, as in the reference, only when the
+        first frames are zeros: with real first frames it made the model warp almost everywhere, and the
+        repeated bilinear resampling blurred long renders (measured: BENCHMARKS.md, the proof table)."""
         t0, t1 = c.t0, c.t1
+        weight = c.out.weight.float() if self.cfg.model.first_frame == "zeros" else None
         final_prev = torch.cat([c.sequence[:, -1:].to(c.out.final.dtype), c.out.final[:, :-1]], dim=1)
         parts = self.video_losses(ref_flow=c.ref_flow[:, t0 - 1:t1 - 1], confidence=c.confidence[:, t0 - 1:t1 - 1],
                                   flow=c.out.flow.float(), real=c.real_chunk, real_prev=c.real[:, t0 - 1:t1 - 1],
                                   final=c.out.final.float(), final_prev=final_prev.float(),
-                                  weight=c.out.weight.float())
+                                  weight=weight)
         parts.pop("total")
         return parts
 
