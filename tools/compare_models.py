@@ -71,7 +71,8 @@ def render_video(export, image_export, clip: dict) -> torch.Tensor:
     cfg, G = export.cfg, export.generator
     n = cfg.model.n_frames_G - 1
     sem = semantic_input(clip["labels"], clip.get("inst"), cfg.data.label_nc, cfg.data.use_instance)[None]
-    first = render_per_frame(image_export, {k: v[:n] for k, v in clip.items() if torch.is_tensor(v)})[None]  # [1,N-1,3,H,W]
+    seed_clip = {k: v[:n] for k, v in clip.items() if torch.is_tensor(v)}
+    first = render_per_frame(image_export, seed_clip)[None]  # [1,N-1,3,H,W]
     history = start_history("image-model:", sem[:, :n], first)
     out, _ = unroll(G, history, sem[:, n:])
     return torch.cat([first, out.final.clamp(-1, 1)], dim=1)[0]
