@@ -66,11 +66,14 @@ class VideoTrainer(Trainer):
     # inputs
     # ------------------------------------------------------------------------------------------
 
-    def clip_semantics(self, batch: dict) -> torch.Tensor:
-        """labels [B,T,H,W] (+ inst) -> semantics [B,T,C,H,W]."""
+    def clip_semantics(self, batch: dict, t0: int = 0, t1: int | None = None) -> torch.Tensor:
+        """labels [B,T,H,W] (+ inst) of frames t0..t1-1 -> semantics [B,t1-t0,C,H,W] (made per chunk in
+        training, so that memory does not grow with the clip length)."""
         from vid2vid.data.encoding import semantic_input
 
-        return semantic_input(batch["labels"], batch.get("inst"), self.cfg.data.label_nc, self.cfg.data.use_instance)
+        inst = batch.get("inst")
+        return semantic_input(batch["labels"][:, t0:t1], None if inst is None else inst[:, t0:t1],
+                              self.cfg.data.label_nc, self.cfg.data.use_instance)
 
     def history_for(self, batch: dict, sem: torch.Tensor) -> History:
         n = self.cfg.model.n_frames_G - 1
@@ -116,18 +119,18 @@ class VideoTrainer(Trainer):
 
     def clip_step(self, batch: dict, parts: dict[str, float], share: float) -> None:
         """Accumulate the gradients of one clip batch (weight `share` of the step) into both groups."""
-        sem = self.clip_semantics(batch)  # [B,T,C,H,W]
         real = batch["frames"]  # [B,T,3,H,W]
         ref_flow, confidence = self.reference_flow(real, flow_bw=batch.get("flow_bw"))  # [B,T-1,2|1,H,W]
-        history = self.history_for(batch, sem)
         n_seed, n_frames = self.cfg.model.n_frames_G - 1, real.shape[1]
+        history = self.history_for(batch, self.clip_semantics(batch, 0, n_seed))
         self.note_skipped_scales(n_frames)
         sequence = history.frames.detach()  # [B,t,3,H,W]: first frames + generated so far (detached)
         every = self.cfg.train.detach_every
         for t0 in range(n_seed, n_frames, every):
             t1 = min(t0 + every, n_frames)
+            sem = self.clip_semantics(batch, t0, t1)  # [B,t1-t0,C,H,W]
             with self.acc.autocast():
-                out, history = unroll(self.net("G"), history, sem[:, t0:t1])
+                out, history = unroll(self.net("G"), history, sem)
             chunk = Chunk(t0, t1, sem, real, ref_flow, confidence, sequence, out, share=share, n_seed=n_seed,
                           n_frames_D=self.cfg.discriminator.n_frames_D)
             self.d_phase(chunk, parts)
@@ -250,10 +253,10 @@ class Chunk:
 
     def __init__(self, t0, t1, sem, real, ref_flow, confidence, sequence, out, *, share=1.0, n_seed=0, n_frames_D=3):
         self.t0, self.t1, self.share, self.n_seed, self.n_frames_D = t0, t1, share, n_seed, n_frames_D
-        self.sem, self.real, self.ref_flow, self.confidence = sem, real, ref_flow, confidence
+        self.real, self.ref_flow, self.confidence = real, ref_flow, confidence
         self.sequence = sequence  # [B,t0,3,H,W] detached first frames + earlier generated frames
         self.out = out  # temporal.VideoFrames of this chunk, [B,t1-t0,...]
-        self.sem_chunk, self.real_chunk = sem[:, t0:t1], real[:, t0:t1]
+        self.sem_chunk, self.real_chunk = sem, real[:, t0:t1]  # sem: the chunk's semantics [B,t1-t0,C,H,W]
 
     @property
     def weight(self) -> float:
