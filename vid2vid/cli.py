@@ -78,8 +78,9 @@ def cmd_render(args: argparse.Namespace) -> None:
     from vid2vid.render import render_all, render_video
 
     options = {key: getattr(args, key) for key in (
-        "first_frame", "instances", "size", "start", "max_frames", "fps", "crf", "frames_dir", "side_by_side",
-        "overwrite", "device", "precision", "channels_last", "compile", "feature_cluster", "style", "seed")}
+        "palette", "labels", "centres", "first_frame", "instances", "size", "start", "max_frames", "fps", "crf",
+        "frames_dir", "side_by_side", "overwrite", "device", "precision", "channels_last", "compile",
+        "feature_cluster", "style", "seed")}
     if args.all is not None:
         if args.input is not None or args.instances is not None:
             raise UserError("render --all PHASE_DIR OUTPUT_DIR: give no INPUT and no --instances "
@@ -97,9 +98,11 @@ def _add_render_parser(sub) -> None:
     from vid2vid.checkpoint import add_generation_options
 
     p = sub.add_parser("render", help="render label maps into a video with an exported model",
-                       description="Render a folder of label-id PNGs (or a dataset sequence such as "
-                                   "data/x/test_A/seq0) into an H.264 video or a folder of PNG frames.")
-    p.add_argument("input", nargs="?", help="folder of single-channel label-id PNGs, or a dataset sequence folder")
+                       description="Render a folder of label-id PNGs (or colour-coded PNGs with --palette, or a "
+                                   "dataset sequence such as data/x/test_A/seq0, or a video file converted to labels "
+                                   "as `vid2vid prepare video` does) into an H.264 video or a folder of PNG frames.")
+    p.add_argument("input", nargs="?", help="folder of label PNGs, a dataset sequence folder, or a video file "
+                   "(with --labels)")
     p.add_argument("output", help="output .mp4/.mkv/.mov (or a folder with --frames-dir; with --all a folder)")
     p.add_argument("--checkpoint", "-m", required=True, help="exported model (<train.out_dir>/export)")
     p.add_argument("--all", default=None, metavar="PHASE_DIR", help="render every sequence of a split (e.g. "
@@ -107,6 +110,14 @@ def _add_render_parser(sub) -> None:
     p.add_argument("--first-frame", default=None, metavar="image-model:PATH|real:DIR|zeros",
                    help="video model: where the first n_frames_G-1 frames come from (default: the model's "
                         "model.first_frame; real = the sequence's <phase>_B frames)")
+    p.add_argument("--palette", default=None, metavar="FILE",
+                   help="colour-coded label PNGs: a YAML or JSON list of [R, G, B] per label id (id = position); "
+                        "default: the model's data.palette. Single-channel PNGs stay ids")
+    p.add_argument("--labels", default=None, metavar="edges|kmeans:K",
+                   help="a video file INPUT: its frames become labels as `vid2vid prepare video --labels` makes them")
+    p.add_argument("--centres", default=None, metavar="FILE",
+                   help="a video file INPUT with kmeans labels: the dataset's kmeans_centres.json (written by "
+                        "prepare video), so the ids are the model's; without it the clusters are fitted on INPUT")
     p.add_argument("--instances", default=None, metavar="DIR", help="instance-id PNGs, one per label map")
     p.add_argument("--size", default=None, metavar="HxW", help="resize the inputs (labels nearest)")
     p.add_argument("--start", type=int, default=0, help="first input frame")
@@ -158,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = prep_sub.add_parser("video", help="a paired dataset from any video: edge maps or colour clusters")
     p.add_argument("input", help="input video file (any container PyAV reads)")
     p.add_argument("out", help="output dataset folder")
-    p.add_argument("--labels", default="edges", help="edges (Canny, label_nc 2) or kmeans:K (Lab colour clusters)")
+    p.add_argument("--labels", default="edges", help="edges (Canny, label_nc 2) or kmeans:K (Lab colour clusters; "
+                   "the centres are saved as OUT/kmeans_centres.json for render --centres)")
     p.add_argument("--size", default=None, help="resize frames to HxW (default: keep)")
     p.add_argument("--seq-len", type=int, default=30, help="frames per sequence")
     p.add_argument("--test-fraction", type=float, default=0.2, help="last fraction of the video held out as test_*")

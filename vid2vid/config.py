@@ -78,6 +78,10 @@ class DataConfig:
     max_t_step: int = 1  # random temporal stride in [1, max_t_step] per clip
     batch_size: int = 1
     num_workers: int = 0
+    # colour-coded label maps (vid2vid render): the [R, G, B] colour (ints 0..255, all distinct) of each label id,
+    # id = position, at most label_nc entries; null: label maps are single-channel id PNGs only. Inline, not a
+    # path, so an export carries it. A render --palette FILE overrides it.
+    palette: list[list[int]] | None = None
 
 
 @dataclass
@@ -311,6 +315,7 @@ def check(cfg: Config) -> None:
           f"must be <= data.synthetic.frames ({syn.frames}): a clip cannot be longer than a sequence")
     _rule(all(0 <= i < cfg.data.label_nc for i in cfg.data.fg_labels), "data.fg_labels", cfg.data.fg_labels,
           f"every id must be in [0, data.label_nc={cfg.data.label_nc})")
+    _check_palette(cfg.data.palette, cfg.data.label_nc)
     _rule(0.0 <= cfg.optim.decay_start <= 1.0, "optim.decay_start", cfg.optim.decay_start, "must be in [0, 1]")
     _rule(0.0 <= cfg.optim.ema < 1.0, "optim.ema", cfg.optim.ema, "must be in [0, 1) (0 = off)")
     _rule(cfg.optim.lr_D is None or cfg.optim.lr_D > 0, "optim.lr_D", cfg.optim.lr_D, "must be > 0 or null")
@@ -323,6 +328,34 @@ def check(cfg: Config) -> None:
           "spade needs a parameter-free norm to modulate: instance, batch, spectralinstance or spectralbatch")
     _rule(cfg.model.name != "spade" or cfg.model.num_upsampling_layers != "most" or cfg.model.ngf >= 2,
           "model.ngf", cfg.model.ngf, "must be >= 2 with num_upsampling_layers: most (its last block has ngf/2)")
+
+
+def palette_problem(palette: Any) -> str | None:
+    """What is wrong with a label palette, or None: a non-empty list of one [R, G, B] per label id (id =
+    position), each 3 integers in 0..255, no colour twice. The one rule of data.palette and render --palette."""
+    if not isinstance(palette, list) or not palette:
+        return ("expected a non-empty list of one [R, G, B] colour per label id (id = position), "
+                f"e.g. [[0, 0, 0], [255, 0, 0]]; got {palette!r:.60}")
+    first_index: dict[tuple, int] = {}
+    for i, colour in enumerate(palette):
+        if not (isinstance(colour, (list, tuple)) and len(colour) == 3
+                and all(_is_int(c) and 0 <= c <= 255 for c in colour)):
+            return f"entry {i} ({colour!r:.40}) is not [R, G, B] with 3 integers in 0..255"
+        if tuple(colour) in first_index:
+            return (f"entries {first_index[tuple(colour)]} and {i} have the same colour {list(colour)}; "
+                    "each label id needs its own colour")
+        first_index[tuple(colour)] = i
+    return None
+
+
+def _check_palette(palette: list | None, label_nc: int) -> None:
+    if palette is None:
+        return
+    problem = palette_problem(palette)
+    if problem is not None:
+        raise ConfigError(f"data.palette: {problem}")
+    _rule(len(palette) <= label_nc, "data.palette", f"{len(palette)} colours",
+          f"at most data.label_nc={label_nc} (one colour per label id 0..{label_nc - 1})")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -15,6 +15,11 @@ model generates them), "real:DIR" (frames of a folder or video file, index-align
 The export's model.first_frame is the default; "real" there means the sequence's <phase>_B/<seq> when the
 input is a dataset sequence. An image model renders every frame through Export.generate.
 
+Inputs (open_input): a folder of label-id PNGs or a dataset sequence; colour-coded label PNGs with a palette
+(--palette FILE or the export's data.palette: one [R, G, B] per id; single-channel PNGs stay ids); or a video
+file, converted to labels by vid2vid.data.prepare.FrameLabeller exactly as `vid2vid prepare video` does
+(--labels edges or kmeans:K, with --centres <dataset>/kmeans_centres.json for the dataset's colour clusters).
+
 Sizes the model's stride cannot take are padded (repeating the last row and column) and cropped back.
 render_video reads labels in one thread and encodes in another, with small bounded queues, so the model
 does not wait on I/O and memory does not grow with the video length.
@@ -38,10 +43,10 @@ import numpy as np
 import torch
 
 from vid2vid import temporal
-from vid2vid.config import Size, model_stride
+from vid2vid.config import Size, model_stride, palette_problem
 from vid2vid.data.encoding import semantic_input
-from vid2vid.errors import ConfigError, UserError
-from vid2vid.video_io import VideoWriter, iter_frames, probe, read_image, write_image
+from vid2vid.errors import ConfigError, DataError, UserError
+from vid2vid.video_io import IMAGE_EXTENSIONS, VideoWriter, iter_frames, probe, read_image, write_image
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
@@ -331,19 +336,99 @@ class VideoRenderer:
 
 
 # ----------------------------------------------------------------------------------------------
-# Inputs: folders of label-id PNGs, dataset sequences
+# Inputs: folders of label-id or colour-coded PNGs, dataset sequences, video files
 # ----------------------------------------------------------------------------------------------
+
+
+class Palette:
+    """Colour-coded label maps -> ids: colours[i] is the RGB colour of label id i. `where` names its origin
+    (a --palette file or the export's data.palette) in errors."""
+
+    def __init__(self, colours: list, where: str):
+        problem = palette_problem(colours)
+        if problem is not None:
+            raise UserError(f"{where}: {problem}")
+        self.colours, self.where = np.asarray(colours, np.uint8), where  # [K,3]
+        codes = _rgb_codes(self.colours)  # [K]
+        self.order = np.argsort(codes)
+        self.sorted_codes = codes[self.order]
+
+    def __len__(self) -> int:
+        return len(self.colours)
+
+    def ids(self, rgb: np.ndarray, file: Path) -> np.ndarray:
+        """uint8 [H,W,3] RGB -> [H,W] int64 ids; a colour not in the palette is a UserError naming the pixel."""
+        codes = _rgb_codes(rgb)
+        pos = np.searchsorted(self.sorted_codes, codes).clip(max=len(self) - 1)
+        known = self.sorted_codes[pos] == codes
+        if not known.all():
+            y, x = np.argwhere(~known)[0]
+            r, g, b = (int(c) for c in rgb[y, x])
+            raise UserError(f"{file}: pixel (x={x}, y={y}) has the colour ({r}, {g}, {b}), which is not in the palette "
+                            f"({self.where}); add it to the palette (its position is its label id) or recolour the "
+                            "pixel to a palette colour")
+        return self.order[pos]
+
+
+def _rgb_codes(rgb: np.ndarray) -> np.ndarray:
+    """uint8 [...,3] -> int64 [...]: one number per colour."""
+    rgb = rgb.astype(np.int64)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def load_palette(path: str | Path) -> Palette:
+    """--palette FILE: a YAML or JSON list of [R, G, B] per label id (id = position)."""
+    import yaml
+
+    path, where = Path(path), f"--palette {path}"
+    if not path.is_file():
+        raise UserError(f"{where}: no such file; pass a YAML or JSON list of [R, G, B] colours, one per label id")
+    try:
+        colours = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        reason = str(e).replace("\n", " ")
+        raise UserError(f"{where}: not valid YAML or JSON ({reason}); write a list of [R, G, B] per label id") from None
+    return Palette(colours, where)
+
+
+def resolve_palette(palette: str | Path | None, renderer: VideoRenderer) -> Palette | None:
+    """--palette FILE, else the export's data.palette, else None; at most label_nc colours."""
+    if palette is not None:
+        found = load_palette(palette)
+    elif renderer.cfg.data.palette is not None:
+        found = Palette(renderer.cfg.data.palette, f"{renderer.checkpoint} data.palette")
+    else:
+        return None
+    if len(found) > renderer.label_nc:
+        raise UserError(f"{found.where}: {len(found)} colours, but the model has label_nc {renderer.label_nc} (ids "
+                        f"0..{renderer.label_nc - 1}); one colour per id the model knows, no more")
+    return found
+
+
+@dataclass
+class VideoLabels:
+    """A video file whose frames become label maps through `labeller` (vid2vid.data.prepare.FrameLabeller)."""
+
+    path: Path
+    labeller: object
+    n_frames: int
 
 
 @dataclass
 class LabelInput:
-    """One input video: label-id PNGs (sorted by name), instance maps or None, and for a dataset sequence
-    its real frames (<phase>_B/<seq>, a folder or a video file) or None."""
+    """One input video: label PNGs (sorted by name; ids, or colours with `palette`) or a video file (`video`),
+    instance maps or None, and its real frames (a dataset sequence's <phase>_B/<seq>, a video's own frames) or
+    None."""
 
     name: str
     labels: list[Path]
     inst: list[Path] | None = None
     real: Path | None = None
+    palette: Palette | None = None
+    video: VideoLabels | None = None
+
+    def __len__(self) -> int:
+        return self.video.n_frames if self.video is not None else len(self.labels)
 
 
 def _real_frames(root: Path, phase: str, name: str) -> Path | None:
@@ -355,21 +440,27 @@ def _real_frames(root: Path, phase: str, name: str) -> Path | None:
     return videos[0] if videos else None
 
 
-def open_input(path: str | Path, *, instances: str | Path | None = None, use_instance: bool = True) -> LabelInput:
-    """A folder of label-id PNGs or a dataset sequence folder (<root>/<phase>_A/<seq>) -> LabelInput. A dataset
-    sequence brings its <phase>_inst/<seq> (when the model uses instances) and its real frames; `instances`
-    (a folder of instance-id PNGs, one per label map) overrides the dataset's."""
+def open_input(path: str | Path, *, instances: str | Path | None = None, use_instance: bool = True,
+               palette: Palette | None = None, labels: str | None = None, centres: str | Path | None = None,
+               size: Size | None = None, label_nc: int | None = None) -> LabelInput:
+    """A folder of label PNGs, a dataset sequence folder (<root>/<phase>_A/<seq>) or a video file -> LabelInput.
+    A dataset sequence brings its <phase>_inst/<seq> (when the model uses instances) and its real frames;
+    `instances` (a folder of instance-id PNGs, one per label map) overrides the dataset's. Colour PNGs are mapped
+    through `palette`. A video file is converted by `labels` (edges or kmeans:K) and `centres` (see
+    video_labeller) at `size`; label_nc (the model's) is checked before any k-means fitting."""
     path = Path(path)
     if path.is_file():
-        raise UserError(f"{path}: a file; the input is a folder of single-channel label-id PNGs (e.g. made by "
-                        "vid2vid prepare video) or a dataset sequence folder such as data/x/test_A/seq0")
+        return open_video(path, labels=labels, centres=centres, size=size, label_nc=label_nc, instances=instances)
+    if labels is not None or centres is not None:
+        raise UserError(f"{path}: --labels and --centres convert a video file input; this is a folder of label "
+                        "maps, so leave them out")
     if not path.is_dir():
         raise UserError(f"{path}: no such folder; pass a folder of label-id PNGs or a dataset sequence folder")
     labels = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png" and p.is_file())
     if not labels:
         raise UserError(f"{path}: no PNG label maps in this folder; pass a folder of single-channel label-id PNGs "
                         "(sorted by name) or a dataset sequence folder such as data/x/test_A/seq0")
-    source = LabelInput(path.name, labels)
+    source = LabelInput(path.name, labels, palette=palette)
     if path.parent.name.endswith("_A"):  # a dataset sequence
         root, phase = path.parent.parent, path.parent.name[:-2]
         source.real = _real_frames(root, phase, path.name)
@@ -383,6 +474,51 @@ def open_input(path: str | Path, *, instances: str | Path | None = None, use_ins
     return source
 
 
+def open_video(path: Path, *, labels: str | None, centres: str | Path | None, size: Size | None,
+               label_nc: int | None, instances: str | Path | None = None) -> LabelInput:
+    """A video file -> LabelInput whose label maps are its frames converted as `vid2vid prepare video` does; its
+    own frames are its real frames (for model.first_frame real)."""
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        raise UserError(f"{path}: a single image; the input is a folder of label maps (one PNG per frame, sorted by "
+                        "name), a dataset sequence folder such as data/x/test_A/seq0, or a video file")
+    if instances is not None:
+        raise UserError(f"--instances {instances}: not with a video input (its labels come without instance maps)")
+    n_frames = probe(path).n_frames
+    labeller = video_labeller(path, labels, centres, size, label_nc, n_frames)
+    return LabelInput(path.stem, [], real=path, video=VideoLabels(path, labeller, n_frames))
+
+
+def video_labeller(path: Path, labels: str | None, centres: str | Path | None, size: Size | None,
+                   label_nc: int | None, n_frames: int):
+    """The FrameLabeller of a video input: --centres FILE (a prepared dataset's kmeans centres), else --labels
+    edges, else --labels kmeans:K fitted on this video itself (as prepare video does, with a warning)."""
+    from vid2vid.data.prepare import CENTRES_FILE, fit_labeller, load_labeller, parse_labels
+
+    if labels is None and centres is None:
+        raise UserError(f"{path}: a video file; pass --labels edges or kmeans:K to turn its frames into label maps as "
+                        f"vid2vid prepare video does (with kmeans also --centres <dataset>/{CENTRES_FILE} for the "
+                        "ids of the dataset the model was trained on)")
+    if centres is not None:
+        if labels is not None and parse_labels(labels)[0] != "kmeans":
+            raise UserError(f"--centres {centres}: k-means centres go with --labels kmeans:K, not --labels {labels}")
+        labeller = load_labeller(centres, labels, size)
+        _check_label_nc(labeller.spec, labeller.label_nc, label_nc)
+        return labeller
+    kind, k = parse_labels(labels)
+    _check_label_nc(labels, k, label_nc)
+    if kind == "kmeans":
+        log.warning("%s: --labels %s without --centres: fitting the %d colour clusters on this video itself (as "
+                    "prepare video does); to get the ids the model was trained with, pass --centres "
+                    "<dataset>/%s", path, labels, k, CENTRES_FILE)
+    return fit_labeller(labels, path, n_frames, size)
+
+
+def _check_label_nc(spec: str, n_ids: int, label_nc: int | None) -> None:
+    if label_nc is not None and n_ids > label_nc:
+        raise UserError(f"--labels {spec}: makes ids 0..{n_ids - 1}, but the model has label_nc {label_nc}; use the "
+                        "labels the model was trained on")
+
+
 def _instance_files(folder: Path, n: int, label_dir: Path) -> list[Path]:
     if not folder.is_dir():
         raise UserError(f"--instances {folder}: no such folder; pass a folder of instance-id PNGs")
@@ -393,37 +529,74 @@ def _instance_files(folder: Path, n: int, label_dir: Path) -> list[Path]:
     return files
 
 
-def read_id_map(path: Path, what: str, size: tuple[int, int] | None) -> np.ndarray:
-    """A single-channel id PNG -> [H,W] ids; a colour image or another size than `size` is a UserError."""
-    ids = read_image(path, cv2.IMREAD_UNCHANGED)
+def read_id_map(path: Path, what: str, size: tuple[int, int] | None, ids: np.ndarray | None = None) -> np.ndarray:
+    """A single-channel id PNG (or its already read `ids`) -> [H,W] ids; a colour image or another size than
+    `size` is a UserError."""
+    ids = read_image(path, cv2.IMREAD_UNCHANGED) if ids is None else ids
     if ids.ndim != 2:
+        hint = ("; for colour-coded label maps pass --palette FILE (a YAML or JSON list of [R, G, B], one per id)"
+                if what == "label" else "")
         raise UserError(f"{path}: a colour image ({ids.shape[2]} channels) where {what} ids are expected; "
-                        f"{what} maps are single-channel PNGs of ids (8- or 16-bit), not colour renderings")
+                        f"{what} maps are single-channel PNGs of ids (8- or 16-bit), not colour renderings{hint}")
     if size is not None and ids.shape != size:
         raise UserError(f"{path}: {ids.shape[0]}x{ids.shape[1]}, but the first frame is {size[0]}x{size[1]}; "
                         "every frame of a video must have the same size (or pass --size HxW to resize them all)")
     return ids
 
 
+def read_label_map(path: Path, size: tuple[int, int] | None, palette: Palette | None) -> np.ndarray:
+    """A label PNG -> [H,W] ids: single-channel ids as they are, a colour image through the palette (without
+    one, a UserError naming --palette); another size than `size` is a UserError."""
+    image = read_image(path, cv2.IMREAD_UNCHANGED)
+    if image.ndim == 2 or palette is None:
+        return read_id_map(path, "label", size, image)
+    if image.dtype != np.uint8 or image.shape[2] not in (3, 4):
+        raise UserError(f"{path}: a {image.dtype} image with {image.shape[2]} channels; colour-coded label maps are "
+                        "8-bit RGB (or RGBA) PNGs")
+    ids = palette.ids(cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB), path)
+    return read_id_map(path, "label", size, ids)
+
+
 def iter_labels(source: LabelInput, label_nc: int, *, size: Size | None = None, start: int = 0,
                 count: int | None = None):
-    """(labels [H,W] int64, inst [H,W] int64 or None) per frame from `start`, checked (single channel, one size,
-    ids < label_nc), resized to `size` (nearest) when given."""
+    """(labels [H,W] int64, inst [H,W] int64 or None) per frame from `start`, checked (ids or palette colours,
+    one size, ids < label_nc), resized to `size` (nearest) when given. A video input's frames are converted
+    by its labeller (at the size it was opened with)."""
+    if source.video is not None:
+        yield from _video_labels(source.video, label_nc, start, count)
+        return
     stop = None if count is None else start + count
     inst_files = source.inst[start:stop] if source.inst is not None else None
     first = None
     for i, file in enumerate(source.labels[start:stop]):
-        labels = read_id_map(file, "label", first)
+        labels = read_label_map(file, first, source.palette)
         first = first or labels.shape
         top = int(labels.max())
         if top >= label_nc:
+            hint = (" (single-channel PNGs are read as ids even with a palette; save colour-coded maps as RGB)"
+                    if source.palette is not None else "")
             raise UserError(f"{file}: label id {top}, but the model was trained with label_nc {label_nc} (ids "
-                            f"0..{label_nc - 1}); remap the labels or render with a model trained on them")
+                            f"0..{label_nc - 1}){hint}; remap the labels or render with a model trained on them")
         inst = None if inst_files is None else read_id_map(inst_files[i], "instance", first)
         if size is not None and tuple(size) != labels.shape:
             labels = cv2.resize(labels, (size.w, size.h), interpolation=cv2.INTER_NEAREST)
             inst = None if inst is None else cv2.resize(inst, (size.w, size.h), interpolation=cv2.INTER_NEAREST)
         yield labels.astype(np.int64), None if inst is None else inst.astype(np.int64)
+
+
+def _video_labels(video: VideoLabels, label_nc: int, start: int, count: int | None):
+    """(labels [H,W] int64, None) per frame start.. of a video input, converted by its labeller."""
+    stop = video.n_frames if count is None else min(video.n_frames, start + count)
+    decoded = start
+    for frame in islice(iter_frames(video.path), start, stop):
+        labels = video.labeller(frame)[1]
+        if int(labels.max()) >= label_nc:  # checked up front; a labeller never makes more ids than its spec
+            raise UserError(f"{video.path}: label id {int(labels.max())} >= the model's label_nc {label_nc}")
+        decoded += 1
+        yield labels.astype(np.int64), None
+    if decoded < stop:
+        raise DataError(f"{video.path}: decoded {decoded} frames but the container says {video.n_frames}; the video "
+                        "is truncated or damaged; re-encode it")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -611,15 +784,25 @@ RENDERER_OPTIONS = ("device", "precision", "feature_cluster", "style", "seed", "
 
 
 def render_video(checkpoint: str | Path, inputs: str | Path, output: str | Path, **options) -> RenderSummary:
-    """Render one input (a folder of label-id PNGs or a dataset sequence folder) into `output`.
+    """Render one input (a folder of label PNGs, a dataset sequence folder or a video file) into `output`.
 
-    Options: first_frame, instances (folder), size (HxW or Size), start, max_frames, fps, crf (default: the
+    Options: palette (a file; default: the export's data.palette), labels and centres (a video input: edges or
+    kmeans:K, a prepared dataset's kmeans_centres.json), first_frame, instances (folder), size (HxW or Size;
+    a video's frames are resized before labelling, as prepare video does), start, max_frames, fps, crf (default: the
     export's render.fps / render.crf), frames_dir (write PNGs into the folder `output`), side_by_side (labels |
     output), overwrite, progress (tqdm bar; None = on a terminal), and VideoRenderer's device, precision
     (default: the export's render.precision), feature_cluster, style, seed, channels_last, compile."""
+    from vid2vid.config import parse_size
+
     output = check_output(output, frames_dir=options.get("frames_dir", False), overwrite=options.get("overwrite"))
+    if options.get("palette") is not None and Path(inputs).is_file():
+        raise UserError(f"--palette {options['palette']}: maps colour-coded label PNGs; {inputs} is a video file "
+                        "(its labels come from --labels), so leave --palette out")
     renderer = _renderer(checkpoint, options)
-    source = open_input(inputs, instances=options.get("instances"), use_instance=renderer.uses_instances)
+    size = parse_size(options["size"], "--size") if options.get("size") is not None else None
+    source = open_input(inputs, instances=options.get("instances"), use_instance=renderer.uses_instances,
+                        palette=resolve_palette(options.get("palette"), renderer), labels=options.get("labels"),
+                        centres=options.get("centres"), size=size, label_nc=renderer.label_nc)
     return render_input(renderer, source, output, **options)
 
 
@@ -638,12 +821,17 @@ def render_all(checkpoint: str | Path, phase_dir: str | Path, out_dir: str | Pat
         raise UserError(f"--all {phase_dir}: no sequence folders inside; pass a split folder such as data/x/test_A")
     if not out_dir.parent.is_dir():
         raise UserError(f"{out_dir}: the folder {out_dir.parent} does not exist; create it or choose another output")
+    if options.get("labels") is not None or options.get("centres") is not None:
+        raise UserError("--all renders the label-map folders of a split; --labels and --centres are for a video "
+                        "file INPUT")
     renderer = _renderer(checkpoint, options)  # before creating out_dir: a bad checkpoint leaves nothing behind
+    palette = resolve_palette(options.get("palette"), renderer)
     out_dir.mkdir(exist_ok=True)
     suffix = "" if options.get("frames_dir") else ".mp4"
     outputs = [check_output(out_dir / f"{seq.name}{suffix}", frames_dir=options.get("frames_dir", False),
                             overwrite=options.get("overwrite")) for seq in sequences]
-    sources = [open_input(seq, instances=None, use_instance=renderer.uses_instances) for seq in sequences]
+    sources = [open_input(seq, instances=None, use_instance=renderer.uses_instances, palette=palette)
+               for seq in sequences]
     return [render_input(renderer, source, output, **options) for source, output in zip(sources, outputs)]
 
 
@@ -688,7 +876,7 @@ def render_input(renderer: VideoRenderer, source: LabelInput, output: Path, *, f
 
 
 def _frame_count(source: LabelInput, start: int, max_frames: int | None) -> int:
-    total = len(source.labels)
+    total = len(source)
     if start < 0 or start >= total:
         raise UserError(f"--start {start}: the input has {total} frames (0..{total - 1}); pass a start inside them")
     if max_frames is not None and max_frames < 1:

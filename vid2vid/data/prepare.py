@@ -4,11 +4,14 @@ Labels are derived from the frames themselves:
   edges     Canny edges as ids {0, 1} (data.label_nc 2)
   kmeans:K  Lab colour clusters, centres fitted ONCE per video on a sample of frames (so the labels
             of a static colour do not flicker), ids 0..K-1 ordered by lightness (data.label_nc K)
-The video is cut into sequences of seq_len frames; the last test_fraction of it becomes test_*.
+The video is cut into sequences of seq_len frames; the last test_fraction of it becomes test_*. With kmeans the
+centres are saved as <out>/kmeans_centres.json, so `vid2vid render NEW_VIDEO --centres FILE` labels new videos
+with the same ids. FrameLabeller is the one frame -> labels conversion, for prepare and for render.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from vid2vid.video_io import iter_frames, probe, write_image
 
 SAMPLE_FRAMES = 8  # frames the colour clusters are fitted on, spread over the video
 SAMPLE_PIXELS = 40_000
+CENTRES_FILE = "kmeans_centres.json"  # in the dataset root, with kmeans labels
 
 
 def parse_labels(spec: str) -> tuple[str, int]:
@@ -76,6 +80,65 @@ def cluster_labels(rgb: np.ndarray, table: np.ndarray) -> np.ndarray:
     return table[q[..., 0], q[..., 1], q[..., 2]]
 
 
+class FrameLabeller:
+    """A video frame -> (the frame at `size`, its label ids [H,W] uint8): the conversion `vid2vid prepare video`
+    writes datasets with and `vid2vid render` applies to video inputs. spec: edges or kmeans:K (then `centres`,
+    [K,3] Lab sorted by lightness, from fit_labeller or load_labeller); size None: keep the frame size."""
+
+    def __init__(self, spec: str, size: Size | None = None, centres: np.ndarray | None = None):
+        self.spec, self.size = spec, size
+        self.kind, self.label_nc = parse_labels(spec)
+        if (self.kind == "kmeans") != (centres is not None):
+            raise ValueError(f"FrameLabeller({spec!r}): centres are needed with kmeans and only with it")
+        self.centres = centres
+        self.table = None if centres is None else cluster_table(centres)
+
+    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        frame = _resized(frame, self.size)
+        ids = edge_labels(frame) if self.kind == "edges" else cluster_labels(frame, self.table)
+        return frame, ids
+
+
+def fit_labeller(spec: str, video: str | os.PathLike, n: int, size: Size | None = None) -> FrameLabeller:
+    """The labeller of `spec` for the first n frames of `video`; kmeans centres are fitted once, on SAMPLE_FRAMES
+    frames (at `size`) spread over them."""
+    kind, k = parse_labels(spec)
+    if kind != "kmeans":
+        return FrameLabeller(spec, size)
+    picks = set(np.linspace(0, n - 1, min(SAMPLE_FRAMES, n)).round().astype(int).tolist())
+    sample = [_resized(f, size) for i, f in zip(range(n), iter_frames(video)) if i in picks]
+    return FrameLabeller(spec, size, fit_colour_clusters(sample, k))
+
+
+def save_centres(labeller: FrameLabeller, path: Path) -> None:
+    """The kmeans centres as JSON ({"labels": "kmeans:K", "centres": [[L, a, b], ...]}, id = position)."""
+    text = json.dumps({"labels": labeller.spec, "colour_space": "OpenCV Lab of RGB/255 blurred by sigma 1 (L 0..100)",
+                       "centres": labeller.centres.tolist()}, indent=1)
+    path.write_text(text + "\n")
+
+
+def load_labeller(path: str | os.PathLike, spec: str | None = None, size: Size | None = None) -> FrameLabeller:
+    """The kmeans labeller of a centres file (save_centres); spec (kmeans:K), when given, must match it."""
+    path, where = Path(path), f"--centres {path}"
+    if not path.is_file():
+        raise UserError(f"{where}: no such file; pass the {CENTRES_FILE} that vid2vid prepare video --labels "
+                        "kmeans:K wrote into its dataset folder")
+    try:
+        data = json.loads(path.read_text())
+        centres = np.asarray(data["centres"], np.float32)
+    except (ValueError, UnicodeDecodeError, TypeError, KeyError) as e:
+        raise UserError(f"{where}: not a centres file ({type(e).__name__}: {e}); expected JSON "
+                        f'{{"centres": [[L, a, b], ...]}} as vid2vid prepare video writes it') from None
+    if centres.ndim != 2 or centres.shape[1] != 3 or not 2 <= len(centres) <= 255 or not np.isfinite(centres).all():
+        raise UserError(f"{where}: centres of shape {list(centres.shape)}; expected 2..255 finite [L, a, b] "
+                        "triples as vid2vid prepare video writes them")
+    k = len(centres)
+    if spec is not None and parse_labels(spec) != ("kmeans", k):
+        raise UserError(f"{where}: {k} kmeans centres, but --labels {spec}; pass --labels kmeans:{k} or leave "
+                        "--labels out")
+    return FrameLabeller(f"kmeans:{k}", size, centres)
+
+
 def split_sequences(n: int, seq_len: int, test_fraction: float) -> list[tuple[str, int, int]]:
     """(phase, first frame, frame count) per sequence. A remainder shorter than seq_len/2 joins the
     sequence before it."""
@@ -114,11 +177,7 @@ def prepare_video(input: str | os.PathLike, out: str | os.PathLike, *, labels: s
     plan = split_sequences(n, seq_len, test_fraction)
     if not plan:
         raise DataError(f"{input}: only {n} frames; too few for one sequence of at least 2 frames")
-    table = None
-    if kind == "kmeans":
-        picks = set(np.linspace(0, n - 1, min(SAMPLE_FRAMES, n)).round().astype(int).tolist())
-        sample = [_resized(f, size) for i, f in zip(range(n), iter_frames(input)) if i in picks]
-        table = cluster_table(fit_colour_clusters(sample, label_nc))
+    labeller = fit_labeller(labels, input, n, size)
     where = {}  # frame index -> (phase, sequence name, index in sequence)
     counters = {"train": 0, "test": 0}
     for phase, start, count in plan:
@@ -126,14 +185,15 @@ def prepare_video(input: str | os.PathLike, out: str | os.PathLike, *, labels: s
         counters[phase] += 1
         where.update({start + j: (phase, name, j) for j in range(count)})
     with atomic_dir(out) as tmp:
+        if labeller.centres is not None:
+            save_centres(labeller, tmp / CENTRES_FILE)
         shape, decoded = None, 0
         for i, frame in zip(range(n), iter_frames(input)):
             decoded += 1
             if i not in where:
                 continue
-            frame = _resized(frame, size)
+            frame, ids = labeller(frame)
             shape = frame.shape[:2]
-            ids = edge_labels(frame) if kind == "edges" else cluster_labels(frame, table)
             phase, name, j = where[i]
             for side, image in (("A", ids), ("B", frame)):
                 folder = tmp / f"{phase}_{side}" / name
@@ -144,8 +204,11 @@ def prepare_video(input: str | os.PathLike, out: str | os.PathLike, *, labels: s
                             "truncated or damaged; re-encode it")
     frames = {p: sum(c for ph, _, c in plan if ph == p) for p in counters}
     size_text = f"{shape[0]}x{shape[1]}"
+    render_options = f"--labels {labels}" + (f" --centres {out / CENTRES_FILE}" if kind == "kmeans" else "")
+    render_options += f" --size {size_text}" if size else ""
     return (f"wrote {out}: {counters['train']} train sequences ({frames['train']} frames), {counters['test']} test "
             f"sequences ({frames['test']} frames), {size_text}, labels {labels} "
             f"(label_nc {label_nc}, no instance maps)\n"
             f"use it with: --set data.root={out} data.source=folder data.label_nc={label_nc} "
-            f"data.use_instance=false data.fg_labels=[] data.load_size={size_text} data.crop_size={size_text}")
+            f"data.use_instance=false data.fg_labels=[] data.load_size={size_text} data.crop_size={size_text}\n"
+            f"render new videos of this kind with: vid2vid render VIDEO OUTPUT -m EXPORT {render_options}")
