@@ -161,7 +161,8 @@ class Export:
         labels = labels.to(self.device)
         inst = None if inst is None else inst.to(self.device)
         generator = None if seed is None else torch.Generator().manual_seed(seed)
-        sem = semantic_input(labels, inst, self.cfg.data.label_nc, self.cfg.data.use_instance)  # [B,C,H,W]
+        d = self.cfg.data
+        sem = semantic_input(labels, inst, d.label_nc, d.use_instance, d.contain_dontcare_label)  # [B,C,H,W]
         if cluster is not None and m.feat_num == 0:
             raise UserError(f"a feature cluster was given but {m.name} has no feature bank (model.feat_num is 0)")
         if m.feat_num > 0:

@@ -136,6 +136,32 @@ def _add_render_parser(sub) -> None:
     p.set_defaults(func=cmd_render)
 
 
+def cmd_import(args: argparse.Namespace) -> None:
+    from vid2vid.import_originals import import_checkpoint
+
+    if len(args.paths) < 2:
+        raise UserError("import: give CHECKPOINT... OUT_EXPORT (the original checkpoint, then our export folder)")
+    print(import_checkpoint(args.arch, args.paths[:-1], args.paths[-1], preset=args.preset, opt_file=args.opt_file,
+                            options=args.options))
+
+
+def _add_import_parser(sub) -> None:
+    p = sub.add_parser("import", help="convert a released pix2pixHD / SPADE / vid2vid checkpoint into an export",
+                       description="Convert an original NVIDIA generator checkpoint (read with weights_only=True) "
+                                   "into our export folder (config.yaml + generator.safetensors), strictly: every "
+                                   "key used, every parameter set. Options use the ORIGINAL's names.")
+    p.add_argument("arch", choices=("pix2pixhd", "spade", "vid2vid"), help="the original project")
+    p.add_argument("paths", nargs="+", metavar="CHECKPOINT... OUT_EXPORT",
+                   help="the original latest_net_G*.pth, then the export folder to write")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--preset", default=None, help="a released model's options: label2city_1024p (pix2pixhd); "
+                       "coco, ade20k, cityscapes (spade); label2city_2048, label2city_1024_g1, edge2face_512 (vid2vid)")
+    group.add_argument("--opt-file", default=None, metavar="opt.txt", help="the opt.txt the original training wrote")
+    p.add_argument("--option", dest="options", nargs="+", action="extend", default=[], metavar="NAME=VALUE",
+                   help="an original option by its original name, e.g. --option ngf=32 no_instance=True")
+    p.set_defaults(func=cmd_import)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vid2vid", description="Video-to-video translation with temporal consistency.")
@@ -177,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prepare_video)
 
     _add_render_parser(sub)
+    _add_import_parser(sub)
     return parser
 
 

@@ -68,6 +68,7 @@ class DataConfig:
     phase: str = "train"
     label_nc: int = 35
     use_instance: bool = True  # adds one instance-boundary channel when <phase>_inst exists
+    contain_dontcare_label: bool = False  # SPADE's COCO/ADE20K: label id 255 becomes one-hot channel label_nc
     fg_labels: list[int] = field(default_factory=lambda: list(range(24, 34)))
     load_size: Size = Size(256, 512)  # every frame is resized to this first
     crop_size: Size = Size(256, 512)  # then one random crop of this size per clip
@@ -110,6 +111,9 @@ class ModelConfig:
     n_clusters: int = 10  # k-means centres per class in the feature bank (sampling at inference)
     unet_downs: int = 8  # pix2pix U-Net depth
     dropout: bool = False
+    # BatchNorm at inference: the checkpoint's running statistics, or each frame's batch statistics (what the
+    # original vid2vid's test.py does: it never calls .eval())
+    norm_at_inference: Literal["running_stats", "batch_stats"] = "running_stats"
 
 
 @dataclass

@@ -8,7 +8,9 @@ every original key must be used and every entry of the model's state dict must b
 otherwise a ConfigError lists each mismatch by name and shape. (The originals' own loaders silently fall
 back to a partial load; this one never does.)
 
-Sections: vid2vid scale 0 (`vid2vid_G0`). pix2pixHD and SPADE follow the same pattern.
+Sections: pix2pixHD (`pix2pixhd`: GlobalGenerator and LocalEnhancer), SPADE (`spade`) and vid2vid scale 0
+(`vid2vid_G0`). Each options function returns a tree of our config keys (`OPTION_MAPS`), so that an imported
+model is built by the same registry as a trained one (vid2vid.models.build).
 """
 
 from __future__ import annotations
@@ -21,6 +23,101 @@ import torch
 from torch import nn
 
 from vid2vid.errors import ConfigError
+from vid2vid.models.image import SPADE_UPSAMPLINGS
+
+# ----------------------------------------------------------------------------------------------
+# pix2pixHD: the original GlobalGenerator / LocalEnhancer -> vid2vid.models.image (same classes' layout)
+# ----------------------------------------------------------------------------------------------
+
+_PIX2PIXHD_ENHANCER = re.compile(r"model(\d+)_([12])")  # enhancer n (1 = coarsest): _1 its input branch, _2 the rest
+
+
+def pix2pixhd_name(key: str) -> str:
+    """An original pix2pixHD generator key -> ours. `model.*` (the global generator, also inside a LocalEnhancer)
+    keeps its flat indices; enhancer n's `model{n}_1.*` -> `local_down.{n-1}.*` and `model{n}_2.*` ->
+    `local_up.{n-1}.*`, with the same indices. Raises KeyError for a key outside the layout."""
+    module, index, rest = _split_key(key)
+    if module == "model":
+        return key
+    match = _PIX2PIXHD_ENHANCER.fullmatch(module)
+    if match is None or int(match[1]) < 1:
+        raise KeyError(key)
+    branch = "local_down" if match[2] == "1" else "local_up"
+    return f"{branch}.{int(match[1]) - 1}.{index}.{rest}"
+
+
+def pix2pixhd_config(options: Mapping) -> dict:
+    """The original pix2pixHD options -> our config tree (model.name pix2pixhd)."""
+    _require(options.get("label_nc", 0) > 0, "label_nc 0 (RGB inputs of input_nc channels) is not supported yet")
+    _require(options.get("output_nc", 3) == 3, f"output_nc {options.get('output_nc')}: only 3 (RGB) is supported")
+    _require(not (options.get("instance_feat") or options.get("label_feat")),
+             "instance_feat/label_feat (the feature encoder's extra input channels) are not supported yet")
+    net = options.get("netG", "global")
+    _require(net in ("global", "local"), f"netG {net!r}: only global and local are pix2pixHD generators")
+    enhancers = options["n_local_enhancers"] if net == "local" else 0
+    stride = 2 ** (options["n_downsample_global"] + enhancers)
+    return {
+        "data": {"label_nc": options["label_nc"], "use_instance": not options.get("no_instance", False),
+                 "fg_labels": [], **_sizes(options.get("loadSize", 1024) // 2, options.get("loadSize", 1024), stride)},
+        "model": {"name": "pix2pixhd", "ngf": options["ngf"], "n_downsample": options["n_downsample_global"],
+                  "n_blocks": options["n_blocks_global"], "n_local_enhancers": enhancers,
+                  "n_blocks_local": options.get("n_blocks_local", 3), "norm": options.get("norm", "instance"),
+                  "feat_num": 0},
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# SPADE: the original SPADEGenerator -> vid2vid.models.image.SPADEGenerator
+# ----------------------------------------------------------------------------------------------
+
+# The original's spectral norm (weight_orig / weight_u / weight_v) -> torch's spectral-norm parametrization.
+_SPADE_SPECTRAL = {"weight_orig": "parametrizations.weight.original", "weight_u": "parametrizations.weight.0._u",
+                   "weight_v": "parametrizations.weight.0._v"}
+_SPADE_BLOCK = re.compile(r"(head_0|G_middle_[01]|up_[0-4])\.(conv_[01s])\.(\w+)")
+_SPADE_NORM = re.compile(r"(spectral)?spade(syncbatch|batch|instance)(\d+)x(\d+)")
+
+
+def spade_name(key: str) -> str:
+    """An original SPADE generator key -> ours: the module names are the same; a spectral-normed block conv's
+    `weight_orig`, `weight_u`, `weight_v` become `parametrizations.weight.{original, 0._u, 0._v}`."""
+    match = _SPADE_BLOCK.fullmatch(key)
+    if match is not None and match[3] in _SPADE_SPECTRAL:
+        return f"{match[1]}.{match[2]}.{_SPADE_SPECTRAL[match[3]]}"
+    return key
+
+
+def spade_norm(norm_G: str) -> str:
+    """The original norm_G ('spectralspadesyncbatch3x3') -> our model.norm ('spectralbatch'); synchronized
+    batch norm is plain batch norm on one device."""
+    match = _SPADE_NORM.fullmatch(norm_G)
+    _require(match is not None and match[3] == match[4] == "3",
+             f"norm_G {norm_G!r}: only [spectral]spade{{syncbatch,batch,instance}}3x3 is supported")
+    return (match[1] or "") + ("instance" if match[2] == "instance" else "batch")
+
+
+def spade_config(options: Mapping) -> dict:
+    """The original SPADE options -> our config tree (model.name spade). Output size: the original starts from
+    sw = crop_size / 2^k, sh = round(sw / aspect_ratio) (k = 5/6/7 for normal/more/most) and doubles k times."""
+    _require(options.get("netG", "spade") == "spade", f"netG {options.get('netG')!r}: only spade is supported")
+    _require(not options.get("use_vae"), "use_vae (the VAE encoder, netE) is not supported yet")
+    _require(options.get("output_nc", 3) == 3, f"output_nc {options.get('output_nc')}: only 3 (RGB) is supported")
+    ups = options.get("num_upsampling_layers", "normal")
+    _require(ups in SPADE_UPSAMPLINGS, f"num_upsampling_layers {ups!r}: expected normal, more or most")
+    dontcare, instance = bool(options.get("contain_dontcare_label")), not options.get("no_instance", False)
+    semantic_nc = options["label_nc"] + dontcare + instance
+    _require(options.get("semantic_nc", semantic_nc) == semantic_nc,
+             f"semantic_nc {options.get('semantic_nc')} disagrees with label_nc + dontcare + instance = {semantic_nc}")
+    stride = 2 ** SPADE_UPSAMPLINGS[ups]
+    sw = options["crop_size"] // stride
+    sh = round(sw / options.get("aspect_ratio", 1.0))
+    size = f"{sh * stride}x{sw * stride}"
+    return {
+        "data": {"label_nc": options["label_nc"], "contain_dontcare_label": dontcare, "use_instance": instance,
+                 "fg_labels": [], "load_size": size, "crop_size": size},
+        "model": {"name": "spade", "ngf": options["ngf"], "num_upsampling_layers": ups,
+                  "norm": spade_norm(options.get("norm_G", "spectralspadesyncbatch3x3")), "use_vae": False},
+    }
+
 
 # ----------------------------------------------------------------------------------------------
 # vid2vid, scale 0: the original CompositeGenerator -> vid2vid.models.video.VideoGenerator
@@ -61,9 +158,14 @@ def vid2vid_g0_kwargs(options: Mapping) -> dict:
     """The original vid2vid option namespace (as a dict) -> VideoGenerator keyword arguments (scale 0,
     warp_features off, i.e. exactly the original network)."""
     if options.get("n_scales_spatial", 1) != 1:
-        raise ConfigError(f"n_scales_spatial {options['n_scales_spatial']}: only scale 0 converts so far")
+        raise ConfigError(f"original options: n_scales_spatial {options['n_scales_spatial']} needs the finer spatial "
+                          "scales (the original's CompositeLocalGenerator, checkpoints G1, G2, ...), which our "
+                          "VideoGenerator does not have yet; only single-scale (G0) models convert so far")
     if options.get("label_nc", 0) == 0:
-        raise ConfigError("vid2vid options with label_nc 0 (RGB/edge inputs, input_nc) are not supported yet")
+        raise ConfigError(f"original options: label_nc 0 (inputs of input_nc {options.get('input_nc')} channels: RGB, "
+                          "edge or pose maps) is not supported yet; only label-map models convert")
+    if options.get("netG", "composite") != "composite":
+        raise ConfigError(f"original options: netG {options['netG']!r}: only the composite generator converts")
     fg_labels = options.get("fg_labels", [])
     if isinstance(fg_labels, str):
         fg_labels = [int(i) for i in fg_labels.split(",") if i.strip()]
@@ -80,12 +182,46 @@ def vid2vid_g0_kwargs(options: Mapping) -> dict:
     }
 
 
+def vid2vid_config(options: Mapping) -> dict:
+    """The original vid2vid options -> our config tree (model.name vid2vid, scale 0, warp_features off). The
+    original's test.py never calls .eval(): its BatchNorm uses batch statistics at inference, and so does the
+    imported model (model.norm_at_inference batch_stats)."""
+    kwargs = vid2vid_g0_kwargs(options)  # raises for what does not convert
+    width = options.get("loadSize", 512)
+    return {
+        "data": {"label_nc": options["label_nc"], "use_instance": bool(options.get("use_instance")),
+                 "fg_labels": kwargs["fg_labels"] if kwargs["use_fg"] else [],
+                 **_sizes(width // 2, width, 2 ** kwargs["n_downsample"])},
+        "model": {"name": "vid2vid", "ngf": kwargs["ngf"], "n_downsample": kwargs["n_downsample"],
+                  "n_blocks": kwargs["n_blocks"], "norm": kwargs["norm"], "n_frames_G": kwargs["n_frames_G"],
+                  "use_fg": kwargs["use_fg"], "warp_features": False,
+                  "first_frame": "zeros" if options.get("no_first_img") else "real",
+                  "norm_at_inference": "batch_stats"},
+    }
+
+
 # ----------------------------------------------------------------------------------------------
 # All architectures
 # ----------------------------------------------------------------------------------------------
 
-KEY_MAPS: dict[str, Callable[[str], str]] = {"vid2vid_G0": vid2vid_g0_name}
-OPTION_MAPS: dict[str, Callable[[Mapping], dict]] = {"vid2vid_G0": vid2vid_g0_kwargs}
+# architecture -> (original key -> our key)
+KEY_MAPS: dict[str, Callable[[str], str]] = {"pix2pixhd": pix2pixhd_name, "spade": spade_name,
+                                             "vid2vid_G0": vid2vid_g0_name}
+# architecture -> (original option dict -> our config tree)
+OPTION_MAPS: dict[str, Callable[[Mapping], dict]] = {"pix2pixhd": pix2pixhd_config, "spade": spade_config,
+                                                     "vid2vid_G0": vid2vid_config}
+
+
+def _require(ok: bool, problem: str) -> None:
+    """A ConfigError for an original option that does not convert."""
+    if not ok:
+        raise ConfigError(f"original options: {problem}")
+
+
+def _sizes(height: int, width: int, stride: int) -> dict:
+    """data.load_size / data.crop_size for a frame of about height x width, rounded down to the stride."""
+    size = f"{max(height // stride, 1) * stride}x{max(width // stride, 1) * stride}"
+    return {"load_size": size, "crop_size": size}
 
 
 def _split_key(key: str) -> tuple[str, int, str]:

@@ -24,12 +24,18 @@ def instance_edges(inst: torch.Tensor) -> torch.Tensor:
     return edge.unsqueeze(-3).float()
 
 
-def semantic_input(labels: torch.Tensor, inst: torch.Tensor | None, label_nc: int,
-                   use_instance: bool) -> torch.Tensor:
-    """labels [...,H,W] (+ inst [...,H,W]) -> [...,label_nc(+1),H,W]: one-hot, then the boundary map.
+DONTCARE_ID = 255  # SPADE's "don't care" label id (COCO-Stuff, ADE20K)
 
+
+def semantic_input(labels: torch.Tensor, inst: torch.Tensor | None, label_nc: int,
+                   use_instance: bool, contain_dontcare_label: bool = False) -> torch.Tensor:
+    """labels [...,H,W] (+ inst [...,H,W]) -> [...,label_nc(+1)(+1),H,W]: one-hot, then the boundary map.
+
+    With contain_dontcare_label, id 255 becomes one more one-hot channel, label_nc (SPADE's rule).
     With use_instance and no instance map, the boundary channel is all zeros (same channel count)."""
-    semantics = one_hot(labels, label_nc)
+    if contain_dontcare_label:
+        labels = torch.where(labels == DONTCARE_ID, label_nc, labels)
+    semantics = one_hot(labels, label_nc + contain_dontcare_label)
     if not use_instance:
         return semantics
     edges = instance_edges(inst) if inst is not None else torch.zeros_like(semantics[..., :1, :, :])

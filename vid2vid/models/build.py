@@ -38,8 +38,8 @@ VAE_IMAGE_SIZE = 256  # SPADE's encoder always sees the frame resized to 256x256
 
 
 def semantic_channels(cfg: Config) -> int:
-    """One-hot labels plus the instance-boundary channel."""
-    return cfg.data.label_nc + (1 if cfg.data.use_instance else 0)
+    """One-hot labels (plus SPADE's don't-care channel) plus the instance-boundary channel."""
+    return cfg.data.label_nc + cfg.data.contain_dontcare_label + (1 if cfg.data.use_instance else 0)
 
 
 def generator_input_channels(cfg: Config) -> int:
@@ -115,7 +115,11 @@ def spec(cfg_or_name: Config | str) -> GeneratorSpec:
 
 
 def build_generator(cfg: Config) -> nn.Module:
-    return spec(cfg).build(cfg)
+    """The generator of cfg; with model.norm_at_inference batch_stats its BatchNorms use batch statistics in eval
+    mode too."""
+    from vid2vid.models.image import use_batch_stats_at_inference
+
+    return use_batch_stats_at_inference(spec(cfg).build(cfg), cfg.model.norm_at_inference == "batch_stats")
 
 
 def build_discriminator(cfg: Config) -> nn.Module:

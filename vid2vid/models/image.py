@@ -420,3 +420,29 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Gene
     """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I)."""
     eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + torch.exp(0.5 * logvar) * eps
+
+
+# ----------------------------------------------------------------------------------------------
+# BatchNorm at inference (model.norm_at_inference)
+# ----------------------------------------------------------------------------------------------
+
+
+class BatchStatsAtInference(nn.BatchNorm2d):
+    """A BatchNorm2d that normalises with the input's own batch statistics in eval mode too (the original
+    vid2vid's inference, whose test.py never calls .eval()); the running statistics are kept and left
+    untouched at inference. Training is plain BatchNorm2d. The state dict is BatchNorm2d's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return super().forward(x)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
+def use_batch_stats_at_inference(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Switch every BatchNorm2d of `model` to BatchStatsAtInference (enabled) or back; returns the model."""
+    for module in model.modules():
+        if enabled and type(module) is nn.BatchNorm2d:
+            module.__class__ = BatchStatsAtInference
+        elif not enabled and type(module) is BatchStatsAtInference:
+            module.__class__ = nn.BatchNorm2d
+    return model
