@@ -181,6 +181,7 @@ class TrainConfig:
     detach_every: int = 4  # video model: the history is detached every k generated frames (truncated BPTT)
     clip_double_every: int = 0  # video model: data.n_frames doubles every k steps up to data.max_frames; 0 = off
     max_minutes: float = 0.0  # stop after this much training time (summed over resumes); 0 = run max_steps
+    max_bad_steps: int = 5  # a step with a NaN / Inf loss or gradient is skipped; this many in a row stop the run
 
 
 @dataclass
@@ -272,6 +273,7 @@ def check(cfg: Config) -> None:
         "train.sample_every": cfg.train.sample_every,
         "train.checkpoint_every": cfg.train.checkpoint_every,
         "train.keep_last": cfg.train.keep_last,
+        "train.max_bad_steps": cfg.train.max_bad_steps,
         "optim.lr": cfg.optim.lr,
         "optim.grad_accum": cfg.optim.grad_accum,
         "train.detach_every": cfg.train.detach_every,

@@ -24,9 +24,13 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import os
 import shutil
+import signal
+import sys
+import threading
 import time
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
@@ -236,6 +240,7 @@ class Trainer:
         self.cfg, self.acc, self.groups = cfg, accelerator, groups
         self.losses, self.ema = losses, ema
         self.accum = cfg.optim.grad_accum
+        self.begin_step()
 
     @property
     def G(self) -> torch.nn.Module:
@@ -260,17 +265,52 @@ class Trainer:
         """No gradient all-reduce until the last micro-batch of an accumulated step."""
         return nullcontext() if last else self.acc.no_sync(model)
 
-    def update(self, group: str) -> None:
-        """Clip the group's gradients (optim.grad_clip), step its optimizer, clear its gradients."""
+    # Non-finite values: a step whose losses or gradients hold a NaN / Inf is skipped as a whole (no optimizer
+    # step of a group not yet updated, no EMA update, gradients cleared); the LR schedules still advance, so that
+    # the schedule stays a function of the step number (train.max_steps, resume). The loop counts skipped steps
+    # in a row against train.max_bad_steps. Every check comes before the optimizer step it guards; a step
+    # function calls check_finite for groups it wants checked together (the video step: both groups first),
+    # update() checks its own group otherwise. The image models update D before G's loss exists: when only G's
+    # values are non-finite, that step's D update (from finite values) stands.
+
+    def begin_step(self) -> None:
+        """At the start of a training step: nothing checked, nothing non-finite yet."""
+        self.skip_step, self.nonfinite, self.checked = False, [], set()
+
+    def check_finite(self, parts: dict[str, float], *groups: str) -> bool:
+        """Are the step's loss parts of `groups` ("D/...", "G/...") and those groups' gradient norms finite on
+        every process (one reduce)? Gradients are checked only without a GradScaler: under fp16 the scaler
+        itself skips a step with inf / NaN gradients and lowers its scale. A non-finite value marks the step
+        skipped (self.skip_step, the same on every process); self.nonfinite names what this process saw.
+        Groups already checked this step are not checked again. Returns True when the step goes on."""
+        groups = tuple(g for g in groups if g not in self.checked)
+        if not groups:
+            return not self.skip_step
+        self.checked.update(groups)
+        bad = [name for name, v in parts.items() if name.split("/")[0] in groups and not math.isfinite(v)]
+        if self.acc.scaler is None:
+            for group in groups:
+                grads = [p.grad for p in self.groups[group].parameters() if p.grad is not None]
+                if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+                    bad.append(f"{group} gradients")
+        self.nonfinite += bad
+        anywhere = self.acc.reduce(torch.tensor(float(bool(bad)), device=self.acc.device), "max")
+        self.skip_step = self.skip_step or bool(anywhere > 0)
+        return not self.skip_step
+
+    def update(self, group: str, parts: dict[str, float]) -> None:
+        """Check the group's losses and gradients (check_finite, unless done), then clip its gradients
+        (optim.grad_clip) and step its optimizer, unless the step is skipped; clear its gradients."""
         g = self.groups[group]
-        if self.cfg.optim.grad_clip > 0:
-            self.acc.clip_grad_norm_(g.parameters(), self.cfg.optim.grad_clip)
-        g.optimizer.step()
+        if self.check_finite(parts, group):
+            if self.cfg.optim.grad_clip > 0:
+                self.acc.clip_grad_norm_(g.parameters(), self.cfg.optim.grad_clip)
+            g.optimizer.step()
         g.optimizer.zero_grad(set_to_none=True)
 
     def end_step(self, step: int) -> None:
-        """After both updates: EMA of G, then every LR schedule advances once."""
-        if self.ema is not None:
+        """After both updates: EMA of G (not on a skipped step), then every LR schedule advances once."""
+        if self.ema is not None and not self.skip_step:
             self.ema.update(self.acc.unwrap_model(self.G), step)
         for g in self.groups.values():
             g.scheduler.step()
@@ -366,6 +406,7 @@ class ImageTrainer(Trainer):
         """Training step number `step` (0-based): D, then G, over grad_accum micro-batches. Returns the
         loss parts."""
         acc, k = self.acc, len(micro_batches)
+        self.begin_step()
         parts: dict[str, float] = {}
         inputs = []
         for mb in micro_batches:
@@ -384,7 +425,7 @@ class ImageTrainer(Trainer):
                 d_parts = self.d_losses(sem, fake.detach(), images["frames"])
                 acc.backward(d_parts["total"] / k)
             add_parts(parts, d_parts, "D/", k)
-        self.update("D")
+        self.update("D", parts)
 
         # G phase: D frozen and used without its DDP wrapper (no reducer involvement).
         set_requires_grad(self.D, False)
@@ -396,7 +437,7 @@ class ImageTrainer(Trainer):
                 acc.backward(g_parts["total"] / k)
             add_parts(parts, g_parts, "G/", k)
         set_requires_grad(self.D, True)
-        self.update("G")
+        self.update("G", parts)
         self.end_step(step)
         return parts
 
@@ -788,8 +829,26 @@ def _loop(run: Run, last_step: int) -> TrainResult:
     cfg, acc, trainer, state = run.cfg, run.acc, run.trainer, run.state
     bar = tqdm(total=cfg.train.max_steps, initial=state["step"], disable=not acc.is_main_process,
                desc="train", dynamic_ncols=True)
+    try:
+        with StopSignals() as stop:  # SIGINT / SIGTERM: stop between steps, with a checkpoint (_stop)
+            _steps(run, last_step, bar, stop)
+    finally:
+        bar.close()  # an error message that stops the run starts on a line of its own
+    export_dir = run.out_dir / "export"
+    if acc.is_main_process and not all((export_dir / f).is_file() for f in ckpt.export_files(cfg)):
+        write_export(trainer, export_dir)  # resumed at the last step (or its export cut short)
+    acc.wait_for_everyone()
+    unwrapped = {name: acc.unwrap_model(net) for name, net in trainer.networks.items()}
+    return TrainResult(state["step"], run.out_dir, run.last_checkpoint, run.out_dir / "export", unwrapped["G"],
+                       unwrapped["D"], trainer.ema.model if trainer.ema is not None else None, unwrapped)
+
+
+def _steps(run: Run, last_step: int, bar, stop: StopSignals) -> None:
+    """Training steps until `last_step` (or the time budget, or a stop signal: TrainingStopped)."""
+    cfg, acc, trainer, state = run.cfg, run.acc, run.trainer, run.state
     clock = {"t": time.perf_counter(), "steps": 0}
     indices_per_batch = cfg.data.batch_size * acc.num_processes
+    bad_steps = 0  # skipped (non-finite) steps in a row
     while state["step"] < last_step:
         run.batches.set_n_frames(clip_length(cfg, state["step"]))  # the same on every process and after a resume
         micro = []
@@ -804,18 +863,103 @@ def _loop(run: Run, last_step: int) -> TrainResult:
         state.update(step=state["step"] + 1, epoch=epoch, samples_in_epoch=batch_in_epoch * indices_per_batch,
                      elapsed_s=run.clock.elapsed_s)
         bar.update(1)
+        bad_steps = _count_bad_step(run, bad_steps)
         if run.clock.out_of_time():
             acc.print(f"train.max_minutes={cfg.train.max_minutes} reached at step {state['step']}")
             last_step = state["step"]  # samples and checkpoints this step as the last one
         _after_step(run, parts, lrs, last_step, bar, clock)
+        signum = stop.agreed(acc)
+        if signum and state["step"] < last_step:  # (a signal during the last step: the run just ends)
+            _stop(run, signum, last_step, bar)
+
+
+# ----------------------------------------------------------------------------------------------
+# Stopping on a signal, skipping non-finite steps
+# ----------------------------------------------------------------------------------------------
+
+
+class TrainingStopped(SystemExit):
+    """Training stopped on SIGINT / SIGTERM after a checkpoint of the step just taken. A SystemExit whose code is
+    the shell's status for the signal (130 / 143), so that the command line exits with it (run_cli lets it
+    through); library callers can catch it."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None):
+        super().__init__(128 + signum)
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+
+
+class StopSignals:
+    """While training: SIGINT and SIGTERM set a flag that the loop reads between steps (StopSignals.agreed).
+    A second signal acts at once as the previous handler would (Ctrl-C twice: KeyboardInterrupt; SIGTERM twice:
+    the process ends), without a checkpoint. Installed from the main thread only (Python delivers signals
+    there); a signal that was ignored (SIG_IGN, e.g. SIGINT of a background job) stays ignored. The previous
+    handlers come back on exit."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum = 0
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        self.previous = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum:  # the second signal
+            self.__exit__()
+            signal.raise_signal(signum)
+            return
+        self.signum = signum
+
+    def agreed(self, acc: Accelerator) -> int:
+        """The signal every process stops for now (the highest any process received; one reduce), 0 for none."""
+        return int(acc.reduce(torch.tensor(float(self.signum), device=acc.device), "max"))
+
+
+def _stop(run: Run, signum: int, last_step: int, bar) -> None:
+    """After the step just taken: its checkpoint (unless _after_step wrote it), one line on stderr saying how to
+    resume, then TrainingStopped."""
+    step = run.state["step"]
+    if not _checkpoint_due(run.cfg, step, last_step):
+        _save(run)
     bar.close()
-    export_dir = run.out_dir / "export"
-    if acc.is_main_process and not all((export_dir / f).is_file() for f in ckpt.export_files(cfg)):
-        write_export(trainer, export_dir)  # resumed at the last step (or its export cut short)
-    acc.wait_for_everyone()
-    unwrapped = {name: acc.unwrap_model(net) for name, net in trainer.networks.items()}
-    return TrainResult(state["step"], run.out_dir, run.last_checkpoint, run.out_dir / "export", unwrapped["G"],
-                       unwrapped["D"], trainer.ema.model if trainer.ema is not None else None, unwrapped)
+    if run.acc.is_main_process:
+        print(f"vid2vid: {signal.Signals(signum).name}: stopped after step {step} with checkpoint "
+              f"{run.last_checkpoint}; resume with: vid2vid train --config {run.out_dir / 'config.yaml'} "
+              "--resume latest", file=sys.stderr, flush=True)
+    raise TrainingStopped(signum, step, run.last_checkpoint)
+
+
+def _count_bad_step(run: Run, bad_steps: int) -> int:
+    """Skipped (non-finite) steps in a row, the step just taken included: 0 after a good step, a warning after a
+    skipped one, a UserError (on every process) when train.max_bad_steps are reached."""
+    trainer, step, limit = run.trainer, run.state["step"], run.cfg.train.max_bad_steps
+    if not trainer.skip_step:
+        return 0
+    bad_steps += 1
+    what = ", ".join(dict.fromkeys(trainer.nonfinite)) or "on another process"
+    if bad_steps >= limit:
+        found = ckpt.list_checkpoints(run.out_dir / "checkpoints")
+        last = f"the last checkpoint ({found[-1]}) is intact" if found else "no checkpoint had been written"
+        raise UserError(f"step {step}: non-finite values ({what}) in {bad_steps} steps in a row "
+                        f"(train.max_bad_steps={limit}), each skipped; training stopped, {last}. Fixes: set "
+                        "optim.grad_clip (e.g. 1.0) or use train.mixed_precision=no (fp32) or bf16 instead of fp16 "
+                        "and --resume latest, or start a new run with a lower optim.lr (a resume keeps the "
+                        "checkpoint's learning rates)")
+    if run.acc.is_main_process:
+        logging.getLogger("vid2vid").warning(
+            "step %d: non-finite values (%s): step skipped (no optimizer or EMA update); %d in a row, the run "
+            "stops at train.max_bad_steps=%d", step, what, bad_steps, limit)
+    return bad_steps
 
 
 def clip_length(cfg: Config, step: int) -> int:
@@ -831,30 +975,40 @@ def clip_length(cfg: Config, step: int) -> int:
     return min(max(cfg.data.max_frames, n), n * 2 ** (step // every))
 
 
+def _checkpoint_due(cfg: Config, step: int, last_step: int) -> bool:
+    return step % cfg.train.checkpoint_every == 0 or step == last_step
+
+
+def _save(run: Run) -> None:
+    """Checkpoint of the step just taken (every process; also refreshes the export)."""
+    cfg = run.cfg
+    schedule = {"max_steps": cfg.train.max_steps, "decay_start": cfg.optim.decay_start, **run.trainer.lrs()}
+    run.last_checkpoint = save_checkpoint(run.acc, run.trainer, run.out_dir, {**run.state, **schedule})
+
+
 def _after_step(run: Run, parts: dict[str, float], lrs: dict[str, float], last_step: int, bar, clock: dict) -> None:
-    """Loss check, log line, sample and checkpoint of the step just taken."""
+    """Log line (always for a skipped step), sample and checkpoint of the step just taken. The non-finite
+    checks come earlier, before the optimizer steps (Trainer.check_finite, _count_bad_step)."""
     cfg, acc, step = run.cfg, run.acc, run.state["step"]
     clock["steps"] += 1
-    # averaged over processes every step, so that a non-finite loss stops every rank at once
     mean_parts = dict(zip(parts, acc.reduce(torch.tensor(list(parts.values()), device=acc.device), "mean").tolist()))
-    if not all(math.isfinite(v) for v in mean_parts.values()):
-        raise UserError(f"step {step}: a loss is not finite ({mean_parts}); lower optim.lr, enable "
-                        "optim.grad_clip or use train.mixed_precision=bf16 instead of fp16")
-    if step % cfg.train.log_every == 0 or step == last_step:
+    skipped = run.trainer.skip_step
+    if step % cfg.train.log_every == 0 or step == last_step or skipped:
         now = time.perf_counter()
         if acc.is_main_process:
             record = {"step": step, "epoch": run.state["epoch"], **lrs, **mean_parts,
                       "it_s": clock["steps"] / max(now - clock["t"], 1e-9)}
+            if skipped:
+                record["skipped"] = ", ".join(dict.fromkeys(run.trainer.nonfinite)) or "on another process"
             run.log.write(record)
             bar.set_postfix({"G" if k == "G/total" else "D" if k == "D/total" else k.split("/")[-1]: f"{v:.3g}"
                              for k, v in mean_parts.items() if k.startswith("G/") or k == "D/total"}, refresh=False)
-            acc.log({k: v for k, v in record.items() if k != "step"}, step=step)
+            acc.log({k: v for k, v in record.items() if k not in ("step", "skipped")}, step=step)
         clock.update(t=now, steps=0)
     if acc.is_main_process and (step % cfg.train.sample_every == 0 or step == last_step):
         metrics = run.trainer.sample(run.samples, run.out_dir, step)
         if metrics:
             run.log.write({"step": step, **metrics})
             acc.log(metrics, step=step)
-    if step % cfg.train.checkpoint_every == 0 or step == last_step:  # also refreshes the export
-        schedule = {"max_steps": cfg.train.max_steps, "decay_start": cfg.optim.decay_start, **run.trainer.lrs()}
-        run.last_checkpoint = save_checkpoint(acc, run.trainer, run.out_dir, {**run.state, **schedule})
+    if _checkpoint_due(cfg, step, last_step):
+        _save(run)

@@ -90,12 +90,17 @@ class VideoTrainer(Trainer):
     # ------------------------------------------------------------------------------------------
 
     def step(self, micro_batches: list[dict], step: int = 0) -> dict[str, float]:
+        """Training step number `step` (0-based). Both groups' losses and gradients are checked before either
+        optimizer steps, so a non-finite value anywhere skips the whole step (Trainer.check_finite)."""
+        self.begin_step()
         parts: dict[str, float] = {}
         for batch in micro_batches:
             self.clip_step(batch, parts, 1.0 / len(micro_batches))
         for group in ("D", "G"):
             self.average_gradients(group)
-            self.update(group)
+        self.check_finite(parts, "D", "G")
+        for group in ("D", "G"):
+            self.update(group, parts)
         self.end_step(step)
         return parts
 
