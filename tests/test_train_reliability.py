@@ -216,7 +216,7 @@ def test_max_bad_steps_is_a_positive_config_key():
 # ----------------------------------------------------------------------------------------------
 
 # Forks one training run at a time (commands as JSON lines on stdin). It alone reaps its children, so a pid it
-# signals is always its own child.
+# signals is always its own live (or not yet reaped) child; a run still going when the test ends is killed.
 FORKER = textwrap.dedent('''
     import json, os, signal, sys, time, traceback
     import torch
@@ -266,10 +266,18 @@ FORKER = textwrap.dedent('''
                 run(cmd["args"], cmd["log"], cmd["slow"])
             answer(child)
             continue
+        if child is None:  # reaped already
+            answer("no run")
+            continue
         if cmd["op"] == "kill":
             os.kill(child, signal.SIGKILL)
         pid, status = os.waitpid(child, os.WNOHANG if cmd["op"] == "poll" else 0)
+        if pid:
+            child = None
         answer(None if pid == 0 else os.waitstatus_to_exitcode(status))
+    if child is not None:  # the test ended (stdin closed) with a run going
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
 ''')
 
 
