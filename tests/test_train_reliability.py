@@ -132,6 +132,27 @@ def test_sigint_stops_after_the_step_in_progress_and_restores_the_handlers(tmp_p
     assert "SIGINT: stopped after step 2" in capsys.readouterr().err
 
 
+def test_a_second_sigint_interrupts_at_once(tmp_path, video_data, monkeypatch):
+    """Ctrl-C twice: KeyboardInterrupt at once (exit 130 through run_cli), no checkpoint, handlers restored."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are installed from the main thread only")
+    original = VideoTrainer.step
+
+    def step(self, micro_batches, step=0):
+        if step == 1:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+        return original(self, micro_batches, step)
+
+    monkeypatch.setattr(VideoTrainer, "step", step)
+    before = signal.getsignal(signal.SIGINT)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(load_config(TINY_VIDEO, small(out, video_data, "train.max_steps=5", "train.checkpoint_every=1000")))
+    assert signal.getsignal(signal.SIGINT) is before
+    assert ckpt.list_checkpoints(out / "checkpoints") == []
+
+
 # ----------------------------------------------------------------------------------------------
 # Non-finite losses and gradients
 # ----------------------------------------------------------------------------------------------
@@ -201,6 +222,33 @@ def test_max_bad_steps_in_a_row_stop_the_run_with_one_line(tmp_path, video_data,
     rows = step_rows(out)
     assert [r.get("skipped") for r in rows] == [None, None, "G gradients"]  # step 4 stopped the run (the error)
     assert all(math.isfinite(r["G/total"]) for r in rows)  # the losses stayed finite
+
+
+def test_image_model_non_finite_generator_loss_skips_g_and_ema(tmp_path, tiny_data, monkeypatch):
+    """The image models update D before G's loss exists: a NaN G loss at step 2 skips G's update and the EMA;
+    that step's D update (from finite values) stands."""
+    from vid2vid.train import ImageTrainer
+
+    g_losses, calls = ImageTrainer.g_losses, {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        calls["n"] += 1
+        parts = g_losses(self, *args, **kwargs)
+        if calls["n"] == 2:  # step 2 (one micro-batch per step)
+            parts["total"] = parts["total"] * math.nan
+        return parts
+
+    monkeypatch.setattr(ImageTrainer, "g_losses", poisoned)
+    out = tmp_path / "run"
+    cfg = load_config(REPO / "configs" / "tiny.yaml", [f"train.out_dir={out}", f"data.root={tiny_data}",
+                                                       "train.max_steps=2", "train.checkpoint_every=1",
+                                                       "train.sample_every=1000", "optim.ema=0.9"])
+    train(cfg)
+    one, two = (checkpoint_tensors(out / "checkpoints" / ckpt.checkpoint_name(s)) for s in (1, 2))
+    unchanged = [name for name in one if name.split(".")[0] in ("G", "ema", "optimizer_G")]
+    assert unchanged and all(torch.equal(one[name], two[name]) for name in unchanged)
+    assert any(not torch.equal(one[name], two[name]) for name in one if name.startswith("D."))
+    assert step_rows(out)[1]["skipped"] == "G/total, G gradients"
 
 
 def test_max_bad_steps_is_a_positive_config_key():
