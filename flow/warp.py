@@ -42,13 +42,20 @@ def _sample_positions(flow: torch.Tensor) -> torch.Tensor:
     return pixel_grid(flow.shape[2], flow.shape[3], flow.device, flow.dtype) + flow
 
 
-def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+WARP_MODES = ("bilinear", "bicubic")
+
+
+def backward_warp(image: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """Sample image [B,C,H,W] at x + flow(x) (flow [B,2,H,W], pixels) -> [B,C,H,W].
 
-    Bilinear, border clamp. Coordinates are computed in float32 even for half-precision images
-    so that large frames keep sub-pixel accuracy; the result has the image's dtype.
+    mode bilinear (the default, what the metrics and the reference use) or bicubic (much less low-pass:
+    a recurrence that warps its own output every frame stays sharp with it). Border clamp.
+    Coordinates are computed in float32 even for half-precision images so that large frames keep
+    sub-pixel accuracy; the result has the image's dtype.
     """
     _check_flow(flow)
+    if mode not in WARP_MODES:
+        raise FlowError(f"backward_warp: mode {mode!r} is not one of {', '.join(WARP_MODES)}")
     if image.ndim != 4 or image.shape[0] != flow.shape[0] or image.shape[2:] != flow.shape[2:]:
         raise FlowError(
             f"backward_warp: image {tuple(image.shape)} and flow {tuple(flow.shape)} must be "
@@ -61,7 +68,7 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     grid = (pos * scale - 1.0).permute(0, 2, 3, 1)  # [B,H,W,2] (x, y)
     sample_dtype = pos.dtype
     warped = F.grid_sample(
-        image.to(sample_dtype), grid, mode="bilinear", padding_mode="border", align_corners=True
+        image.to(sample_dtype), grid, mode=mode, padding_mode="border", align_corners=True
     )
     return warped.to(image.dtype)
 

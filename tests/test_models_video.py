@@ -86,8 +86,9 @@ def test_shapes_and_every_parameter_gets_a_gradient():
     assert missing == []
 
 
-def test_zero_weight_with_exact_flow_and_no_foreground_is_the_warped_previous_frame():
-    g = small_generator(warp_features=False).eval()
+@pytest.mark.parametrize("warp_mode", ["bilinear", "bicubic"])
+def test_zero_weight_with_exact_flow_and_no_foreground_is_the_warped_previous_frame(warp_mode):
+    g = small_generator(warp_features=False, warp_mode=warp_mode).eval()
     scale = g.scales[0]
     with torch.no_grad():
         scale.to_weight[1].weight.zero_()
@@ -102,7 +103,19 @@ def test_zero_weight_with_exact_flow_and_no_foreground_is_the_warped_previous_fr
     assert torch.equal(out.weight, torch.zeros_like(out.weight))
     assert torch.allclose(out.flow, torch.tensor([1.5, -0.75]).view(1, 2, 1, 1).expand(1, 2, 16, 16))
     assert torch.equal(out.fg_mask, torch.zeros_like(out.fg_mask))
-    assert torch.equal(out.final, backward_warp(prev[:, -1], out.flow))
+    assert torch.equal(out.final, backward_warp(prev[:, -1], out.flow, warp_mode))
+
+
+def test_the_config_warps_bicubic_and_the_original_import_bilinear(fixture):
+    """Ours: bicubic (a render that warps its own output every frame stays sharp); the reference's
+    network (parity, imports): bilinear."""
+    from vid2vid.config import load_config
+    from vid2vid.models.build import build_generator
+    from vid2vid.originals import vid2vid_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny_video.yaml")
+    assert cfg.model.warp_mode == "bicubic" and build_generator(cfg).scales[0].warp_mode == "bicubic"
+    assert vid2vid_config(fixture["options"])["model"]["warp_mode"] == "bilinear"
 
 
 def test_foreground_mask_comes_from_the_current_frames_label_ids():

@@ -98,6 +98,9 @@ class ModelConfig:
     # vid2vid's first n_frames_G-1 frames: real (the clip's own real frames; the training default),
     # image-model:PATH (an exported per-frame model generates them) or zeros (raw-only output until the history fills)
     first_frame: str = "real"
+    # how the video model warps its previous output: bicubic (ours) keeps long renders sharp; repeated
+    # bilinear resampling (the reference's) low-passes the picture a little more every frame
+    warp_mode: Literal["bilinear", "bicubic"] = "bicubic"
     # vid2vid: also warp the previous frame's decoder features with the predicted flow (off = the original)
     warp_features: bool = True
     n_local_enhancers: int = 0  # pix2pixHD local enhancers (each doubles the resolution)

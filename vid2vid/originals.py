@@ -194,7 +194,7 @@ def vid2vid_config(options: Mapping) -> dict:
                  **_sizes(width // 2, width, 2 ** kwargs["n_downsample"])},
         "model": {"name": "vid2vid", "ngf": kwargs["ngf"], "n_downsample": kwargs["n_downsample"],
                   "n_blocks": kwargs["n_blocks"], "norm": kwargs["norm"], "n_frames_G": kwargs["n_frames_G"],
-                  "use_fg": kwargs["use_fg"], "warp_features": False,
+                  "use_fg": kwargs["use_fg"], "warp_features": False, "warp_mode": "bilinear",
                   "first_frame": "zeros" if options.get("no_first_img") else "real",
                   "norm_at_inference": "batch_stats"},
     }

@@ -200,8 +200,10 @@ class VideoTrainer(Trainer):
             n = len(sem)
             final_out, raw_out, real_out = ([[f[i * n:(i + 1) * n] for f in s] for s in preds] for i in range(3))
             g = self.losses.generator(fake_outputs=final_out, real_outputs=real_out, fake=final, real=real)
-            raw_parts = self.losses.generator(fake_outputs=raw_out, real_outputs=real_out)
-            g.update({f"{k}_raw": v for k, v in raw_parts.items() if k in ("gan", "feat")})
+            # the raw (hallucinated) frame gets every image term too: through `final` it only sees the share
+            # w_t of the gradient, and what it learns is what a long render converges to
+            raw_parts = self.losses.generator(fake_outputs=raw_out, real_outputs=real_out, fake=raw, real=real)
+            g.update({f"{k}_raw": v for k, v in raw_parts.items() if k != "total"})
             g.update(self.video_terms(c))
             g.pop("total")
             weights = {name: c.weight for name in g}

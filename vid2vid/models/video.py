@@ -109,7 +109,7 @@ class CoarseVideoScale(nn.Module):
 
     def __init__(self, label_nc_per_frame: int, n_frames_G: int = 3, *, ngf: int = 64, n_downsample: int = 3,
                  n_blocks: int = 9, norm: str = "instance", use_fg: bool = True, fg_labels: Sequence[int] = (),
-                 warp_features: bool = True, flow_scale: float = FLOW_SCALE):
+                 warp_features: bool = True, flow_scale: float = FLOW_SCALE, warp_mode: str = "bilinear"):
         super().__init__()
         if n_frames_G < 2:
             raise ValueError(f"n_frames_G must be >= 2 (the generator warps the previous frame), got {n_frames_G}")
@@ -117,6 +117,7 @@ class CoarseVideoScale(nn.Module):
         if use_fg and (bad or not fg_labels):
             raise ValueError(f"fg_labels {list(fg_labels)} must be non-empty label ids in [0, {label_nc_per_frame})")
         self.n_frames_G, self.flow_scale, self.warp_features = n_frames_G, flow_scale, warp_features
+        self.warp_mode = warp_mode  # of the previous output (and features): bicubic keeps long renders sharp
         self.fg_labels = list(fg_labels) if use_fg else []
         label_nc, frame_nc = label_nc_per_frame * n_frames_G, 3 * (n_frames_G - 1)
         bottom_blocks, top_blocks = n_blocks - n_blocks // 2, n_blocks // 2
@@ -152,7 +153,7 @@ class CoarseVideoScale(nn.Module):
         weight = self.to_weight(flow_features)
         image_features = self.image_decoder(bottleneck, self._fusion(flow, prev_features))
         raw = self.to_image(image_features[-1])
-        warped = backward_warp(prev_frames[:, -1], flow)
+        warped = backward_warp(prev_frames[:, -1], flow, self.warp_mode)
         final = raw if raw_only else weight * raw + (1 - weight) * warped
         fg_mask = foreground = fg_features = None
         if self.fg_labels:
@@ -172,7 +173,7 @@ class CoarseVideoScale(nn.Module):
             return None
 
         def fuse(level: int, x: torch.Tensor) -> torch.Tensor:
-            warped = backward_warp(prev_features[level], resize_flow(flow, x.shape[-2:]))
+            warped = backward_warp(prev_features[level], resize_flow(flow, x.shape[-2:]), self.warp_mode)
             return x + self.feature_fusion[level](warped)
 
         return fuse
@@ -187,12 +188,13 @@ class VideoGenerator(nn.Module):
 
     def __init__(self, label_nc_per_frame: int, n_frames_G: int = 3, *, ngf: int = 64, n_downsample: int = 3,
                  n_blocks: int = 9, norm: str = "instance", use_fg: bool = True, fg_labels: Sequence[int] = (),
-                 warp_features: bool = True, flow_scale: float = FLOW_SCALE):
+                 warp_features: bool = True, flow_scale: float = FLOW_SCALE, warp_mode: str = "bilinear"):
         super().__init__()
         self.n_frames_G, self.warp_features = n_frames_G, warp_features
         self.scales = nn.ModuleList([CoarseVideoScale(
             label_nc_per_frame, n_frames_G, ngf=ngf, n_downsample=n_downsample, n_blocks=n_blocks, norm=norm,
-            use_fg=use_fg, fg_labels=fg_labels, warp_features=warp_features, flow_scale=flow_scale)])
+            use_fg=use_fg, fg_labels=fg_labels, warp_features=warp_features, flow_scale=flow_scale,
+            warp_mode=warp_mode)])
 
     def forward(self, labels: torch.Tensor, prev_frames: torch.Tensor,
                 prev_features: list[torch.Tensor] | None = None, *, raw_only: bool = False) -> VideoOutput:
@@ -209,4 +211,4 @@ def build_video_generator(cfg) -> VideoGenerator:
                           f"{d.label_nc}); fix the ids or set model.use_fg: false")
     return VideoGenerator(d.label_nc + (1 if d.use_instance else 0), m.n_frames_G, ngf=m.ngf,
                           n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm, use_fg=m.use_fg,
-                          fg_labels=d.fg_labels, warp_features=m.warp_features)
+                          fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode)
