@@ -37,7 +37,8 @@ from vid2vid.config import Size, from_dict, parse_size
 from vid2vid.models.build import build_generator
 from vid2vid.render import VideoRenderer, cpu_has_fast_bf16
 
-REFERENCE = {"ngf": 64, "n_downsample": 3, "n_blocks": 9, "n_frames_G": 3, "use_fg": True, "norm": "instance"}
+REFERENCE = {"ngf": 64, "n_downsample": 3, "n_blocks": 9, "n_frames_G": 3, "use_fg": True, "norm": "instance",
+             "warp_mode": "bilinear"}
 TINY = {"ngf": 8, "n_downsample": 2, "n_blocks": 2, "n_frames_G": 3, "use_fg": True, "norm": "instance"}
 
 
