@@ -93,8 +93,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
 def commit_dir(tmp: str | os.PathLike, target: str | os.PathLike, *, replace: bool = False) -> None:
     """Rename the complete folder `tmp` to `target`. An existing `target` is an error (OSError) unless
-    `replace`, which removes it first (readers of the old folder may see it vanish, never a partial one)."""
+    `replace`: then the old folder is first renamed aside (`.old_<name>`), the new one renamed in, and only
+    then the old one removed, so a kill at any moment leaves `target` either the old or the new folder,
+    never a partial one (a left-over `.old_<name>` is removed by the next commit)."""
     target = Path(target)
+    aside = target.with_name(f".old_{target.name}")
     if replace and target.is_dir():
-        shutil.rmtree(target)
+        shutil.rmtree(aside, ignore_errors=True)
+        os.rename(target, aside)
     os.rename(tmp, target)
+    shutil.rmtree(aside, ignore_errors=True)

@@ -82,3 +82,32 @@ def test_atomic_dir_appears_whole_or_not_at_all(tmp_path):
     (newer / "b.txt").write_text("b")
     commit_dir(newer, target, replace=True)
     assert [p.name for p in target.iterdir()] == ["b.txt"] and not newer.exists()
+
+
+def test_commit_dir_replace_never_leaves_a_partial_target(tmp_path, monkeypatch):
+    """A crash between moving the old folder aside and renaming the new one in leaves the old folder aside
+    (target missing, never half-deleted); the next commit cleans it up."""
+    import os
+
+    from flow import commit_dir
+
+    target, first, second = tmp_path / "step_1", tmp_path / "a", tmp_path / "b"
+    for folder, text in ((first, "old"), (second, "new")):
+        folder.mkdir()
+        (folder / "w.txt").write_text(text)
+    commit_dir(first, target)
+    real_rename, calls = os.rename, []
+
+    def crash_on_second(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:
+            raise OSError("killed")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", crash_on_second)
+    with pytest.raises(OSError, match="killed"):
+        commit_dir(second, target, replace=True)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert not target.exists() and (tmp_path / ".old_step_1" / "w.txt").read_text() == "old"
+    commit_dir(second, target, replace=True)
+    assert (target / "w.txt").read_text() == "new" and not (tmp_path / ".old_step_1").exists()
