@@ -114,13 +114,14 @@ class VideoTrainer(Trainer):
         # a parameter no process used (a skipped temporal scale) keeps no gradient, as in one process
         used = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=self.acc.device)
         dist.all_reduce(used)
-        for p, n in zip(params, used.tolist(), strict=True):
-            if n == 0:
-                continue
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad)
-            p.grad /= self.acc.num_processes
+        live = [p for p, n in zip(params, used.tolist(), strict=True) if n > 0]
+        if not live:
+            return
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in live])
+        dist.all_reduce(flat)  # one collective for the whole group
+        flat /= self.acc.num_processes
+        for p, g in zip(live, flat.split([p.numel() for p in live]), strict=True):
+            p.grad = g.view_as(p).clone()
 
     def clip_step(self, batch: dict, parts: dict[str, float], share: float) -> None:
         """Accumulate the gradients of one clip batch (weight `share` of the step) into both groups."""
