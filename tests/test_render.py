@@ -270,3 +270,30 @@ def test_renderer_api_checks_ids_and_sizes(video_export):
         renderer.step(np.zeros((32, 64), np.int64))
     with pytest.raises(Exception, match="integer ids"):
         renderer.step(np.zeros((64, 64), np.float32))
+
+
+def test_compare_models_renders_through_the_renderer_and_measures_both(data, image_export, video_export, tmp_path):
+    """tools/compare_models.py: both models through VideoRenderer (the video model's first frames from the
+    per-frame model), every video written, E_warp from eval_flicker on the exact flow, PSNR against the real
+    frames; the real frames' PSNR is not reported and their tOF against themselves is 0."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from compare_models import compare, format_table, parse_args
+
+    result = compare(parse_args(["--image", str(image_export), "--video", str(video_export), "--data", str(data),
+                                 "--out", str(tmp_path / "cmp"), "--max-frames", "6"]))
+    rows = result["rows"]
+    assert list(rows) == ["real frames", "per-frame", "vid2vid"] and all(len(r) == 2 for r in rows.values())
+    seq = tmp_path / "cmp" / "seq_0000"
+    renderer = VideoRenderer(video_export, first_frame=f"image-model:{image_export}", device="cpu", seed=0)
+    labels = _ids(data / "test_A" / "seq_0000")[:6]
+    inst = _ids(data / "test_inst" / "seq_0000")[:6]
+    expected = np.stack([renderer.step(lab, ins) for lab, ins in zip(labels, inst)])
+    assert np.array_equal(_pngs(seq / "vid2vid"), expected)
+    assert np.array_equal(_pngs(seq / "vid2vid")[:2], _pngs(seq / "per-frame")[:2])  # both start equal
+    for row in rows["real frames"]:
+        assert row["psnr"] is None and row["tof"] == 0 and row["e_warp"] >= 0
+    for row in rows["per-frame"] + rows["vid2vid"]:
+        assert np.isfinite(row["psnr"]) and row["e_warp"] > 0 and Path(row["mp4"]).is_file()
+    assert "E_warp(vid2vid) / E_warp(per-frame)" in format_table(result)

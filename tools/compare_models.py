@@ -3,9 +3,10 @@
     python tools/compare_models.py --image runs/demo_image/export --video runs/demo/export \
         [--data DATA_ROOT] [--phase test] [--out runs/compare] [--json FILE]
 
-For every sequence of the split: the per-frame model renders every frame from its labels (and instances);
-the video model renders through temporal.unroll with its first n_frames_G-1 frames made by that same
-per-frame model (model.first_frame image-model:PATH), so both start equal. Frames, real frames and mp4s
+For every sequence of the split, both models render through the product's renderer (vid2vid.render.
+VideoRenderer, as `vid2vid render` does): the per-frame model every frame from its labels (and instances),
+the video model with its first n_frames_G-1 frames made by that same per-frame model (first frame
+image-model:PATH), so both start equal. Frames, real frames and mp4s
 are written under --out; then tools/eval_flicker.py measures each video's warping error E_warp on the
 dataset's exact flow (gt:<root>/<phase>_flow/<seq>) and tOF against the real frames, and PSNR is taken
 against the real frames (all frames, [0, 1], from the written 8-bit PNGs). The real frames' own E_warp is
@@ -23,15 +24,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
-from einops import rearrange
 
 from vid2vid.checkpoint import load_export
-from vid2vid.data.encoding import semantic_input
-from vid2vid.data.sequences import build_dataset
+from vid2vid.data.sequences import whole_sequences
 from vid2vid.errors import UserError, run_cli
 from vid2vid.models.build import spec
-from vid2vid.temporal import start_history, unroll
+from vid2vid.render import VideoRenderer, to_uint8
 from vid2vid.video_io import VideoWriter, write_image
 
 TOOLS = Path(__file__).resolve().parent
@@ -49,42 +47,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def sequences(cfg, root: str, phase: str, max_frames: int) -> list[tuple[str, dict]]:
-    """(name, clip {labels [T,H,W], inst?, frames [T,3,H,W]}) for every sequence of the split, unaugmented."""
-    data = replace(cfg.data, root=root, n_frames=1, crop_size=cfg.data.load_size)  # whole frames, not training crops
-    probe = build_dataset(data, phase=phase)
-    n = probe.shortest if max_frames <= 0 else min(max_frames, probe.shortest)
-    dataset = build_dataset(replace(data, n_frames=n), phase=phase)
-    return [(seq.name, dataset[i]) for i, seq in enumerate(dataset.sequences)]
-
-
-@torch.no_grad()
-def render_per_frame(export, clip: dict) -> torch.Tensor:
-    """Every frame independently: [T,3,H,W] in [-1,1]."""
-    return torch.cat([export.generate(clip["labels"][t:t + 1], _inst(clip, t, t + 1), seed=0)
-                      for t in range(len(clip["labels"]))]).clamp(-1, 1)
-
-
-@torch.no_grad()
-def render_video(export, image_export, clip: dict) -> torch.Tensor:
-    """The video model with its first n_frames_G-1 frames from the per-frame model: [T,3,H,W] in [-1,1]."""
-    cfg, G = export.cfg, export.generator
-    n = cfg.model.n_frames_G - 1
-    sem = semantic_input(clip["labels"], clip.get("inst"), cfg.data.label_nc, cfg.data.use_instance)[None]
-    seed_clip = {k: v[:n] for k, v in clip.items() if torch.is_tensor(v)}
-    first = render_per_frame(image_export, seed_clip)[None]  # [1,N-1,3,H,W]
-    history = start_history("image-model:", sem[:, :n], first)
-    out, _ = unroll(G, history, sem[:, n:])
-    return torch.cat([first, out.final.clamp(-1, 1)], dim=1)[0]
-
-
-def _inst(clip: dict, a: int, b: int):
-    return clip["inst"][a:b] if "inst" in clip else None
-
-
-def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """[T,3,H,W] in [-1,1] -> [T,H,W,3] uint8."""
-    return ((rearrange(frames.float(), "t c h w -> t h w c") * 0.5 + 0.5).clamp(0, 1) * 255 + 0.5).byte().numpy()
+def render(renderer: VideoRenderer, clip: dict) -> np.ndarray:
+    """A clip's label maps (and instances) through the product's renderer -> uint8 frames [T,H,W,3]."""
+    renderer.reset()
+    inst = clip.get("inst")
+    return np.stack([renderer.step(labels, None if inst is None else inst[t])
+                     for t, labels in enumerate(clip["labels"])])
 
 
 def write_video(frames: np.ndarray, folder: Path, fps: float) -> None:
@@ -117,15 +85,17 @@ def compare(args: argparse.Namespace) -> dict:
     if spec(video.cfg).sequential is False or spec(image.cfg).sequential:
         raise UserError(f"--image must be a per-frame model and --video a vid2vid model; got {image.cfg.model.name} "
                         f"and {video.cfg.model.name}")
-    root = args.data or video.cfg.data.root
+    renderers = {"per-frame": VideoRenderer(args.image, device="cpu", seed=0),
+                 "vid2vid": VideoRenderer(args.video, first_frame=f"image-model:{args.image}", device="cpu", seed=0)}
+    data = replace(video.cfg.data, root=args.data, source="folder") if args.data else video.cfg.data
+    root = data.root
     out, rows = Path(args.out), {"real frames": [], "per-frame": [], "vid2vid": []}
-    for name, clip in sequences(video.cfg, root, args.phase, args.max_frames):
+    for name, clip in whole_sequences(data, args.phase, args.max_frames):
         real = to_uint8(clip["frames"])
         made, speed = {}, {}
-        for label, render in (("per-frame", lambda c: render_per_frame(image, c)),
-                              ("vid2vid", lambda c: render_video(video, image, c))):
+        for label, renderer in renderers.items():
             start = time.perf_counter()
-            made[label] = to_uint8(render(clip))
+            made[label] = render(renderer, clip)
             speed[label] = len(real) / (time.perf_counter() - start)
         folders = {label: out / name / label.replace(" ", "_") for label in ("real frames", *made)}
         write_video(real, folders["real frames"], video.cfg.render.fps)

@@ -166,8 +166,8 @@ class VideoTrainer(Trainer):
             real_in = torch.cat([sem, real], 1)
             preds = D(torch.cat([fake_in, real_in]))
             n = len(fake_in)
-            d = self.losses.discriminator(real_outputs=[[f[n:] for f in s] for s in preds],
-                                          fake_outputs=[[f[:n] for f in s] for s in preds], discriminator=D,
+            d = self.losses.discriminator(real_outputs=_rows(preds, n, None), fake_outputs=_rows(preds, 0, n),
+                                          discriminator=D,
                                           real_input=real_in, fake_input=fake_in)
             weights = {name: c.weight for name in d}
             total = d["total"] * c.weight
@@ -180,8 +180,7 @@ class VideoTrainer(Trainer):
                 fake_w, real_w = windows
                 out = Dt(torch.cat([fake_w, real_w]))
                 m = len(fake_w)
-                dt = self.losses.gan_loss.discriminator([[f[m:] for f in sc] for sc in out],
-                                                        [[f[:m] for f in sc] for sc in out])
+                dt = self.losses.gan_loss.discriminator(_rows(out, m, None), _rows(out, 0, m))
                 d[f"temporal_s{s}"], weights[f"temporal_s{s}"] = dt["total"], c.temporal_weight(s)
                 total = total + dt["total"] * c.temporal_weight(s)
         self.acc.backward(total)
@@ -199,7 +198,7 @@ class VideoTrainer(Trainer):
             final, raw = c.frames(c.out.final), c.frames(c.out.raw)
             preds = D(torch.cat([torch.cat([sem, final], 1), torch.cat([sem, raw], 1), torch.cat([sem, real], 1)]))
             n = len(sem)
-            final_out, raw_out, real_out = ([[f[i * n:(i + 1) * n] for f in s] for s in preds] for i in range(3))
+            final_out, raw_out, real_out = (_rows(preds, i * n, (i + 1) * n) for i in range(3))
             g = self.losses.generator(fake_outputs=final_out, real_outputs=real_out, fake=final, real=real)
             # the raw (hallucinated) frame gets every image term too: through `final` it only sees the share
             # w_t of the gradient, and what it learns is what a long render converges to
@@ -214,7 +213,7 @@ class VideoTrainer(Trainer):
                     continue
                 out = self.net(f"D_temporal{s}")(torch.cat(windows))
                 m = len(windows[0])
-                fake_o, real_o = [[f[:m] for f in sc] for sc in out], [[f[m:] for f in sc] for sc in out]
+                fake_o, real_o = _rows(out, 0, m), _rows(out, m, None)
                 g[f"tgan_s{s}"] = cfg.loss.temporal_gan * self.losses.gan_loss.generator(fake_o)
                 g[f"tfeat_s{s}"] = cfg.loss.temporal_feat * feature_matching(real_o, fake_o)
                 weights[f"tgan_s{s}"] = weights[f"tfeat_s{s}"] = c.temporal_weight(s)
@@ -238,6 +237,11 @@ class VideoTrainer(Trainer):
                                   weight=weight)
         parts.pop("total")
         return parts
+
+
+def _rows(preds, start: int, stop: int):
+    """Multi-scale D output (per scale, a list of features) -> the same structure for batch rows start:stop."""
+    return [[f[start:stop] for f in scale] for scale in preds]
 
 
 def _rescale(parts: dict[str, float], new: dict[str, torch.Tensor], prefix: str, weights: dict[str, float]) -> None:
@@ -303,17 +307,14 @@ class Chunk:
 
 
 def held_out_clip(cfg, max_frames: int = 30) -> dict:
-    """The first held-out sequence (test phase; train when absent) as a batch of one clip, its first
-    max_frames frames (or the whole sequence when shorter), with the dataset's flow when it has one."""
-    from dataclasses import replace
+    """The first held-out sequence (test phase; train when absent) as a batch of one clip of whole frames, its
+    first max_frames frames (or the whole sequence when shorter), with the dataset's flow when it has one."""
     from pathlib import Path
 
-    from vid2vid.data.sequences import build_dataset
+    from vid2vid.data.sequences import whole_sequences
 
     phase = "test" if (Path(cfg.data.root) / "test_A").is_dir() else cfg.data.phase
-    probe = build_dataset(replace(cfg.data, n_frames=1), phase=phase, seed=cfg.train.seed)
-    n = min(max_frames, probe.shortest)
-    item = build_dataset(replace(cfg.data, n_frames=n), phase=phase, seed=cfg.train.seed)[0]
+    _, item = whole_sequences(cfg.data, phase, max_frames)[0]
     return {k: v[None] for k, v in item.items() if isinstance(v, torch.Tensor)}
 
 
@@ -332,6 +333,7 @@ def generate_clip(trainer: VideoTrainer, G: torch.nn.Module, clip: dict) -> torc
 def sample_video(trainer: VideoTrainer, clip: dict, out_dir, step: int) -> dict[str, float]:
     """Write samples/step_XXXXXXX.mp4 (labels | generated | real) and return held-out PSNR and E_warp."""
     from vid2vid.metrics import psnr, warping_error
+    from vid2vid.render import to_uint8
     from vid2vid.train import label_colours
     from vid2vid.video_io import VideoWriter
 
@@ -347,7 +349,7 @@ def sample_video(trainer: VideoTrainer, clip: dict, out_dir, step: int) -> dict[
                            value_range=(-1, 1), reference=None if flows else real[n_seed:]).value
     metrics = {"val/psnr": float(psnr(fake[n_seed:], real[n_seed:], value_range=(-1, 1))), "val/e_warp": e_warp}
     panels = torch.cat([label_colours(clip["labels"][0], trainer.cfg.data.label_nc), fake, real], dim=3)
-    frames = ((panels.clamp(-1, 1) * 0.5 + 0.5) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    frames = to_uint8(panels)
     with VideoWriter(out_dir / "samples" / f"step_{step:07d}.mp4", fps=trainer.cfg.render.fps) as writer:
         for frame in frames:
             writer.write(frame)

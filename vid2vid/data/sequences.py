@@ -321,3 +321,15 @@ def build_dataset(data_cfg, phase: str | None = None, seed: int = 0) -> ClipData
     return ClipDataset(scan(root, phase), n_frames=data_cfg.n_frames, max_t_step=data_cfg.max_t_step,
                        label_nc=data_cfg.label_nc, load_size=data_cfg.load_size, crop_size=data_cfg.crop_size,
                        max_zoom=data_cfg.max_zoom, flip=data_cfg.flip, augment=phase == "train", seed=seed)
+
+
+def whole_sequences(data_cfg, phase: str, max_frames: int = 0) -> list[tuple[str, dict]]:
+    """(name, item) for every sequence of a split as evaluation sees it: whole frames (resized to
+    data.load_size, not cropped), unaugmented, the first max_frames frames (0: the shortest sequence's length)."""
+    from dataclasses import replace
+
+    data = replace(data_cfg, n_frames=1, crop_size=data_cfg.load_size)
+    shortest = build_dataset(data, phase=phase).shortest
+    n = shortest if max_frames <= 0 else min(max_frames, shortest)
+    dataset = build_dataset(replace(data, n_frames=n), phase=phase)
+    return [(seq.name, dataset[i]) for i, seq in enumerate(dataset.sequences)]
