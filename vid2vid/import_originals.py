@@ -25,7 +25,7 @@ from torch import nn
 
 from vid2vid.config import Config, from_dict
 from vid2vid.errors import ConfigError, UserError
-from vid2vid.originals import OPTION_MAPS, convert_state_dict
+from vid2vid.originals import OPTION_MAPS, load_original
 
 # Our command's architecture name -> (the originals' key-map / option-map name, the original project).
 ARCHITECTURES = {"pix2pixhd": ("pix2pixhd", "NVIDIA/pix2pixHD"), "spade": ("spade", "NVlabs/SPADE"),
@@ -193,9 +193,7 @@ def generator_from_original(arch: str, options: Mapping, state_dict: Mapping[str
 
     cfg = import_config(arch, options)
     model = build_generator(cfg)
-    converted = convert_state_dict(ARCHITECTURES[arch][0], state_dict, model, source=source)
-    model.load_state_dict(converted, strict=True)
-    return model, cfg
+    return load_original(ARCHITECTURES[arch][0], model, state_dict, source=source), cfg
 
 
 def import_checkpoint(arch: str, checkpoints: Sequence[str | Path], out_dir: str | Path, *,
