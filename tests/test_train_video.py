@@ -269,6 +269,15 @@ def test_time_budget_stops_after_the_first_step_with_checkpoint_and_export(tmp_p
     assert "train.max_minutes=0.001 reached at step 1" in capsys.readouterr().out
 
 
+def test_resuming_a_run_whose_time_is_spent_trains_nothing(tmp_path, video_data, capsys):
+    cfg = video(tmp_path, video_data, "train.max_minutes=0.001", "train.max_steps=100", *QUIET)
+    first = train(cfg)
+    weights = load_file(str(tmp_path / "export" / ckpt.EXPORT_WEIGHTS))
+    again = train(cfg, resume="latest")
+    assert again.step == first.step == 1 and "already spent at step 1" in capsys.readouterr().out
+    assert_close(load_file(str(tmp_path / "export" / ckpt.EXPORT_WEIGHTS)), weights, atol=0)
+
+
 def test_lr_follows_the_time_spent():
     cfg = load_config(TINY_VIDEO, ["train.max_steps=100", "optim.decay_start=0.5", "train.max_minutes=1"])
     clock = TrainClock(budget_s=60.0)

@@ -827,8 +827,7 @@ def _setup(cfg: Config, acc: Accelerator, out_dir: Path, resume_from: Path | Non
 
 def _loop(run: Run, last_step: int) -> TrainResult:
     cfg, acc, trainer, state = run.cfg, run.acc, run.trainer, run.state
-    bar = tqdm(total=cfg.train.max_steps, initial=state["step"], disable=not acc.is_main_process,
-               desc="train", dynamic_ncols=True)
+    bar = progress_bar(cfg, state["step"], run.clock, disable=not acc.is_main_process)
     try:
         with StopSignals() as stop:  # SIGINT / SIGTERM: stop between steps, with a checkpoint (_stop)
             _steps(run, last_step, bar, stop)
@@ -843,12 +842,41 @@ def _loop(run: Run, last_step: int) -> TrainResult:
                        unwrapped["D"], trainer.ema.model if trainer.ema is not None else None, unwrapped)
 
 
+class _TimeBar(tqdm):
+    """A tqdm whose bar and remaining-time estimate follow the training clock (train.max_minutes)
+    while it counts steps; whichever ends first (time or max_steps) fills the bar."""
+
+    def __init__(self, clock: TrainClock, max_steps: int, step: int, **kwargs):
+        self.clock, self.max_steps = clock, max_steps
+        super().__init__(total=1000, initial=self._permille(step), unit="‰", **kwargs)
+
+    def _permille(self, step: int) -> int:
+        return round(1000 * max(self.clock.fraction(), step / max(self.max_steps, 1)))
+
+    def update(self, n: int = 1) -> bool | None:  # n: steps done; the bar moves by the time fraction
+        self.step = getattr(self, "step", 0) + n
+        return super().update(max(0, self._permille(self.step) - self.n))
+
+
+def progress_bar(cfg: Config, step: int, clock: TrainClock, disable: bool) -> tqdm:
+    """Steps out of train.max_steps; with train.max_minutes, the bar follows time (the budget decides)."""
+    if clock.budget_s <= 0:
+        return tqdm(total=cfg.train.max_steps, initial=step, disable=disable, desc="train", dynamic_ncols=True)
+    bar = _TimeBar(clock, cfg.train.max_steps, step, disable=disable, desc=f"train {cfg.train.max_minutes:g} min",
+                   dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
+    bar.step = step
+    return bar
+
+
 def _steps(run: Run, last_step: int, bar, stop: StopSignals) -> None:
     """Training steps until `last_step` (or the time budget, or a stop signal: TrainingStopped)."""
     cfg, acc, trainer, state = run.cfg, run.acc, run.trainer, run.state
     clock = {"t": time.perf_counter(), "steps": 0}
     indices_per_batch = cfg.data.batch_size * acc.num_processes
     bad_steps = 0  # skipped (non-finite) steps in a row
+    if run.clock.out_of_time():  # resumed after the time budget was spent: nothing left to train
+        acc.print(f"train.max_minutes={cfg.train.max_minutes} already spent at step {state['step']}")
+        return
     while state["step"] < last_step:
         run.batches.set_n_frames(clip_length(cfg, state["step"]))  # the same on every process and after a resume
         micro = []
@@ -1001,8 +1029,9 @@ def _after_step(run: Run, parts: dict[str, float], lrs: dict[str, float], last_s
             if skipped:
                 record["skipped"] = ", ".join(dict.fromkeys(run.trainer.nonfinite)) or "on another process"
             run.log.write(record)
-            bar.set_postfix({"G" if k == "G/total" else "D" if k == "D/total" else k.split("/")[-1]: f"{v:.3g}"
-                             for k, v in mean_parts.items() if k.startswith("G/") or k == "D/total"}, refresh=False)
+            losses = {"G" if k == "G/total" else "D" if k == "D/total" else k.split("/")[-1]: f"{v:.3g}"
+                      for k, v in mean_parts.items() if k.startswith("G/") or k == "D/total"}
+            bar.set_postfix({"step": step} | losses, refresh=False)
             acc.log({k: v for k, v in record.items() if k not in ("step", "skipped")}, step=step)
         clock.update(t=now, steps=0)
     if acc.is_main_process and (step % cfg.train.sample_every == 0 or step == last_step):
