@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default="runs/compare", help="folder for frames, mp4s and the table")
     p.add_argument("--max-frames", type=int, default=0, help="frames per sequence (default: all)")
     p.add_argument("--json", help="write every number here")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    p.add_argument("--plot", action="store_true", help="also draw each sequence's per-frame error plot "
+                   "(<out>/<sequence>/flicker.png, tools/eval_flicker.py --plot)")
     return p.parse_args(argv)
 
 
@@ -70,10 +73,13 @@ def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(1 / max(mse, 1e-12)))
 
 
-def flicker(videos: list[Path], reference: Path, flow_dir: Path, out_json: Path) -> dict[str, dict]:
-    """tools/eval_flicker.py on the videos with the exact flow; {video path: record}."""
+def flicker(videos: list[Path], reference: Path, flow_dir: Path, out_json: Path, plot: bool = False
+            ) -> dict[str, dict]:
+    """tools/eval_flicker.py on the videos with the exact flow; {video path: record}; with plot, the per-pair
+    errors drawn beside out_json as flicker.png."""
     cmd = [sys.executable, str(TOOLS / "eval_flicker.py"), *map(str, videos), "--reference", str(reference),
            "--flow", f"gt:{flow_dir}", "--json", str(out_json)]
+    cmd += ["--plot", str(out_json.with_suffix(".png"))] if plot else []
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise UserError(f"eval_flicker.py failed ({proc.stderr.strip().splitlines()[-1:]}); command: {' '.join(cmd)}")
@@ -85,8 +91,9 @@ def compare(args: argparse.Namespace) -> dict:
     if spec(video.cfg).sequential is False or spec(image.cfg).sequential:
         raise UserError(f"--image must be a per-frame model and --video a vid2vid model; got {image.cfg.model.name} "
                         f"and {video.cfg.model.name}")
-    renderers = {"per-frame": VideoRenderer(args.image, device="cpu", seed=0),
-                 "vid2vid": VideoRenderer(args.video, first_frame=f"image-model:{args.image}", device="cpu", seed=0)}
+    renderers = {"per-frame": VideoRenderer(args.image, device=args.device, seed=0),
+                 "vid2vid": VideoRenderer(args.video, first_frame=f"image-model:{args.image}", device=args.device,
+                                          seed=0)}
     data = replace(video.cfg.data, root=args.data, source="folder") if args.data else video.cfg.data
     root = data.root
     out, rows = Path(args.out), {"real frames": [], "per-frame": [], "vid2vid": []}
@@ -102,7 +109,7 @@ def compare(args: argparse.Namespace) -> dict:
         for label, frames in made.items():
             write_video(frames, folders[label], video.cfg.render.fps)
         records = flicker(list(folders.values()), folders["real frames"], Path(root) / f"{args.phase}_flow" / name,
-                          out / name / "flicker.json")
+                          out / name / "flicker.json", args.plot)
         for label, folder in folders.items():
             r = records[str(folder)]
             frames = real if label == "real frames" else made[label]
