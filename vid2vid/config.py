@@ -103,6 +103,9 @@ class ModelConfig:
     warp_mode: Literal["bilinear", "bicubic"] = "bicubic"
     # vid2vid: also warp the previous frame's decoder features with the predicted flow (off = the original)
     warp_features: bool = True
+    # vid2vid's decoder: pix2pixhd (the original's residual/transposed-conv heads) or spade (SPADE residual blocks
+    # conditioned on the current labels, the warped previous frame and the weight; vid2vid.models.video_spade)
+    backbone: Literal["pix2pixhd", "spade"] = "pix2pixhd"
     n_local_enhancers: int = 0  # pix2pixHD local enhancers (each doubles the resolution)
     n_blocks_local: int = 3
     num_upsampling_layers: Literal["normal", "more", "most"] = "normal"  # SPADE
@@ -333,8 +336,14 @@ def check(cfg: Config) -> None:
     ff = cfg.model.first_frame
     _rule(ff in ("real", "zeros") or (ff.startswith("image-model:") and len(ff) > len("image-model:")),
           "model.first_frame", ff, "must be real, zeros or image-model:PATH (an exported per-frame model)")
-    _rule(cfg.model.name != "spade" or cfg.model.norm != "none", "model.norm", cfg.model.norm,
-          "spade needs a parameter-free norm to modulate: instance, batch, spectralinstance or spectralbatch")
+    spade_video = cfg.model.name == "vid2vid" and cfg.model.backbone == "spade"
+    _rule(cfg.model.backbone == "pix2pixhd" or cfg.model.name == "vid2vid", "model.backbone", cfg.model.backbone,
+          "only model.name: vid2vid has a backbone choice; for a per-frame SPADE set model.name: spade")
+    _rule((cfg.model.name != "spade" and not spade_video) or cfg.model.norm != "none", "model.norm", cfg.model.norm,
+          "spade (and model.backbone: spade) needs a parameter-free norm to modulate: instance, batch, "
+          "spectralinstance or spectralbatch")
+    _rule(not spade_video or cfg.model.n_downsample >= 2, "model.n_downsample", cfg.model.n_downsample,
+          "must be >= 2 with model.backbone: spade (the warped previous frame conditions its last two levels)")
     _rule(cfg.model.name != "spade" or cfg.model.num_upsampling_layers != "most" or cfg.model.ngf >= 2,
           "model.ngf", cfg.model.ngf, "must be >= 2 with num_upsampling_layers: most (its last block has ngf/2)")
 

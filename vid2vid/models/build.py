@@ -78,6 +78,10 @@ def _build_spade(cfg: Config) -> nn.Module:
 
 
 def _build_vid2vid(cfg: Config) -> nn.Module:
+    if cfg.model.backbone == "spade":
+        from vid2vid.models.video_spade import build_spade_video_generator
+
+        return build_spade_video_generator(cfg)
     from vid2vid.models.video import build_video_generator
 
     return build_video_generator(cfg)
