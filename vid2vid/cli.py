@@ -150,7 +150,8 @@ def _add_import_parser(sub) -> None:
                        description="Convert an original NVIDIA generator checkpoint (read with weights_only=True) "
                                    "into our export folder (config.yaml + generator.safetensors), strictly: every "
                                    "key used, every parameter set. Options use the ORIGINAL's names.")
-    p.add_argument("arch", choices=("pix2pixhd", "spade", "vid2vid"), help="the original project")
+    p.add_argument("arch", choices=("pix2pixhd", "spade", "vid2vid", "vid2vid-single"),
+                   help="the original project (vid2vid-single: vid2vid's single-frame first-frame generator)")
     p.add_argument("paths", nargs="+", metavar="CHECKPOINT... OUT_EXPORT",
                    help="the original latest_net_G*.pth, then the export folder to write")
     group = p.add_mutually_exclusive_group()

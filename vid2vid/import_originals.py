@@ -29,7 +29,8 @@ from vid2vid.originals import OPTION_MAPS, load_original
 
 # Our command's architecture name -> (the originals' key-map / option-map name, the original project).
 ARCHITECTURES = {"pix2pixhd": ("pix2pixhd", "NVIDIA/pix2pixHD"), "spade": ("spade", "NVlabs/SPADE"),
-                 "vid2vid": ("vid2vid_G0", "NVIDIA/vid2vid")}
+                 "vid2vid": ("vid2vid_G0", "NVIDIA/vid2vid"),
+                 "vid2vid-single": ("vid2vid_single", "NVIDIA/vid2vid (single-frame generator)")}
 
 # The original code's defaults for every option the conversion reads (its option parsers' defaults; SPADE's
 # norm_G is the one SPADEGenerator sets).
@@ -46,6 +47,12 @@ ORIGINAL_DEFAULTS: dict[str, dict] = {
                 "use_instance": False, "fg": False, "fg_labels": "26", "loadSize": 512, "no_first_img": False,
                 "use_single_G": False},
 }
+# vid2vid's single-frame generators read vid2vid's own options (and take its presets): load_single_G picks the
+# network by loadSize; n_blocks, n_local_enhancers and n_blocks_local size it (vid2vid.originals.VID2VID_SINGLE_G).
+ORIGINAL_DEFAULTS["vid2vid-single"] = {**ORIGINAL_DEFAULTS["vid2vid"], "n_local_enhancers": 1,
+                                       "dataset_mode": "temporal"}
+# Our architecture -> the one whose presets it takes.
+PRESETS_OF = {"vid2vid-single": "vid2vid"}
 
 # The released checkpoints' options (README_originals.md: the repos' test scripts plus the dataset defaults).
 PRESETS: dict[str, tuple[str, dict]] = {
@@ -139,7 +146,7 @@ def preset_options(arch: str, preset: str) -> dict:
         raise UserError(f"--preset {preset}: unknown; {hint}presets: " +
                         ", ".join(f"{name} ({a})" for name, (a, _) in PRESETS.items()))
     preset_arch, values = PRESETS[preset]
-    if preset_arch != arch:
+    if preset_arch != PRESETS_OF.get(arch, arch):
         raise UserError(f"--preset {preset} is a {preset_arch} checkpoint, not {arch}; "
                         f"run vid2vid import {preset_arch} ... --preset {preset}")
     return values
@@ -217,4 +224,6 @@ def import_checkpoint(arch: str, checkpoints: Sequence[str | Path], out_dir: str
     params = sum(p.numel() for p in model.parameters())
     return (f"imported {ARCHITECTURES[arch][1]} {checkpoints[0]}: {params:,} parameters, "
             f"{len(model.state_dict())} tensors, every key used -> {Path(out_dir) / EXPORT_CONFIG}, "
-            f"{Path(out_dir) / EXPORT_WEIGHTS}\nrender with: vid2vid render LABELS_DIR OUT.mp4 -m {out_dir}")
+            f"{Path(out_dir) / EXPORT_WEIGHTS}\nrender with: vid2vid render LABELS_DIR OUT.mp4 -m {out_dir}"
+            + (f"\nor make a video model's first frames with it: --first-frame image-model:{out_dir}"
+               if arch == "vid2vid-single" else ""))

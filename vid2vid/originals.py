@@ -8,9 +8,11 @@ every original key must be used and every entry of the model's state dict must b
 otherwise a ConfigError lists each mismatch by name and shape. (The originals' own loaders silently fall
 back to a partial load; this one never does.)
 
-Sections: pix2pixHD (`pix2pixhd`: GlobalGenerator and LocalEnhancer), SPADE (`spade`) and vid2vid scale 0
-(`vid2vid_G0`). Each options function returns a tree of our config keys (`OPTION_MAPS`), so that an imported
-model is built by the same registry as a trained one (vid2vid.models.build).
+Sections: pix2pixHD (`pix2pixhd`: GlobalGenerator and LocalEnhancer), SPADE (`spade`), vid2vid scale 0
+(`vid2vid_G0`) and vid2vid's single-frame (first-frame) generators (`vid2vid_single`: pix2pixHD layouts whose
+instance norms carry running statistics, checked and dropped). Each options function returns a tree of our
+config keys (`OPTION_MAPS`), so that an imported model is built by the same registry as a trained one
+(vid2vid.models.build).
 """
 
 from __future__ import annotations
@@ -161,16 +163,13 @@ def vid2vid_g0_kwargs(options: Mapping) -> dict:
         raise ConfigError(f"original options: n_scales_spatial {options['n_scales_spatial']} needs the finer spatial "
                           "scales (the original's CompositeLocalGenerator, checkpoints G1, G2, ...), which our "
                           "VideoGenerator does not have yet; only single-scale (G0) models convert so far")
-    if options.get("label_nc", 0) == 0:
-        raise ConfigError(f"original options: label_nc 0 (inputs of input_nc {options.get('input_nc')} channels: RGB, "
-                          "edge or pose maps) is not supported yet; only label-map models convert")
     if options.get("netG", "composite") != "composite":
         raise ConfigError(f"original options: netG {options['netG']!r}: only the composite generator converts")
     fg_labels = options.get("fg_labels", [])
     if isinstance(fg_labels, str):
         fg_labels = [int(i) for i in fg_labels.split(",") if i.strip()]
     return {
-        "label_nc_per_frame": options["label_nc"] + (1 if options.get("use_instance") else 0),
+        "label_nc_per_frame": vid2vid_input_nc(options) + (1 if options.get("use_instance") else 0),
         "n_frames_G": options["n_frames_G"],
         "ngf": options["ngf"],
         "n_downsample": options["n_downsample_G"],
@@ -187,6 +186,7 @@ def vid2vid_config(options: Mapping) -> dict:
     original's test.py never calls .eval(): its BatchNorm uses batch statistics at inference, and so does the
     imported model (model.norm_at_inference batch_stats)."""
     kwargs = vid2vid_g0_kwargs(options)  # raises for what does not convert
+    _require_label_maps(options)
     width = options.get("loadSize", 512)
     return {
         "data": {"label_nc": options["label_nc"], "use_instance": bool(options.get("use_instance")),
@@ -200,16 +200,112 @@ def vid2vid_config(options: Mapping) -> dict:
     }
 
 
+def vid2vid_input_nc(options: Mapping) -> int:
+    """Channels of one frame's input map in the original vid2vid: label_nc one-hot channels, or input_nc
+    real-valued channels when label_nc is 0 (edge2face: 15, pose2body: 6), before the instance-edge channel."""
+    return options.get("label_nc", 0) or options.get("input_nc", 3)
+
+
+def _require_label_maps(options: Mapping) -> None:
+    """Our data pipeline and renderer feed one-hot label maps (+ instance edges) only: refuse label_nc 0 models,
+    whose weights do convert (vid2vid_g0_from_original) but whose exports nothing here could feed."""
+    if options.get("label_nc", 0) != 0:
+        return
+    face = " (edge2face: per frame 1 edge map + 14 distance maps drawn from the 68 facial keypoints of its " \
+           "face dataset)" if options.get("dataset_mode") == "face" else ""
+    raise ConfigError(
+        f"original options: label_nc 0: this model takes {options.get('input_nc')} real-valued input channels per "
+        f"frame{face}, not label ids. Its weights convert (vid2vid.originals.vid2vid_g0_from_original), but our "
+        "data pipeline and renderer build one-hot label maps only, so an export of it could not be rendered; only "
+        "label-map models import. Fix: none yet (a multi-channel input format and the face keypoint drawing are "
+        "not part of this project)")
+
+
+# ----------------------------------------------------------------------------------------------
+# vid2vid's single-frame generators (inference with --use_single_G makes the first frames with them):
+# pix2pixHD GlobalGenerator / LocalEnhancer layouts whose instance norms track running statistics
+# ----------------------------------------------------------------------------------------------
+
+# The statistics an InstanceNorm2d(track_running_stats=True) saves; vid2vid's 'instance' norm is one.
+INSTANCE_NORM_STATS = ("running_mean", "running_var", "num_batches_tracked")
+# Architectures whose instance norms carry those statistics in the state dict.
+TRACKED_INSTANCE_NORMS = {"vid2vid_single"}
+
+# vid2vid's load_single_G picks the Cityscapes network by loadSize: (netG, ngf, n_downsampling), always on the 35
+# one-hot label channels alone (the instance-edge channel is cut off, even with --use_instance); n_blocks,
+# n_local_enhancers and n_blocks_local come from the options (defaults 9, 1, 3).
+VID2VID_SINGLE_G = {512: ("global", 64, 3), 1024: ("global", 64, 4), 2048: ("local", 32, 4)}
+VID2VID_SINGLE_G_LABEL_NC = 35
+_VID2VID_MAX_WIDTH = 1024  # vid2vid's GlobalGenerator caps its widths here; ours does not
+
+
+def vid2vid_single_config(options: Mapping) -> dict:
+    """The original vid2vid options (its street presets) -> our config tree for its single-frame generator
+    (model.name pix2pixhd, instance norm, labels only). The original runs it without .eval(): its instance
+    norms normalise with each frame's own statistics, which is what our InstanceNorm2d always does, so the
+    running statistics in the checkpoint are checked and dropped (split_instance_norm_stats)."""
+    _require(options.get("dataset_mode") != "face",
+             "dataset_mode face: edge2face's single-frame generator (Global_with_z, with encoder E and the "
+             "nearest-neighbour feature file features.npy) takes the face dataset's 15-channel keypoint maps, "
+             "which our pipeline cannot make (nor the edge2face G0's input); it is out of scope")
+    _require(options.get("label_nc") == VID2VID_SINGLE_G_LABEL_NC,
+             f"label_nc {options.get('label_nc')}: vid2vid's single-frame generators are the Cityscapes ones, "
+             f"built with {VID2VID_SINGLE_G_LABEL_NC} label channels (--preset label2city_2048 or label2city_1024_g1)")
+    load = options.get("loadSize")
+    _require(load in VID2VID_SINGLE_G, f"loadSize {load}: vid2vid has single-frame generators for loadSize "
+             f"{', '.join(map(str, VID2VID_SINGLE_G))} only (load_single_G)")
+    net, ngf, depth = VID2VID_SINGLE_G[load]
+    enhancers = options.get("n_local_enhancers", 1) if net == "local" else 0
+    _require(ngf * 2 ** (depth + enhancers) <= _VID2VID_MAX_WIDTH,
+             f"n_local_enhancers {enhancers}: the global generator would be wider than the original's cap of "
+             f"{_VID2VID_MAX_WIDTH} channels, which our pix2pixHD generator does not reproduce")
+    return {
+        "data": {"label_nc": VID2VID_SINGLE_G_LABEL_NC, "use_instance": False, "fg_labels": [],
+                 **_sizes(load // 2, load, 2 ** (depth + enhancers))},
+        "model": {"name": "pix2pixhd", "ngf": ngf, "n_downsample": depth, "n_blocks": options.get("n_blocks", 9),
+                  "n_local_enhancers": enhancers, "n_blocks_local": options.get("n_blocks_local", 3),
+                  "norm": "instance", "feat_num": 0},
+    }
+
+
+def split_instance_norm_stats(state_dict: Mapping[str, torch.Tensor], model: nn.Module,
+                              rename: Callable[[str], str]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """An original state dict whose instance norms track running statistics -> (the state dict without them,
+    problems). Strict: every statistic must belong to one of our model's InstanceNorm2d layers (after `rename`)
+    with its width, and every such layer must have all of INSTANCE_NORM_STATS."""
+    norms = {name: m.num_features for name, m in model.named_modules() if isinstance(m, nn.InstanceNorm2d)}
+    kept, found, problems = {}, set(), []
+    for key, value in state_dict.items():
+        leaf = key.rpartition(".")[2]
+        if leaf not in INSTANCE_NORM_STATS:
+            kept[key] = value
+            continue
+        layer = (rename_or_none(rename, key) or "").rpartition(".")[0]
+        shape = [] if leaf == "num_batches_tracked" else [norms.get(layer)]
+        if layer not in norms:
+            problems.append(f"  original key {key} {list(value.shape)} is a running statistic, but "
+                            f"{layer or 'its layer'} is not an instance norm of our model")
+        elif list(value.shape) != shape:
+            problems.append(f"  original key {key} {list(value.shape)}: our instance norm {layer} needs {shape}")
+        else:
+            found.add((layer, leaf))
+    problems += [f"  our instance norm {layer} [{width}] has no {leaf} in the checkpoint (the original's instance "
+                 "norms track running statistics)"
+                 for layer, width in norms.items() for leaf in INSTANCE_NORM_STATS if (layer, leaf) not in found]
+    return kept, problems
+
+
 # ----------------------------------------------------------------------------------------------
 # All architectures
 # ----------------------------------------------------------------------------------------------
 
 # architecture -> (original key -> our key)
 KEY_MAPS: dict[str, Callable[[str], str]] = {"pix2pixhd": pix2pixhd_name, "spade": spade_name,
-                                             "vid2vid_G0": vid2vid_g0_name}
+                                             "vid2vid_G0": vid2vid_g0_name, "vid2vid_single": pix2pixhd_name}
 # architecture -> (original option dict -> our config tree)
 OPTION_MAPS: dict[str, Callable[[Mapping], dict]] = {"pix2pixhd": pix2pixhd_config, "spade": spade_config,
-                                                     "vid2vid_G0": vid2vid_config}
+                                                     "vid2vid_G0": vid2vid_config,
+                                                     "vid2vid_single": vid2vid_single_config}
 
 
 def _require(ok: bool, problem: str) -> None:
@@ -242,7 +338,10 @@ def convert_state_dict(arch: str, state_dict: Mapping[str, torch.Tensor], model:
         raise ConfigError(f"unknown original architecture {arch!r}; known: {', '.join(KEY_MAPS)}")
     rename = KEY_MAPS[arch]
     targets = model.state_dict()
-    converted, problems = {}, []
+    problems: list[str] = []
+    if arch in TRACKED_INSTANCE_NORMS:
+        state_dict, problems = split_instance_norm_stats(state_dict, model, rename)
+    converted = {}
     for key, value in state_dict.items():
         try:
             name = rename(key)

@@ -44,7 +44,7 @@ import torch
 
 from vid2vid import temporal
 from vid2vid.config import Size, model_stride, palette_problem
-from vid2vid.data.encoding import semantic_input
+from vid2vid.data.encoding import DONTCARE_ID, semantic_input
 from vid2vid.errors import ConfigError, DataError, UserError
 from vid2vid.video_io import IMAGE_EXTENSIONS, VideoWriter, iter_frames, probe, read_image, write_image
 
@@ -99,6 +99,16 @@ def pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     rows = torch.arange(height, device=x.device).clamp(max=h - 1)
     cols = torch.arange(width, device=x.device).clamp(max=w - 1)
     return x[..., rows[:, None], cols[None, :]]
+
+
+def label_range(labels: np.ndarray | torch.Tensor, dontcare: bool) -> tuple[int, int]:
+    """(lowest, highest) id of labels [...,H,W] (numpy or torch), leaving out id 255 when dontcare
+    (data.contain_dontcare_label: SPADE's don't-care id, which becomes one-hot channel label_nc)."""
+    if dontcare and int(labels.max()) == DONTCARE_ID:
+        labels = labels[labels != DONTCARE_ID]
+        if labels.shape[0] == 0:
+            return 0, 0
+    return int(labels.min()), int(labels.max())
 
 
 def label_palette(label_nc: int) -> np.ndarray:
@@ -245,6 +255,11 @@ class VideoRenderer:
     def uses_instances(self) -> bool:
         return self.cfg.data.use_instance
 
+    @property
+    def dontcare(self) -> bool:
+        """data.contain_dontcare_label: label id 255 is allowed (one-hot channel label_nc)."""
+        return self.cfg.data.contain_dontcare_label
+
     def reset(self, first_frame: str | None = None, *, real_start: int = 0) -> None:
         """Start a new video (optionally with another first-frame source; None: keep the current one)."""
         if first_frame is not None or not hasattr(self, "first"):
@@ -310,7 +325,7 @@ class VideoRenderer:
             got = size if inst is None or size != self.size else Size(*inst.shape[-2:])
             raise UserError(f"frame {self.index}: labels/instances are {got}, earlier frames {self.size}; every frame "
                             "of a video must have the same size (reset() starts a new video)")
-        low, high = int(labels.min()), int(labels.max())
+        low, high = label_range(labels, self.dontcare)
         if low < 0 or high >= self.label_nc:
             raise UserError(f"frame {self.index}: label id {high if high >= self.label_nc else low} is outside "
                             f"0..{self.label_nc - 1} (the model's label_nc {self.label_nc}); remap the labels")
@@ -321,7 +336,7 @@ class VideoRenderer:
 
     def _video_step(self, labels: torch.Tensor, inst: torch.Tensor | None) -> torch.Tensor:
         """One frame of the video model: a seed frame while the history fills, then temporal.step -> [1,3,Hp,Wp]."""
-        sem = semantic_input(labels, inst, self.label_nc, self.uses_instances)  # [1,C,Hp,Wp]
+        sem = semantic_input(labels, inst, self.label_nc, self.uses_instances, self.dontcare)  # [1,C,Hp,Wp]
         if self.history is None:
             seed = self.first.frame(self.index, labels, inst, self.size)  # [1,3,Hp,Wp]
             self._seed_labels.append(sem)
@@ -558,10 +573,10 @@ def read_label_map(path: Path, size: tuple[int, int] | None, palette: Palette | 
 
 
 def iter_labels(source: LabelInput, label_nc: int, *, size: Size | None = None, start: int = 0,
-                count: int | None = None):
+                count: int | None = None, dontcare: bool = False):
     """(labels [H,W] int64, inst [H,W] int64 or None) per frame from `start`, checked (ids or palette colours,
-    one size, ids < label_nc), resized to `size` (nearest) when given. A video input's frames are converted
-    by its labeller (at the size it was opened with)."""
+    one size, ids < label_nc, or 255 with dontcare: data.contain_dontcare_label), resized to `size` (nearest) when
+    given. A video input's frames are converted by its labeller (at the size it was opened with)."""
     if source.video is not None:
         yield from _video_labels(source.video, label_nc, start, count)
         return
@@ -571,10 +586,12 @@ def iter_labels(source: LabelInput, label_nc: int, *, size: Size | None = None, 
     for i, file in enumerate(source.labels[start:stop]):
         labels = read_label_map(file, first, source.palette)
         first = first or labels.shape
-        top = int(labels.max())
+        top = label_range(labels, dontcare)[1]
         if top >= label_nc:
             hint = (" (single-channel PNGs are read as ids even with a palette; save colour-coded maps as RGB)"
-                    if source.palette is not None else "")
+                    if source.palette is not None else
+                    " (255 is SPADE's don't-care id, which only models with data.contain_dontcare_label take)"
+                    if top == DONTCARE_ID else "")
             raise UserError(f"{file}: label id {top}, but the model was trained with label_nc {label_nc} (ids "
                             f"0..{label_nc - 1}){hint}; remap the labels or render with a model trained on them")
         inst = None if inst_files is None else read_id_map(inst_files[i], "instance", first)
@@ -849,11 +866,13 @@ def render_input(renderer: VideoRenderer, source: LabelInput, output: Path, *, f
     cfg = renderer.cfg.render
     sink = (FramesDirSink(output, overwrite) if frames_dir
             else Mp4Sink(output, fps=fps or cfg.fps, crf=cfg.crf if crf is None else crf))
-    reader = Reader(iter_labels(source, renderer.label_nc, size=size, start=start, count=n))
+    reader = Reader(iter_labels(source, renderer.label_nc, size=size, start=start, count=n,
+                                dontcare=renderer.dontcare))
     encoder = Encoder(sink)
     disable = None if progress is None else not progress  # None: a bar only on a terminal
     bar = tqdm(total=n, unit="frame", desc=source.name, disable=disable, leave=False)
-    palette = label_palette(renderer.label_nc) if side_by_side else None
+    n_colours = max(renderer.label_nc, DONTCARE_ID + 1) if renderer.dontcare else renderer.label_nc
+    palette = label_palette(n_colours) if side_by_side else None
     began = time.perf_counter()
     reader.start()
     encoder.start()
