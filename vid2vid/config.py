@@ -124,6 +124,11 @@ class ModelConfig:
 
 @dataclass
 class DiscriminatorConfig:
+    # the image D: patchgan (pix2pixHD's multi-scale PatchGAN: ndf, n_layers, num_D) or unet (U-Net GAN: a global
+    # and a per-pixel real/fake output; ndf, depth). norm and self_attention apply to both; the video model's
+    # temporal Ds are PatchGANs either way
+    type: Literal["patchgan", "unet"] = "patchgan"
+    depth: int = 4  # unet: residual down (and up) blocks; its bottleneck is at data.crop_size / 2^depth
     ndf: int = 64
     n_layers: int = 3
     num_D: int = 2
@@ -150,6 +155,10 @@ class LossConfig:
     mask: float = 1.0
     temporal_gan: float = 1.0  # per temporal discriminator scale
     temporal_feat: float = 10.0
+    # U-Net GAN's CutMix (discriminator.type: unet): the weight of its consistency term; 0 = no CutMix
+    cutmix: float = 0.0
+    cutmix_p: float = 0.5  # probability of a CutMix D loss once warmed up (the paper's 0.5)
+    cutmix_warmup: float = 0.5  # share of training over which that probability rises linearly from 0 (0 = none)
 
 
 @dataclass
@@ -273,6 +282,7 @@ def check(cfg: Config) -> None:
         "discriminator.n_layers": cfg.discriminator.n_layers,
         "discriminator.num_D": cfg.discriminator.num_D,
         "discriminator.n_frames_D": cfg.discriminator.n_frames_D,
+        "discriminator.depth": cfg.discriminator.depth,
         "flow.iters": cfg.flow.iters,
         "train.max_steps": cfg.train.max_steps,
         "train.log_every": cfg.train.log_every,
@@ -346,6 +356,19 @@ def check(cfg: Config) -> None:
           "must be >= 2 with model.backbone: spade (the warped previous frame conditions its last two levels)")
     _rule(cfg.model.name != "spade" or cfg.model.num_upsampling_layers != "most" or cfg.model.ngf >= 2,
           "model.ngf", cfg.model.ngf, "must be >= 2 with num_upsampling_layers: most (its last block has ngf/2)")
+    _check_unet_discriminator(cfg)
+
+
+def _check_unet_discriminator(cfg: Config) -> None:
+    """discriminator.type: unet and loss.cutmix*."""
+    d, loss, crop = cfg.discriminator, cfg.loss, cfg.data.crop_size
+    _rule(d.type == "unet" or loss.cutmix == 0, "loss.cutmix", loss.cutmix,
+          "CutMix needs the U-Net discriminator's per-pixel output: set discriminator.type: unet or loss.cutmix: 0")
+    for key in ("cutmix_p", "cutmix_warmup"):
+        _rule(0.0 <= getattr(loss, key) <= 1.0, f"loss.{key}", getattr(loss, key), "must be in [0, 1]")
+    _rule(d.type != "unet" or min(crop) >> d.depth >= 2, "discriminator.depth", d.depth,
+          f"too deep for data.crop_size {crop}: the U-Net D's bottleneck (crop_size / 2^depth) needs >= 2 pixels a "
+          f"side; use depth <= {max(min(crop).bit_length() - 2, 1)} or a larger crop")
 
 
 def palette_problem(palette: Any) -> str | None:

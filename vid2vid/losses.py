@@ -5,11 +5,14 @@ the video model's flow / warp / mask terms (the temporal discriminators reuse GA
 
 Discriminator outputs may be given as a prediction tensor, a list of them (one per scale), or the
 multi-scale discriminator's list of feature lists (the last feature of each scale is its prediction).
-Over scales the GAN terms are summed (pix2pixHD / vid2vid).
+Over scales the GAN terms are summed (pix2pixHD / vid2vid). The U-Net discriminator's two branches (encoder:
+global logit [B]; decoder: per-pixel logits [B,1,H,W]) come in the same structure, so its encoder and decoder
+terms are summed too (U-Net GAN); its CutMix terms are `cutmix_terms` (section "U-Net GAN" below).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,13 +52,23 @@ class GANLoss:
         self.mode = mode
 
     def _term(self, pred: torch.Tensor, real: bool, for_discriminator: bool) -> torch.Tensor:
+        if self.mode == "hinge" and not for_discriminator:
+            return -pred.mean()  # G raises D(fake), no margin
+        return self.target_term(pred, pred.new_tensor(1.0 if real else 0.0))
+
+    def target_term(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of a prediction against a target given per element (target in [0, 1], 1 = real, broadcast
+        to pred): the table's "D on real" column weighted by target plus its "D on fake" column weighted by
+        1 - target, per element, then the mean (ls and bce: the loss against the soft target itself). A constant
+        target 1 (0) is the real (fake) row; U-Net GAN's CutMix gives the decoder the mask as its target."""
+        target = target.to(pred.dtype).expand_as(pred)
         if self.mode == "ls":
-            return F.mse_loss(pred, torch.full_like(pred, 1.0 if real else 0.0))
+            return F.mse_loss(pred, target)
         if self.mode == "bce":
-            return F.binary_cross_entropy_with_logits(pred, torch.full_like(pred, 1.0 if real else 0.0))
-        if self.mode == "hinge" and for_discriminator:
-            return F.relu(1 - pred).mean() if real else F.relu(1 + pred).mean()
-        return -pred.mean() if real else pred.mean()  # wgan-gp both sides; hinge generator side
+            return F.binary_cross_entropy_with_logits(pred, target)
+        if self.mode == "hinge":
+            return (target * F.relu(1 - pred) + (1 - target) * F.relu(1 + pred)).mean()
+        return ((1 - 2 * target) * pred).mean()
 
     def _sum(self, outputs: Outputs, real: bool, for_discriminator: bool) -> torch.Tensor:
         return sum(self._term(p, real, for_discriminator) for p in predictions(outputs))
@@ -91,9 +104,94 @@ def gradient_penalty(discriminator: Callable[[torch.Tensor], Outputs], real: tor
     alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), generator=generator, device=real.device,
                        dtype=real.dtype)
     x = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    scores = sum(p.flatten(1).mean(1) for p in predictions(discriminator(x)))  # [B]
+    scores = sum(p.reshape(len(p), -1).mean(1) for p in predictions(discriminator(x)))  # [B]
     (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+# ----------------------------------------------------------------------------------------------
+# U-Net GAN: CutMix and the consistency regulariser
+# ----------------------------------------------------------------------------------------------
+
+
+def cutmix_probability(progress: float, p: float, warmup: float) -> float:
+    """The probability of a CutMix D loss at training progress `progress` in [0, 1]: rises linearly from 0 to p
+    over the first `warmup` of training (the paper: from 0 to 0.5 over its first epochs), then stays at p."""
+    return p if warmup <= 0 else p * min(1.0, progress / warmup)
+
+
+def cutmix_masks(n: int, size: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    """n CutMix masks [n,1,H,W] of 0 / 1 (1 = the real image's pixel), drawn on the CPU from `generator`.
+
+    As in CutMix (Yun et al. 2019): a box covering a fraction r ~ U(0, 1) of the image (sides sqrt(r) H and
+    sqrt(r) W), centred uniformly and clipped at the borders; the box holds the fake image's pixels or, with
+    probability 1/2, the real image's (the mask is inverted), so that both fakes pasted into reals and reals
+    pasted into fakes are seen."""
+    h, w = size
+    ratio, cy, cx, invert = torch.rand(4, n, generator=generator, dtype=torch.float64)
+    half_h, half_w = ratio.sqrt() * h / 2, ratio.sqrt() * w / 2
+    y0, y1 = (cy * h - half_h).round().clamp(0, h), (cy * h + half_h).round().clamp(0, h)
+    x0, x1 = (cx * w - half_w).round().clamp(0, w), (cx * w + half_w).round().clamp(0, w)
+    ys, xs = torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64)
+    in_y = (ys >= y0[:, None]) & (ys < y1[:, None])  # [n,H]
+    in_x = (xs >= x0[:, None]) & (xs < x1[:, None])  # [n,W]
+    box = in_y[:, :, None] & in_x[:, None, :]  # [n,H,W]
+    real = torch.where((invert < 0.5)[:, None, None], ~box, box)  # the box holds the fake, or (inverted) the real
+    return real[:, None].float()
+
+
+def draw_cutmix(p: float, n: int, size: tuple[int, int], *, key: tuple[int, ...], rank: int = 0,
+                world: int = 1) -> torch.Tensor | None:
+    """This D loss's CutMix masks [n,1,H,W] (CPU), or None when it has none (probability 1 - p).
+
+    Everything is drawn from a generator seeded by `key` (e.g. (seed, step, call)), never from the global RNG:
+    the draw is the same after a resume. The decision is the same on every process; masks are drawn for the
+    global batch (world * n rows) and process `rank` takes its rows rank*n .. (rank+1)*n - 1, so that W processes
+    with n rows each draw what one process with W*n rows draws."""
+    digest = hashlib.blake2b(repr(tuple(key)).encode(), digest_size=7).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest, "little"))
+    if torch.rand((), generator=generator, dtype=torch.float64).item() >= p:
+        return None
+    return cutmix_masks(world * n, size, generator)[rank * n:(rank + 1) * n]
+
+
+def mix(real: torch.Tensor, fake: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """CutMix of two batches: mask * real + (1 - mask) * fake (mask [N,1,H,W] broadcasts over channels)."""
+    return mask * real + (1 - mask) * fake
+
+
+def cutmix_terms(gan_loss: GANLoss, mixed_outputs: Outputs, real_outputs: Outputs, fake_outputs: Outputs,
+                 mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """U-Net GAN's CutMix terms of the D loss, unweighted: {"cutmix", "cons"}.
+
+    mixed_outputs: D on mix(x, G(z), M) = M x + (1 - M) G(z) (rows i < len(mask) of the real and fake
+    batches, mask M [N,1,H,W], 1 = real pixel); real_outputs / fake_outputs: D on those real and fake inputs
+    (only their first len(mask) rows are used). Definitions (equation numbers as we recall them from the paper,
+    Schonfeld et al. CVPR 2020, sections 3.1-3.2; check them against the paper before quoting):
+
+      D loss (Eq. 3-4):     L_D = L_D_enc + L_D_dec   - GANLoss over both branches (real: 1, fake: 0)
+      CutMix (Eq. 6):       mix(x, G(z), M) = M * x + (1 - M) * G(z)
+      "cutmix" (Sec. 3.2):  0.5 * [L_enc(D_enc(mix), target 0) + L_dec(D_dec(mix), target M per pixel)]
+                            - the encoder calls the mixed image fake (it is not a real image as a whole), the
+                            decoder's per-pixel target is the mask; the loss per target is GANLoss.target_term
+                            and 0.5 is the weight each of the real and fake terms has in our D loss
+      "cons" (Eq. 7):       || D_dec(mix(x, G(z), M)) - mix(D_dec(x), D_dec(G(z)), M) ||^2, on the decoder's
+                            logits, as a mean over pixels (not a sum), gradients into all three D outputs
+
+    Predictions with a spatial map ([N,1,h,w]) are decoder-like (target M resized by area, consistency term);
+    others ([N], a global score) are encoder-like (target fake, no consistency term). The caller weights "cons"
+    (loss.cutmix; the paper's full D objective, Eq. 8: L_D + lambda * L_cons)."""
+    n = len(mask)
+    cutmix, cons = mask.new_zeros(()), mask.new_zeros(())
+    for p_mix, p_real, p_fake in zip(predictions(mixed_outputs), predictions(real_outputs),
+                                     predictions(fake_outputs), strict=True):
+        if p_mix.dim() < 4:
+            cutmix = cutmix + gan_loss.target_term(p_mix, p_mix.new_zeros(()))
+            continue
+        target = mask if mask.shape[-2:] == p_mix.shape[-2:] else F.adaptive_avg_pool2d(mask, p_mix.shape[-2:])
+        cutmix = cutmix + gan_loss.target_term(p_mix, target)
+        cons = cons + F.mse_loss(p_mix, mix(p_real[:n], p_fake[:n], target))
+    return {"cutmix": 0.5 * cutmix, "cons": cons}
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -202,10 +300,11 @@ class ImageLosses(nn.Module):
     """
 
     def __init__(self, *, gan_mode: str = "ls", gan: float = 1.0, feat: float = 10.0, vgg: float = 10.0,
-                 vgg_weights: str | Path | None = None, l1: float = 0.0, kl: float = 0.05, gp: float = 10.0):
+                 vgg_weights: str | Path | None = None, l1: float = 0.0, kl: float = 0.05, gp: float = 10.0,
+                 cutmix: float = 0.0):
         super().__init__()
         self.gan_loss = GANLoss(gan_mode)
-        self.weights = {"gan": gan, "feat": feat, "vgg": vgg, "l1": l1, "kl": kl, "gp": gp}
+        self.weights = {"gan": gan, "feat": feat, "vgg": vgg, "l1": l1, "kl": kl, "gp": gp, "cutmix": cutmix}
         self.vgg = VGGLoss(vgg_weights) if vgg > 0 else None
 
     def generator(self, *, fake_outputs: Outputs, real_outputs: Outputs | None = None,
@@ -231,11 +330,17 @@ class ImageLosses(nn.Module):
 
     def discriminator(self, *, real_outputs: Outputs, fake_outputs: Outputs,
                       discriminator: Callable[[torch.Tensor], Outputs] | None = None,
-                      real_input: torch.Tensor | None = None, fake_input: torch.Tensor | None = None
+                      real_input: torch.Tensor | None = None, fake_input: torch.Tensor | None = None,
+                      mixed_outputs: Outputs | None = None, mask: torch.Tensor | None = None
                       ) -> dict[str, torch.Tensor]:
-        """{"real", "fake", ["gp",] "total"}: total = 0.5 * (real + fake) (+ gp weight * penalty for wgan-gp,
-        which needs the discriminator and its real / fake inputs)."""
+        """{"real", "fake", ["gp",] ["cutmix", "cons",] "total"}: total = 0.5 * (real + fake) (+ gp weight * penalty
+        for wgan-gp, which needs the discriminator and its real / fake inputs) (+ cutmix + cons weight * cons when
+        D's outputs on CutMix inputs and their mask are given: cutmix_terms)."""
         parts = self.gan_loss.discriminator(real_outputs, fake_outputs)
+        if mixed_outputs is not None:
+            terms = cutmix_terms(self.gan_loss, mixed_outputs, real_outputs, fake_outputs, mask)
+            parts.update(cutmix=terms["cutmix"], cons=self.weights["cutmix"] * terms["cons"])
+            parts["total"] = parts["total"] + parts["cutmix"] + parts["cons"]
         if self.gan_loss.mode == "wgan-gp" and self.weights["gp"] > 0:
             if discriminator is None or real_input is None or fake_input is None:
                 raise ValueError("wgan-gp needs discriminator, real_input and fake_input for the gradient penalty")

@@ -23,6 +23,7 @@ feature_bank.safetensors for the image models' encoders]).
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import logging
 import math
@@ -236,6 +237,8 @@ def set_requires_grad(model: torch.nn.Module, flag: bool) -> None:
 class Trainer:
     """Holds the prepared network groups, the losses and the EMA; subclasses write `step()` and `sample()`."""
 
+    clock: TrainClock | None = None  # the time budget (train() sets it): CutMix's warm-up follows it like the LR
+
     def __init__(self, cfg: Config, accelerator: Accelerator, groups: dict[str, Group], losses, ema: EMA | None):
         self.cfg, self.acc, self.groups = cfg, accelerator, groups
         self.losses, self.ema = losses, ema
@@ -273,9 +276,29 @@ class Trainer:
     # update() checks its own group otherwise. The image models update D before G's loss exists: when only G's
     # values are non-finite, that step's D update (from finite values) stands.
 
-    def begin_step(self) -> None:
-        """At the start of a training step: nothing checked, nothing non-finite yet."""
+    def begin_step(self, step: int = 0) -> None:
+        """At the start of training step number `step`: nothing checked, nothing non-finite, no CutMix drawn yet."""
         self.skip_step, self.nonfinite, self.checked = False, [], set()
+        self.step_number, self.cutmix_draws = step, 0
+
+    def cutmix_mask(self, n: int, size: tuple[int, int]) -> torch.Tensor | None:
+        """CutMix masks [n,1,H,W] (1 = real pixel, on the device) for this D loss's n real / fake pairs, or None (no
+        CutMix this time, or loss.cutmix 0). Drawn with probability loss.cutmix_p warmed up over loss.cutmix_warmup
+        of the training progress (the further of step / max_steps and the time budget's share, as the LR schedule),
+        from a generator seeded by (train.seed, step, draw number in the step): the same after a resume, the
+        same decision on every process and each process's rows of the global batch's masks (draw_cutmix)."""
+        from vid2vid.losses import cutmix_probability, draw_cutmix
+
+        loss = self.cfg.loss
+        if loss.cutmix <= 0:
+            return None
+        spent = self.clock.fraction() if self.clock is not None else 0.0
+        p = cutmix_probability(max(self.step_number / self.cfg.train.max_steps, spent), loss.cutmix_p,
+                               loss.cutmix_warmup)
+        self.cutmix_draws += 1
+        mask = draw_cutmix(p, n, size, key=(self.cfg.train.seed, self.step_number, self.cutmix_draws),
+                           rank=self.acc.process_index, world=self.acc.num_processes)
+        return None if mask is None else mask.to(self.acc.device)
 
     def check_finite(self, parts: dict[str, float], *groups: str) -> bool:
         """Are the step's loss parts of `groups` ("D/...", "G/...") and those groups' gradient norms finite on
@@ -338,9 +361,11 @@ def frames_as_images(batch: dict) -> dict:
             if isinstance(v, torch.Tensor) and k in ("labels", "frames", "inst")}
 
 
-def _split(preds, n: int):
-    """Multi-scale D output on cat([fake, real]) -> (fake part, real part), per scale per feature."""
-    return ([[f[:n] for f in scale] for scale in preds], [[f[n:] for f in scale] for scale in preds])
+def _split(preds, *sizes: int) -> list:
+    """D output (per scale or branch, a list of features) on cat([part 0, part 1, ...]) of parts with `sizes` rows
+    -> the output of each part, in the same structure."""
+    bounds = [0, *itertools.accumulate(sizes)]
+    return [[[f[a:b] for f in scale] for scale in preds] for a, b in zip(bounds, bounds[1:])]
 
 
 class ImageTrainer(Trainer):
@@ -387,18 +412,24 @@ class ImageTrainer(Trainer):
         return stack
 
     def d_losses(self, sem: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
-        """D on (semantics, fake) and (semantics, real) in one batch (one DDP forward per backward)."""
+        """D on (semantics, fake), (semantics, real) and, when CutMix draws masks, their mix, in one batch (one
+        DDP forward per backward)."""
+        from vid2vid.losses import mix
+
         fake_in, real_in = torch.cat([sem, fake], 1), torch.cat([sem, real], 1)  # [N, C_in + 3, H, W]
-        fake_out, real_out = _split(self.D(torch.cat([fake_in, real_in], 0)), len(sem))
+        mask = self.cutmix_mask(len(sem), sem.shape[-2:])  # [N,1,H,W] or None
+        parts = [fake_in, real_in] + ([] if mask is None else [mix(real_in, fake_in, mask.to(real_in.dtype))])
+        fake_out, real_out, *mixed_out = _split(self.D(torch.cat(parts, 0)), *map(len, parts))
         return self.losses.discriminator(real_outputs=real_out, fake_outputs=fake_out,
                                          discriminator=self.acc.unwrap_model(self.D), real_input=real_in,
-                                         fake_input=fake_in)
+                                         fake_input=fake_in, mixed_outputs=mixed_out[0] if mixed_out else None,
+                                         mask=mask)
 
     def g_losses(self, D_frozen, sem: torch.Tensor, fake: torch.Tensor, real: torch.Tensor,
                  mu: torch.Tensor | None = None, logvar: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """G's terms; mu / logvar [N,z_dim]: the VAE encoder's output (the KL term), else None."""
         both = torch.cat([torch.cat([sem, fake], 1), torch.cat([sem, real], 1)], 0)
-        fake_out, real_out = _split(D_frozen(both), len(sem))
+        fake_out, real_out = _split(D_frozen(both), len(sem), len(sem))
         return self.losses.generator(fake_outputs=fake_out, real_outputs=real_out, fake=fake, real=real,
                                      mu=mu, logvar=logvar)
 
@@ -406,7 +437,7 @@ class ImageTrainer(Trainer):
         """Training step number `step` (0-based): D, then G, over grad_accum micro-batches. Returns the
         loss parts."""
         acc, k = self.acc, len(micro_batches)
-        self.begin_step()
+        self.begin_step(step)
         parts: dict[str, float] = {}
         inputs = []
         for mb in micro_batches:
@@ -805,6 +836,7 @@ def _setup(cfg: Config, acc: Accelerator, out_dir: Path, resume_from: Path | Non
     groups, ema, loader = build_groups(cfg, acc, loader, clock)
     losses = build_losses(cfg).to(acc.device)  # the frozen VGG is only moved, never prepared
     trainer = build_trainer(cfg, acc, groups, losses, ema)
+    trainer.clock = clock
 
     state = {"step": 0, "epoch": 0, "samples_in_epoch": 0, "elapsed_s": 0.0}
     if resume_from is not None:

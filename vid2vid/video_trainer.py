@@ -6,8 +6,9 @@ One step per clip batch {labels [B,T,H,W], inst, frames [B,T,3,H,W], flow_bw [B,
     history <- the first N-1 frames (real | image-model | zeros)            # N = model.n_frames_G
     for each chunk of train.detach_every generated frames:
         temporal.unroll(G, history, semantics[chunk])                      # the ONE recurrence
-        D phase: image D on (sem, final) and (sem, raw) vs (sem, real); temporal D per scale on windows
-                 over [first frames + generated frames] vs real windows, both with the real flows
+        D phase: image D on (sem, final) and (sem, raw) vs (sem, real) (+ with loss.cutmix, CutMixes of real
+                 and final: trainer.cutmix_mask); temporal D per scale on windows over [first frames + generated
+                 frames] vs real windows, both with the real flows
         G phase (Ds frozen): GAN + feature matching (image and temporal Ds), L1/VGG, flow, warp, mask terms
         history.detach()
     one optimizer step per group (gradients of every chunk accumulated), EMA, schedules
@@ -27,7 +28,7 @@ import logging
 import torch
 from einops import rearrange
 
-from vid2vid.losses import feature_matching
+from vid2vid.losses import feature_matching, mix
 from vid2vid.models.discriminators import temporal_windows
 from vid2vid.temporal import History, start_history, unroll
 from vid2vid.train import Trainer, set_requires_grad
@@ -92,7 +93,7 @@ class VideoTrainer(Trainer):
     def step(self, micro_batches: list[dict], step: int = 0) -> dict[str, float]:
         """Training step number `step` (0-based). Both groups' losses and gradients are checked before either
         optimizer steps, so a non-finite value anywhere skips the whole step (Trainer.check_finite)."""
-        self.begin_step()
+        self.begin_step(step)
         parts: dict[str, float] = {}
         for batch in micro_batches:
             self.clip_step(batch, parts, 1.0 / len(micro_batches))
@@ -164,11 +165,13 @@ class VideoTrainer(Trainer):
             fakes = torch.cat([c.frames(c.out.final), c.frames(c.out.raw)]).detach()
             fake_in = torch.cat([sem.repeat(2, 1, 1, 1), fakes], 1)
             real_in = torch.cat([sem, real], 1)
-            preds = D(torch.cat([fake_in, real_in]))
-            n = len(fake_in)
-            d = self.losses.discriminator(real_outputs=_rows(preds, n, None), fake_outputs=_rows(preds, 0, n),
-                                          discriminator=D,
-                                          real_input=real_in, fake_input=fake_in)
+            n, m = len(fake_in), len(real_in)
+            mask = self.cutmix_mask(m, real_in.shape[-2:])  # CutMix of real and final frames, or None
+            mixed = [] if mask is None else [mix(real_in, fake_in[:m], mask.to(real_in.dtype))]
+            preds = D(torch.cat([fake_in, real_in, *mixed]))
+            d = self.losses.discriminator(real_outputs=_rows(preds, n, n + m), fake_outputs=_rows(preds, 0, n),
+                                          discriminator=D, real_input=real_in, fake_input=fake_in,
+                                          mixed_outputs=_rows(preds, n + m, None) if mixed else None, mask=mask)
             weights = {name: c.weight for name in d}
             total = d["total"] * c.weight
             for s in self.temporal_scales():

@@ -5,7 +5,8 @@ Inputs of the image models (what the trainer builds per frame):
     generator:      G(semantics [B, generator_input_channels(cfg), H, W]) -> frames [B,3,H,W] in [-1,1]
                     (SPADE with model.use_vae: G(semantics, z) with z = reparameterize(*E(real frame)))
     discriminator:  D(cat([one-hot labels + edges, frame]) [B, discriminator_input_channels(cfg), H, W])
-                    -> per scale, a list of features whose last entry is the prediction map
+                    -> per scale (PatchGAN) or per branch (U-Net D: encoder, decoder), a list of features
+                    whose last entry is the prediction
     build_encoder:  SPADE's VAE encoder E(frame) -> (mu, logvar), or None without model.use_vae
     build_feature_encoder: pix2pixHD's E(frame, inst) -> features [B,feat_num,H,W], or None when feat_num = 0
                     (the generator's input is then cat([semantics, E(real frame, inst)]) in training)
@@ -127,7 +128,14 @@ def build_generator(cfg: Config) -> nn.Module:
 
 
 def build_discriminator(cfg: Config) -> nn.Module:
+    """The image D (discriminator.type): the multi-scale PatchGAN or U-Net GAN's discriminator; both return a
+    list of branches, each a list of features whose last entry is a prediction."""
     d = cfg.discriminator
+    if d.type == "unet":
+        from vid2vid.models.unet_discriminator import UNetDiscriminator
+
+        return UNetDiscriminator(discriminator_input_channels(cfg), ndf=d.ndf, depth=d.depth, norm=d.norm,
+                                 self_attention=d.self_attention)
     return MultiscaleDiscriminator(discriminator_input_channels(cfg), ndf=d.ndf, n_layers=d.n_layers,
                                    num_D=d.num_D, norm=d.norm, self_attention=d.self_attention)
 
@@ -167,7 +175,7 @@ def build_feature_bank(cfg: Config) -> FeatureBank | None:
 def build_losses(cfg: Config) -> ImageLosses:
     loss = cfg.loss
     return ImageLosses(gan_mode=loss.gan_mode, gan=loss.gan, feat=loss.feat, vgg=loss.vgg,
-                       vgg_weights=loss.vgg_weights, l1=loss.l1, kl=loss.kl, gp=loss.gp)
+                       vgg_weights=loss.vgg_weights, l1=loss.l1, kl=loss.kl, gp=loss.gp, cutmix=loss.cutmix)
 
 
 # ----------------------------------------------------------------------------------------------
