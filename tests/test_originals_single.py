@@ -282,10 +282,10 @@ def test_local_enhancer_layout_loads_with_the_originals_numbers():
         assert (ours.eval()(x) - original.train()(x)).abs().max() <= 1e-5
 
 
-def video_export(folder: Path, first_frame: str) -> Path:
+def video_export(folder: Path, first_frame: str, **data) -> Path:
     """A small random vid2vid export on the street labels (35 ids + instance edges), seeded by `first_frame`."""
     cfg = from_dict({"data": {"label_nc": 35, "use_instance": True, "fg_labels": [26], "load_size": "64x64",
-                              "crop_size": "64x64"},
+                              "crop_size": "64x64", **data},
                      "model": {"name": "vid2vid", "ngf": 4, "n_downsample": 2, "n_blocks": 1, "norm": "batch",
                                "first_frame": first_frame, "norm_at_inference": "batch_stats"}})
     torch.manual_seed(3)
@@ -329,7 +329,7 @@ def dontcare_export(folder: Path, dontcare: bool) -> Path:
 
 def test_render_takes_dontcare_label_255(tmp_path, capsys):
     """data.contain_dontcare_label: id 255 is one-hot channel label_nc (3 here), through the CLI; a model without it
-    refuses 255 naming the key."""
+    refuses 255 naming the key, and so does a video model (which has no don't-care channel)."""
     labels = torch.zeros(2, 32, 32, dtype=torch.long)
     labels[:, :, 10:20] = 255
     labels[:, 20:, :] = 2
@@ -345,6 +345,9 @@ def test_render_takes_dontcare_label_255(tmp_path, capsys):
     assert load_export(export).generate(labels).shape == (2, 3, 32, 32)
 
     plain = dontcare_export(tmp_path / "plain", False)
-    status = cli.main(["render", str(inputs), str(tmp_path / "out2"), "-m", str(plain), "--frames-dir"])
-    err = capsys.readouterr().err
-    assert status == 2 and "label id 255" in err and "data.contain_dontcare_label" in err and "Traceback" not in err
+    video = video_export(tmp_path / "video", "zeros", contain_dontcare_label=True)
+    for i, model in enumerate((plain, video)):
+        status = cli.main(["render", str(inputs), str(tmp_path / f"out{i}"), "-m", str(model), "--frames-dir"])
+        err = capsys.readouterr().err
+        assert status == 2 and "label id 255" in err and "data.contain_dontcare_label" in err
+        assert "Traceback" not in err

@@ -257,8 +257,9 @@ class VideoRenderer:
 
     @property
     def dontcare(self) -> bool:
-        """data.contain_dontcare_label: label id 255 is allowed (one-hot channel label_nc)."""
-        return self.cfg.data.contain_dontcare_label
+        """data.contain_dontcare_label of a per-frame model: label id 255 is allowed (one-hot channel label_nc). The
+        video model has no don't-care channel (its builder and trainer leave the key out)."""
+        return self.cfg.data.contain_dontcare_label and not self.is_video
 
     def reset(self, first_frame: str | None = None, *, real_start: int = 0) -> None:
         """Start a new video (optionally with another first-frame source; None: keep the current one)."""
@@ -336,7 +337,7 @@ class VideoRenderer:
 
     def _video_step(self, labels: torch.Tensor, inst: torch.Tensor | None) -> torch.Tensor:
         """One frame of the video model: a seed frame while the history fills, then temporal.step -> [1,3,Hp,Wp]."""
-        sem = semantic_input(labels, inst, self.label_nc, self.uses_instances, self.dontcare)  # [1,C,Hp,Wp]
+        sem = semantic_input(labels, inst, self.label_nc, self.uses_instances)  # [1,C,Hp,Wp]
         if self.history is None:
             seed = self.first.frame(self.index, labels, inst, self.size)  # [1,3,Hp,Wp]
             self._seed_labels.append(sem)
@@ -590,7 +591,8 @@ def iter_labels(source: LabelInput, label_nc: int, *, size: Size | None = None, 
         if top >= label_nc:
             hint = (" (single-channel PNGs are read as ids even with a palette; save colour-coded maps as RGB)"
                     if source.palette is not None else
-                    " (255 is SPADE's don't-care id, which only models with data.contain_dontcare_label take)"
+                    " (255 is SPADE's don't-care id, which only per-frame models with data.contain_dontcare_label "
+                    "take)"
                     if top == DONTCARE_ID else "")
             raise UserError(f"{file}: label id {top}, but the model was trained with label_nc {label_nc} (ids "
                             f"0..{label_nc - 1}){hint}; remap the labels or render with a model trained on them")
