@@ -168,6 +168,7 @@ def test_edge2face_g0_converts_strictly_but_does_not_import(tmp_path, capsys):
     (["--preset", "coco"], "is a spade checkpoint"),
     (["--option", "label_nc=35", "loadSize=768"], "loadSize 768"),
     (["--option", "label_nc=20", "loadSize=1024"], "label_nc 20"),
+    (["--option", "ngf=32"], "ngf: not an option the vid2vid-single conversion reads"),
 ])
 def test_unsupported_single_generators_are_refused(tmp_path, capsys, args, message):
     torch.save({"model.1.weight": torch.zeros(1)}, tmp_path / "G.pth")

@@ -47,10 +47,10 @@ ORIGINAL_DEFAULTS: dict[str, dict] = {
                 "use_instance": False, "fg": False, "fg_labels": "26", "loadSize": 512, "no_first_img": False,
                 "use_single_G": False},
 }
-# vid2vid's single-frame generators read vid2vid's own options (and take its presets): load_single_G picks the
-# network by loadSize; n_blocks, n_local_enhancers and n_blocks_local size it (vid2vid.originals.VID2VID_SINGLE_G).
-ORIGINAL_DEFAULTS["vid2vid-single"] = {**ORIGINAL_DEFAULTS["vid2vid"], "n_local_enhancers": 1,
-                                       "dataset_mode": "temporal"}
+# vid2vid's single-frame generators read these of vid2vid's options (and take its presets): load_single_G picks
+# the network by loadSize; n_blocks, n_local_enhancers and n_blocks_local size it (vid2vid.originals.VID2VID_SINGLE_G).
+ORIGINAL_DEFAULTS["vid2vid-single"] = {"label_nc": 0, "loadSize": 512, "n_blocks": 9, "n_local_enhancers": 1,
+                                       "n_blocks_local": 3, "dataset_mode": "temporal"}
 # Our architecture -> the one whose presets it takes.
 PRESETS_OF = {"vid2vid-single": "vid2vid"}
 
