@@ -10,7 +10,7 @@ vid2vid: eval mode with running statistics (`outputs`), and batch statistics (`o
 original's test.py does) both as the import sets it up (model.norm_at_inference) and in plain train mode.
 
 Prints the max absolute difference per compared tensor; exit 0 when all are <= the tolerance, 1 otherwise,
-2 for a bad input (not a fixture, or options that do not convert yet, e.g. vid2vid's finer spatial scales).
+2 for a bad input (not a fixture, or options that do not convert yet).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from vid2vid.data.encoding import semantic_input
 from vid2vid.errors import UserError, run_cli
 from vid2vid.import_originals import generator_from_original
 from vid2vid.models.video import VideoOutput
+from vid2vid.originals import vid2vid_state_dict
 
 FORMAT = "original-code-fixture-v1"
 Comparison = tuple[str, torch.Tensor, torch.Tensor]  # (what, ours, the original's)
@@ -82,21 +83,17 @@ def video_outputs(out: VideoOutput) -> dict[str, torch.Tensor]:
 
 
 def video_comparisons(model: nn.Module, cfg: Config, fixture: dict) -> Iterator[Comparison]:
-    """vid2vid G0: the label stack and previous frames, then every output in three runs."""
+    """vid2vid: the label stack and previous frames, then every output in three runs (G0 fixture); a fixture of a
+    finer scale also checks the coarse inputs (our pyramid), the coarse scale's outputs and the fine scale alone on
+    the stored coarse features (scale_comparisons)."""
     inputs, n = fixture["inputs"], cfg.model.n_frames_G
     labels = semantics(cfg, inputs["A_label_ids"][:, :n, 0], inputs["inst_ids"][:, :n, 0])  # [B,N,C,H,W]
     prev = inputs["B_real_frames"][:, : n - 1]  # the first call of test.py with --use_real_img
     yield "input input", rearrange(labels, "b n c h w -> b (n c) h w"), inputs["input"]
     yield "input img_prev", rearrange(prev, "b n c h w -> b (n c) h w"), inputs["img_prev"]
-    runs: list[tuple[str, Callable[[], None], str]] = [
-        ("eval, running statistics", lambda: set_batch_stats(model, False), "outputs"),
-        (f"eval, model.norm_at_inference {cfg.model.norm_at_inference}",
-         lambda: set_batch_stats(model, cfg.model.norm_at_inference == "batch_stats"), "outputs_trainmode"),
-        ("train mode", lambda: model.train(), "outputs_trainmode"),
-    ]
-    for what, prepare, expected in runs:
-        model.eval()
-        prepare()
+    if cfg.model.n_scales_spatial > 1:
+        yield from scale_comparisons(model, cfg, fixture, labels, prev)
+    for what, expected in norm_runs(model, cfg):
         with torch.no_grad():
             out = model(labels, prev)
         if expected == "outputs":
@@ -104,6 +101,47 @@ def video_comparisons(model: nn.Module, cfg: Config, fixture: dict) -> Iterator[
             yield "output img_warp (eval)", out.warped, fixture["extra"]["img_warp"]
         for name, value in video_outputs(out).items():
             yield f"output {name} ({what})", value, fixture[expected][name]
+        if out.coarser:  # the coarse G0 step of the same pipeline
+            coarse = "coarse_G0_outputs" + expected.removeprefix("outputs")
+            for name, value in video_outputs(out.coarser[-1]).items():
+                yield f"coarse output {name} ({what})", value, fixture[coarse][name]
+
+
+def norm_runs(model: nn.Module, cfg: Config) -> Iterator[tuple[str, str]]:
+    """Sets the model up for each of the three runs in turn -> (what, the fixture's outputs to compare with). Each
+    run starts from the checkpoint's running statistics (a train-mode forward updates them), and so does what
+    comes after the last run."""
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    runs: list[tuple[str, Callable[[], None], str]] = [
+        ("eval, running statistics", lambda: set_batch_stats(model, False), "outputs"),
+        (f"eval, model.norm_at_inference {cfg.model.norm_at_inference}",
+         lambda: set_batch_stats(model, cfg.model.norm_at_inference == "batch_stats"), "outputs_trainmode"),
+        ("train mode", lambda: model.train(), "outputs_trainmode"),
+    ]
+    for what, prepare, expected in runs:
+        model.load_state_dict(saved)
+        model.eval()
+        prepare()
+        yield what, expected
+    model.load_state_dict(saved)
+
+
+def scale_comparisons(model: nn.Module, cfg: Config, fixture: dict, labels: torch.Tensor, prev: torch.Tensor
+                      ) -> Iterator[Comparison]:
+    """A finer-scale fixture (the original's CompositeLocalGenerator with its coarse G0): the coarse G0 inputs
+    against our avg-pool pyramid, then the finest scale alone on the stored coarse features (its recorded
+    forward call), in eval and train mode."""
+    from vid2vid.models.video import pyramid
+
+    coarse_inputs, finest = fixture["coarse_G0_inputs"], model.scales[-1]
+    yield "coarse input input", rearrange(pyramid(labels, 2)[0], "b n c h w -> b (n c) h w"), coarse_inputs["input"]
+    yield "coarse input img_prev", rearrange(pyramid(prev, 2)[0], "b n c h w -> b (n c) h w"), coarse_inputs["img_prev"]
+    for what, expected in norm_runs(model, cfg):
+        given = fixture["inputs" + expected.removeprefix("outputs")]
+        with torch.no_grad():
+            out = finest(labels, prev, given["img_feat_coarse"], given["flow_feat_coarse"], given["img_fg_feat_coarse"])
+        for name, value in video_outputs(out).items():
+            yield f"fine scale alone: output {name} ({what})", value, fixture[expected][name]
 
 
 def set_batch_stats(model: nn.Module, enabled: bool) -> None:
@@ -116,7 +154,11 @@ def set_batch_stats(model: nn.Module, enabled: bool) -> None:
 def comparisons(fixture: dict, source: str) -> Iterator[Comparison]:
     options = fixture["options"]
     arch = architecture(options)
-    model, cfg = generator_from_original(arch, options, fixture["state_dict"], source=source)
+    state_dict = fixture["state_dict"]
+    if arch == "vid2vid":  # a finer scale's fixture holds the coarser scales' weights as state_dict_G<s>
+        coarser = [fixture[f"state_dict_G{s}"] for s in range(options.get("n_scales_spatial", 1) - 1)]
+        state_dict = vid2vid_state_dict([*coarser, state_dict])
+    model, cfg = generator_from_original(arch, options, state_dict, source=source)
     if arch == "vid2vid":
         return video_comparisons(model, cfg, fixture)
     return image_comparisons(model, cfg, fixture, "input_label" if arch == "pix2pixhd" else "input_semantics")

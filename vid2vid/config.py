@@ -107,7 +107,9 @@ class ModelConfig:
     # conditioned on the current labels, the warped previous frame and the weight; vid2vid.models.video_spade)
     backbone: Literal["pix2pixhd", "spade"] = "pix2pixhd"
     n_local_enhancers: int = 0  # pix2pixHD local enhancers (each doubles the resolution)
-    n_blocks_local: int = 3
+    n_blocks_local: int = 3  # residual blocks of a pix2pixHD local enhancer and of a finer vid2vid scale
+    # vid2vid spatial scales, coarse to fine: scale s (width ngf / 2^s) doubles the resolution of scale s-1
+    n_scales_spatial: int = 1
     num_upsampling_layers: Literal["normal", "more", "most"] = "normal"  # SPADE
     use_vae: bool = False  # SPADE VAE encoder for multimodal output
     z_dim: int = 256
@@ -197,6 +199,10 @@ class TrainConfig:
     clip_double_every: int = 0  # video model: data.n_frames doubles every k steps up to data.max_frames; 0 = off
     max_minutes: float = 0.0  # stop after this much training time (summed over resumes); 0 = run max_steps
     max_bad_steps: int = 5  # a step with a NaN / Inf loss or gradient is skipped; this many in a row stop the run
+    # vid2vid with model.n_scales_spatial > 1: start with the coarsest scale (at 1/2^(S-1) of data.crop_size) and
+    # add the next finer scale every k steps (0 = all scales from the start)
+    add_scale_every: int = 0
+    fix_coarse_steps: int = 0  # after each growth, only the new scale trains for this many steps (coarser detached)
 
 
 @dataclass
@@ -274,6 +280,7 @@ def check(cfg: Config) -> None:
         "data.synthetic.frames": cfg.data.synthetic.frames,
         "model.ngf": cfg.model.ngf,
         "model.n_frames_G": cfg.model.n_frames_G,
+        "model.n_scales_spatial": cfg.model.n_scales_spatial,
         "model.z_dim": cfg.model.z_dim,
         "model.unet_downs": cfg.model.unet_downs,
         "model.nef": cfg.model.nef,
@@ -312,6 +319,8 @@ def check(cfg: Config) -> None:
         "train.max_minutes": cfg.train.max_minutes,
         "data.max_frames": cfg.data.max_frames,
         "train.clip_double_every": cfg.train.clip_double_every,
+        "train.add_scale_every": cfg.train.add_scale_every,
+        "train.fix_coarse_steps": cfg.train.fix_coarse_steps,
     }
     non_negative.update({f"loss.{f.name}": getattr(cfg.loss, f.name) for f in dataclasses.fields(cfg.loss)
                          if isinstance(getattr(cfg.loss, f.name), float)})
@@ -354,6 +363,7 @@ def check(cfg: Config) -> None:
           "spectralinstance or spectralbatch")
     _rule(not spade_video or cfg.model.n_downsample >= 2, "model.n_downsample", cfg.model.n_downsample,
           "must be >= 2 with model.backbone: spade (the warped previous frame conditions its last two levels)")
+    _check_spatial_scales(cfg)
     _rule(cfg.model.name != "spade" or cfg.model.num_upsampling_layers != "most" or cfg.model.ngf >= 2,
           "model.ngf", cfg.model.ngf, "must be >= 2 with num_upsampling_layers: most (its last block has ngf/2)")
     _check_unet_discriminator(cfg)
@@ -369,6 +379,23 @@ def _check_unet_discriminator(cfg: Config) -> None:
     _rule(d.type != "unet" or min(crop) >> d.depth >= 2, "discriminator.depth", d.depth,
           f"too deep for data.crop_size {crop}: the U-Net D's bottleneck (crop_size / 2^depth) needs >= 2 pixels a "
           f"side; use depth <= {max(min(crop).bit_length() - 2, 1)} or a larger crop")
+
+
+def _check_spatial_scales(cfg: Config) -> None:
+    """model.n_scales_spatial and its progressive schedule (train.add_scale_every, train.fix_coarse_steps)."""
+    from vid2vid.models.video import scales_problem
+
+    m, t = cfg.model, cfg.train
+    if m.n_scales_spatial > 1:
+        _rule(m.name == "vid2vid" and m.backbone == "pix2pixhd", "model.n_scales_spatial",
+              m.n_scales_spatial, "finer spatial scales exist for model.name: vid2vid with the pix2pixhd backbone "
+              "only; set it to 1")
+        problem = scales_problem(m.ngf, m.n_downsample, m.n_scales_spatial, m.use_fg)
+        _rule(problem is None, "model.ngf", m.ngf, str(problem))
+    _rule(t.fix_coarse_steps == 0 or t.add_scale_every > 0, "train.fix_coarse_steps", t.fix_coarse_steps,
+          "needs train.add_scale_every > 0 (it counts the steps after each growth); set it to 0")
+    _rule(t.fix_coarse_steps <= t.add_scale_every or t.add_scale_every == 0, "train.fix_coarse_steps",
+          t.fix_coarse_steps, f"must be <= train.add_scale_every ({t.add_scale_every}): the next scale comes then")
 
 
 def palette_problem(palette: Any) -> str | None:

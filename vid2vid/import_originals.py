@@ -2,6 +2,7 @@
 
     vid2vid import spade latest_net_G.pth exports/spade_coco --preset coco
     vid2vid import pix2pixhd latest_net_G.pth exports/p2phd --opt-file opt.txt --option ngf=32
+    vid2vid import vid2vid latest_net_G0.pth latest_net_G1.pth latest_net_G2.pth exports/city --preset label2city_2048
 
 The original's options (with the ORIGINAL's names) come from the original's defaults, then a preset or the
 opt.txt its training wrote, then --option NAME=VALUE. vid2vid.originals maps them to our config and renames the
@@ -25,11 +26,11 @@ from torch import nn
 
 from vid2vid.config import Config, from_dict
 from vid2vid.errors import ConfigError, UserError
-from vid2vid.originals import OPTION_MAPS, load_original
+from vid2vid.originals import OPTION_MAPS, load_original, vid2vid_state_dict
 
 # Our command's architecture name -> (the originals' key-map / option-map name, the original project).
 ARCHITECTURES = {"pix2pixhd": ("pix2pixhd", "NVIDIA/pix2pixHD"), "spade": ("spade", "NVlabs/SPADE"),
-                 "vid2vid": ("vid2vid_G0", "NVIDIA/vid2vid"),
+                 "vid2vid": ("vid2vid", "NVIDIA/vid2vid"),
                  "vid2vid-single": ("vid2vid_single", "NVIDIA/vid2vid (single-frame generator)")}
 
 # The original code's defaults for every option the conversion reads (its option parsers' defaults; SPADE's
@@ -187,6 +188,22 @@ def _state_dict(loaded, path: Path) -> dict[str, torch.Tensor]:
     return dict(loaded)
 
 
+def read_checkpoints(arch: str, options: Mapping, checkpoints: Sequence[str | Path]) -> dict[str, torch.Tensor]:
+    """The generator checkpoint files -> the one state dict the key map reads: one file, or for vid2vid one per
+    spatial scale (latest_net_G0.pth, G1, ... coarsest first: the options' n_scales_spatial of them), merged by
+    originals.vid2vid_state_dict."""
+    expected = options.get("n_scales_spatial", 1) if arch == "vid2vid" else 1
+    if len(checkpoints) != expected:
+        names = " ".join(f"latest_net_G{s}.pth" for s in range(expected)) if arch == "vid2vid" else "latest_net_G.pth"
+        scales = (f"; the options have n_scales_spatial {expected} (a preset, --opt-file or --option "
+                  "n_scales_spatial=K sets it; K = the number of files, coarsest first)") if arch == "vid2vid" else ""
+        raise UserError(f"{arch}: expected {expected} generator checkpoint{'s' if expected > 1 else ''} ({names}), "
+                        f"got {len(checkpoints)}{scales}")
+    if arch != "vid2vid":
+        return read_checkpoint(checkpoints[0])
+    return vid2vid_state_dict([read_checkpoint(path) for path in checkpoints])
+
+
 def import_config(arch: str, options: Mapping, *, overrides: Sequence[str] = ()) -> Config:
     """The original options -> our checked Config (vid2vid.originals.OPTION_MAPS)."""
     tree = OPTION_MAPS[ARCHITECTURES[arch][0]](options)
@@ -216,13 +233,11 @@ def import_checkpoint(arch: str, checkpoints: Sequence[str | Path], out_dir: str
         import_config(arch, opts)  # refuse unsupported options before reading large files
     except ConfigError as e:
         raise ConfigError(f"{'preset ' + preset + ': ' if preset else ''}{e}") from None
-    if len(checkpoints) != 1:
-        raise UserError(f"{arch}: expected one generator checkpoint (latest_net_G{'0' if arch == 'vid2vid' else ''}"
-                        f".pth), got {len(checkpoints)}; finer vid2vid scales (G1, G2) do not convert yet")
-    model, cfg = generator_from_original(arch, opts, read_checkpoint(checkpoints[0]), source=checkpoints[0])
+    source = ", ".join(str(path) for path in checkpoints)
+    model, cfg = generator_from_original(arch, opts, read_checkpoints(arch, opts, checkpoints), source=source)
     export_generator(model.state_dict(), cfg, out_dir)
     params = sum(p.numel() for p in model.parameters())
-    return (f"imported {ARCHITECTURES[arch][1]} {checkpoints[0]}: {params:,} parameters, "
+    return (f"imported {ARCHITECTURES[arch][1]} {source}: {params:,} parameters, "
             f"{len(model.state_dict())} tensors, every key used -> {Path(out_dir) / EXPORT_CONFIG}, "
             f"{Path(out_dir) / EXPORT_WEIGHTS}\nrender with: vid2vid render LABELS_DIR OUT.mp4 -m {out_dir}"
             + (f"\nor make a video model's first frames with it: --first-frame image-model:{out_dir}"

@@ -9,16 +9,17 @@ otherwise a ConfigError lists each mismatch by name and shape. (The originals' o
 back to a partial load; this one never does.)
 
 Sections: pix2pixHD (`pix2pixhd`: GlobalGenerator and LocalEnhancer), SPADE (`spade`), vid2vid scale 0
-(`vid2vid_G0`) and vid2vid's single-frame (first-frame) generators (`vid2vid_single`: pix2pixHD layouts whose
-instance norms carry running statistics, checked and dropped). Each options function returns a tree of our
-config keys (`OPTION_MAPS`), so that an imported model is built by the same registry as a trained one
-(vid2vid.models.build).
+(`vid2vid_G0`), the whole vid2vid generator with its finer spatial scales (`vid2vid`: G0 plus the
+CompositeLocalGenerators G1, G2, ..., one checkpoint per scale merged by vid2vid_state_dict) and vid2vid's
+single-frame (first-frame) generators (`vid2vid_single`: pix2pixHD layouts whose instance norms carry running
+statistics, checked and dropped). Each options function returns a tree of our config keys (`OPTION_MAPS`), so
+that an imported model is built by the same registry as a trained one (vid2vid.models.build).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -157,12 +158,8 @@ def vid2vid_g0_name(key: str) -> str:
 
 
 def vid2vid_g0_kwargs(options: Mapping) -> dict:
-    """The original vid2vid option namespace (as a dict) -> VideoGenerator keyword arguments (scale 0,
-    warp_features off, i.e. exactly the original network)."""
-    if options.get("n_scales_spatial", 1) != 1:
-        raise ConfigError(f"original options: n_scales_spatial {options['n_scales_spatial']} needs the finer spatial "
-                          "scales (the original's CompositeLocalGenerator, checkpoints G1, G2, ...), which our "
-                          "VideoGenerator does not have yet; only single-scale (G0) models convert so far")
+    """The original vid2vid option namespace (as a dict) -> VideoGenerator keyword arguments (scale 0 and the
+    finer scales of n_scales_spatial, warp_features off, i.e. exactly the original network)."""
     if options.get("netG", "composite") != "composite":
         raise ConfigError(f"original options: netG {options['netG']!r}: only the composite generator converts")
     fg_labels = options.get("fg_labels", [])
@@ -178,7 +175,46 @@ def vid2vid_g0_kwargs(options: Mapping) -> dict:
         "use_fg": bool(options.get("fg")),
         "fg_labels": list(fg_labels),
         "warp_features": False,
+        "n_scales": options.get("n_scales_spatial", 1),
+        "n_blocks_local": options.get("n_blocks_local", 3),
     }
+
+
+# ----------------------------------------------------------------------------------------------
+# vid2vid, finer scales s >= 1: the original CompositeLocalGenerator (latest_net_G<s>.pth) -> VideoGenerator.scales.s
+# ----------------------------------------------------------------------------------------------
+
+# Original module -> ours (FineVideoScale); the flat Sequential indices carry over unchanged.
+_VID2VID_LOCAL = {"model_down_seg": "label_encoder", "model_down_img": "frame_encoder",
+                  "model_up_img": "image_decoder", "model_up_flow": "flow_decoder", "model_final_img": "to_image",
+                  "model_final_flow": "to_flow", "model_final_w": "to_weight", "indv_down": "fg_encoder",
+                  "indv_up": "fg_decoder", "indv_final": "fg_to_image"}
+_VID2VID_SCALE_KEY = re.compile(r"G(\d+)\.(.+)")
+
+
+def vid2vid_local_name(key: str, scale: int) -> str:
+    """A key of the original G<scale> (scale >= 1) -> ours, e.g. ('model_up_img.3.weight', 1) ->
+    'scales.1.image_decoder.3.weight'. Raises KeyError for a key outside the layout."""
+    module, index, rest = _split_key(key)
+    if scale < 1 or module not in _VID2VID_LOCAL:
+        raise KeyError(key)
+    return f"scales.{scale}.{_VID2VID_LOCAL[module]}.{index}.{rest}"
+
+
+def vid2vid_name(key: str) -> str:
+    """A key of a whole original vid2vid generator as vid2vid_state_dict writes it, 'G<s>.<key of
+    latest_net_G<s>.pth>' -> ours (a key without the prefix is G0's)."""
+    match = _VID2VID_SCALE_KEY.fullmatch(key)
+    if match is None:
+        return vid2vid_g0_name(key)
+    scale = int(match[1])
+    return vid2vid_g0_name(match[2]) if scale == 0 else vid2vid_local_name(match[2], scale)
+
+
+def vid2vid_state_dict(state_dicts: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The original's per-scale checkpoints (latest_net_G0.pth, G1, ...: coarsest first) -> one state dict with
+    keys 'G<s>.<key>', which the `vid2vid` key map (vid2vid_name) reads."""
+    return {f"G{s}.{key}": value for s, sd in enumerate(state_dicts) for key, value in sd.items()}
 
 
 def vid2vid_config(options: Mapping) -> dict:
@@ -191,9 +227,10 @@ def vid2vid_config(options: Mapping) -> dict:
     return {
         "data": {"label_nc": options["label_nc"], "use_instance": bool(options.get("use_instance")),
                  "fg_labels": kwargs["fg_labels"] if kwargs["use_fg"] else [],
-                 **_sizes(width // 2, width, 2 ** kwargs["n_downsample"])},
+                 **_sizes(width // 2, width, 2 ** (kwargs["n_downsample"] + kwargs["n_scales"] - 1))},
         "model": {"name": "vid2vid", "ngf": kwargs["ngf"], "n_downsample": kwargs["n_downsample"],
                   "n_blocks": kwargs["n_blocks"], "norm": kwargs["norm"], "n_frames_G": kwargs["n_frames_G"],
+                  "n_scales_spatial": kwargs["n_scales"], "n_blocks_local": kwargs["n_blocks_local"],
                   "use_fg": kwargs["use_fg"], "warp_features": False, "warp_mode": "bilinear",
                   "first_frame": "zeros" if options.get("no_first_img") else "real",
                   "norm_at_inference": "batch_stats"},
@@ -306,6 +343,8 @@ KEY_MAPS: dict[str, Callable[[str], str]] = {"pix2pixhd": pix2pixhd_name, "spade
 OPTION_MAPS: dict[str, Callable[[Mapping], dict]] = {"pix2pixhd": pix2pixhd_config, "spade": spade_config,
                                                      "vid2vid_G0": vid2vid_config,
                                                      "vid2vid_single": vid2vid_single_config}
+# the whole vid2vid generator, every spatial scale (keys 'G<s>.<key>': vid2vid_state_dict)
+KEY_MAPS["vid2vid"], OPTION_MAPS["vid2vid"] = vid2vid_name, vid2vid_config
 
 
 def _require(ok: bool, problem: str) -> None:

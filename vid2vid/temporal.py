@@ -10,6 +10,11 @@ newest one. The first N-1 frames of a clip seed the history and are not generate
 (first_frame "real"), from frames a per-frame image model made ("image-model:PATH"; the caller passes
 those frames), or from zeros ("zeros"), in which case the generator outputs its raw frame (no warp
 composition) until N-1 generated frames have replaced the zeros, as the original does.
+
+With several active spatial scales (vid2vid.models.video), every scale keeps its own N-1 previous outputs: `frames`
+are the finest active scale's, `coarse_frames` the coarser scales' (coarsest first). A history starts with the
+frames at the finest active resolution only; the first step makes the coarse histories as the avg-pool pyramid of
+those seed frames (the original's test-time behaviour), and from then on each scale appends its own output.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import torch
 from torch import nn
 
 from vid2vid.errors import ConfigError
-from vid2vid.models.video import VideoOutput
+from vid2vid.models.video import VideoOutput, pyramid
 
 
 @dataclass
@@ -31,6 +36,9 @@ class History:
     frames: torch.Tensor  # [B,N-1,3,H,W] outputs (or seed frames) of those frames
     features: list[torch.Tensor] | None = None  # image-decoder features of the newest frame (warp_features)
     filled: int | None = None  # frames that are not zero padding; None = all (zeros mode starts at 0)
+    # the coarser active scales' own previous outputs, coarsest first, [B,N-1,3,H/2^(k-1-s),W/2^(k-1-s)] for
+    # scale s of k active ones; None: not made yet (one scale, or before the first step)
+    coarse_frames: list[torch.Tensor] | None = None
 
     @property
     def full(self) -> bool:
@@ -40,14 +48,25 @@ class History:
     def detach(self) -> History:
         """The same history cut from the autograd graph (truncated backpropagation through time)."""
         features = None if self.features is None else [f.detach() for f in self.features]
-        return replace(self, labels=self.labels.detach(), frames=self.frames.detach(), features=features)
+        coarse = None if self.coarse_frames is None else [f.detach() for f in self.coarse_frames]
+        return replace(self, labels=self.labels.detach(), frames=self.frames.detach(), features=features,
+                       coarse_frames=coarse)
 
-    def push(self, labels_t: torch.Tensor, output: VideoOutput, keep_features: bool) -> History:
-        """The history after frame t: labels_t [B,C,H,W] and output.final appended, the oldest dropped."""
+    def push(self, labels_t: torch.Tensor, output: VideoOutput, keep_features: bool,
+             coarse_frames: list[torch.Tensor] | None = None) -> History:
+        """The history after frame t: labels_t [B,C,H,W] and output.final appended, the oldest dropped; with
+        coarser scales (output.coarser), each one's final appended to its previous frames `coarse_frames` (the
+        ones that step used). keep_features: keep scale 0's image-decoder features (warp_features)."""
         filled = None if self.full else self.filled + 1
+        coarse = None
+        if output.coarser:
+            coarse = [torch.cat([prev[:, 1:], out.final[:, None]], dim=1)
+                      for prev, out in zip(coarse_frames, output.coarser, strict=True)]
+        scale0 = output.coarser[0] if output.coarser else output
         return History(labels=torch.cat([self.labels[:, 1:], labels_t[:, None]], dim=1),
                        frames=torch.cat([self.frames[:, 1:], output.final[:, None]], dim=1),
-                       features=output.image_features if keep_features else None, filled=filled)
+                       features=scale0.image_features if keep_features else None, filled=filled,
+                       coarse_frames=coarse)
 
 
 def start_history(first_frame: str, labels: torch.Tensor, frames: torch.Tensor | None = None) -> History:
@@ -69,17 +88,30 @@ def start_history(first_frame: str, labels: torch.Tensor, frames: torch.Tensor |
 
 
 def step(G: nn.Module, history: History, labels_t: torch.Tensor) -> tuple[VideoOutput, History]:
-    """Generate one frame: labels_t [B,C,H,W] (semantics of frame t) -> (its outputs, the history after it)."""
+    """Generate one frame: labels_t [B,C,H,W] (semantics of frame t, at the finest active scale) -> (its outputs,
+    the history after it)."""
     labels = torch.cat([history.labels, labels_t[:, None]], dim=1)  # [B,N,C,H,W], oldest first
-    output = G(labels, history.frames, history.features, raw_only=not history.full)
-    return output, history.push(labels_t, output, keep_features=uses_features(G))
+    n_coarse = _attribute(G, "active_scales", 1) - 1
+    if n_coarse == 0:
+        output = G(labels, history.frames, history.features, raw_only=not history.full)
+        return output, history.push(labels_t, output, keep_features=uses_features(G))
+    coarse = history.coarse_frames
+    if coarse is None or len(coarse) != n_coarse:  # the first step: the pyramid of the seed frames
+        coarse = pyramid(history.frames, n_coarse + 1)[:-1]
+    output = G(labels, history.frames, history.features, raw_only=not history.full, coarse_frames=coarse)
+    return output, history.push(labels_t, output, keep_features=uses_features(G), coarse_frames=coarse)
 
 
 def uses_features(G: nn.Module) -> bool:
     """G's warp_features, also through DDP (.module) and torch.compile (._orig_mod) wrappers."""
-    while G is not None and not hasattr(G, "warp_features"):
+    return bool(_attribute(G, "warp_features", False))
+
+
+def _attribute(G: nn.Module, name: str, default):
+    """An attribute of G, also through DDP (.module) and torch.compile (._orig_mod) wrappers."""
+    while G is not None and not hasattr(G, name):
         G = getattr(G, "module", None) or getattr(G, "_orig_mod", None)
-    return bool(getattr(G, "warp_features", False))
+    return getattr(G, name, default)
 
 
 @dataclass

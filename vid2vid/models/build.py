@@ -108,7 +108,8 @@ REGISTRY: dict[str, GeneratorSpec] = {
     "pix2pixhd": GeneratorSpec(_build_pix2pixhd, _pix2pixhd_stride, encoders=("model.feat_num",)),
     "spade": GeneratorSpec(_build_spade, lambda m: 2 ** SPADE_UPSAMPLINGS[m.num_upsampling_layers],
                            encoders=("model.use_vae",)),
-    "vid2vid": GeneratorSpec(_build_vid2vid, lambda m: 2**m.n_downsample, sequential=True),
+    "vid2vid": GeneratorSpec(_build_vid2vid, lambda m: 2 ** (m.n_downsample + m.n_scales_spatial - 1),
+                             sequential=True),
 }
 
 

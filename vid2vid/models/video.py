@@ -19,15 +19,32 @@ frame are warped with the predicted flow (resized to each decoder resolution) an
 decoder features through zero-initialised 1x1 convs, so at initialisation the model equals the plain one
 and texture can follow motion once trained.
 
-Spatial scales: `VideoGenerator.scales` holds one module per scale, coarsest first; only scale 0
-(`CoarseVideoScale`) exists today. Its outputs carry the last decoder features of the image, flow and
-foreground heads, which is what a finer (local-enhancer style) scale adds to its own features.
+Spatial scales (model.n_scales_spatial = S; `VideoGenerator.scales`, coarsest first). Scale 0 is the generator
+above (`CoarseVideoScale`, width ngf) at 1/2^(S-1) of the output resolution; scale s >= 1 (`FineVideoScale`,
+width ngf_s = ngf / 2^s) doubles the resolution, local-enhancer style (the original's CompositeLocalGenerator):
+
+    labels_s [B,N,C,H_s,W_s], prev_frames_s [B,N-1,3,H_s,W_s]
+      -> label encoder + frame encoder (conv7, one stride-2 conv3; own weights), summed    [B,2ngf_s,H_s/2,W_s/2]
+      -> + the coarser scale's last image features -> n_blocks_local residual blocks, one transposed conv
+                                                     -> conv7 + tanh                     raw h_t      [B,3,H_s,W_s]
+      -> + the coarser scale's last flow features  -> (same layout, own weights)      -> flow (x 20 * 2^s), weight
+      foreground branch (use_fg): its own label-only encoder (width ngf_fg = ngf_s // 2 when the global
+      n_downsample > 2, else ngf_s: the original's rule) + the coarser foreground features -> the same head layout
+      composition as at scale 0; each scale's outputs feed the next finer one.
+
+The inputs of every scale come from one pyramid (avg-pool 3, stride 2, pad 1, padding not counted: the
+original's): the label stack of the finest active scale pooled once per scale (coarse labels, edges and
+foreground masks are fractional). Each scale keeps its own history of previous outputs (temporal.History
+coarse_frames); the first time, the coarse histories are the same pyramid of the finest one (seed frames), which
+is the original's test-time behaviour. warp_features acts at scale 0 only. Progressive training activates the
+scales coarsest first (set_active_scales): the output comes from the finest active scale, at 1/2^(S-k) of the
+full resolution with k active scales.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +53,7 @@ from torch import nn
 
 from flow import backward_warp
 from vid2vid.errors import ConfigError
-from vid2vid.models.layers import ResnetBlock, down_layers, front_layers, image_layers, up_layers
+from vid2vid.models.layers import ResnetBlock, down_layers, downsample, front_layers, image_layers, up_layers
 
 FLOW_SCALE = 20.0  # the flow conv's output times this = pixels at scale 0 (the original's choice)
 
@@ -55,6 +72,7 @@ class VideoOutput:
     image_features: list[torch.Tensor]  # image-head decoder outputs, coarse to fine: [B,ngf*2^(d-1-i),H/2^(d-1-i),.]
     flow_features: torch.Tensor  # [B,ngf,H,W] last flow-head decoder features
     fg_features: torch.Tensor | None  # [B,ngf_fg,H,W] last foreground decoder features
+    coarser: list[VideoOutput] = field(default_factory=list)  # the coarser active scales' outputs, coarsest first
 
 
 def encoder_layers(input_nc: int, ngf: int, n_downsample: int, n_blocks: int, norm: str) -> list[nn.Module]:
@@ -100,6 +118,47 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(flow, size=size, mode="area") * scale
 
 
+def pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """x [B,N,C,H,W] -> `levels` tensors, coarsest first: [B,N,C,H/2^(levels-1),.], ..., x itself; each level
+    the avg-pool (3, stride 2, pad 1, padding not counted) of the next finer one."""
+    out = [x]
+    for _ in range(levels - 1):
+        n = out[0].shape[1]
+        flat = downsample(rearrange(out[0], "b n c h w -> (b n) c h w"))
+        out.insert(0, rearrange(flat, "(b n) c h w -> b n c h w", n=n))
+    return out
+
+
+def fg_width(ngf: int, n_downsample: int) -> int:
+    """The foreground branch's width at a scale of width ngf: ngf // 2 when the GLOBAL n_downsample > 2, else ngf
+    (the original's rule, at every scale)."""
+    return ngf // 2 if n_downsample > 2 else ngf
+
+
+def scales_problem(ngf: int, n_downsample: int, n_scales: int, use_fg: bool) -> str | None:
+    """Why these widths cannot make n_scales spatial scales (scale s has width ngf / 2^s), or None."""
+    if n_scales < 1:
+        return f"n_scales_spatial must be >= 1, got {n_scales}"
+    finest = ngf // 2 ** (n_scales - 1)
+    if ngf % 2 ** (n_scales - 1) or (use_fg and fg_width(finest, n_downsample) < 1):
+        least = 2 ** (n_scales - 1) * (2 if use_fg and n_downsample > 2 else 1)
+        return (f"n_scales_spatial {n_scales} halves the width at every finer scale: ngf ({ngf}) must be a multiple "
+                f"of {2 ** (n_scales - 1)} and at least {least} (the foreground branch's width is at least 1)")
+    return None
+
+
+def compose(raw: torch.Tensor, warped: torch.Tensor, weight: torch.Tensor, raw_only: bool,
+            labels_t: torch.Tensor, fg_labels: list[int], foreground: torch.Tensor | None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The blend and the foreground composition of every scale -> (final, raw, fg_mask [B,1,H,W] or None).
+    labels_t [B,C,H,W]: the current frame's semantics (the foreground mask is its fg_labels channels)."""
+    final = raw if raw_only else weight * raw + (1 - weight) * warped
+    if foreground is None:
+        return final, raw, None
+    fg_mask = labels_t[:, fg_labels].sum(1, keepdim=True).clamp(0, 1)  # [B,1,H,W]
+    return foreground * fg_mask + final * (1 - fg_mask), foreground * fg_mask + raw * (1 - fg_mask), fg_mask
+
+
 class CoarseVideoScale(nn.Module):
     """Scale 0 of the sequential generator (the original's composite generator; see the module docstring).
 
@@ -129,7 +188,7 @@ class CoarseVideoScale(nn.Module):
         self.to_flow = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 2, 7))
         self.to_weight = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 1, 7), nn.Sigmoid())
         if use_fg:
-            fg_ngf = ngf // 2 if n_downsample > 2 else ngf  # the original's foreground width rule
+            fg_ngf = fg_width(ngf, n_downsample)
             self.fg_encoder = nn.Sequential(*encoder_layers(label_nc, fg_ngf, n_downsample, 0, norm))
             self.fg_decoder = Decoder(fg_ngf, n_downsample, n_blocks, norm)
             self.fg_to_image = nn.Sequential(*image_layers(fg_ngf, 3))
@@ -154,14 +213,11 @@ class CoarseVideoScale(nn.Module):
         image_features = self.image_decoder(bottleneck, self._fusion(flow, prev_features))
         raw = self.to_image(image_features[-1])
         warped = backward_warp(prev_frames[:, -1], flow, self.warp_mode)
-        final = raw if raw_only else weight * raw + (1 - weight) * warped
-        fg_mask = foreground = fg_features = None
+        foreground = fg_features = None
         if self.fg_labels:
-            fg_mask = labels[:, -1, self.fg_labels].sum(1, keepdim=True).clamp(0, 1)  # [B,1,H,W]
             fg_features = self.fg_decoder(self.fg_encoder(label_stack))[-1]
             foreground = self.fg_to_image(fg_features)
-            final = foreground * fg_mask + final * (1 - fg_mask)
-            raw = foreground * fg_mask + raw * (1 - fg_mask)
+        final, raw, fg_mask = compose(raw, warped, weight, raw_only, labels[:, -1], self.fg_labels, foreground)
         return VideoOutput(final=final, raw=raw, flow=flow, weight=weight, warped=warped, fg_mask=fg_mask,
                            foreground=foreground, image_features=image_features, flow_features=flow_features,
                            fg_features=fg_features)
@@ -179,31 +235,116 @@ class CoarseVideoScale(nn.Module):
         return fuse
 
 
-class VideoGenerator(nn.Module):
-    """The sequential video generator over spatial scales, coarsest first (today: scale 0 only).
+class FineVideoScale(nn.Module):
+    """Scale s >= 1 of the sequential generator (the original's CompositeLocalGenerator; see the module
+    docstring): width ngf (= the global ngf / 2^s), fg_ngf the foreground branch's width (fg_width), flow_scale
+    20 * 2^s. Sizes must be even."""
 
-    forward(labels [B,N,C,H,W], prev_frames [B,N-1,3,H,W], prev_features=None, raw_only=False) -> VideoOutput;
-    see CoarseVideoScale.forward. N = n_frames_G; C = label_nc_per_frame.
+    def __init__(self, label_nc_per_frame: int, n_frames_G: int = 3, *, ngf: int, n_blocks: int = 3,
+                 norm: str = "instance", use_fg: bool = True, fg_labels: Sequence[int] = (), fg_ngf: int = 0,
+                 flow_scale: float = 2 * FLOW_SCALE, warp_mode: str = "bilinear"):
+        super().__init__()
+        self.n_frames_G, self.flow_scale, self.warp_mode = n_frames_G, flow_scale, warp_mode
+        self.fg_labels = list(fg_labels) if use_fg else []
+        label_nc, frame_nc = label_nc_per_frame * n_frames_G, 3 * (n_frames_G - 1)
+        self.label_encoder = nn.Sequential(*encoder_layers(label_nc, ngf, 1, 0, norm))
+        self.frame_encoder = nn.Sequential(*encoder_layers(frame_nc, ngf, 1, 0, norm))
+        self.image_decoder = nn.Sequential(*local_decoder_layers(ngf, n_blocks, norm))
+        self.to_image = nn.Sequential(*image_layers(ngf, 3))
+        self.flow_decoder = nn.Sequential(*local_decoder_layers(ngf, n_blocks, norm))
+        self.to_flow = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 2, 7))
+        self.to_weight = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 1, 7), nn.Sigmoid())
+        if use_fg:
+            self.fg_encoder = nn.Sequential(*encoder_layers(label_nc, fg_ngf, 1, 0, norm))
+            self.fg_decoder = nn.Sequential(*local_decoder_layers(fg_ngf, n_blocks, norm))
+            self.fg_to_image = nn.Sequential(*image_layers(fg_ngf, 3))
+
+    def forward(self, labels: torch.Tensor, prev_frames: torch.Tensor, image_features: torch.Tensor,
+                flow_features: torch.Tensor, fg_features: torch.Tensor | None = None, *,
+                raw_only: bool = False) -> VideoOutput:
+        """labels [B,N,C,H,W], prev_frames [B,N-1,3,H,W] (oldest first) at this scale; the coarser scale's last
+        image / flow features [B,2ngf,H/2,W/2] and foreground features [B,2fg_ngf,H/2,W/2] (None without use_fg)."""
+        label_stack = rearrange(labels, "b n c h w -> b (n c) h w")
+        frame_stack = rearrange(prev_frames, "b n c h w -> b (n c) h w")
+        encoded = self.label_encoder(label_stack) + self.frame_encoder(frame_stack)  # [B,2ngf,H/2,W/2]
+        own_image_features = self.image_decoder(encoded + image_features)  # [B,ngf,H,W]
+        own_flow_features = self.flow_decoder(encoded + flow_features)
+        flow = self.to_flow(own_flow_features) * self.flow_scale
+        weight = self.to_weight(own_flow_features)
+        raw = self.to_image(own_image_features)
+        warped = backward_warp(prev_frames[:, -1], flow, self.warp_mode)
+        foreground = own_fg_features = None
+        if self.fg_labels:
+            own_fg_features = self.fg_decoder(self.fg_encoder(label_stack) + fg_features)  # [B,fg_ngf,H,W]
+            foreground = self.fg_to_image(own_fg_features)
+        final, raw, fg_mask = compose(raw, warped, weight, raw_only, labels[:, -1], self.fg_labels, foreground)
+        return VideoOutput(final=final, raw=raw, flow=flow, weight=weight, warped=warped, fg_mask=fg_mask,
+                           foreground=foreground, image_features=[own_image_features],
+                           flow_features=own_flow_features, fg_features=own_fg_features)
+
+
+def local_decoder_layers(ngf: int, n_blocks: int, norm: str) -> list[nn.Module]:
+    """A finer scale's head trunk: n_blocks residual blocks at width 2ngf, one transposed conv to ngf (+ norm,
+    ReLU); the original's flat layout (blocks at indices 0..n_blocks-1, then the up layers)."""
+    return [ResnetBlock(2 * ngf, norm) for _ in range(n_blocks)] + up_layers(2 * ngf, ngf, norm)
+
+
+class VideoGenerator(nn.Module):
+    """The sequential video generator over n_scales spatial scales, coarsest first (see the module docstring).
+
+    forward(labels [B,N,C,H,W], prev_frames [B,N-1,3,H,W], prev_features=None, raw_only=False, coarse_frames=None)
+    -> VideoOutput of the finest active scale (its `coarser`: the other active scales' outputs); labels and
+    prev_frames at the finest active scale's resolution; coarse_frames: the coarser active scales' own previous
+    outputs (coarsest first, [B,N-1,3,H/2^(k-1-s),.]), None = the pyramid of prev_frames. N = n_frames_G;
+    C = label_nc_per_frame; sizes divisible by 2^(n_downsample + n_scales - 1).
     """
 
     def __init__(self, label_nc_per_frame: int, n_frames_G: int = 3, *, ngf: int = 64, n_downsample: int = 3,
                  n_blocks: int = 9, norm: str = "instance", use_fg: bool = True, fg_labels: Sequence[int] = (),
-                 warp_features: bool = True, flow_scale: float = FLOW_SCALE, warp_mode: str = "bilinear"):
+                 warp_features: bool = True, flow_scale: float = FLOW_SCALE, warp_mode: str = "bilinear",
+                 n_scales: int = 1, n_blocks_local: int = 3):
         super().__init__()
+        problem = scales_problem(ngf, n_downsample, n_scales, use_fg)
+        if problem:
+            raise ValueError(problem)
         self.n_frames_G, self.warp_features = n_frames_G, warp_features
         self.scales = nn.ModuleList([CoarseVideoScale(
             label_nc_per_frame, n_frames_G, ngf=ngf, n_downsample=n_downsample, n_blocks=n_blocks, norm=norm,
             use_fg=use_fg, fg_labels=fg_labels, warp_features=warp_features, flow_scale=flow_scale,
             warp_mode=warp_mode)])
+        for s in range(1, n_scales):
+            width = ngf // 2**s
+            self.scales.append(FineVideoScale(
+                label_nc_per_frame, n_frames_G, ngf=width, n_blocks=n_blocks_local, norm=norm, use_fg=use_fg,
+                fg_labels=fg_labels, fg_ngf=fg_width(width, n_downsample), flow_scale=flow_scale * 2**s,
+                warp_mode=warp_mode))
+        self.active_scales = n_scales  # progressive training: the coarsest k scales run (set_active_scales)
+
+    def set_active_scales(self, k: int) -> None:
+        if not 1 <= k <= len(self.scales):
+            raise ValueError(f"active scales must be in [1, {len(self.scales)}], got {k}")
+        self.active_scales = k
 
     def forward(self, labels: torch.Tensor, prev_frames: torch.Tensor,
-                prev_features: list[torch.Tensor] | None = None, *, raw_only: bool = False) -> VideoOutput:
-        return self.scales[0](labels, prev_frames, prev_features, raw_only=raw_only)
+                prev_features: list[torch.Tensor] | None = None, *, raw_only: bool = False,
+                coarse_frames: Sequence[torch.Tensor] | None = None) -> VideoOutput:
+        k = self.active_scales
+        if k == 1:
+            return self.scales[0](labels, prev_frames, prev_features, raw_only=raw_only)
+        label_levels = pyramid(labels, k)  # coarsest first
+        frame_levels = pyramid(prev_frames, k) if coarse_frames is None else [*coarse_frames, prev_frames]
+        outputs = [self.scales[0](label_levels[0], frame_levels[0], prev_features, raw_only=raw_only)]
+        for s in range(1, k):
+            c = outputs[-1]
+            outputs.append(self.scales[s](label_levels[s], frame_levels[s], c.image_features[-1], c.flow_features,
+                                          c.fg_features, raw_only=raw_only))
+        return replace(outputs[-1], coarser=outputs[:-1])
 
 
 def build_video_generator(cfg) -> VideoGenerator:
     """VideoGenerator from a Config (model.*: ngf, n_downsample, n_blocks, norm, n_frames_G, use_fg,
-    warp_features; data.*: label_nc, use_instance, fg_labels). The registry's `vid2vid` entry."""
+    warp_features, n_scales_spatial, n_blocks_local; data.*: label_nc, use_instance, fg_labels), every scale
+    built (progressive training only changes the active ones). The registry's `vid2vid` entry."""
     m, d = cfg.model, cfg.data
     bad = [i for i in d.fg_labels if not 0 <= i < d.label_nc]
     if m.use_fg and (bad or not d.fg_labels):
@@ -211,4 +352,5 @@ def build_video_generator(cfg) -> VideoGenerator:
                           f"{d.label_nc}); fix the ids or set model.use_fg: false")
     return VideoGenerator(d.label_nc + (1 if d.use_instance else 0), m.n_frames_G, ngf=m.ngf,
                           n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm, use_fg=m.use_fg,
-                          fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode)
+                          fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode,
+                          n_scales=m.n_scales_spatial, n_blocks_local=m.n_blocks_local)
