@@ -170,6 +170,7 @@ def cutmix_terms(gan_loss: GANLoss, mixed_outputs: Outputs, real_outputs: Output
     Schonfeld et al. CVPR 2020, sections 3.1-3.2; check them against the paper before quoting):
 
       D loss (Eq. 3-4):     L_D = L_D_enc + L_D_dec   - GANLoss over both branches (real: 1, fake: 0)
+      G loss (Eq. 5):       L_G = L_enc(D_enc(G(z)), real) + L_dec(D_dec(G(z)), real)   - GANLoss.generator
       CutMix (Eq. 6):       mix(x, G(z), M) = M * x + (1 - M) * G(z)
       "cutmix" (Sec. 3.2):  0.5 * [L_enc(D_enc(mix), target 0) + L_dec(D_dec(mix), target M per pixel)]
                             - the encoder calls the mixed image fake (it is not a real image as a whole), the
