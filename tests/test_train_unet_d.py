@@ -68,15 +68,19 @@ def test_two_processes_match_one(tmp_path, tiny_data):
             assert a[key] == pytest.approx(b[key], rel=1e-5), (a["step"], key)
 
 
-def test_video_model_takes_it_as_its_image_discriminator(tmp_path, tiny_data):
+@pytest.mark.parametrize("gan_mode", ["hinge", "wgan-gp"])
+def test_video_model_takes_it_as_its_image_discriminator(tmp_path, tiny_data, gan_mode):
+    """One step with CutMix; with wgan-gp the gradient penalty runs on the U-Net D too (its global logit is [B])
+    over interpolations of the real frames with the final and the raw frames."""
     from vid2vid.data.synthetic import ensure_dataset
 
     cfg = video(tmp_path, tiny_data, "train.max_steps=1", "train.sample_every=1000", "train.checkpoint_every=1000",
-                *UNET, "loss.cutmix_p=1", "loss.cutmix_warmup=0")
+                *UNET, "loss.cutmix_p=1", "loss.cutmix_warmup=0", f"loss.gan_mode={gan_mode}")
     ensure_dataset(cfg.data)
     result = train(cfg)
     assert isinstance(result.networks["D"], UNetDiscriminator)
     assert all(isinstance(result.networks[n], MultiscaleDiscriminator) for n in ("D_temporal0", "D_temporal1"))
     rows = step_rows(tmp_path)
     assert cutmix_steps(rows) == [1] and all("D/temporal_s0" in r and "G/tgan_s0" in r for r in rows)
+    assert ("D/gp" in rows[0]) == (gan_mode == "wgan-gp")
     assert all(torch.isfinite(torch.tensor(list(r.values()))).all() for r in rows)

@@ -170,7 +170,7 @@ class VideoTrainer(Trainer):
             mixed = [] if mask is None else [mix(real_in, fake_in[:m], mask.to(real_in.dtype))]
             preds = D(torch.cat([fake_in, real_in, *mixed]))
             d = self.losses.discriminator(real_outputs=_rows(preds, n, n + m), fake_outputs=_rows(preds, 0, n),
-                                          discriminator=D, real_input=real_in, fake_input=fake_in,
+                                          discriminator=D, real_input=real_in.repeat(2, 1, 1, 1), fake_input=fake_in,
                                           mixed_outputs=_rows(preds, n + m, None) if mixed else None, mask=mask)
             weights = {name: c.weight for name in d}
             total = d["total"] * c.weight
