@@ -346,6 +346,14 @@ class Trainer:
         model = self.ema.model if self.ema is not None else self.acc.unwrap_model(self.G)
         return model.state_dict()
 
+    def export_config(self) -> Config:
+        """The config written with the export (the video model's changes while spatial scales grow)."""
+        return self.cfg
+
+    def set_stage(self, step: int) -> None:
+        """Before training step `step`, and on resume with the last step taken: what trains at that step (the video
+        model's spatial scales, VideoTrainer.set_stage; nothing changes for the other models)."""
+
     def export_model(self) -> torch.nn.Module:
         return self.ema.model if self.ema is not None else self.acc.unwrap_model(self.G)
 
@@ -638,7 +646,7 @@ def write_export(trainer: Trainer, export_dir: Path) -> None:
     """Main process: the generator (EMA when on) and, for an image model with an encoder, the encoder and
     pix2pixHD's feature bank (fitted now, see ImageTrainer)."""
     extras = trainer.export_extras() if isinstance(trainer, ImageTrainer) else {}
-    ckpt.export_generator(trainer.export_state(), trainer.cfg, export_dir, **extras)
+    ckpt.export_generator(trainer.export_state(), trainer.export_config(), export_dir, **extras)
 
 
 def _group_state(trainer: Trainer, ckpt_dir: Path) -> dict:
@@ -667,6 +675,7 @@ def load_checkpoint(acc: Accelerator, trainer: Trainer, path: Path) -> dict:
     """Restore networks, optimizers, schedulers, RNG and our own state; returns the trainer state."""
     state = ckpt.read_trainer_state(path)
     check_architecture(path, state.get("networks"), trainer)
+    trainer.set_stage(max(state["step"] - 1, 0))  # the stage the saved optimizers belong to
     for name, net in trainer.networks.items():
         file = ckpt.network_file(path, name)
         ckpt.load_weights(acc.unwrap_model(net), ckpt.read_safetensors(file, RESUME_FIX), file, RESUME_FIX)
@@ -911,6 +920,7 @@ def _steps(run: Run, last_step: int, bar, stop: StopSignals) -> None:
         return
     while state["step"] < last_step:
         run.batches.set_n_frames(clip_length(cfg, state["step"]))  # the same on every process and after a resume
+        trainer.set_stage(state["step"])  # progressive spatial scales: a growth step changes what trains
         micro = []
         for _ in range(cfg.optim.grad_accum):
             epoch, batch_in_epoch, batch = next(run.batches)

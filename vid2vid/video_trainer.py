@@ -13,6 +13,16 @@ One step per clip batch {labels [B,T,H,W], inst, frames [B,T,3,H,W], flow_bw [B,
         history.detach()
     one optimizer step per group (gradients of every chunk accumulated), EMA, schedules
 
+Spatial scales (model.n_scales_spatial S > 1) grow in one run (scale_stage): the coarsest scale starts alone, at
+1/2^(S-1) of data.crop_size; every train.add_scale_every steps the next finer scale joins and trains alone for
+train.fix_coarse_steps steps (the coarser scales' parameters are frozen, so their outputs carry no graph), then all
+active scales train. The clip is brought to the active resolution on the device (frames and semantics by the
+generator's avg-pool pyramid, exact flow resized), so a coarse scale sees in its first stage what it sees once
+finer scales are added. At every stage change the G optimizer is rebuilt over exactly the trainable parameters
+(Adam state kept for those that stay; the LR schedule continues), and a resume rebuilds the stage of the last step
+taken before loading the optimizer, so resuming inside any stage, or at a growth step, is exact. The export holds the
+active scales only (a model with fewer scales at its lower resolution) until every scale is active.
+
 Each chunk's per-frame losses are weighted by its share of the generated frames and its temporal-D losses
 by its share of the clip's windows at that scale, so a step's loss is the same whatever detach_every is. A
 temporal scale whose window is longer than the clip is skipped (noted once). Forward passes use the unwrapped
@@ -24,16 +34,36 @@ therefore per process.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, replace
 
 import torch
 from einops import rearrange
 
 from vid2vid.losses import feature_matching, mix
 from vid2vid.models.discriminators import temporal_windows
+from vid2vid.models.video import pyramid, resize_flow
 from vid2vid.temporal import History, start_history, unroll
 from vid2vid.train import Trainer, set_requires_grad
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScaleStage:
+    """Which spatial scales run and train at a step (progressive growth)."""
+
+    active: int  # the coarsest `active` scales run; the output comes from the finest of them
+    train_coarse: bool  # False: only the finest active scale trains (the coarser ones are fixed)
+
+
+def scale_stage(cfg, step: int) -> ScaleStage:
+    """The stage of training step `step` (0-based): with train.add_scale_every k > 0, one more scale every k steps
+    (up to model.n_scales_spatial), the newest alone for train.fix_coarse_steps steps after each growth."""
+    n, every = cfg.model.n_scales_spatial, cfg.train.add_scale_every
+    if n == 1 or every <= 0:
+        return ScaleStage(n, True)
+    active = min(n, 1 + step // every)
+    return ScaleStage(active, active == 1 or step - (active - 1) * every >= cfg.train.fix_coarse_steps)
 
 
 def temporal_names(scales: int) -> list[str]:
@@ -49,6 +79,8 @@ class VideoTrainer(Trainer):
         self.video_losses, self.reference_flow = video_losses, reference_flow
         self.first_frames = first_frames  # callable(labels [B,N-1,H,W], inst) -> frames, for image-model:PATH
         self.skipped_scales: set[int] = set()
+        self.stage = ScaleStage(cfg.model.n_scales_spatial, True)  # set_stage sets the stage of each step
+        self._stage_set: ScaleStage | None = None
 
     def sample_inputs(self) -> dict:
         return held_out_clip(self.cfg)
@@ -64,27 +96,117 @@ class VideoTrainer(Trainer):
                 if name.startswith("D_temporal")]
 
     # ------------------------------------------------------------------------------------------
+    # spatial scales: the stage of each step
+    # ------------------------------------------------------------------------------------------
+
+    def set_stage(self, step: int) -> None:
+        """Before training step `step` (and on resume, with the last step taken): the stage's active scales (G and
+        its EMA), requires_grad of every scale, and the G optimizer over exactly the trainable parameters."""
+        stage = scale_stage(self.cfg, step)
+        if self.cfg.model.n_scales_spatial == 1 or stage == self._stage_set:
+            return
+        G = self.net("G")
+        for model in (G, None if self.ema is None else self.ema.model):
+            if model is not None:
+                model.set_active_scales(stage.active)
+        finest = stage.active - 1
+        for s, scale in enumerate(G.scales):
+            scale.requires_grad_(s == finest or (s < finest and stage.train_coarse))
+        self.retarget_optimizer("G")
+        if self._stage_set is not None:
+            what = "all active scales train" if stage.train_coarse else f"scale {finest} trains alone"
+            self.acc.print(f"step {step}: {stage.active} of {len(G.scales)} spatial scales active ({what})")
+            log.info("step %d: %s", step, stage)
+        self.stage = self._stage_set = stage
+
+    def retarget_optimizer(self, group: str) -> None:
+        """Rebuild the group's optimizer over its trainable (requires_grad) parameters, when they changed: same
+        hyperparameters and learning rate, Adam state kept for the parameters that stay; the LR schedule goes on
+        from where it was."""
+        g = self.groups[group]
+        params = [p for p in g.parameters() if p.requires_grad]
+        old = getattr(g.optimizer, "optimizer", g.optimizer)  # accelerate's wrapper -> torch's optimizer
+        if [id(p) for pg in old.param_groups for p in pg["params"]] == [id(p) for p in params]:
+            return
+        settings = {k: v for k, v in old.param_groups[0].items() if k != "params"}
+        new = type(old)(params, lr=settings["lr"])
+        new.param_groups[0].update(settings)
+        for p in params:
+            if p in old.state:
+                new.state[p] = old.state[p]
+        scheduler = torch.optim.lr_scheduler.LambdaLR(new, g.scheduler.lr_lambdas[0])
+        scheduler.load_state_dict(g.scheduler.state_dict())
+        new.param_groups[0].update(lr=settings["lr"], initial_lr=settings["initial_lr"])
+        if hasattr(self.acc, "_optimizers"):  # accelerate keeps its prepared optimizers (fp16 unscaling)
+            self.acc._optimizers = [o for o in self.acc._optimizers if o is not g.optimizer]
+        g.optimizer, g.scheduler = self.acc.prepare_optimizer(new), scheduler
+
+    def at_active_scale(self, x: torch.Tensor) -> torch.Tensor:
+        """A full-resolution clip tensor [B,T,C,H,W] -> the active resolution (the generator's avg-pool pyramid;
+        unchanged when every scale is active)."""
+        levels = self.cfg.model.n_scales_spatial - self.stage.active
+        return pyramid(x, levels + 1)[0] if levels else x
+
+    def flow_at_active_scale(self, flow: torch.Tensor | None) -> torch.Tensor | None:
+        """Exact flow [B,T-1,2,H,W] in pixels -> the active resolution (resize_flow), or None."""
+        levels = self.cfg.model.n_scales_spatial - self.stage.active
+        if flow is None or not levels:
+            return flow
+        b, size = flow.shape[0], (flow.shape[-2] // 2**levels, flow.shape[-1] // 2**levels)
+        small = resize_flow(rearrange(flow, "b t c h w -> (b t) c h w"), size)
+        return rearrange(small, "(b t) c h w -> b t c h w", b=b)
+
+    def export_state(self) -> dict[str, torch.Tensor]:
+        """The generator weights to export (EMA when on): the active scales only."""
+        state = super().export_state()
+        if self.stage.active == self.cfg.model.n_scales_spatial:
+            return state
+        active = self.stage.active
+        return {k: v for k, v in state.items() if not k.startswith("scales.") or int(k.split(".")[1]) < active}
+
+    def export_config(self):
+        """The config of the exported model: while scales are still to come, a model of the active scales at the
+        active resolution."""
+        from vid2vid.config import Size
+
+        cfg = self.cfg
+        levels = cfg.model.n_scales_spatial - self.stage.active
+        if not levels:
+            return cfg
+
+        def smaller(size: Size) -> Size:
+            return Size(size.h // 2**levels, size.w // 2**levels)
+
+        return replace(cfg, model=replace(cfg.model, n_scales_spatial=self.stage.active),
+                       data=replace(cfg.data, load_size=smaller(cfg.data.load_size),
+                                    crop_size=smaller(cfg.data.crop_size)),
+                       train=replace(cfg.train, add_scale_every=0, fix_coarse_steps=0))
+
+    # ------------------------------------------------------------------------------------------
     # inputs
     # ------------------------------------------------------------------------------------------
 
     def clip_semantics(self, batch: dict, t0: int = 0, t1: int | None = None) -> torch.Tensor:
-        """labels [B,T,H,W] (+ inst) of frames t0..t1-1 -> semantics [B,t1-t0,C,H,W] (made per chunk in
-        training, so that memory does not grow with the clip length)."""
+        """labels [B,T,H,W] (+ inst) of frames t0..t1-1 -> semantics [B,t1-t0,C,h,w] at the active resolution
+        (made per chunk in training, so that memory does not grow with the clip length)."""
         from vid2vid.data.encoding import semantic_input
 
         inst = batch.get("inst")
-        return semantic_input(batch["labels"][:, t0:t1], None if inst is None else inst[:, t0:t1],
-                              self.cfg.data.label_nc, self.cfg.data.use_instance)
+        sem = semantic_input(batch["labels"][:, t0:t1], None if inst is None else inst[:, t0:t1],
+                             self.cfg.data.label_nc, self.cfg.data.use_instance)
+        return self.at_active_scale(sem)
 
     def history_for(self, batch: dict, sem: torch.Tensor) -> History:
+        """The history before the clip's first generated frame, at the active resolution (sem: the clip's
+        semantics at that resolution)."""
         n = self.cfg.model.n_frames_G - 1
         mode = self.cfg.model.first_frame
         if mode.startswith("image-model:"):
             inst = batch.get("inst")
             with torch.no_grad():
                 frames = self.first_frames(batch["labels"][:, :n], None if inst is None else inst[:, :n])
-            return start_history(mode, sem[:, :n], frames)
-        return start_history(mode, sem[:, :n], batch["frames"][:, :n])
+            return start_history(mode, sem[:, :n], self.at_active_scale(frames))
+        return start_history(mode, sem[:, :n], self.at_active_scale(batch["frames"][:, :n]))
 
     # ------------------------------------------------------------------------------------------
     # the step
@@ -126,8 +248,8 @@ class VideoTrainer(Trainer):
 
     def clip_step(self, batch: dict, parts: dict[str, float], share: float) -> None:
         """Accumulate the gradients of one clip batch (weight `share` of the step) into both groups."""
-        real = batch["frames"]  # [B,T,3,H,W]
-        ref_flow, confidence = self.reference_flow(real, flow_bw=batch.get("flow_bw"))  # [B,T-1,2|1,H,W]
+        real = self.at_active_scale(batch["frames"])  # [B,T,3,H,W] at the active resolution
+        ref_flow, confidence = self.reference_flow(real, flow_bw=self.flow_at_active_scale(batch.get("flow_bw")))
         n_seed, n_frames = self.cfg.model.n_frames_G - 1, real.shape[1]
         history = self.history_for(batch, self.clip_semantics(batch, 0, n_seed))
         self.note_skipped_scales(n_frames)
@@ -345,13 +467,17 @@ def sample_video(trainer: VideoTrainer, clip: dict, out_dir, step: int) -> dict[
     G.eval()
     fake = generate_clip(trainer, G, clip).cpu()  # [T,3,H,W]
     G.train(was_training)
-    real = clip["frames"][0].float()
+    real = trainer.at_active_scale(clip["frames"])[0].float()  # [T,3,h,w]: the active resolution, as fake
     n_seed = trainer.cfg.model.n_frames_G - 1
-    flows = (clip["flow_fw"][0], clip["flow_bw"][0]) if "flow_fw" in clip else None
+    flows = None
+    if "flow_fw" in clip:
+        flows = tuple(trainer.flow_at_active_scale(clip[k])[0] for k in ("flow_fw", "flow_bw"))
+    step_px = 2 ** (trainer.cfg.model.n_scales_spatial - trainer.stage.active)  # label colours: nearest
     e_warp = warping_error(fake[n_seed:], None if flows is None else (flows[0][n_seed:], flows[1][n_seed:]),
                            value_range=(-1, 1), reference=None if flows else real[n_seed:]).value
     metrics = {"val/psnr": float(psnr(fake[n_seed:], real[n_seed:], value_range=(-1, 1))), "val/e_warp": e_warp}
-    panels = torch.cat([label_colours(clip["labels"][0], trainer.cfg.data.label_nc), fake, real], dim=3)
+    labels = clip["labels"][0][..., ::step_px, ::step_px]
+    panels = torch.cat([label_colours(labels, trainer.cfg.data.label_nc), fake, real], dim=3)
     frames = to_uint8(panels)
     with VideoWriter(out_dir / "samples" / f"step_{step:07d}.mp4", fps=trainer.cfg.render.fps) as writer:
         for frame in frames:
