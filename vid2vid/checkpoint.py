@@ -19,16 +19,18 @@ import json
 import logging
 import re
 import shutil
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import yaml
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from flow import atomic_path, commit_dir
 from vid2vid.config import Config, from_dict, save_config
-from vid2vid.errors import UserError
+from vid2vid.errors import UserError, write_failed, writing
 
 EXPORT_CONFIG = "config.yaml"
 EXPORT_WEIGHTS = "generator.safetensors"
@@ -44,14 +46,27 @@ _STEP_DIR = re.compile(r"^step_(\d{7,})$")
 # ----------------------------------------------------------------------------------------------
 
 
+# A failed write (full disk, no permission) is a UserError naming `path`; the temporary file is removed and an
+# earlier file under `path` stays as it was.
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
+    with writing(path), atomic_path(path) as tmp:
         tmp.write_text(text)
 
 
 def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+        _save_safetensors(tensors, tmp, path)
+
+
+def _save_safetensors(tensors: dict[str, torch.Tensor], file: Path, path: str | Path) -> None:
+    """save_file into `file`; a failure is reported as writing `path` (the name the file will have)."""
+    try:
+        with writing(path):
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(file))
+    except SafetensorError as error:  # "Error while serializing: I/O error: <the system's reason> (os error N)"
+        raise write_failed(path, str(error).split("I/O error: ")[-1].split(" (os error")[0]) from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -63,16 +78,21 @@ def export_generator(state_dict: dict[str, torch.Tensor], cfg: Config, out_dir: 
                      encoder: dict[str, torch.Tensor] | None = None,
                      feature_bank: dict[str, torch.Tensor] | None = None) -> Path:
     """Write `out_dir/config.yaml` and `out_dir/generator.safetensors`, plus `encoder.safetensors` and
-    `feature_bank.safetensors` when given (state dicts), each file atomically; an encoder or bank file
-    not given is removed, so that the folder never mixes runs."""
+    `feature_bank.safetensors` when given (state dicts); an encoder or bank file not given is removed, so that
+    the folder never mixes runs. Every file is written under a temporary name first and all are renamed into
+    place together, so a failed write (a UserError naming the file) leaves an earlier export whole."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / EXPORT_CONFIG)  # atomic
-    atomic_save_safetensors(state_dict, out_dir / EXPORT_WEIGHTS)
-    for name, tensors in ((EXPORT_ENCODER, encoder), (EXPORT_FEATURE_BANK, feature_bank)):
-        if tensors is not None:
-            atomic_save_safetensors(tensors, out_dir / name)
-        else:
+    with writing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+    weights = {EXPORT_WEIGHTS: state_dict, EXPORT_ENCODER: encoder, EXPORT_FEATURE_BANK: feature_bank}
+    with ExitStack() as commit:  # on a clean exit every temporary file is renamed; after an error all are removed
+        with writing(out_dir / EXPORT_CONFIG):
+            save_config(cfg, commit.enter_context(atomic_path(out_dir / EXPORT_CONFIG)))
+        for name, tensors in weights.items():
+            if tensors is not None:
+                _save_safetensors(tensors, commit.enter_context(atomic_path(out_dir / name)), out_dir / name)
+    for name, tensors in weights.items():
+        if tensors is None:
             (out_dir / name).unlink(missing_ok=True)
     return out_dir
 
@@ -110,7 +130,7 @@ def _read_export(path: Path) -> tuple[Config, Path]:
                             f"{EXPORT_WEIGHTS} (written by vid2vid train into <train.out_dir>/export)")
     try:
         tree = yaml.safe_load(cfg_path.read_text())
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise UserError(f"{cfg_path}: not valid YAML ({e}); re-export the model") from None
     return from_dict(tree), weights_path
 
@@ -268,6 +288,14 @@ def finalize_checkpoint(tmp_dir: Path, keep_last: int) -> Path:
         if stale != tmp_dir:
             shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def checkpoint_not_written(tmp_dir: Path, error: UserError) -> UserError:
+    """The error for a checkpoint whose temporary folder could not be completed (and was removed)."""
+    found = list_checkpoints(tmp_dir.parent)
+    intact = (f"the previous checkpoint {found[-1]} and the export are intact (--resume latest continues from it)"
+              if found else "no earlier checkpoint exists")
+    return UserError(f"checkpoint {tmp_dir.name.removeprefix('.tmp_')} not written: {error}; {intact}")
 
 
 def resolve_resume(resume: str, ckpt_root: str | Path) -> Path | None:

@@ -79,8 +79,8 @@ def cmd_render(args: argparse.Namespace) -> None:
 
     options = {key: getattr(args, key) for key in (
         "palette", "labels", "centres", "first_frame", "instances", "size", "start", "max_frames", "fps", "crf",
-        "frames_dir", "side_by_side", "overwrite", "device", "precision", "channels_last", "compile",
-        "feature_cluster", "style", "seed")}
+        "frames_dir", "side_by_side", "overwrite", "keep_partial", "device", "precision", "channels_last",
+        "compile", "feature_cluster", "style", "seed")}
     if args.all is not None:
         if args.input is not None or args.instances is not None:
             raise UserError("render --all PHASE_DIR OUTPUT_DIR: give no INPUT and no --instances "
@@ -127,6 +127,9 @@ def _add_render_parser(sub) -> None:
     p.add_argument("--frames-dir", action="store_true", help="write OUTPUT/00000.png, 00001.png, ... instead")
     p.add_argument("--side-by-side", action="store_true", help="write labels | output side by side")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--keep-partial", action="store_true",
+                   help="on Ctrl-C / SIGTERM, finish the output with the frames rendered so far (default: remove it); "
+                        "exit status 130 / 143 either way")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default=None, choices=("fp32", "bf16", "fp16"),
                    help="default: the export's render.precision (bf16 on a CPU without AVX512-BF16 is emulated)")

@@ -30,14 +30,17 @@ class Size(NamedTuple):
 
 
 def parse_size(text: str | Size | list | tuple, key: str = "size") -> Size:
-    """'256x512' (or [256, 512]) -> Size(256, 512); a clear error otherwise."""
+    """'256x512' (or [256, 512]) -> Size(256, 512); a clear error otherwise (also for a side of 0)."""
+    size = None
     if isinstance(text, (list, tuple)) and len(text) == 2 and all(_is_int(v) for v in text):
-        return Size(int(text[0]), int(text[1]))
-    if isinstance(text, str):
+        size = Size(int(text[0]), int(text[1]))
+    elif isinstance(text, str):
         parts = text.lower().replace(" ", "").split("x")
         if len(parts) == 2 and all(p.isdigit() for p in parts):
-            return Size(int(parts[0]), int(parts[1]))
-    raise ConfigError(f"{key}: expected a size written HxW (height first), e.g. 256x512; got {text!r}")
+            size = Size(int(parts[0]), int(parts[1]))
+    if size is None or min(size) < 1:
+        raise ConfigError(f"{key}: expected a size written HxW (height first, both >= 1), e.g. 256x512; got {text!r}")
+    return size
 
 
 def _is_int(v: Any) -> bool:
@@ -597,6 +600,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
             tree = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not a text file ({e}); pass a YAML config, e.g. configs/demo.yaml") from None
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: expected a mapping of config sections at the top level")
     try:

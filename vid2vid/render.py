@@ -22,7 +22,9 @@ file, converted to labels by vid2vid.data.prepare.FrameLabeller exactly as `vid2
 
 Sizes the model's stride cannot take are padded (repeating the last row and column) and cropped back.
 render_video reads labels in one thread and encodes in another, with small bounded queues, so the model
-does not wait on I/O and memory does not grow with the video length.
+does not wait on I/O and memory does not grow with the video length. The output appears under its name only when
+complete: a failed write (full disk) or an error leaves nothing behind, and so does SIGINT / SIGTERM unless
+keep_partial finishes the frames rendered so far into a playable output (exit status 130 / 143 either way).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import queue
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -45,7 +48,8 @@ import torch
 from vid2vid import temporal
 from vid2vid.config import Size, model_stride, palette_problem
 from vid2vid.data.encoding import DONTCARE_ID, semantic_input
-from vid2vid.errors import ConfigError, DataError, UserError
+from vid2vid.errors import ConfigError, DataError, UserError, write_failed, writing
+from vid2vid.signals import StopSignals
 from vid2vid.video_io import IMAGE_EXTENSIONS, VideoWriter, iter_frames, probe, read_image, write_image
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -332,6 +336,10 @@ class VideoRenderer:
                             f"0..{self.label_nc - 1} (the model's label_nc {self.label_nc}); remap the labels")
         stride = self.stride
         padded = (-(-size.h // stride) * stride, -(-size.w // stride) * stride)
+        if min(padded) < 2 * stride:  # the innermost layers need at least 2x2 values
+            raise UserError(f"frame size {size.h}x{size.w}: too small for this model, whose frames are padded to "
+                            f"a multiple of {stride}; each side must be at least {stride + 1} pixels (pass --size "
+                            "HxW, e.g. the model's data.crop_size)")
         labels = pad_to(labels.to(self.device), *padded)
         return labels, None if inst is None else pad_to(inst.to(self.device), *padded)
 
@@ -666,11 +674,15 @@ class FramesDirSink:
         self.path, self.overwrite, self.tmp, self.n = path, overwrite, temp_sibling(path), 0
 
     def __enter__(self) -> FramesDirSink:
-        self.tmp.mkdir()
+        with writing(self.path):
+            self.tmp.mkdir()
         return self
 
     def write(self, frame: np.ndarray) -> None:
-        write_image(self.tmp / f"{self.n:05d}.png", frame)
+        try:
+            write_image(self.tmp / f"{self.n:05d}.png", frame)
+        except DataError:  # a full disk, no permission
+            raise write_failed(self.path, f"frame {self.n} could not be saved") from None
         self.n += 1
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -786,6 +798,16 @@ class _Aborted(Exception):
 # ----------------------------------------------------------------------------------------------
 
 
+class RenderStopped(SystemExit):
+    """Rendering stopped on SIGINT / SIGTERM after `frames` frames: a SystemExit whose code is the shell's status for
+    the signal (130 / 143), so that the command line exits with it. `output` is the partial output kept with
+    keep_partial, else None (nothing written)."""
+
+    def __init__(self, signum: int, frames: int, output: Path | None):
+        super().__init__(128 + signum)
+        self.signum, self.frames, self.output = signum, frames, output
+
+
 @dataclass
 class RenderSummary:
     output: Path
@@ -807,7 +829,8 @@ def render_video(checkpoint: str | Path, inputs: str | Path, output: str | Path,
     kmeans:K, a prepared dataset's kmeans_centres.json), first_frame, instances (folder), size (HxW or Size;
     a video's frames are resized before labelling, as prepare video does), start, max_frames, fps, crf (default: the
     export's render.fps / render.crf), frames_dir (write PNGs into the folder `output`), side_by_side (labels |
-    output), overwrite, progress (tqdm bar; None = on a terminal), and VideoRenderer's device, precision
+    output), overwrite, progress (tqdm bar; None = on a terminal), keep_partial and on_frame (see render_input),
+    and VideoRenderer's device, precision
     (default: the export's render.precision), feature_cluster, style, seed, channels_last, compile."""
     from vid2vid.config import parse_size
 
@@ -856,8 +879,14 @@ def render_input(renderer: VideoRenderer, source: LabelInput, output: Path, *, f
                  size: Size | str | None = None, start: int = 0, max_frames: int | None = None,
                  fps: float | None = None, crf: int | None = None, frames_dir: bool = False,
                  side_by_side: bool = False, overwrite: bool = False, progress: bool | None = None,
+                 keep_partial: bool = False, on_frame: Callable[[int], object] | None = None,
                  **_renderer_options) -> RenderSummary:
-    """Stream one LabelInput through a renderer into `output` (checked by check_output)."""
+    """Stream one LabelInput through a renderer into `output` (checked by check_output). on_frame(n) is called
+    after each frame with the number of frames rendered so far (a progress hook).
+
+    SIGINT / SIGTERM (from the main thread) stop after the frame in progress: the output is removed, or, with
+    keep_partial, finished with the frames rendered so far (a playable video); one line on stderr says which and
+    RenderStopped (exit status 130 / 143) is raised. A second signal acts at once (no output)."""
     from tqdm import tqdm
 
     from vid2vid.config import parse_size
@@ -875,24 +904,48 @@ def render_input(renderer: VideoRenderer, source: LabelInput, output: Path, *, f
     bar = tqdm(total=n, unit="frame", desc=source.name, disable=disable, leave=False)
     n_colours = max(renderer.label_nc, DONTCARE_ID + 1) if renderer.dontcare else renderer.label_nc
     palette = label_palette(n_colours) if side_by_side else None
-    began = time.perf_counter()
+    began, done = time.perf_counter(), 0
     reader.start()
     encoder.start()
-    try:
-        for labels, inst in reader:
-            frame = renderer.step(labels, inst)  # uint8 [H,W,3]
-            if side_by_side:
-                frame = np.concatenate([palette[labels], frame], axis=1)
-            encoder.put(frame)
-            bar.update()
-        encoder.finish()
-    except BaseException:
-        encoder.abort()
-        raise
-    finally:
-        reader.close()
-        bar.close()
+    with StopSignals() as stop:
+        try:
+            for labels, inst in reader:
+                frame = renderer.step(labels, inst)  # uint8 [H,W,3]
+                if side_by_side:
+                    frame = np.concatenate([palette[labels], frame], axis=1)
+                encoder.put(frame)
+                done += 1
+                bar.update()
+                if on_frame is not None:
+                    on_frame(done)
+                if stop.signum and done < n:
+                    break
+            stopped = stop.signum if done < n else 0  # (a signal during the last frame: the render just ends)
+            if stopped and not (keep_partial and done):
+                encoder.abort()
+            else:
+                encoder.finish()
+        except BaseException:
+            encoder.abort()
+            raise
+        finally:
+            reader.close()
+            bar.close()
+    if stopped:
+        _stopped(stopped, done, n, output if keep_partial and done else None)
     return RenderSummary(output, n, time.perf_counter() - began)
+
+
+def _stopped(signum: int, done: int, n: int, kept: Path | None) -> None:
+    """One line on stderr saying where the render stopped and what it left, then RenderStopped."""
+    import signal
+    import sys
+
+    left = (f"kept the partial output {kept} ({done} frames)" if kept is not None
+            else "no output written (--keep-partial keeps the frames rendered so far)")
+    print(f"vid2vid: {signal.Signals(signum).name}: stopped after {done} of {n} frames; {left}", file=sys.stderr,
+          flush=True)
+    raise RenderStopped(signum, done, kept)
 
 
 def _frame_count(source: LabelInput, start: int, max_frames: int | None) -> int:

@@ -31,7 +31,6 @@ import os
 import shutil
 import signal
 import sys
-import threading
 import time
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
@@ -48,7 +47,8 @@ from flow import atomic_path
 from vid2vid import checkpoint as ckpt
 from vid2vid.config import Config, save_config
 from vid2vid.data.sampler import ClipSampler, EpochSampler, endless_batches, make_loader  # noqa: F401 (re-exported)
-from vid2vid.errors import ConfigError, DataError, UserError
+from vid2vid.errors import ConfigError, DataError, UserError, writing
+from vid2vid.signals import StopSignals
 
 # ----------------------------------------------------------------------------------------------
 # Config checks that need the environment (the static rules live in config.check)
@@ -581,7 +581,7 @@ class JsonlLog:
             path.unlink()
 
     def write(self, record: dict) -> None:
-        with self.path.open("a") as f:
+        with writing(self.path), self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
 
@@ -619,22 +619,30 @@ RESUME_FIX = "resume with the config the run was started with (<train.out_dir>/c
 
 def save_checkpoint(acc: Accelerator, trainer: Trainer, out_dir: Path, state: dict) -> Path | None:
     """Every process calls this. Written to a temporary folder and renamed when complete; then the export
-    is refreshed. Returns the checkpoint folder on the main process."""
+    is refreshed. Returns the checkpoint folder on the main process. A failed write (full disk) removes the
+    temporary folder and raises a UserError saying what stays intact."""
     cfg = trainer.cfg
     tmp = ckpt.temp_checkpoint_dir(out_dir / "checkpoints", state["step"])
-    if acc.is_main_process:
+    try:
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            with writing(tmp):
+                tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        ckpt.save_rng(tmp, acc.process_index)
+        if acc.is_main_process:
+            for name, net in trainer.networks.items():
+                ckpt.atomic_save_safetensors(acc.unwrap_model(net).state_dict(), ckpt.network_file(tmp, name))
+            if trainer.ema is not None:
+                ckpt.atomic_save_safetensors(trainer.ema.state_dict(), tmp / ckpt.EMA_FILE)
+            ckpt.write_trainer_state(tmp, {**state, **_group_state(trainer, tmp)})
+        acc.wait_for_everyone()
+    except BaseException as error:  # no partial checkpoint stays behind
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    acc.wait_for_everyone()
-    ckpt.save_rng(tmp, acc.process_index)
+        if isinstance(error, UserError):
+            raise ckpt.checkpoint_not_written(tmp, error) from None
+        raise
     final = None
-    if acc.is_main_process:
-        for name, net in trainer.networks.items():
-            ckpt.atomic_save_safetensors(acc.unwrap_model(net).state_dict(), ckpt.network_file(tmp, name))
-        if trainer.ema is not None:
-            ckpt.atomic_save_safetensors(trainer.ema.state_dict(), tmp / ckpt.EMA_FILE)
-        ckpt.write_trainer_state(tmp, {**state, **_group_state(trainer, tmp)})
-    acc.wait_for_everyone()
     if acc.is_main_process:
         final = ckpt.finalize_checkpoint(tmp, cfg.train.keep_last)
         write_export(trainer, out_dir / "export")
@@ -956,43 +964,6 @@ class TrainingStopped(SystemExit):
     def __init__(self, signum: int, step: int, checkpoint: Path | None):
         super().__init__(128 + signum)
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
-
-
-class StopSignals:
-    """While training: SIGINT and SIGTERM set a flag that the loop reads between steps (StopSignals.agreed).
-    A second signal acts at once as the previous handler would (Ctrl-C twice: KeyboardInterrupt; SIGTERM twice:
-    the process ends), without a checkpoint. Installed from the main thread only (Python delivers signals
-    there); a signal that was ignored (SIG_IGN, e.g. SIGINT of a background job) stays ignored. The previous
-    handlers come back on exit."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.signum = 0
-        self.previous: dict[int, object] = {}
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                if signal.getsignal(sig) is not signal.SIG_IGN:
-                    self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-        self.previous = {}
-
-    def _handle(self, signum: int, frame) -> None:
-        if self.signum:  # the second signal
-            self.__exit__()
-            signal.raise_signal(signum)
-            return
-        self.signum = signum
-
-    def agreed(self, acc: Accelerator) -> int:
-        """The signal every process stops for now (the highest any process received; one reduce), 0 for none."""
-        return int(acc.reduce(torch.tensor(float(self.signum), device=acc.device), "max"))
 
 
 def _stop(run: Run, signum: int, last_step: int, bar) -> None:

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from flow import atomic_path
-from vid2vid.errors import DataError, UserError
+from vid2vid.errors import DataError, UserError, writing
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -260,8 +260,13 @@ class VideoWriter:
             raise UserError(f"{self.path}: frame {self.n_frames} is {h}x{w}, earlier frames are "
                             f"{self.stream.height}x{self.stream.width}; every frame must have the same size")
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        self.container.mux(self.stream.encode(video_frame))
+        with self._writing():
+            self.container.mux(self.stream.encode(video_frame))
         self.n_frames += 1
+
+    def _writing(self):
+        """A failed write (full disk, no permission) -> a UserError naming the output, not its temporary name."""
+        return writing(self.path, also=(av.FFmpegError,))
 
     def __exit__(self, exc_type, exc, tb) -> None:
         """Finish the file; atomic_path then renames it to self.path, or removes it after any error."""
@@ -269,14 +274,17 @@ class VideoWriter:
             self._close(flush=exc_type is None)
         except BaseException as error:
             self._atomic.__exit__(type(error), error, error.__traceback__)
-            raise
+            if exc_type is None:
+                raise
+            return  # the error that ended the block is the one to report
         self._atomic.__exit__(exc_type, exc, tb)
 
     def _close(self, flush: bool) -> None:
-        try:
-            if flush and self.stream is not None:
-                self.container.mux(self.stream.encode(None))  # flush the encoder
-        finally:
-            self.container.close()
+        with self._writing():
+            try:
+                if flush and self.stream is not None:
+                    self.container.mux(self.stream.encode(None))  # flush the encoder
+            finally:
+                self.container.close()  # writes the index (moov) of an mp4
         if flush and self.stream is None:
             raise UserError(f"{self.path}: no frames were written")
