@@ -1,7 +1,7 @@
 """Data pipeline benchmark: preparing datasets and loading clips, each against a reference in the same run.
 
     python tools/bench.py data [--config configs/demo.yaml] [--clips 120] [--video ../shared/data/vtest.avi]
-                               [--threads 1]
+                               [--video-frames N] [--threads 1]
 
 1. `prepare synthetic` at the config's data.synthetic settings (the demo dataset): seconds, against
    re-writing the same PNG and .flo files (encoding + disk alone).
@@ -17,11 +17,13 @@ import platform
 import shutil
 import tempfile
 import time
+from itertools import islice
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from bench import area_table, figure
 
 from vid2vid.config import Size, load_config
 from vid2vid.data.prepare import prepare_video
@@ -30,6 +32,7 @@ from vid2vid.data.synthetic import generate_synthetic
 from vid2vid.video_io import VideoWriter, iter_frames
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "vtest.avi"
 
 
 def timed(fn):
@@ -94,19 +97,14 @@ def to_video_dataset(root: Path, out: Path) -> None:
                 writer.write(frame)
 
 
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="bench.py data")
-    parser.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
-    parser.add_argument("--clips", type=int, default=120)
-    parser.add_argument("--video", default=str(ROOT.parent / "shared" / "data" / "vtest.avi"))
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    cv2.setNumThreads(args.threads)
-    cfg = load_config(args.config)
+def measure(config: str, clips: int = 120, video: str | None = None, threads: int = 1,
+            video_frames: int | None = None) -> dict:
+    """Every figure of the module docstring; video_frames: only the first frames of the video for item 4."""
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    cfg = load_config(config)
     syn, data = cfg.data.synthetic, cfg.data
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, threads {args.threads}; "
-          f"torch {torch.__version__}, OpenCV {cv2.__version__}")
+    result = {"threads": threads}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         root, wall, cpu = timed(lambda: generate_synthetic(
@@ -114,28 +112,54 @@ def main(argv: list[str]) -> None:
             size=Size(*syn.size), seed=syn.seed))
         n_frames = (syn.sequences + syn.test_sequences) * syn.frames
         floor = rewrite_files(root, tmp / "rewrite")
-        print(f"prepare synthetic ({syn.sequences}+{syn.test_sequences} sequences x {syn.frames} frames, {syn.size}): "
-              f"{wall:.2f} s wall, {cpu:.2f} s CPU ({n_frames / wall:.0f} frames/s); rewriting its files alone: "
-              f"{floor:.2f} s; ratio {wall / floor:.1f}x")
+        name = f"prepare synthetic ({syn.sequences}+{syn.test_sequences} sequences x {syn.frames} frames, {syn.size})"
+        result[name] = figure(wall, "s", floor, "re-writing its PNG/.flo files alone")
+        result[f"{name}, CPU time"] = figure(cpu, "s")
+        result[f"{name}, rate"] = figure(n_frames / wall, "frames/s")
 
         cfg.data.root, cfg.data.source = str(root), "folder"
         ds = build_dataset(cfg.data, seed=0)
-        rate, raw = loader_rate(ds, args.clips), raw_rate(ds, args.clips)
-        print(f"loader ({data.n_frames} frames/clip, {data.crop_size}, flip {data.flip}, flow + instances): "
-              f"{rate:.1f} clips/s; raw file reads alone: {raw:.1f} clips/s; ratio {raw / rate:.2f}x slower")
+        rate, raw = loader_rate(ds, clips), raw_rate(ds, clips)
+        loader = f"loader ({data.n_frames} frames/clip, {data.crop_size}, flip {data.flip}, flow + instances)"
+        result[loader] = figure(rate, "clips/s", raw, "raw reads of the same files")
 
         to_video_dataset(root, tmp / "video")
         cfg.data.root = str(tmp / "video")
-        video_rate = loader_rate(build_dataset(cfg.data, seed=0), args.clips)
-        print(f"loader, RGB from .mp4 (labels only, no flow): {video_rate:.1f} clips/s "
-              f"({video_rate / rate:.2f}x the PNG loader with flow)")
-
-    if Path(args.video).is_file():
-        (_, decode, _) = timed(lambda: sum(1 for _ in iter_frames(args.video)))
-        n = sum(1 for _ in iter_frames(args.video))
+        video_rate = loader_rate(build_dataset(cfg.data, seed=0), clips)
+        result["loader, RGB from .mp4 (labels only, no flow)"] = figure(video_rate, "clips/s", rate,
+                                                                       "PNG loader with flow")
+    if video and Path(video).is_file():
+        n = sum(1 for _ in islice(iter_frames(video), video_frames))
+        _, decode, _ = timed(lambda: sum(1 for _ in islice(iter_frames(video), video_frames)))
         for labels in ("edges", "kmeans:8"):
             with tempfile.TemporaryDirectory() as tmp:
                 _, wall, _ = timed(lambda labels=labels, tmp=tmp: prepare_video(
-                    args.video, Path(tmp) / "out", labels=labels, seq_len=30, test_fraction=0.2))
-            print(f"prepare video {Path(args.video).name} ({n} frames) --labels {labels}: {wall:.2f} s "
-                  f"({n / wall:.0f} frames/s); decoding alone {decode:.2f} s; ratio {wall / decode:.1f}x")
+                    video, Path(tmp) / "out", labels=labels, seq_len=30, test_fraction=0.2, max_frames=video_frames))
+            name = f"prepare video {Path(video).name} ({n} frames) --labels {labels}"
+            result[name] = figure(wall, "s", decode, "decoding alone")
+            result[f"{name}, rate"] = figure(n / wall, "frames/s")
+    else:
+        result["prepare video"] = f"skipped: {video} not found"
+    return result
+
+
+def run(quick: bool = True) -> dict:
+    """Figures for tools/bench.py; quick: 40 clips per loader and the first 200 frames of vtest.avi."""
+    clips, frames = (40, 200) if quick else (120, None)
+    result = measure(str(ROOT / "configs" / "demo.yaml"), clips, str(DEFAULT_VIDEO), 1, frames)
+    result["reference"] = "the I/O floor of each step (re-writing, raw reads, decoding) in the same run"
+    result["command"] = f"python tools/bench.py data --clips {clips}" + (f" --video-frames {frames}" if frames else "")
+    return result
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="bench.py data")
+    parser.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
+    parser.add_argument("--clips", type=int, default=120)
+    parser.add_argument("--video", default=str(DEFAULT_VIDEO))
+    parser.add_argument("--video-frames", type=int, default=None, help="only the video's first frames")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, threads {args.threads}; "
+          f"torch {torch.__version__}, OpenCV {cv2.__version__}")
+    print(area_table(measure(args.config, args.clips, args.video, args.threads, args.video_frames)))

@@ -15,6 +15,7 @@ import statistics
 import time
 
 import torch
+from bench import area_table, figure
 
 from vid2vid.config import parse_size
 from vid2vid.models import FeatureEncoder
@@ -64,6 +65,36 @@ def cpu_name() -> str:
         return platform.processor() or "cpu"
 
 
+def measure(instances: int = 100, size: str = "256x512", channels: int = 3, repeats: int = 20, threads: int = 1,
+            device: str = "cpu") -> dict:
+    torch.set_num_threads(threads)
+    device = torch.device(device)
+    size = parse_size(size)
+    inst = voronoi_instances(instances, size.h, size.w).to(device)
+    features = torch.randn(1, channels, size.h, size.w, device=device)
+    assert torch.allclose(instance_average(features, inst), loop_reference(features, inst), atol=1e-5)
+    fast = median_ms(lambda: instance_average(features, inst), repeats, device)
+    slow = median_ms(lambda: loop_reference(features, inst), max(3, repeats // 4), device)
+    encoder = FeatureEncoder(3, channels, ngf=16, n_downsample=4).to(device)
+    image = torch.rand(1, 3, size.h, size.w, device=device) * 2 - 1
+    with torch.no_grad():
+        enc = median_ms(lambda: encoder(image, inst), max(3, repeats // 4), device)
+    name = f"instance_average, {instances} instances, {size}, {channels} channels"
+    return {"threads": torch.get_num_threads(),
+            name: figure(fast, "ms", slow, "per-instance Python loop"),
+            "the same pooling within the feature encoder": figure(fast, "ms", enc, "whole encoder forward: ngf 16, "
+                                                                   "4 downsamplings, incl. pooling")}
+
+
+def run(quick: bool = True) -> dict:
+    """Figures for tools/bench.py; quick: 8 repeats instead of 20."""
+    repeats = 8 if quick else 20
+    result = measure(repeats=repeats)
+    result["reference"] = "the direct per-instance loop (one mask per instance) on the same map, same run"
+    result["command"] = f"python tools/bench.py models --repeats {repeats}"
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.py models", description=__doc__.split("\n")[0])
     parser.add_argument("--instances", type=int, default=100)
@@ -73,28 +104,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    size = parse_size(args.size)
-
-    inst = voronoi_instances(args.instances, size.h, size.w).to(device)
-    features = torch.randn(1, args.channels, size.h, size.w, device=device)
-    assert torch.allclose(instance_average(features, inst), loop_reference(features, inst), atol=1e-5)
-    fast = median_ms(lambda: instance_average(features, inst), args.repeats, device)
-    slow = median_ms(lambda: loop_reference(features, inst), max(3, args.repeats // 4), device)
-    encoder = FeatureEncoder(3, args.channels, ngf=16, n_downsample=4).to(device)
-    image = torch.rand(1, 3, size.h, size.w, device=device) * 2 - 1
-    with torch.no_grad():
-        enc = median_ms(lambda: encoder(image, inst), max(3, args.repeats // 4), device)
-
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    print(f"machine: {name}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"instance_average, {args.instances} instances, {size}, {args.channels} channels:")
-    print(f"  vectorised          {fast:9.2f} ms")
-    print(f"  per-instance loop   {slow:9.2f} ms   (reference, same run)")
-    print(f"  speed-up            {slow / fast:9.1f} x")
-    print(f"  feature encoder ngf 16, 4 downs, forward incl. pooling: {enc:.2f} ms "
-          f"(pooling = {100 * fast / enc:.1f}% of it)")
+    result = measure(args.instances, args.size, args.channels, args.repeats, args.threads, args.device)
+    name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else cpu_name()
+    print(f"machine: {name}, torch {torch.__version__}, threads {result['threads']}")
+    print(area_table(result))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ Memory: peak RSS of `vid2vid render`'s code path (render_video to an mp4) in a f
 10x longer video of a tiny model; streaming keeps them about equal.
 
 --quick: a tiny model at 64x128 and 60 vs 200 frames of 32x32 for the memory rows (a check that the benchmark
-runs, not figures to record).
+runs, not figures to record). `python tools/bench.py` (all areas) uses run(quick=True) instead: the reference
+generator at 128x256, 3 timed frames per mode, 60 vs 300 frames for the memory rows, 2 threads.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench import area_table, figure
 from bench_models import cpu_name
 
 from vid2vid.checkpoint import export_generator
@@ -105,6 +107,41 @@ def rss_child(export: str, n_frames: int, size: str, tmp: str) -> None:
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
+def measure(size: Size, model: dict, frames: int, modes: list[str], rss_size: Size, rss_frames: tuple[int, int],
+            device: str = "cpu", threads: int = 1, warp_features: bool = False) -> dict:
+    torch.set_num_threads(threads)
+    result = {"threads": threads, "model": f"{model}, warp_features {warp_features}, {size}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        export = make_export(Path(tmp) / "model", model, size, warp_features)
+        eager = None
+        for mode in modes:
+            skip = bf16_skip_reason(device) if mode == "bf16" else None
+            if skip:
+                result[f"{mode}, s/frame"] = skip
+                continue
+            spf = seconds_per_frame(export, size, mode, frames, device)
+            eager = eager or spf
+            result[f"{mode}, s/frame (median of {frames})"] = figure(spf, "s", eager, f"{modes[0]}, same run")
+        tiny = make_export(Path(tmp) / "tiny", TINY, rss_size)
+        short, long = rss_frames
+        rss = {n: peak_rss_mb(tiny, n, rss_size, Path(tmp)) for n in (short, long)}
+        result[f"peak RSS of render_video, tiny model at {rss_size}, {long} frames"] = figure(
+            rss[long], "MB", rss[short], f"{short} frames")
+    return result
+
+
+def run(quick: bool = True) -> dict:
+    """Figures for tools/bench.py. quick: the reference generator at 128x256, 3 timed frames per mode, memory
+    at 60 vs 300 frames (CLI: --size 128x256 --frames 3 --rss-frames 60,300); full: the CLI's defaults."""
+    size, frames, rss_frames = (Size(128, 256), 3, (60, 300)) if quick else (Size(256, 512), 10, (60, 600))
+    modes = ["eager", "channels_last", "compile", "bf16"]
+    result = measure(size, REFERENCE, frames, modes, Size(64, 64), rss_frames, threads=2)
+    result["reference"] = "eager fp32 rendering of the same model in the same run; memory: the shorter video"
+    result["command"] = (f"python tools/bench.py render --threads 2 --size {size} --frames {frames} "
+                         f"--rss-frames {rss_frames[0]},{rss_frames[1]}")
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.py render", description=__doc__.split("\n")[0])
     parser.add_argument("--size", default="256x512")
@@ -126,24 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     rss_frames = args.rss_frames or ("60,200" if args.quick else "60,600")
     print(f"render benchmark on {cpu_name() if args.device == 'cpu' else args.device}, {args.threads} thread(s), "
           f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
-    with tempfile.TemporaryDirectory() as tmp:
-        export = make_export(Path(tmp) / "model", model, size, args.warp_features)
-        print(f"model {model}, warp_features {args.warp_features}, {size}: seconds per frame (median of "
-              f"{args.frames})")
-        reference = None
-        for mode in args.modes.split(","):
-            skip = bf16_skip_reason(args.device) if mode == "bf16" else None
-            if skip:
-                print(f"  {mode:14s} {skip}")
-                continue
-            spf = seconds_per_frame(export, size, mode, args.frames, args.device)
-            reference = reference or spf
-            print(f"  {mode:14s} {spf:8.4f} s/frame  {1 / spf:7.2f} frames/s  x{reference / spf:.2f} vs eager")
-        tiny = make_export(Path(tmp) / "tiny", TINY, rss_size)
-        short, long = (int(n) for n in rss_frames.split(","))
-        rss = {n: peak_rss_mb(tiny, n, rss_size, Path(tmp)) for n in (short, long)}
-        print(f"peak RSS rendering a tiny model at {rss_size}: {short} frames {rss[short]:.0f} MB, {long} frames "
-              f"{rss[long]:.0f} MB ({rss[long] - rss[short]:+.0f} MB)")
+    result = measure(size, model, args.frames, args.modes.split(","), rss_size,
+                     tuple(int(n) for n in rss_frames.split(",")), args.device, args.threads, args.warp_features)
+    print(area_table(result))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Measures, at the given config (default configs/demo_image.yaml):
   bookkeeping), so `step / reference` is the trainer's cost over the bare networks;
 - peak memory (CUDA: max allocated; CPU: the process's peak resident set, which includes PyTorch itself);
 - inference frames/s of the generator (batch 1, eval mode, no grad) at data.crop_size.
-Prints one JSON object, with the machine.
+Prints a table of the figures, with the machine.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench import area_table, figure
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,7 +88,7 @@ def trainer_step(cfg_path: str, overrides: list[str], steps: int, data_root: str
             extra.append(f"data.root={data_root}")
         cfg = load_config(cfg_path, [*overrides, *extra])
         train(cfg)
-        log = [json.loads(x) for x in (Path(tmp) / "run" / "log.jsonl").read_text().splitlines()]
+        log = [json.loads(x) for x in (Path(tmp) / "run" / "log.jsonl").read_text().splitlines() if '"it_s"' in x]
     return statistics.median(1.0 / r["it_s"] for r in log[2:]), cfg
 
 
@@ -105,6 +106,47 @@ def machine() -> str:
     return f"{cpu}; {os.cpu_count()} cores; torch threads {threads}; GPU {gpu}; torch {torch.__version__}"
 
 
+def current_rss() -> int:
+    """Resident set of this process now, in bytes."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
+
+
+def measure(config: str, overrides: list[str] | None = None, steps: int = 10, reps: int = 5,
+            data_root: str | None = None, threads: int = 1) -> dict:
+    overrides = overrides or []
+    if not torch.cuda.is_available():
+        torch.set_num_threads(threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated() if torch.cuda.is_available() else current_rss()
+    step_s, cfg = trainer_step(config, overrides, steps, data_root)
+    peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    ref_s = reference_step(cfg, device, reps)
+    fps = inference_fps(cfg, device, reps)
+    kind = "CUDA allocated" if torch.cuda.is_available() else "process RSS, PyTorch included"
+    return {
+        "config": f"{Path(config).name} {' '.join(overrides)}".strip(), "model": cfg.model.name,
+        "batch, size, precision": f"{cfg.data.batch_size}, {cfg.data.crop_size}, {cfg.train.mixed_precision}",
+        "trainer step (D + G, median of steps 3..N)": figure(step_s, "s", ref_s, "plain fp32 forward + backward of "
+                                                             "G and D on the same batch"),
+        f"peak memory ({kind})": figure(peak / 2**20, "MiB", before / 2**20, "before training, imports done"),
+        "generator inference, batch 1, eval": figure(fps, "frames/s"),
+        "machine": machine(),
+    }
+
+
+def run(quick: bool = True) -> dict:
+    """Figures for tools/bench.py; quick: 6 trainer steps, 2 repetitions of the reference timings."""
+    steps, reps = (6, 2) if quick else (10, 5)
+    result = measure(str(REPO / "configs" / "demo_image.yaml"), steps=steps, reps=reps)
+    result.pop("machine")
+    result["reference"] = "the bare networks' forward + backward on the same batch (no Accelerate, no losses)"
+    result["command"] = f"python tools/bench.py train --steps {steps} --reps {reps}"
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="trainer step time, peak memory and inference frames/s")
     p.add_argument("--config", default=str(REPO / "configs" / "demo_image.yaml"))
@@ -114,24 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads on CPU (default 1)")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
-    if not torch.cuda.is_available():
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    step_s, cfg = trainer_step(args.config, args.overrides, args.steps, args.data_root)
-    peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    ref_s = reference_step(cfg, device, args.reps)
-    fps = inference_fps(cfg, device, args.reps)
-    print(json.dumps({
-        "config": args.config, "overrides": args.overrides, "model": cfg.model.name,
-        "batch": cfg.data.batch_size, "size": str(cfg.data.crop_size), "precision": cfg.train.mixed_precision,
-        "train_step_s": round(step_s, 4), "reference_fwd_bwd_s": round(ref_s, 4),
-        "step_over_reference": round(step_s / ref_s, 3),
-        "peak_memory_MiB": round(peak / 2**20, 1), "peak_memory_kind": "cuda allocated" if torch.cuda.is_available()
-        else "process RSS", "inference_fps": round(fps, 2), "machine": machine(),
-    }, indent=1))
+    print(area_table(measure(args.config, args.overrides, args.steps, args.reps, args.data_root, args.threads)))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench import area_table, figure
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,6 +101,42 @@ def training(config: str, length: int, overrides: list[str]) -> dict:
             "step_s_per_frame": statistics.median(result["step_s"][1:] or result["step_s"]) / generated}
 
 
+def measure(config: str, sizes: list[tuple[int, int]], lengths: list[int], threads: int = 0,
+            overrides: list[str] | None = None) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
+    bf16 = native_bf16()
+    result = {"threads": torch.get_num_threads(), "native bf16": bf16}
+    for h, w in sizes:
+        for precision, r in forward_times(config, (h, w), bf16).items():
+            name = f"generator forward, batch 1, eval, {h}x{w}, {precision}"
+            result[name] = r if isinstance(r, str) else figure(
+                r["video_s_per_frame"], "s/frame", r["per_frame_model_s"], "per-frame pix2pixHD, same width")
+    runs = {}
+    for length in lengths:
+        runs[length] = training(config, length, overrides or [])
+        print(json.dumps({length: runs[length]}), file=sys.stderr, flush=True)
+    shortest = runs[min(lengths)]
+    for length, r in runs.items():
+        against = f"{min(lengths)}-frame clips"
+        result[f"training, {length}-frame clips, peak RSS"] = figure(r["peak_rss_mib"], "MiB",
+                                                                     shortest["peak_rss_mib"], against)
+        result[f"training, {length}-frame clips, step time per generated frame"] = figure(
+            r["step_s_per_frame"], "s", shortest["step_s_per_frame"], against)
+    return result
+
+
+def run(quick: bool = True) -> dict:
+    """Figures for tools/bench.py; quick: the forward at 128x256 only, training at 4, 8 and 16 frames."""
+    sizes = [(128, 256)] if quick else [(128, 256), (256, 512)]
+    result = measure(str(REPO / "configs" / "demo.yaml"), sizes, [4, 8, 16])
+    result["reference"] = ("forward: the per-frame pix2pixHD generator of configs/demo_image.yaml (same width); "
+                           "training (configs/demo.yaml, batch 1, a fresh process per length, 3 steps): the "
+                           "shortest clip")
+    result["command"] = "python tools/bench.py video" + (" --sizes 128x256" if quick else "")
+    return result
+
+
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="bench.py video")
     p.add_argument("--config", default=str(REPO / "configs" / "demo.yaml"))
@@ -108,17 +145,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: PyTorch's choice)")
     p.add_argument("--set", nargs="*", default=[], dest="overrides", help="config overrides for training")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    report = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "native_bf16": native_bf16()},
-              "forward": {f"{h}x{w}": forward_times(args.config, (h, w), native_bf16()) for h, w in sizes},
-              "training": {}}
-    for length in (int(v) for v in args.lengths.split(",")):
-        report["training"][str(length)] = training(args.config, length, args.overrides)
-        print(json.dumps({length: report["training"][str(length)]}), file=sys.stderr)
-    rss = {k: v["peak_rss_mib"] for k, v in report["training"].items()}
-    report["training"]["peak_rss_longest_over_shortest"] = rss[max(rss, key=int)] / rss[min(rss, key=int)]
-    print(json.dumps(report, indent=1))
+    lengths = [int(v) for v in args.lengths.split(",")]
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    print(area_table(measure(args.config, sizes, lengths, args.threads, args.overrides)))

@@ -1,0 +1,102 @@
+"""tools/bench.py: figures, tables and the rewrite of BENCHMARKS.md's generated block (no benchmark runs here)."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("bench", ROOT / "tools" / "bench.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+HANDWRITTEN = """# Benchmarks
+
+Produced by `python tools/bench.py AREA`. Figures are ratios against a reference measured in the
+same run, with the machine they came from.
+
+## Data pipeline
+
+| what | measured |
+|---|---|
+| loader | 26.8 clips/s |
+
+## Rendering
+
+Hand-written history, `python tools/bench.py render --threads 2`.
+"""
+
+MACHINE = {"cpu": "Test CPU", "cores": 2, "torch": "2.x", "cpu_capability": "AVX2", "device": "cpu (no GPU)",
+           "python": "3.11", "load_average": 0.5}
+
+
+def test_figure_ratio_and_difference():
+    assert bench.figure(2.0, "s", 4.0, "plain")["ratio"] == 0.5
+    row = bench.figure(-0.3, "dB", 0.2, "per-frame", compare="difference")
+    assert row["difference"] == pytest.approx(-0.5) and "ratio" not in row
+    assert "reference" not in bench.figure(3.0, "GFLOP")
+
+
+def test_area_table_rows_nested_and_text():
+    result = {"threads": 2,
+              "step": bench.figure(1.5, "s", 3.0, "bare networks"),
+              "drift": bench.figure(-0.25, "dB", 0.5, "per-frame", compare="difference"),
+              "demo, 128x256": {"FLOPs": bench.figure(38.6, "GFLOP"), "parts": "encoder 40%"},
+              "rows": [{"impl": "ours", "seconds": 1.0}],
+              "windows": "| a | b |\n|---|---|\n| 1 | 2 |",
+              "reference": "what the references are", "command": "python tools/bench.py x"}
+    table = bench.area_table(result)
+    lines = table.splitlines()
+    assert lines[0] == "| figure | value | reference (same run) | vs reference |"
+    assert "| step | 1.5 s | 3 s (bare networks) | 0.5x |" in lines
+    assert "| drift | -0.25 dB | 0.5 dB (per-frame) | -0.75 dB |" in lines
+    assert "| demo, 128x256 / FLOPs | 38.6 GFLOP | - | - |" in lines
+    assert "| demo, 128x256 / parts | encoder 40% | - | - |" in lines
+    assert "| rows[0] / seconds | 1 | - | - |" in lines
+    assert "```\n| a | b |\n|---|---|\n| 1 | 2 |\n```" in table  # multi-line text: a code block, not a row
+    assert "Reference: what the references are" in table and "Command: `python tools/bench.py x`" in table
+    assert bench.area_table({"error": "RuntimeError: boom | x"}) == "Failed: `RuntimeError: boom / x`"
+
+
+def test_block_inserted_after_intro_then_replaced_per_area(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text(HANDWRITTEN)
+    sections = {a: bench.section(a, {"x": bench.figure(1.0, "s", 2.0, "ref")}, 3.0, "2025-01-01 10:00")
+                for a in ("flops", "data")}
+    bench.update_markdown(path, MACHINE, sections, "first run.")
+    text = path.read_text()
+    assert text.count(bench.BEGIN) == 1 and text.count(bench.END) == 1
+    intro_end = HANDWRITTEN.index("## Data pipeline")
+    assert text.startswith(HANDWRITTEN[:intro_end] + bench.BEGIN)  # right after the intro
+    assert text.endswith("\n\n" + HANDWRITTEN[intro_end:])  # the hand-written sections untouched
+    block = text[text.index(bench.BEGIN): text.index(bench.END)]
+    assert "Test CPU, 2 cores, CPU capability AVX2; device cpu (no GPU); torch 2.x" in block
+    assert block.index("### data") < block.index("### flops")  # areas in bench.py's order
+
+    # a run of one area replaces that section only; the other area's section and the hand-written text stay
+    new = {"flops": bench.section("flops", {"y": bench.figure(5.0, "GFLOP/s")}, 4.0, "2025-01-02 11:00")}
+    bench.update_markdown(path, {**MACHINE, "cpu": "Other CPU"}, new, "second run.")
+    again = path.read_text()
+    assert again.count(bench.BEGIN) == 1 and again.endswith("\n\n" + HANDWRITTEN[intro_end:])
+    block = again[again.index(bench.BEGIN): again.index(bench.END)]
+    assert "| y | 5 GFLOP/s |" in block and "| x |" in block.split("### flops")[0]
+    assert "2025-01-02 11:00" in block and "Other CPU" in block and "second run." in block
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+
+
+def test_block_in_a_file_without_headings(tmp_path):
+    path = tmp_path / "B.md"
+    path.write_text("# Benchmarks\n")
+    bench.update_markdown(path, MACHINE, {"data": bench.section("data", {"error": "boom"}, 1.0, "now")}, "")
+    text = path.read_text()
+    assert text.startswith("# Benchmarks\n\n" + bench.BEGIN) and "Failed: `boom`" in text
+
+
+def test_help_lists_the_areas():
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "bench.py"), "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    for area in ("data", "flow", "flicker", "models", "train", "video", "render", "flops", "drift"):
+        assert area in out
+    assert bench.areas()[:2] == ["data", "flow"]
