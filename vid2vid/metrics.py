@@ -248,3 +248,13 @@ def psnr(frames: torch.Tensor, reference: torch.Tensor, value_range: tuple[float
         raise UserError(f"psnr: frames {tuple(frames.shape)} and reference {tuple(reference.shape)} differ in shape")
     mse = (to_unit_range(frames.float(), value_range) - to_unit_range(reference.float(), value_range)).pow(2).mean()
     return float(10 * torch.log10(1 / mse.clamp_min(1e-12)))
+
+
+def mean_abs_error(frames: torch.Tensor, reference: torch.Tensor, value_range: tuple[float, float] = (0, 1)) -> float:
+    """Mean absolute difference of frames and reference (same shape, values in value_range) over all their
+    pixels and channels, measured in [0, 1] (the L1 of pix2pixHD-style reports)."""
+    if frames.shape != reference.shape:
+        raise UserError(f"mean_abs_error: frames {tuple(frames.shape)} and reference {tuple(reference.shape)} "
+                        "differ in shape")
+    return float((to_unit_range(frames.float(), value_range) - to_unit_range(reference.float(), value_range))
+                 .abs().mean())

@@ -1,0 +1,136 @@
+"""Segmentation consistency (mIoU, pixel accuracy), PSNR and L1 of generated videos on a dataset's held-out
+sequences, with the real frames as the ceiling row; FID only with Inception weights you supply.
+
+    python tools/eval_quality.py --data ROOT [--phase test] \
+        --video per-frame=runs/compare/{seq}/per-frame.mp4 --video vid2vid=runs/compare/{seq}/vid2vid.mp4 \
+        [--seg-steps 500] [--cache DIR] [--fid-weights inception_v3_google-0cc3c7bd.pth] [--json FILE]
+
+A small segmentation network is trained on the REAL frames of the training split (once: cached in
+ROOT/.quality_segmenter, keyed by the training files and the segmenter settings), then segments the real
+held-out frames (the ceiling) and every video. Videos pair with the held-out sequences by position: give one
+per sequence, as NAME=PATTERN with {seq} standing for each sequence name, or NAME=PATH1,PATH2,... in the
+order of the sorted sequence names. Frame t pairs with label map t; frames are resized to the label size.
+mIoU: confusion matrix over all frames of all sequences, IoU per class (classes absent from both truth and
+prediction excluded), mean over classes. PSNR / L1 against the real frames in [0, 1], mean over sequences.
+The scores measure whether frames carry their labels' semantics as a segmenter trained on real frames sees
+them; they do not measure temporal stability (tools/eval_flicker.py) nor realism beyond that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from flow import atomic_path
+from vid2vid.data.sequences import scan
+from vid2vid.errors import UserError, run_cli
+from vid2vid.quality import REAL, SegmenterSettings, evaluate_quality
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="eval_quality.py", description=__doc__.split("\n\n", 2)[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", metavar="ROOT", help="dataset root in the vid2vid layout")
+    source.add_argument("--config", metavar="YAML", help="take data.root from this config (a synthetic dataset "
+                        "is generated when absent)")
+    p.add_argument("--phase", default="test", help="held-out split (default test)")
+    p.add_argument("--train-phase", default="train", help="split the segmenter learns from (default train)")
+    p.add_argument("--video", action="append", default=[], metavar="NAME=PATTERN",
+                   help="a generated video set: PATTERN with {seq} (one video file or frame folder per held-out "
+                   "sequence) or comma-separated paths in sequence order; repeatable")
+    p.add_argument("--max-frames", type=int, default=0,
+                   help="measure the first N frames of each sequence (0: all; videos must then match exactly)")
+    s = SegmenterSettings()
+    p.add_argument("--seg-steps", type=int, default=s.steps, help=f"segmenter training steps (default {s.steps})")
+    p.add_argument("--seg-width", type=int, default=s.width, help=f"segmenter width (default {s.width})")
+    p.add_argument("--seg-max-side", type=int, default=s.max_side,
+                   help=f"segmenter input: longer side in px (default {s.max_side})")
+    p.add_argument("--ignore-ids", default="", metavar="ID,ID",
+                   help="label ids neither learnt nor scored, e.g. 255 (default none)")
+    p.add_argument("--cache", metavar="DIR", help="segmenter cache folder (default ROOT/.quality_segmenter)")
+    p.add_argument("--fid-weights", metavar="PATH",
+                   help="torchvision inception_v3 state dict (.pth or .safetensors) for FID; never downloaded")
+    p.add_argument("--device", default="cpu", help="device (default cpu)")
+    p.add_argument("--json", metavar="FILE", help="write every number and definition as JSON")
+    return p.parse_args(argv)
+
+
+def parse_ids(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"--ignore-ids {text!r}: expected comma-separated integers, e.g. 0,255") from None
+
+
+def expand_videos(specs: list[str], names: list[str]) -> dict[str, list[str]]:
+    """--video NAME=PATTERN|PATH,PATH,... -> {NAME: one path per sequence name}."""
+    videos = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep or not name or not value:
+            raise UserError(f"--video {spec!r}: expected NAME=PATTERN (with {{seq}}) or NAME=PATH1,PATH2,...")
+        if name in videos:
+            raise UserError(f"--video {spec!r}: the name {name!r} is given twice")
+        videos[name] = [value.replace("{seq}", n) for n in names] if "{seq}" in value else value.split(",")
+    return videos
+
+
+def data_root(args: argparse.Namespace) -> Path:
+    if args.data:
+        return Path(args.data)
+    from vid2vid.config import load_config
+    from vid2vid.data.synthetic import ensure_dataset
+
+    return ensure_dataset(load_config(args.config).data)
+
+
+def _cell(value: float | None, fmt: str) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
+
+
+def format_table(result: dict) -> str:
+    with_fid = any(row["fid"] is not None for row in result["rows"].values())
+    head = "model | mIoU | pixel acc. | PSNR dB | L1" + (" | FID" if with_fid else "")
+    lines = [head, "|".join("---" for _ in head.split("|"))]
+    for name, row in result["rows"].items():
+        cells = [name, _cell(row["miou"], ".3f"), _cell(row["pixel_accuracy"], ".3f"), _cell(row["psnr"], ".2f"),
+                 _cell(row["l1"], ".4f")] + ([_cell(row["fid"], ".1f")] if with_fid else [])
+        lines.append(" | ".join(cells))
+    seg = result["segmenter"]
+    how = "loaded from" if seg["from_cache"] else f"trained in {seg['train_seconds']:.0f} s, stored in"
+    lines.append(f"\nsegmenter: {seg['settings']['steps']} steps on {seg['train_frames']} real {seg['train_phase']} "
+                 f"frames at {seg['train_size']}, {len(seg['classes'])} classes; {how} {seg['cache']}")
+    lines.append(f"the {REAL!r} row is the ceiling; mIoU from position alone (mean-colour frames): "
+                 f"{seg['prior_only_miou']:.3f}; {len(result['sequences'])} sequences of "
+                 f"{result['dataset']}/{result['phase']}, {sum(result['frames'])} frames")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> None:
+    root = data_root(args)
+    names = [s.name for s in scan(root, args.phase)]
+    settings = SegmenterSettings(steps=args.seg_steps, width=args.seg_width, max_side=args.seg_max_side,
+                                 ignore_ids=parse_ids(args.ignore_ids))
+    result = evaluate_quality(root, args.phase, expand_videos(args.video, names), settings=settings,
+                              train_phase=args.train_phase, cache_dir=args.cache, max_frames=args.max_frames,
+                              fid_weights=args.fid_weights, device=args.device,
+                              log=lambda message: print(f"eval_quality: {message}", file=sys.stderr, flush=True))
+    print(format_table(result))
+    if args.json:
+        try:
+            with atomic_path(args.json) as tmp:
+                Path(tmp).write_text(json.dumps(result, indent=1))
+        except OSError as e:
+            raise UserError(f"cannot write {args.json}: {e.strerror or e}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("eval_quality.py", lambda: run(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,585 @@
+"""Image quality of generated videos without downloaded weights: segmentation consistency, PSNR, L1
+(and FID when the user supplies Inception weights).
+
+Segmentation consistency (the pix2pixHD / SPADE / vid2vid evaluation, with our own segmenter): a small
+segmentation network S is trained once on the REAL frames and label maps of the dataset's training split
+and cached in the dataset folder. Frames that carry the semantics of their label maps are segmented back
+into those labels; the score of S on the real held-out frames is the ceiling.
+
+Definitions (every frame of every held-out sequence, in the order of <root>/<phase>_A):
+  - frame t of a video is resized to the size of label map L_t (area when shrinking, bilinear when
+    enlarging): scores are taken at the label maps' stored resolution. S sees the frame scaled so that its
+    longer side is `max_side` px; its class scores are upsampled (bilinear) to the label size, argmax.
+  - C[i, j] = number of pixels with true id i and predicted id j, summed over all frames of all sequences
+    (pixels whose true id is in `ignore_ids` are skipped).
+  - IoU_c = C[c,c] / (sum_j C[c,j] + sum_i C[i,c] - C[c,c]). A class absent from both the truth and the
+    prediction over the whole set (zero denominator) is excluded; every other class counts, so a class
+    only ever predicted (a false positive) or never found scores 0.
+  - mIoU = mean of IoU_c over the counted classes; pixel accuracy = sum_c C[c,c] / sum C.
+  - PSNR = 10 log10(1 / MSE) and L1 = mean |O - R| per sequence over all its pixels and channels, frames
+    in [0, 1] at the label size against the real frames R; the row's value is the mean over sequences.
+  - FID (only with user-supplied weights): Frechet distance between Gaussian fits of torchvision
+    inception_v3 pool features (2048-d, frames resized to 299x299) of the real held-out frames and of the
+    video's frames, all sequences pooled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from flow import atomic_path
+from vid2vid.config import Size
+from vid2vid.data.sequences import SequenceFiles, read_ids, scan
+from vid2vid.data.transforms import apply_image, centre_transform
+from vid2vid.errors import DataError, UserError
+from vid2vid.metrics import mean_abs_error, psnr
+from vid2vid.video_io import VideoIndex, iter_frames, probe, read_image
+
+REAL = "real frames"
+FORMAT_VERSION = 1  # bump when training changes in a way the settings do not show (invalidates caches)
+CACHE_FOLDER = ".quality_segmenter"
+N_IDS = 256  # label maps are 8-bit ids
+INCEPTION_URL = "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"
+Log = Callable[[str], None]
+
+
+# ----------------------------------------------------------------------------------------------
+# Scores
+# ----------------------------------------------------------------------------------------------
+
+
+def confusion_matrix(pred: np.ndarray, truth: np.ndarray, n_classes: int,
+                     ignore_ids: Sequence[int] = ()) -> np.ndarray:
+    """C [n,n] int64, C[i, j] = pixels with truth i and prediction j. pred, truth: int arrays of one shape with
+    ids in 0..n-1; pixels whose truth is in ignore_ids (or outside 0..n-1) are skipped."""
+    pred, truth = np.asarray(pred).astype(np.int64).ravel(), np.asarray(truth).astype(np.int64).ravel()
+    if pred.shape != truth.shape:
+        raise UserError(f"confusion_matrix: prediction and truth differ in size ({pred.size} vs {truth.size})")
+    keep = (truth >= 0) & (truth < n_classes) & ~np.isin(truth, list(ignore_ids))
+    if ((pred[keep] < 0) | (pred[keep] >= n_classes)).any():
+        raise UserError(f"confusion_matrix: predicted ids must be in 0..{n_classes - 1}")
+    return np.bincount(truth[keep] * n_classes + pred[keep], minlength=n_classes**2).reshape(n_classes, n_classes)
+
+
+@dataclass
+class SegmentationScores:
+    miou: float  # nan when no class counts (no pixel scored)
+    pixel_accuracy: float
+    per_class_iou: dict[int, float]  # the counted classes only
+
+    def as_dict(self) -> dict:
+        return {"miou": self.miou, "pixel_accuracy": self.pixel_accuracy,
+                "per_class_iou": {str(c): v for c, v in self.per_class_iou.items()}}
+
+
+def scores_from_confusion(conf: np.ndarray) -> SegmentationScores:
+    """mIoU, pixel accuracy and per-class IoU of a confusion matrix (definitions in the module docstring)."""
+    conf = np.asarray(conf, dtype=np.float64)
+    hits = np.diag(conf)
+    union = conf.sum(0) + conf.sum(1) - hits
+    counted = np.flatnonzero(union > 0)
+    iou = {int(c): float(hits[c] / union[c]) for c in counted}
+    total = conf.sum()
+    return SegmentationScores(float(np.mean(list(iou.values()))) if iou else math.nan,
+                              float(hits.sum() / total) if total else math.nan, iou)
+
+
+def segmentation_scores(pred: np.ndarray, truth: np.ndarray, n_classes: int,
+                        ignore_ids: Sequence[int] = ()) -> SegmentationScores:
+    """Scores of predicted ids against true ids (int arrays of one shape, ids 0..n_classes-1)."""
+    return scores_from_confusion(confusion_matrix(pred, truth, n_classes, ignore_ids))
+
+
+# ----------------------------------------------------------------------------------------------
+# The segmenter
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SegmenterSettings:
+    """How the segmenter is built and trained; all of it is part of the cache key."""
+
+    steps: int = 500  # optimizer steps (the training budget; deterministic, unlike a time limit)
+    width: int = 16  # channels at full working resolution (x2, x4, x4 at 1/2, 1/4, 1/8)
+    max_side: int = 128  # frames are scaled so their longer side is this many px (sides multiples of 8)
+    batch_size: int = 8
+    lr: float = 1e-2
+    max_train_frames: int = 2000  # evenly spaced frames of the training split at most
+    ignore_ids: tuple[int, ...] = ()  # label ids neither learnt nor scored (e.g. 255 = don't care)
+    seed: int = 0
+
+    def check(self) -> None:
+        for name in ("steps", "width", "batch_size", "max_train_frames"):
+            if getattr(self, name) < 1:
+                raise UserError(f"segmenter {name} must be >= 1, got {getattr(self, name)}")
+        if self.max_side < 16:
+            raise UserError(f"segmenter max_side must be >= 16, got {self.max_side}")
+        if not self.lr > 0:
+            raise UserError(f"segmenter lr must be > 0, got {self.lr}")
+
+
+def _block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True),
+                         nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True))
+
+
+class TinyUNet(nn.Module):
+    """A small U-Net: [B,3,H,W] in [-1,1] (H, W multiples of 8) -> class scores [B,n_classes,H,W]. Context comes
+    from an encoder down to 1/8 and a decoder back up to 1/2; at full resolution only one 3x3 convolution (the
+    stem) and 1x1 convolutions run, which keeps thin structures (poles) visible at a fraction of the cost."""
+
+    def __init__(self, n_classes: int, width: int = 16):
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(nn.Conv2d(3, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(True))
+        self.down = nn.ModuleList([_block(w, 2 * w, 2), _block(2 * w, 4 * w, 2), _block(4 * w, 4 * w, 2)])
+        self.up = nn.ModuleList([_block(8 * w, 2 * w), _block(4 * w, 2 * w)])  # to 1/4, to 1/2
+        self.head = nn.Sequential(nn.Conv2d(3 * w, w, 1), nn.ReLU(True), nn.Conv2d(w, n_classes, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        skips = [x]  # [B,w,H,W], [B,2w,H/2,W/2], [B,4w,H/4,W/4]
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+        skips.pop()
+        for block in self.up:
+            skip = skips.pop()
+            x = block(torch.cat([_upsample(x, skip), skip], 1))
+        return self.head(torch.cat([_upsample(x, skips[0]), skips[0]], 1))
+
+
+def _upsample(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, size=like.shape[2:], mode="bilinear", align_corners=False)
+
+
+def working_size(height: int, width: int, max_side: int) -> Size:
+    """The size the segmenter sees a height x width frame at: longer side max_side (never enlarged), sides
+    rounded to multiples of 8 (at least 8)."""
+    scale = min(1.0, max_side / max(height, width))
+    return Size(max(8, round(height * scale / 8) * 8), max(8, round(width * scale / 8) * 8))
+
+
+def resize_image(image: np.ndarray, size: Size) -> np.ndarray:
+    """RGB [H,W,3] -> [size.h, size.w, 3] by the dataset transforms' rule (area when shrinking, else bilinear)."""
+    return apply_image(image, centre_transform(load_size=Size(*size), crop_size=Size(*size)))
+
+
+def resize_ids(ids: np.ndarray, size: Size) -> np.ndarray:
+    return ids if ids.shape == tuple(size) else cv2.resize(ids, (size.w, size.h), interpolation=cv2.INTER_NEAREST)
+
+
+def _to_input(frames: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """uint8 [N,H,W,3] -> float [N,3,H,W] in [-1, 1] (channels-last in memory: faster convolutions on CPUs)."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def _new_net(n_classes: int, width: int, device: str) -> TinyUNet:
+    return TinyUNet(n_classes, width).to(device, memory_format=torch.channels_last)
+
+
+@dataclass
+class Segmenter:
+    """A trained segmenter: `net` predicts indices into `classes` (the label ids seen in training)."""
+
+    net: TinyUNet
+    classes: list[int]
+    settings: SegmenterSettings
+    meta: dict = field(default_factory=dict)  # training record (meta.json) + from_cache, cache
+    device: str = "cpu"
+
+    @torch.inference_mode()
+    def predict(self, frames: np.ndarray, size: Size | None = None, batch: int = 8) -> np.ndarray:
+        """uint8 RGB frames [N,H,W,3] -> label ids [N,h,w] int64 at `size` (default: the frames' size)."""
+        n, h, w = frames.shape[:3]
+        size = Size(*(size or (h, w)))
+        work = working_size(h, w, self.settings.max_side)
+        ids = torch.tensor(self.classes, device=self.device)
+        out = []
+        self.net.eval()
+        for start in range(0, n, batch):
+            x = np.stack([resize_image(f, work) for f in frames[start:start + batch]])
+            scores = self.net(_to_input(x, self.device))
+            scores = F.interpolate(scores, size=tuple(size), mode="bilinear", align_corners=False)
+            out.append(ids[scores.argmax(1)].cpu())
+        return torch.cat(out).numpy()
+
+
+def _frames_of(seq: SequenceFiles, indices: list[int]) -> list[np.ndarray]:
+    if seq.is_video:
+        return VideoIndex(seq.frames).read(indices)
+    return [read_image(seq.frames[i]) for i in indices]
+
+
+def _training_set(root: Path, phase: str, settings: SegmenterSettings, log: Log) -> tuple[np.ndarray, np.ndarray]:
+    """Real frames uint8 [N,h,w,3] and label ids [N,h,w] of a split, at the working size of its first frame,
+    at most max_train_frames evenly spaced ones."""
+    sequences = scan(root, phase)
+    total = sum(len(s) for s in sequences)
+    stride = math.ceil(total / settings.max_train_frames)
+    first = read_ids(sequences[0].labels[0], "label")
+    size = working_size(*first.shape, settings.max_side)
+    log(f"reading {math.ceil(total / stride)} of {total} frames of {root}/{phase}_B at {size}")
+    frames, labels = [], []
+    for seq in sequences:
+        indices = list(range(0, len(seq), stride))
+        frames += [resize_image(f, size) for f in _frames_of(seq, indices)]
+        labels += [resize_ids(read_ids(seq.labels[i], "label"), size) for i in indices]
+    return np.stack(frames), np.stack(labels)
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Photometric jitter and occasional blur per image, so that S keys on what a class looks like rather than
+    on the exact colours and sharpness of the real frames. x [B,3,H,W] in [-1,1]."""
+    b = x.shape[0]
+
+    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
+        return low + (high - low) * torch.rand(b, *shape, 1, 1, generator=gen)
+
+    mean = x.mean((1, 2, 3), keepdim=True)
+    x = (x - mean) * uniform(0.75, 1.25, 1) + mean + uniform(-0.15, 0.15, 1)  # contrast, brightness
+    x = x * uniform(0.9, 1.1, 3) + uniform(-0.05, 0.05, 3)  # colour balance
+    blurred = F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+    x = torch.where(torch.rand(b, 1, 1, 1, generator=gen) < 0.3, blurred, x)
+    return x + 0.03 * torch.randn(x.shape, generator=gen)
+
+
+def _class_weights(targets: torch.Tensor, n: int) -> torch.Tensor:
+    """Inverse square root of each class's pixel share (normalised to mean 1): rare classes (poles, people)
+    are not ignored by a short training run."""
+    counts = torch.bincount(targets[targets >= 0].flatten(), minlength=n).double()
+    weights = (counts.sum() / counts.clamp(min=1)).sqrt()
+    return (weights / weights.mean()).float()
+
+
+def _fit(frames: np.ndarray, targets: torch.Tensor, n_classes: int, settings: SegmenterSettings,
+         device: str, log: Log) -> tuple[TinyUNet, dict]:
+    """Train a TinyUNet on frames uint8 [N,h,w,3] and class indices [N,h,w] (-1 = ignored)."""
+    torch.manual_seed(settings.seed)
+    gen = torch.Generator().manual_seed(settings.seed)
+    net = _new_net(n_classes, settings.width, device)
+    opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=settings.steps, pct_start=0.1)
+    weights = _class_weights(targets, n_classes).to(device)
+    images = _to_input(frames, "cpu")
+    start, cpu_start, losses = time.perf_counter(), time.process_time(), []
+    net.train()
+    for step in range(settings.steps):
+        pick = torch.randint(len(images), (settings.batch_size,), generator=gen)
+        x, y = _augment(images[pick], gen), targets[pick]
+        flip = torch.rand(len(pick), generator=gen) < 0.5
+        x, y = torch.where(flip[:, None, None, None], x.flip(3), x), torch.where(flip[:, None, None], y.flip(2), y)
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        loss = F.cross_entropy(net(x), y.to(device), weight=weights, ignore_index=-1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if (step + 1) % max(1, settings.steps // 5) == 0:
+            log(f"segmenter step {step + 1}/{settings.steps}: loss {np.mean(losses[-20:]):.3f} "
+                f"({time.perf_counter() - start:.0f} s)")
+    return net, {"train_seconds": time.perf_counter() - start, "train_cpu_seconds": time.process_time() - cpu_start,
+                 "threads": torch.get_num_threads(), "final_loss": float(np.mean(losses[-20:]))}
+
+
+def _dataset_identity(root: Path, phase: str) -> str:
+    """A digest of the training split's files (names relative to root, sizes, modification times)."""
+    rows = []
+    for seq in scan(root, phase):
+        frames = [seq.frames] if seq.is_video else seq.frames
+        for path in [*seq.labels, *frames]:
+            stat = path.stat()
+            rows.append(f"{path.relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+
+def cache_key(root: Path, phase: str, settings: SegmenterSettings) -> dict:
+    """What a cached segmenter must match (JSON values: compares equal to its copy read from meta.json)."""
+    key = {"format": FORMAT_VERSION, "train_phase": phase, "dataset": _dataset_identity(Path(root), phase),
+           "settings": asdict(settings)}
+    return json.loads(json.dumps(key))
+
+
+def train_segmenter(root: str | os.PathLike, settings: SegmenterSettings = SegmenterSettings(), *,
+                    phase: str = "train", cache_dir: str | os.PathLike | None = None, device: str = "cpu",
+                    log: Log | None = None) -> Segmenter:
+    """The segmenter of a dataset's `phase` split: loaded from the cache when one with the same key exists
+    (dataset files, settings, format), else trained and stored there. The cache is
+    cache_dir/<digest of the key>/ (default cache_dir: <root>/.quality_segmenter) holding segmenter.safetensors
+    and meta.json (the key, the label ids, trained_at, train_seconds, ...). meta["from_cache"] says which."""
+    from safetensors.torch import load_file, save_file
+
+    log = log or (lambda message: None)
+    settings.check()
+    root = Path(root)
+    key = cache_key(root, phase, settings)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    folder = Path(cache_dir or root / CACHE_FOLDER) / digest
+    meta_path, weights_path = folder / "meta.json", folder / "segmenter.safetensors"
+    if meta_path.is_file() and weights_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("key") == key:
+            net = _new_net(len(meta["classes"]), settings.width, device)
+            net.load_state_dict(load_file(weights_path, device=str(device)))
+            log(f"segmenter loaded from {folder} (trained {meta['trained_at']})")
+            return Segmenter(net.eval(), meta["classes"], settings, {**meta, "from_cache": True,
+                                                                     "cache": str(folder)}, device)
+    frames, labels = _training_set(root, phase, settings, log)
+    classes = sorted(set(np.unique(labels).tolist()) - set(settings.ignore_ids))
+    if not classes:
+        raise DataError(f"{root}/{phase}_A: no label id left to learn (all ignored by {settings.ignore_ids})")
+    lookup = np.full(max(int(labels.max()) + 1, 1), -1, np.int64)
+    lookup[classes] = np.arange(len(classes))
+    log(f"training the segmenter: {len(frames)} frames at {frames.shape[1]}x{frames.shape[2]}, {len(classes)} "
+        f"classes, {settings.steps} steps")
+    net, record = _fit(frames, torch.from_numpy(lookup[labels]), len(classes), settings, device, log)
+    meta = {"key": key, "classes": classes, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "train_frames": len(frames), "train_size": f"{frames.shape[1]}x{frames.shape[2]}",
+            "torch": torch.__version__, **record}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(weights_path) as tmp:
+            save_file({k: v.contiguous().cpu() for k, v in net.state_dict().items()}, str(tmp))
+        with atomic_path(meta_path) as tmp:  # written last: its presence marks a complete cache entry
+            tmp.write_text(json.dumps(meta, indent=1))
+    except OSError as e:
+        raise UserError(f"cannot store the segmenter in {folder} ({e.strerror or e}); pass a writable cache "
+                        "folder (--cache DIR)") from None
+    log(f"segmenter trained in {record['train_seconds']:.0f} s, stored in {folder}")
+    return Segmenter(net.eval(), classes, settings, {**meta, "from_cache": False, "cache": str(folder)}, device)
+
+
+# ----------------------------------------------------------------------------------------------
+# FID with user-supplied Inception weights (never downloaded)
+# ----------------------------------------------------------------------------------------------
+
+
+def _fid_fix(path: Path) -> str:
+    return (f"--fid-weights needs torchvision's inception_v3 ImageNet state dict: download {INCEPTION_URL} "
+            f"on a machine with internet access and pass its path (now {path})")
+
+
+def load_inception(path: str | os.PathLike, device: str = "cpu") -> nn.Module:
+    """torchvision inception_v3 with the state dict at path (.safetensors, or a torch file read with
+    weights_only=True) -> a module mapping [N,3,299,299] ImageNet-normalised images to [N,2048] pool features.
+    A missing or ill-formed file is a UserError saying what to fetch."""
+    from torchvision.models import inception_v3
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found; {_fid_fix(path)}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # any unreadable or unsafe payload
+        raise UserError(f"{path}: cannot read it as a state dict ({type(e).__name__}: {e}); {_fid_fix(path)}") \
+            from None
+    net = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path}: not a state dict of tensors; {_fid_fix(path)}")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[1:2] or [str(e)]
+        raise UserError(f"{path}: not an inception_v3 state dict ({first[0].strip()[:200]}); {_fid_fix(path)}") \
+            from None
+    net.fc = nn.Identity()
+    return net.eval().to(device)
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@torch.inference_mode()
+def inception_features(net: nn.Module, frames: np.ndarray, device: str = "cpu", batch: int = 16) -> np.ndarray:
+    """uint8 RGB [N,H,W,3] -> float64 [N,2048] (bilinear resize to 299x299, ImageNet normalisation)."""
+    mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+    out = []
+    for start in range(0, len(frames), batch):
+        x = _to_input(frames[start:start + batch], device) * 0.5 + 0.5
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        out.append(net((x - mean) / std).double().cpu())
+    return torch.cat(out).numpy()
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance of Gaussians fitted to feature sets a [N,D], b [M,D]:
+    |mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a^1/2 S_b S_a^1/2)^1/2) (symmetric form, eigh only)."""
+    if len(a) < 2 or len(b) < 2:
+        raise UserError(f"FID needs at least 2 frames per set, got {len(a)} and {len(b)}")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    vals, vecs = np.linalg.eigh(cov_a)
+    root_a = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0, None)).sum()
+    return float(np.square(mu_a - mu_b).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation of videos against the held-out sequences
+# ----------------------------------------------------------------------------------------------
+
+
+def read_video(path: str | os.PathLike, n_frames: int, size: Size, exact: bool, sequence: str) -> np.ndarray:
+    """The first n_frames frames of a video file or frame folder as uint8 [n,H,W,3] at `size`. Its frame count
+    must equal n_frames (exact) or be at least n_frames; its aspect ratio must match size's."""
+    path = Path(path)
+    info = probe(path)
+    if info.n_frames < n_frames or (exact and info.n_frames != n_frames):
+        need = f"{n_frames}" if exact else f"at least {n_frames}"
+        raise DataError(f"{path}: {info.n_frames} frames, but held-out sequence {sequence!r} has {need}; each "
+                        "video must hold one frame per label map of its sequence, in the same order")
+    if abs(info.height / info.width - size.h / size.w) > 0.02 * size.h / size.w:
+        raise DataError(f"{path}: frames are {info.height}x{info.width} but the label maps of {sequence!r} are "
+                        f"{size}; the aspect ratios differ, so the video is not aligned with the labels")
+    frames = []
+    for frame in iter_frames(path):
+        if len(frames) == n_frames:
+            break
+        frames.append(resize_image(frame, size))
+    return np.stack(frames)
+
+
+@dataclass
+class _Row:
+    """Accumulates one video set's scores over the sequences."""
+
+    ignore_ids: tuple[int, ...]
+    conf: np.ndarray = field(default_factory=lambda: np.zeros((N_IDS, N_IDS), np.int64))
+    sequences: list[dict] = field(default_factory=list)
+    features: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, name: str, path: str | None, pred: np.ndarray, labels: np.ndarray, frames: np.ndarray,
+            real: np.ndarray) -> None:
+        conf = confusion_matrix(pred, labels, N_IDS, self.ignore_ids)
+        self.conf += conf
+        scores = scores_from_confusion(conf)
+        record = {"sequence": name, "path": path, "miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy,
+                  "psnr": None, "l1": None}
+        if frames is not real:
+            video, truth = torch.from_numpy(frames), torch.from_numpy(real)
+            record.update(psnr=psnr(video, truth, (0, 255)), l1=mean_abs_error(video, truth, (0, 255)))
+        self.sequences.append(record)
+
+    def summary(self, real_features: np.ndarray | None) -> dict:
+        scores = scores_from_confusion(self.conf).as_dict()
+        means = {k: (float(np.mean([r[k] for r in self.sequences])) if self.sequences[0][k] is not None else None)
+                 for k in ("psnr", "l1")}
+        fid = frechet_distance(real_features, np.concatenate(self.features)) \
+            if real_features is not None and self.features else None
+        return {**scores, **means, "fid": fid, "sequences": self.sequences}
+
+
+def _check_videos(videos: Mapping[str, Sequence[str | os.PathLike]], names: list[str], root: Path,
+                  phase: str) -> None:
+    for model, paths in videos.items():
+        if model == REAL:
+            raise UserError(f"{REAL!r} is the name of the real frames' row; name the video set otherwise")
+        if isinstance(paths, (str, os.PathLike)) or len(paths) != len(names):
+            count = 1 if isinstance(paths, (str, os.PathLike)) else len(paths)
+            raise UserError(f"videos[{model!r}]: {count} paths for {len(names)} held-out sequences of {root}/"
+                            f"{phase}_A ({', '.join(names[:6])}); give one video per sequence, in that order")
+        for path in paths:
+            if not Path(path).exists():
+                raise DataError(f"{path}: no such video file or folder of frames (videos[{model!r}])")
+
+
+def evaluate_quality(root: str | os.PathLike, phase: str, videos: Mapping[str, Sequence[str | os.PathLike]], *,
+                     settings: SegmenterSettings = SegmenterSettings(), train_phase: str = "train",
+                     cache_dir: str | os.PathLike | None = None, max_frames: int = 0,
+                     fid_weights: str | os.PathLike | None = None, device: str = "cpu",
+                     log: Log | None = None) -> dict:
+    """Segmentation consistency (mIoU, pixel accuracy), PSNR, L1 (and FID with fid_weights) of generated
+    videos against the held-out sequences of <root>/<phase>, with the real frames as the ceiling row.
+
+    videos: {name: one video file or frame folder per held-out sequence, in the order of
+    vid2vid.data.sequences.scan(root, phase) (sorted sequence names)}. Frame t of a video is paired with label
+    map t of its sequence; frames are resized to the label maps' size. max_frames 0: a video must have exactly
+    as many frames as its sequence; N > 0: the first min(N, length) frames are measured and a video needs at
+    least that many. The segmenter comes from train_segmenter(root, settings, phase=train_phase, cache_dir).
+
+    Returns {"dataset", "phase", "sequences", "frames", "segmenter": {settings, classes, train_seconds,
+    from_cache, cache, prior_only_miou, ...}, "rows": {"real frames": row, name: row, ...}, "definitions"}
+    where row = {"miou", "pixel_accuracy", "per_class_iou": {id: IoU}, "psnr", "l1", "fid", "sequences":
+    [{"sequence", "path", "miou", "pixel_accuracy", "psnr", "l1"}]} (psnr, l1 None for the real frames; fid
+    None without fid_weights).
+    """
+    log = log or (lambda message: None)
+    root = Path(root)
+    if max_frames < 0:
+        raise UserError(f"max_frames must be >= 0, got {max_frames}")
+    held_out = scan(root, phase)
+    names = [s.name for s in held_out]
+    _check_videos(videos, names, root, phase)
+    inception = load_inception(fid_weights, device) if fid_weights else None
+    segmenter = train_segmenter(root, settings, phase=train_phase, cache_dir=cache_dir, device=device, log=log)
+    ignore = settings.ignore_ids
+    rows = {name: _Row(ignore) for name in (REAL, *videos)}
+    prior = _Row(ignore)  # the segmenter on content-free frames
+    real_features = [] if inception is not None else None
+    frame_counts = []
+    for k, seq in enumerate(held_out):
+        n = len(seq) if max_frames == 0 else min(max_frames, len(seq))
+        frame_counts.append(n)
+        labels = np.stack([read_ids(p, "label") for p in seq.labels[:n]])
+        if labels.max() >= N_IDS:
+            raise DataError(f"{root}/{phase}_A/{seq.name}: label id {labels.max()} found; label maps hold ids "
+                            f"0..{N_IDS - 1} (8-bit)")
+        size = Size(*labels.shape[1:])
+        real = np.stack([resize_image(f, size) for f in _frames_of(seq, list(range(n)))])
+        sets = {REAL: (None, real)}
+        for name, paths in videos.items():
+            sets[name] = (str(paths[k]), read_video(paths[k], n, size, max_frames == 0, seq.name))
+        for name, (path, frames) in sets.items():
+            log(f"segmenting {seq.name}: {name}")
+            rows[name].add(seq.name, path, segmenter.predict(frames), labels, frames, real)
+            if inception is not None:
+                features = inception_features(inception, frames, device)
+                rows[name].features.append(features)
+                if name == REAL:
+                    real_features.append(features)
+        flat = np.broadcast_to(real.mean((1, 2), keepdims=True).round().astype(np.uint8), real.shape)
+        prior.add(seq.name, None, segmenter.predict(np.ascontiguousarray(flat)), labels, real, real)
+    real_features = np.concatenate(real_features) if real_features else None
+    info = {k: v for k, v in segmenter.meta.items() if k != "key"}
+    info.update(settings=asdict(settings), train_phase=train_phase,
+                prior_only_miou=scores_from_confusion(prior.conf).miou)
+    return {"dataset": str(root), "phase": phase, "sequences": names, "frames": frame_counts, "segmenter": info,
+            "rows": {name: row.summary(real_features) for name, row in rows.items()},
+            "definitions": DEFINITIONS}
+
+
+DEFINITIONS = {
+    "alignment": "frame t of each video is paired with label map t of its held-out sequence (sorted sequence "
+    "names); frames are resized to the label maps' size (area when shrinking, bilinear when enlarging)",
+    "segmenter": "a small U-Net trained on the real frames of the training split only (cached in the dataset "
+    "folder); it sees frames scaled to max_side px on the longer side; scores are upsampled to the label size",
+    "miou": "confusion matrix C summed over all frames of all sequences; IoU_c = C[c,c] / (row_c + col_c - "
+    "C[c,c]); classes absent from both truth and prediction are excluded; mIoU = mean IoU_c",
+    "pixel_accuracy": "trace(C) / sum(C)",
+    "psnr": "10 log10(1 / MSE) per sequence, frames in [0, 1] against the real frames; mean over sequences",
+    "l1": "mean |video - real| per sequence, frames in [0, 1]; mean over sequences",
+    "fid": "Frechet distance of torchvision inception_v3 pool features (299x299 bilinear, ImageNet "
+    "normalisation), real held-out frames vs the video's, all sequences pooled; not comparable with published "
+    "FID (other Inception weights, far fewer frames: biased upward when frames < 2048)",
+    "prior_only_miou": "the segmenter's mIoU on frames replaced by their mean colour: what position alone earns",
+}
