@@ -171,8 +171,10 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path}: refused: reading it would execute code stored in the file ({reason.strip()}). "
                         "Original checkpoints are plain state dicts and load with weights_only=True; re-save only "
                         "the state dict with a trusted copy of the original code") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as e:
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0]})") from None
+    except Exception as e:  # noqa: BLE001 - a damaged or foreign file fails in many ways (EOFError, KeyError, ...)
+        reason = " ".join([type(e).__name__, *str(e).strip().splitlines()[:1]])
+        raise UserError(f"{path}: not a readable PyTorch checkpoint ({reason}); pass the original's "
+                        "latest_net_G*.pth") from None
     return _state_dict(loaded, path)
 
 

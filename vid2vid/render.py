@@ -893,10 +893,14 @@ def render_input(renderer: VideoRenderer, source: LabelInput, output: Path, *, f
 
     size = parse_size(size, "--size") if size is not None else None
     n = _frame_count(source, start, max_frames)
+    if fps is not None and not fps > 0:
+        raise UserError(f"--fps {fps}: the frame rate must be > 0")
+    if crf is not None and not 0 <= crf <= 51:
+        raise UserError(f"--crf {crf}: H.264 quality is 0..51 (0 lossless, 18 nearly so, 23 x264's default)")
     _reset(renderer, source, first_frame, start)
     cfg = renderer.cfg.render
     sink = (FramesDirSink(output, overwrite) if frames_dir
-            else Mp4Sink(output, fps=fps or cfg.fps, crf=cfg.crf if crf is None else crf))
+            else Mp4Sink(output, fps=cfg.fps if fps is None else fps, crf=cfg.crf if crf is None else crf))
     reader = Reader(iter_labels(source, renderer.label_nc, size=size, start=start, count=n,
                                 dontcare=renderer.dontcare))
     encoder = Encoder(sink)
