@@ -36,9 +36,11 @@ The inputs of every scale come from one pyramid (avg-pool 3, stride 2, pad 1, pa
 original's): the label stack of the finest active scale pooled once per scale (coarse labels, edges and
 foreground masks are fractional). Each scale keeps its own history of previous outputs (temporal.History
 coarse_frames); the first time, the coarse histories are the same pyramid of the finest one (seed frames), which
-is the original's test-time behaviour. warp_features acts at scale 0 only. Progressive training activates the
-scales coarsest first (set_active_scales): the output comes from the finest active scale, at 1/2^(S-k) of the
-full resolution with k active scales.
+is the original's test-time behaviour (and its training's). warp_features acts at scale 0 only. Progressive
+training activates the scales coarsest first (set_active_scales): the output comes from the finest active scale,
+at 1/2^(S-k) of the full resolution with k active scales. Losses see the finest output only; a coarser scale's
+own image / flow / weight heads make its history frames, so they learn through the recurrence (within a
+detach_every chunk), as in the original.
 """
 
 from __future__ import annotations
