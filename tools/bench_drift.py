@@ -178,7 +178,10 @@ def measure(image: str = IMAGE, video: str = VIDEO, frames: int = 1000, window: 
              for k in ("per_frame", "video")}
     rows = windows(records, window)
     same = long_scene.period is not None and (frames - window) % long_scene.period == 0
-    Path(out, "drift.json").write_text(json.dumps({"records": records, "windows": rows, "drift": drift}, indent=1))
+    from flow import atomic_path
+
+    with atomic_path(Path(out, "drift.json")) as tmp:
+        tmp.write_text(json.dumps({"records": records, "windows": rows, "drift": drift}, indent=1))
     return {
         "sequence": f"{scene}, {frames} frames at {size}, seed {seed}"
                     + (f", scene frames 0-{scene_frames - 1} forwards and back (period {long_scene.period})"
@@ -195,11 +198,13 @@ def measure(image: str = IMAGE, video: str = VIDEO, frames: int = 1000, window: 
 
 
 def run(quick: bool = True) -> dict:
-    """Figures for tools/bench.py: quick renders 200 frames (windows of 20; the scene's period 180)."""
-    frames = 200 if quick else 1000
-    result = measure(frames=frames, out="runs/bench_drift/quick" if quick else "runs/bench_drift")
+    """Figures for tools/bench.py: quick renders 100 frames of a 46-frame scene played back and forth (period 90:
+    frames 90-99 repeat 0-9), full the 1,000 frames (period 180: frames 900-999 repeat 0-99)."""
+    frames, scene_frames = (100, 46) if quick else (1000, 91)
+    result = measure(frames=frames, scene_frames=scene_frames,
+                     out="runs/bench_drift/quick" if quick else "runs/bench_drift")
     result["reference"] = "the per-frame model rendering the same frames in the same run"
-    result["command"] = f"python tools/bench.py drift --frames {frames}"
+    result["command"] = f"python tools/bench.py drift --frames {frames} --scene-frames {scene_frames}"
     return result
 
 

@@ -6,9 +6,9 @@ FLOPs: torch.utils.flop_counter.FlopCounterMode over one generated frame (batch 
   - the demo video generator (configs/demo.yaml) at 128x256 and the street video generator (configs/street.yaml,
     ngf 128) at 256x512: one temporal.step with a full history (after one step, so warped features are in);
   - the per-frame pix2pixHD generator of configs/demo_image.yaml at 128x256.
-FlopCounterMode counts 2 FLOPs per multiply-add of convolutions and matmuls, which is all of these generators'
-FLOPs; the warp (grid_sample), norms, padding and activations are not counted (about 15% of a step's time, see
-BENCHMARKS.md's render profile).
+FlopCounterMode (on the meta device: shapes only) counts 2 FLOPs per multiply-add of convolutions and matmuls,
+which is all of these generators' FLOPs; the warp (grid_sample), norms, padding and activations are not counted
+(about 15% of a step's time, see BENCHMARKS.md's render profile).
 Throughput, same process and threads: a 2048x2048 fp32 matmul (the machine's practical peak) and a 3x3
 convolution, 128 -> 128 channels at 64x128. A generator's achieved GFLOP/s = its FLOPs / its median forward time;
 the figures are that as a fraction of the matmul figure (how far from the hardware limit).
@@ -67,8 +67,8 @@ def conv_gflops(device: torch.device, repeats: int, channels: int = 128, size=(6
 
 
 def one_frame(config: str, size: tuple[int, int], device: torch.device):
-    """(generator, a function that generates one frame) at size, random inputs; a video generator gets a full
-    history with the previous frame's features."""
+    """(generator, a function that generates one frame) at size, random inputs, called once already (a warm-up);
+    a video generator gets a full history with the previous frame's features (that first step made them)."""
     from vid2vid.config import load_config
     from vid2vid.models.build import build_generator, semantic_channels, spec
     from vid2vid.temporal import start_history, step
@@ -80,6 +80,8 @@ def one_frame(config: str, size: tuple[int, int], device: torch.device):
     c = semantic_channels(cfg)
     if not spec(cfg).sequential:
         sem = torch.randn(1, c, h, w, device=device)
+        with torch.no_grad():
+            G(sem)
         return G, lambda: G(sem)
     n = cfg.model.n_frames_G
     labels, prev = torch.randn(1, n + 1, c, h, w, device=device), torch.randn(1, n - 1, 3, h, w, device=device)
@@ -117,17 +119,19 @@ def flop_parts(G: torch.nn.Module, counts: dict, total: float) -> tuple[str, str
 
 
 def count_and_time(config: str, size: tuple[int, int], device: torch.device, repeats: int) -> dict:
-    """FLOPs of one frame (the counted call doubles as the warm-up), median seconds, where the FLOPs are, and
-    the matmul peak measured just before the timing (a busy machine changes between measurements)."""
-    G, frame = one_frame(config, size, device)
+    """FLOPs of one frame (counted on the meta device: shapes only, no arithmetic), where they are, the median
+    seconds of a frame on device, and the matmul peak measured just before the timing (a busy machine changes
+    between measurements)."""
+    G, frame = one_frame(config, size, torch.device("meta"))
     counter = FlopCounterMode(display=False, depth=16)
-    with torch.no_grad():
-        with counter:
-            frame()
-        peak = matmul_gflops(device, 3)
-        seconds = timed(frame, device, repeats)
+    with torch.no_grad(), counter:
+        frame()
     total = counter.get_total_flops()
     parts, conv = flop_parts(G, counter.get_flop_counts(), total)
+    G, frame = one_frame(config, size, device)
+    with torch.no_grad():
+        peak = matmul_gflops(device, 3)
+        seconds = timed(frame, device, repeats)
     return {"gflop": total / 1e9, "seconds": seconds, "parameters": sum(p.numel() for p in G.parameters()),
             "peak": peak, "parts": parts, "largest conv": conv}
 
