@@ -100,3 +100,21 @@ def test_help_lists_the_areas():
     for area in ("data", "flow", "flicker", "models", "train", "video", "render", "flops", "drift"):
         assert area in out
     assert bench.areas()[:2] == ["data", "flow"]
+
+
+def test_drift_pingpong_scene_repeats_its_first_frames():
+    """bench drift's long sequence: a scene played forwards and backwards, so the last window shows exactly the
+    first window's frames when (frames - window) is a multiple of the period."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from bench_drift import Scene
+
+    from vid2vid.config import Size
+
+    scene = Scene("pingpong", 100, 46, Size(32, 64), seed=0)
+    assert scene.period == 90
+    assert [scene.index(t) for t in (0, 45, 46, 89, 90, 91)] == [0, 45, 44, 1, 0, 1]
+    for i in range(10):
+        for a, b in zip(scene(90 + i), scene(i)):
+            assert (a == b).all()
+    straight = Scene("straight", 20, 46, Size(32, 64), seed=0)
+    assert [straight.index(t) for t in (0, 19)] == [0, 19] and straight.period is None
