@@ -13,12 +13,15 @@ import pytest
 import torch
 
 from vid2vid.data.sequences import read_ids, scan
+from vid2vid.errors import UserError
 from vid2vid.quality import (
     REAL,
     SegmenterSettings,
     cache_key,
     confusion_matrix,
+    evaluate_quality,
     frechet_distance,
+    learning_rate,
     scores_from_confusion,
     segmentation_scores,
     train_segmenter,
@@ -132,6 +135,33 @@ def test_cache_key_follows_settings_and_training_files(synthetic_root, tmp_path)
     write_image(label, np.zeros_like(read_ids(label, "label")))
     assert cache_key(copy, "train", SETTINGS)["dataset"] != key["dataset"]
     assert cache_key(copy, "test", SETTINGS)["dataset"] != key["dataset"]
+
+
+def test_a_time_budget_stops_training_and_keys_the_cache(synthetic_root, tmp_path):
+    timed = SegmenterSettings(steps=10**6, minutes=0.02, width=4, max_side=32)
+    segmenter = train_segmenter(synthetic_root, timed, cache_dir=tmp_path)
+    assert 1 <= segmenter.meta["steps_done"] < 10**6
+    assert 1.2 <= segmenter.meta["train_seconds"] < 1.2 + 10  # stops at the first step past the budget
+    assert cache_key(synthetic_root, "train", timed) != cache_key(synthetic_root, "train",
+                                                                  SegmenterSettings(steps=10**6, width=4, max_side=32))
+    assert learning_rate(1.0, 0.0) == pytest.approx(0.1) and learning_rate(1.0, 0.05) == pytest.approx(1.0)
+    assert learning_rate(1.0, 1.0) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_evaluate_quality_with_a_trained_segmenter(synthetic_root, segmenter, tmp_path):
+    frames, labels = held_out(synthetic_root)
+    folder = tmp_path / "frames"  # a frame folder at twice the size: resized to the labels' size
+    folder.mkdir()
+    for t, frame in enumerate(frames[:3]):
+        write_image(folder / f"{t:05d}.png", np.repeat(np.repeat(frame, 2, 0), 2, 1))
+    result = evaluate_quality(synthetic_root, "test", {"big": [folder]}, segmenter=segmenter, max_frames=3)
+    assert result["frames"] == [3] and result["segmenter"]["cache"] == segmenter.meta["cache"]
+    big, real = result["rows"]["big"], result["rows"][REAL]
+    assert big["psnr"] > 25 and big["miou"] == pytest.approx(real["miou"], abs=0.05)
+    pred = segmenter.predict(frames[:3])  # the row pools the confusion matrix of every frame
+    assert real["miou"] == pytest.approx(segmentation_scores(pred, labels[:3], 256).miou)
+    with pytest.raises(UserError, match="real frames"):
+        evaluate_quality(synthetic_root, "test", {REAL: [folder]}, segmenter=segmenter)
 
 
 # ----------------------------------------------------------------------------------------------

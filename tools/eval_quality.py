@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="measure the first N frames of each sequence (0: all; videos must then match exactly)")
     s = SegmenterSettings()
     p.add_argument("--seg-steps", type=int, default=s.steps, help=f"segmenter training steps (default {s.steps})")
+    p.add_argument("--seg-minutes", type=float, default=s.minutes,
+                   help="also stop training after this many minutes (default 0: no limit; the segmenter then "
+                   "depends on the machine's speed)")
     p.add_argument("--seg-width", type=int, default=s.width, help=f"segmenter width (default {s.width})")
     p.add_argument("--seg-max-side", type=int, default=s.max_side,
                    help=f"segmenter input: longer side in px (default {s.max_side})")
@@ -102,7 +105,7 @@ def format_table(result: dict) -> str:
         lines.append(" | ".join(cells))
     seg = result["segmenter"]
     how = "loaded from" if seg["from_cache"] else f"trained in {seg['train_seconds']:.0f} s, stored in"
-    lines.append(f"\nsegmenter: {seg['settings']['steps']} steps on {seg['train_frames']} real {seg['train_phase']} "
+    lines.append(f"\nsegmenter: {seg['steps_done']} steps on {seg['train_frames']} real {seg['train_phase']} "
                  f"frames at {seg['train_size']}, {len(seg['classes'])} classes; {how} {seg['cache']}")
     lines.append(f"the {REAL!r} row is the ceiling; mIoU from position alone (mean-colour frames): "
                  f"{seg['prior_only_miou']:.3f}; {len(result['sequences'])} sequences of "
@@ -113,8 +116,8 @@ def format_table(result: dict) -> str:
 def run(args: argparse.Namespace) -> None:
     root = data_root(args)
     names = [s.name for s in scan(root, args.phase)]
-    settings = SegmenterSettings(steps=args.seg_steps, width=args.seg_width, max_side=args.seg_max_side,
-                                 ignore_ids=parse_ids(args.ignore_ids))
+    settings = SegmenterSettings(steps=args.seg_steps, minutes=args.seg_minutes, width=args.seg_width,
+                                 max_side=args.seg_max_side, ignore_ids=parse_ids(args.ignore_ids))
     result = evaluate_quality(root, args.phase, expand_videos(args.video, names), settings=settings,
                               train_phase=args.train_phase, cache_dir=args.cache, max_frames=args.max_frames,
                               fid_weights=args.fid_weights, device=args.device,

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flow import atomic_path
-from vid2vid.config import Size
+from vid2vid.config import DataConfig, Size
 from vid2vid.data.sequences import SequenceFiles, read_ids, scan
 from vid2vid.data.transforms import apply_image, centre_transform
 from vid2vid.errors import DataError, UserError
@@ -54,6 +54,7 @@ CACHE_FOLDER = ".quality_segmenter"
 N_IDS = 256  # label maps are 8-bit ids
 INCEPTION_URL = "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"
 Log = Callable[[str], None]
+Dataset = str | os.PathLike | DataConfig  # a dataset root, or a config's data section
 
 
 # ----------------------------------------------------------------------------------------------
@@ -113,8 +114,9 @@ class SegmenterSettings:
     """How the segmenter is built and trained; all of it is part of the cache key."""
 
     steps: int = 500  # optimizer steps (the training budget; deterministic, unlike a time limit)
-    width: int = 16  # channels at full working resolution (x2, x4, x4 at 1/2, 1/4, 1/8)
-    max_side: int = 128  # frames are scaled so their longer side is this many px (sides multiples of 8)
+    minutes: float = 0.0  # > 0: also stop after this many minutes (then S depends on the machine's speed)
+    width: int = 8  # channels at full working resolution (x2, x4, x4 at 1/2, 1/4, 1/8)
+    max_side: int = 256  # frames are scaled so their longer side is this many px (sides multiples of 8)
     batch_size: int = 8
     lr: float = 1e-2
     max_train_frames: int = 2000  # evenly spaced frames of the training split at most
@@ -127,6 +129,8 @@ class SegmenterSettings:
                 raise UserError(f"segmenter {name} must be >= 1, got {getattr(self, name)}")
         if self.max_side < 16:
             raise UserError(f"segmenter max_side must be >= 16, got {self.max_side}")
+        if self.minutes < 0:
+            raise UserError(f"segmenter minutes must be >= 0 (0: no time limit), got {self.minutes}")
         if not self.lr > 0:
             raise UserError(f"segmenter lr must be > 0, got {self.lr}")
 
@@ -266,19 +270,30 @@ def _class_weights(targets: torch.Tensor, n: int) -> torch.Tensor:
     return (weights / weights.mean()).float()
 
 
+def learning_rate(peak: float, progress: float, warmup: float = 0.05) -> float:
+    """The schedule over training progress in [0, 1]: linear warm-up to `peak`, then cosine decay to 0."""
+    if progress < warmup:
+        return peak * (0.1 + 0.9 * progress / warmup)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warmup) / (1 - warmup))))
+
+
 def _fit(frames: np.ndarray, targets: torch.Tensor, n_classes: int, settings: SegmenterSettings,
          device: str, log: Log) -> tuple[TinyUNet, dict]:
-    """Train a TinyUNet on frames uint8 [N,h,w,3] and class indices [N,h,w] (-1 = ignored)."""
+    """Train a TinyUNet on frames uint8 [N,h,w,3] and class indices [N,h,w] (-1 = ignored) for settings.steps
+    steps or settings.minutes, whichever ends first; progress (for the schedule) is the larger of the two."""
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
     net = _new_net(n_classes, settings.width, device)
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=settings.steps, pct_start=0.1)
     weights = _class_weights(targets, n_classes).to(device)
     images = _to_input(frames, "cpu")
     start, cpu_start, losses = time.perf_counter(), time.process_time(), []
+    budget = settings.minutes * 60 or math.inf
+    progress, reported = 0.0, 0
     net.train()
-    for step in range(settings.steps):
+    while progress < 1:
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(settings.lr, progress)
         pick = torch.randint(len(images), (settings.batch_size,), generator=gen)
         x, y = _augment(images[pick], gen), targets[pick]
         flip = torch.rand(len(pick), generator=gen) < 0.5
@@ -288,13 +303,16 @@ def _fit(frames: np.ndarray, targets: torch.Tensor, n_classes: int, settings: Se
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
         losses.append(loss.item())
-        if (step + 1) % max(1, settings.steps // 5) == 0:
-            log(f"segmenter step {step + 1}/{settings.steps}: loss {np.mean(losses[-20:]):.3f} "
-                f"({time.perf_counter() - start:.0f} s)")
-    return net, {"train_seconds": time.perf_counter() - start, "train_cpu_seconds": time.process_time() - cpu_start,
-                 "threads": torch.get_num_threads(), "final_loss": float(np.mean(losses[-20:]))}
+        elapsed = time.perf_counter() - start
+        progress = max(len(losses) / settings.steps, elapsed / budget)
+        if int(progress * 5) > reported:
+            reported = int(progress * 5)
+            log(f"segmenter step {len(losses)}: loss {np.mean(losses[-20:]):.3f} ({elapsed:.0f} s, "
+                f"{min(progress, 1):.0%})")
+    return net, {"steps_done": len(losses), "train_seconds": time.perf_counter() - start,
+                 "train_cpu_seconds": time.process_time() - cpu_start, "threads": torch.get_num_threads(),
+                 "final_loss": float(np.mean(losses[-20:]))}
 
 
 def _dataset_identity(root: Path, phase: str) -> str:
@@ -315,18 +333,28 @@ def cache_key(root: Path, phase: str, settings: SegmenterSettings) -> dict:
     return json.loads(json.dumps(key))
 
 
-def train_segmenter(root: str | os.PathLike, settings: SegmenterSettings = SegmenterSettings(), *,
-                    phase: str = "train", cache_dir: str | os.PathLike | None = None, device: str = "cpu",
+def dataset_root(data: Dataset) -> Path:
+    """A dataset root, or a DataConfig's (generating its synthetic dataset first when configured)."""
+    if isinstance(data, (str, os.PathLike)):
+        return Path(data)
+    from vid2vid.data.synthetic import ensure_dataset
+
+    return ensure_dataset(data)
+
+
+def train_segmenter(data: Dataset, settings: SegmenterSettings = SegmenterSettings(), *, phase: str = "train",
+                    cache_dir: str | os.PathLike | None = None, device: str = "cpu",
                     log: Log | None = None) -> Segmenter:
-    """The segmenter of a dataset's `phase` split: loaded from the cache when one with the same key exists
-    (dataset files, settings, format), else trained and stored there. The cache is
+    """The segmenter of a dataset's `phase` split (data: its root, or a DataConfig): loaded from the cache when
+    one with the same key exists (training files, settings, format), else trained and stored there. The cache is
     cache_dir/<digest of the key>/ (default cache_dir: <root>/.quality_segmenter) holding segmenter.safetensors
-    and meta.json (the key, the label ids, trained_at, train_seconds, ...). meta["from_cache"] says which."""
+    and meta.json (the key, the label ids, trained_at, steps_done, train_seconds, ...); meta["from_cache"] says
+    whether this call loaded it."""
     from safetensors.torch import load_file, save_file
 
     log = log or (lambda message: None)
     settings.check()
-    root = Path(root)
+    root = dataset_root(data)
     key = cache_key(root, phase, settings)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache_dir or root / CACHE_FOLDER) / digest
@@ -393,11 +421,12 @@ def load_inception(path: str | os.PathLike, device: str = "cpu") -> nn.Module:
     except Exception as e:  # any unreadable or unsafe payload
         raise UserError(f"{path}: cannot read it as a state dict ({type(e).__name__}: {e}); {_fid_fix(path)}") \
             from None
-    net = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path}: not a state dict of tensors; {_fid_fix(path)}")
+    with torch.device("meta"):  # no random initialisation: every tensor comes from the file
+        net = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
     try:
-        net.load_state_dict(state)
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, assign=True)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[1:2] or [str(e)]
         raise UserError(f"{path}: not an inception_v3 state dict ({first[0].strip()[:200]}); {_fid_fix(path)}") \
@@ -503,36 +532,43 @@ def _check_videos(videos: Mapping[str, Sequence[str | os.PathLike]], names: list
                 raise DataError(f"{path}: no such video file or folder of frames (videos[{model!r}])")
 
 
-def evaluate_quality(root: str | os.PathLike, phase: str, videos: Mapping[str, Sequence[str | os.PathLike]], *,
-                     settings: SegmenterSettings = SegmenterSettings(), train_phase: str = "train",
-                     cache_dir: str | os.PathLike | None = None, max_frames: int = 0,
+def evaluate_quality(data: Dataset, phase: str, videos: Mapping[str, Sequence[str | os.PathLike]], *,
+                     segmenter: Segmenter | None = None, settings: SegmenterSettings = SegmenterSettings(),
+                     train_phase: str = "train", cache_dir: str | os.PathLike | None = None, max_frames: int = 0,
                      fid_weights: str | os.PathLike | None = None, device: str = "cpu",
                      log: Log | None = None) -> dict:
     """Segmentation consistency (mIoU, pixel accuracy), PSNR, L1 (and FID with fid_weights) of generated
-    videos against the held-out sequences of <root>/<phase>, with the real frames as the ceiling row.
+    videos against the held-out sequences of a dataset's `phase` split, with the real frames as the ceiling row.
 
+    data: the dataset root, or a DataConfig (its root; a synthetic dataset is generated when absent).
     videos: {name: one video file or frame folder per held-out sequence, in the order of
-    vid2vid.data.sequences.scan(root, phase) (sorted sequence names)}. Frame t of a video is paired with label
+    vid2vid.data.sequences.scan(root, phase) (sorted sequence names)}; the real frames' row is made from the
+    dataset itself (lossless), so no video may be named "real frames". Frame t of a video pairs with label
     map t of its sequence; frames are resized to the label maps' size. max_frames 0: a video must have exactly
     as many frames as its sequence; N > 0: the first min(N, length) frames are measured and a video needs at
-    least that many. The segmenter comes from train_segmenter(root, settings, phase=train_phase, cache_dir).
+    least that many. segmenter: a trained one (train_segmenter), else train_segmenter(root, settings,
+    phase=train_phase, cache_dir=cache_dir) is called (loading its cache when there is one).
 
-    Returns {"dataset", "phase", "sequences", "frames", "segmenter": {settings, classes, train_seconds,
-    from_cache, cache, prior_only_miou, ...}, "rows": {"real frames": row, name: row, ...}, "definitions"}
-    where row = {"miou", "pixel_accuracy", "per_class_iou": {id: IoU}, "psnr", "l1", "fid", "sequences":
-    [{"sequence", "path", "miou", "pixel_accuracy", "psnr", "l1"}]} (psnr, l1 None for the real frames; fid
-    None without fid_weights).
+    Returns {"dataset", "phase", "sequences": [names], "frames": [measured frames per sequence],
+    "segmenter": {settings, classes, steps_done, train_seconds, from_cache, cache, train_phase,
+    prior_only_miou, ...}, "rows": {"real frames": row, name: row, ...}, "definitions": {metric: text}} with
+    row = {"miou", "pixel_accuracy", "per_class_iou": {"id": IoU}, "psnr", "l1", "fid", "sequences":
+    [{"sequence", "path", "miou", "pixel_accuracy", "psnr", "l1"}]}. The row's miou and pixel_accuracy pool
+    every frame of every sequence (one confusion matrix); psnr and l1 are means over sequences; psnr, l1 are
+    None for the real frames, fid None without fid_weights. Per-sequence mIoU is for inspection: its mean is
+    not the row's mIoU.
     """
     log = log or (lambda message: None)
-    root = Path(root)
+    root = dataset_root(data)
     if max_frames < 0:
         raise UserError(f"max_frames must be >= 0, got {max_frames}")
     held_out = scan(root, phase)
     names = [s.name for s in held_out]
     _check_videos(videos, names, root, phase)
     inception = load_inception(fid_weights, device) if fid_weights else None
-    segmenter = train_segmenter(root, settings, phase=train_phase, cache_dir=cache_dir, device=device, log=log)
-    ignore = settings.ignore_ids
+    if segmenter is None:
+        segmenter = train_segmenter(root, settings, phase=train_phase, cache_dir=cache_dir, device=device, log=log)
+    settings, ignore = segmenter.settings, segmenter.settings.ignore_ids
     rows = {name: _Row(ignore) for name in (REAL, *videos)}
     prior = _Row(ignore)  # the segmenter on content-free frames
     real_features = [] if inception is not None else None
@@ -561,7 +597,7 @@ def evaluate_quality(root: str | os.PathLike, phase: str, videos: Mapping[str, S
         prior.add(seq.name, None, segmenter.predict(np.ascontiguousarray(flat)), labels, real, real)
     real_features = np.concatenate(real_features) if real_features else None
     info = {k: v for k, v in segmenter.meta.items() if k != "key"}
-    info.update(settings=asdict(settings), train_phase=train_phase,
+    info.update(settings=asdict(settings), train_phase=segmenter.meta["key"]["train_phase"],
                 prior_only_miou=scores_from_confusion(prior.conf).miou)
     return {"dataset": str(root), "phase": phase, "sequences": names, "frames": frame_counts, "segmenter": info,
             "rows": {name: row.summary(real_features) for name, row in rows.items()},
