@@ -21,6 +21,16 @@ Definitions (every frame of every held-out sequence, in the order of <root>/<pha
   - FID (only with user-supplied weights): Frechet distance between Gaussian fits of torchvision
     inception_v3 pool features (2048-d, frames resized to 299x299) of the real held-out frames and of the
     video's frames, all sequences pooled.
+
+Limits: S is small and trained only on this dataset's real frames, so it rewards frames whose colours and
+textures look like each class's real appearance at the right place; it is not a judge of realism (a
+blurry frame with the right colours scores well: S is trained with mild blur and colour jitter so that it
+does not punish small shifts) and it says nothing about temporal stability (E_warp, tOF). It can also
+score from position alone: `prior_only_miou` (S on frames replaced by their mean colour) shows how much.
+Thin or rare classes (poles, people) have the lowest IoU even on real frames: read every score against
+the real frames' row, and compare videos only under one segmenter (one cache entry). FID numbers are not
+comparable with published ones (other Inception weights than the TF-FID network, and far fewer frames
+than feature dimensions: the estimate is biased upward); compare them only between videos at equal counts.
 """
 
 from __future__ import annotations
@@ -145,7 +155,7 @@ class TinyUNet(nn.Module):
     from an encoder down to 1/8 and a decoder back up to 1/2; at full resolution only one 3x3 convolution (the
     stem) and 1x1 convolutions run, which keeps thin structures (poles) visible at a fraction of the cost."""
 
-    def __init__(self, n_classes: int, width: int = 16):
+    def __init__(self, n_classes: int, width: int = 8):
         super().__init__()
         w = width
         self.stem = nn.Sequential(nn.Conv2d(3, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(True))
@@ -243,6 +253,8 @@ def _training_set(root: Path, phase: str, settings: SegmenterSettings, log: Log)
         indices = list(range(0, len(seq), stride))
         frames += [resize_image(f, size) for f in _frames_of(seq, indices)]
         labels += [resize_ids(read_ids(seq.labels[i], "label"), size) for i in indices]
+        if max(int(x.max()) for x in labels[-len(indices):]) >= N_IDS:
+            raise DataError(f"{root}/{phase}_A/{seq.name}: label ids above {N_IDS - 1}; label maps hold 8-bit ids")
     return np.stack(frames), np.stack(labels)
 
 
@@ -262,10 +274,10 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return x + 0.03 * torch.randn(x.shape, generator=gen)
 
 
-def _class_weights(targets: torch.Tensor, n: int) -> torch.Tensor:
-    """Inverse square root of each class's pixel share (normalised to mean 1): rare classes (poles, people)
-    are not ignored by a short training run."""
-    counts = torch.bincount(targets[targets >= 0].flatten(), minlength=n).double()
+def _class_weights(counts: np.ndarray) -> torch.Tensor:
+    """Inverse square root of each class's pixel share (normalised to mean 1), from pixel counts [n_classes]:
+    rare classes (poles, people) are not ignored by a short training run."""
+    counts = torch.from_numpy(counts).double()
     weights = (counts.sum() / counts.clamp(min=1)).sqrt()
     return (weights / weights.mean()).float()
 
@@ -277,16 +289,17 @@ def learning_rate(peak: float, progress: float, warmup: float = 0.05) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warmup) / (1 - warmup))))
 
 
-def _fit(frames: np.ndarray, targets: torch.Tensor, n_classes: int, settings: SegmenterSettings,
+def _fit(frames: np.ndarray, targets: torch.Tensor, counts: np.ndarray, settings: SegmenterSettings,
          device: str, log: Log) -> tuple[TinyUNet, dict]:
-    """Train a TinyUNet on frames uint8 [N,h,w,3] and class indices [N,h,w] (-1 = ignored) for settings.steps
-    steps or settings.minutes, whichever ends first; progress (for the schedule) is the larger of the two."""
+    """Train a TinyUNet on frames uint8 [N,h,w,3] and class indices int16 [N,h,w] (-1 = ignored), with the
+    pixel count of each class [n_classes], for settings.steps steps or settings.minutes, whichever ends first
+    (progress, which drives the schedule, is the larger of the two fractions)."""
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
-    net = _new_net(n_classes, settings.width, device)
+    net = _new_net(len(counts), settings.width, device)
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=1e-4)
-    weights = _class_weights(targets, n_classes).to(device)
-    images = _to_input(frames, "cpu")
+    weights = _class_weights(counts).to(device)
+    images = torch.from_numpy(frames)  # uint8, converted per batch
     start, cpu_start, losses = time.perf_counter(), time.process_time(), []
     budget = settings.minutes * 60 or math.inf
     progress, reported = 0.0, 0
@@ -295,7 +308,7 @@ def _fit(frames: np.ndarray, targets: torch.Tensor, n_classes: int, settings: Se
         for group in opt.param_groups:
             group["lr"] = learning_rate(settings.lr, progress)
         pick = torch.randint(len(images), (settings.batch_size,), generator=gen)
-        x, y = _augment(images[pick], gen), targets[pick]
+        x, y = _augment(_to_input(images[pick].numpy(), "cpu"), gen), targets[pick].long()
         flip = torch.rand(len(pick), generator=gen) < 0.5
         x, y = torch.where(flip[:, None, None, None], x.flip(3), x), torch.where(flip[:, None, None], y.flip(2), y)
         x = x.to(device).contiguous(memory_format=torch.channels_last)
@@ -360,7 +373,10 @@ def train_segmenter(data: Dataset, settings: SegmenterSettings = SegmenterSettin
     folder = Path(cache_dir or root / CACHE_FOLDER) / digest
     meta_path, weights_path = folder / "meta.json", folder / "segmenter.safetensors"
     if meta_path.is_file() and weights_path.is_file():
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text())
+        except ValueError:
+            meta = {}  # damaged: trained again and replaced
         if meta.get("key") == key:
             net = _new_net(len(meta["classes"]), settings.width, device)
             net.load_state_dict(load_file(weights_path, device=str(device)))
@@ -371,11 +387,12 @@ def train_segmenter(data: Dataset, settings: SegmenterSettings = SegmenterSettin
     classes = sorted(set(np.unique(labels).tolist()) - set(settings.ignore_ids))
     if not classes:
         raise DataError(f"{root}/{phase}_A: no label id left to learn (all ignored by {settings.ignore_ids})")
-    lookup = np.full(max(int(labels.max()) + 1, 1), -1, np.int64)
+    lookup = np.full(N_IDS, -1, np.int16)
     lookup[classes] = np.arange(len(classes))
+    counts = np.bincount(labels.ravel(), minlength=N_IDS)[classes]
     log(f"training the segmenter: {len(frames)} frames at {frames.shape[1]}x{frames.shape[2]}, {len(classes)} "
         f"classes, {settings.steps} steps")
-    net, record = _fit(frames, torch.from_numpy(lookup[labels]), len(classes), settings, device, log)
+    net, record = _fit(frames, torch.from_numpy(lookup[labels]), counts, settings, device, log)
     meta = {"key": key, "classes": classes, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "train_frames": len(frames), "train_size": f"{frames.shape[1]}x{frames.shape[2]}",
             "torch": torch.__version__, **record}
@@ -576,13 +593,18 @@ def evaluate_quality(data: Dataset, phase: str, videos: Mapping[str, Sequence[st
     for k, seq in enumerate(held_out):
         n = len(seq) if max_frames == 0 else min(max_frames, len(seq))
         frame_counts.append(n)
-        labels = np.stack([read_ids(p, "label") for p in seq.labels[:n]])
+        labels = [read_ids(p, "label") for p in seq.labels[:n]]
+        for path, ids in zip(seq.labels, labels):
+            if ids.shape != labels[0].shape:
+                raise DataError(f"{path}: size {ids.shape[0]}x{ids.shape[1]} differs from {seq.labels[0]}'s "
+                                f"{labels[0].shape[0]}x{labels[0].shape[1]}; a sequence's label maps share one size")
+        labels = np.stack(labels)
         if labels.max() >= N_IDS:
             raise DataError(f"{root}/{phase}_A/{seq.name}: label id {labels.max()} found; label maps hold ids "
                             f"0..{N_IDS - 1} (8-bit)")
         size = Size(*labels.shape[1:])
         real = np.stack([resize_image(f, size) for f in _frames_of(seq, list(range(n)))])
-        sets = {REAL: (None, real)}
+        sets = {REAL: (str(seq.frames if seq.is_video else seq.frames[0].parent), real)}
         for name, paths in videos.items():
             sets[name] = (str(paths[k]), read_video(paths[k], n, size, max_frames == 0, seq.name))
         for name, (path, frames) in sets.items():
