@@ -47,8 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     s = SegmenterSettings()
     p.add_argument("--seg-steps", type=int, default=s.steps, help=f"segmenter training steps (default {s.steps})")
     p.add_argument("--seg-minutes", type=float, default=s.minutes,
-                   help="also stop training after this many minutes (default 0: no limit; the segmenter then "
-                   "depends on the machine's speed)")
+                   help="also stop training after this many minutes (default 0: no time limit); a time limit "
+                   "makes the segmenter, and so every mIoU, depend on the machine's speed")
     p.add_argument("--seg-width", type=int, default=s.width, help=f"segmenter width (default {s.width})")
     p.add_argument("--seg-max-side", type=int, default=s.max_side,
                    help=f"segmenter input: longer side in px (default {s.max_side})")
