@@ -6,8 +6,10 @@ bilinearly (align_corners=True, zeros outside) at the (2r+1)^2 points
 q = coords(p) / 2^l + (dx, dy), dx, dy in [-r, r]. Output channel = l*(2r+1)^2 + i*(2r+1) + j
 for the offset (dx_i, dy_j): the x offset varies slowest (as RAFT and torchvision order it).
 
-- `AllPairsCorr` builds the full volume [B*H*W, 1, H, W] and its pyramid, pooled over the second
+- `AllPairsCorr` builds the full volume [B*H*W, H*W] and its pyramid, pooled over the second
   image's dims, as one matmul per level with pooled features (memory 4*(HW)^2 bytes at level 0).
+  Both read the windows with `window_lookup` (a gather of integer positions and two lerps, not
+  grid_sample: every point of a window shares its centre's fractional part).
 - `OnDemandCorr` never builds it. Pooling the correlation over image 2 equals correlating with
   pooled features of image 2, so it keeps a feature pyramid of image 2 and, per lookup, works
   through blocks of rows of image 1: each block is correlated (one matmul) with only the band of
@@ -38,15 +40,8 @@ def _check_pyramid_size(fmap: torch.Tensor, num_levels: int) -> None:
         )
 
 
-def _window_offsets(radius: int, device: torch.device) -> torch.Tensor:
-    """[(2r+1)^2, 2] offsets (dx, dy) with dx varying slowest."""
-    span = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
-    dx, dy = torch.meshgrid(span, span, indexing="ij")
-    return torch.stack([dx, dy], dim=-1).reshape(-1, 2)
-
-
 class AllPairsCorr:
-    """The full correlation pyramid, built once per image pair."""
+    """The full correlation pyramid, built once per image pair: [B*H*W, sum of H_l*W_l], one matmul."""
 
     def __init__(self, fmap1: torch.Tensor, fmap2: torch.Tensor, *, num_levels: int, radius: int):
         _check_pyramid_size(fmap1, num_levels)
@@ -55,29 +50,27 @@ class AllPairsCorr:
             fmap1, fmap2 = fmap1.float(), fmap2.float()
             batch, channels, height, width = fmap1.shape
             f1 = rearrange(fmap1, "b c h w -> b (h w) c") * (1.0 / math.sqrt(channels))
-            self.pyramid = []
+            levels, segments, offset = [], [], 0
             for level in range(num_levels):
                 if level:  # pooling image 2's features = pooling the volume over image 2, and a little faster
                     fmap2 = F.avg_pool2d(fmap2, 2, stride=2)
                 h_l, w_l = fmap2.shape[-2:]
-                volume = torch.bmm(f1, rearrange(fmap2, "b c h w -> b c (h w)"))  # [B,HW,H_l*W_l]
-                self.pyramid.append(volume.view(batch * height * width, 1, h_l, w_l))
+                levels.append(rearrange(fmap2, "b c h w -> b c (h w)"))
+                segments.append((offset, 0, h_l, w_l))
+                offset += h_l * w_l
+            volume = torch.bmm(f1, torch.cat(levels, dim=2))  # [B,HW,sum H_l*W_l]
+            self.volume = volume.view(batch * height * width, offset)
+            self.segments = torch.tensor(segments, device=fmap1.device)
+            self.scales = 2.0 ** torch.arange(num_levels, device=fmap1.device)  # level l = coordinates / 2^l
 
     def __call__(self, coords: torch.Tensor) -> torch.Tensor:
         """coords [B,2,H,W] (x, y at level 0) -> correlation features [B, L*(2r+1)^2, H, W]."""
         with torch.autocast(coords.device.type, enabled=False):
             batch, _, height, width = coords.shape
-            side = 2 * self.radius + 1
-            offsets = _window_offsets(self.radius, coords.device).view(1, side, side, 2)
-            centres = rearrange(coords.float(), "b c h w -> (b h w) 1 1 c")
-            levels = []
-            for level, volume in enumerate(self.pyramid):
-                points = centres / 2**level + offsets  # [BHW, side, side, 2] pixels of this level
-                h_l, w_l = volume.shape[-2:]
-                scale = points.new_tensor([2.0 / (w_l - 1), 2.0 / (h_l - 1)])
-                sampled = F.grid_sample(volume, points * scale - 1.0, mode="bilinear", align_corners=True)
-                levels.append(sampled.view(batch, height, width, side * side))
-            return rearrange(torch.cat(levels, dim=-1), "b h w k -> b k h w").contiguous()
+            points = rearrange(_finite(coords), "b c h w -> (b h w) 1 c") / self.scales[:, None]  # [BHW,L,2]
+            features = window_lookup(self.volume, points, self.radius, self.segments)
+            # [B,K,H,W] in channels-last layout (as the update block's convolutions take it on the CPU)
+            return rearrange(features, "(b h w) k -> b k h w", b=batch, h=height, w=width)
 
 
 class OnDemandCorr:
@@ -105,7 +98,7 @@ class OnDemandCorr:
         """coords [B,2,H,W] (x, y at level 0) -> correlation features [B, L*(2r+1)^2, H, W]."""
         with torch.autocast(coords.device.type, enabled=False):
             batch, _, height, width = coords.shape
-            coords = torch.nan_to_num(coords.float(), nan=0.0).clamp(-1e6, 1e6)
+            coords = _finite(coords)
             rows = max(1, self.block_pixels // width)
             blocks = []
             for b in range(batch):
@@ -115,35 +108,49 @@ class OnDemandCorr:
                     levels = [self._lookup(points / 2**level, f1, f2[b]) for level, f2 in enumerate(self.pyramid)]
                     blocks.append(torch.cat(levels, dim=1))  # [n, L*(2r+1)^2]
             features = torch.cat(blocks)  # rows of (b, h, w) in order
-            return rearrange(features, "(b h w) k -> b k h w", b=batch, h=height, w=width).contiguous()
+            return rearrange(features, "(b h w) k -> b k h w", b=batch, h=height, w=width)  # channels-last
 
     def _lookup(self, points: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
         """points [n,2] at this level, f1 [n,C], f2 [C,h,w] -> [n,(2r+1)^2] (x offset slowest)."""
         r, (channels, h, w) = self.radius, f2.shape
-        base = torch.floor(points)
-        frac = points - base  # [n,2]
-        lo = max(int(base[:, 1].min()) - r, 0)
-        hi = min(int(base[:, 1].max()) + r + 1, h - 1)
+        rows = torch.floor(points[:, 1])
+        lo = max(int(rows.min()) - r, 0)
+        hi = min(int(rows.max()) + r + 1, h - 1)
         if lo > hi:  # every window lies above or below the image
             return points.new_zeros(points.shape[0], (2 * r + 1) ** 2)
-        band = f2[:, lo : hi + 1].reshape(channels, -1)  # [C, hb*w]
-        volume = torch.mm(f1, band)  # [n, hb*w]
-        volume = torch.cat([volume, volume.new_zeros(volume.shape[0], 1)], dim=1)  # last column: outside
-        span = torch.arange(-r, r + 2, device=points.device)
-        xs = base[:, 0].long()[:, None] + span  # [n,K]
-        ys = base[:, 1].long()[:, None] + span  # [n,K]
-        inside = ((xs >= 0) & (xs < w))[:, :, None] & ((ys >= lo) & (ys <= hi))[:, None, :]  # [n,K(x),K(y)]
-        index = ((ys - lo) * w)[:, None, :] + xs[:, :, None]  # [n,K(x),K(y)]
-        index = torch.where(inside, index, volume.shape[1] - 1)
-        dots = torch.gather(volume, 1, index.flatten(1)).view(index.shape)  # [n,K(x),K(y)]
-        fx, fy = frac[:, 0, None, None], frac[:, 1, None, None]
-        out = (
-            (1 - fx) * (1 - fy) * dots[:, :-1, :-1]
-            + fx * (1 - fy) * dots[:, 1:, :-1]
-            + (1 - fx) * fy * dots[:, :-1, 1:]
-            + fx * fy * dots[:, 1:, 1:]
-        )  # [n, 2r+1 (x), 2r+1 (y)]
-        return out.reshape(out.shape[0], -1)
+        volume = torch.mm(f1, f2[:, lo : hi + 1].reshape(channels, -1))  # [n, band rows * w]
+        return window_lookup(volume, points[:, None], r, torch.tensor([[0, lo, hi - lo + 1, w]], device=f1.device))
+
+
+def _finite(coords: torch.Tensor) -> torch.Tensor:
+    """float32 coordinates with NaN -> 0 and magnitudes clamped to 1e6 (safe to floor and index with)."""
+    return torch.nan_to_num(coords.float(), nan=0.0).clamp(-1e6, 1e6)
+
+
+def window_lookup(volume: torch.Tensor, points: torch.Tensor, radius: int, segments: torch.Tensor) -> torch.Tensor:
+    """Bilinear (2r+1)^2 windows of L levels from correlation rows, zero outside each level.
+
+    volume [n, total]: pixel i's correlations; level l's part starts at column segments[l, 0] and holds
+    rows segments[l, 1] .. + segments[l, 2] of that level, segments[l, 3] columns wide (row-major).
+    points [n,L,2] (x, y) in level l's pixels -> [n, L*(2r+1)^2], per level the x offset slowest.
+    Every point of a window shares the fractional part of its centre, so this gathers the (2r+2)^2
+    integer positions around each window and blends them with two lerps (no grid_sample)."""
+    r, n = radius, points.shape[0]
+    offset, top, rows, width = (segments[:, k, None] for k in range(4))  # [L,1] each
+    base = torch.floor(points)
+    frac = points - base  # [n,L,2]
+    span = torch.arange(-r, r + 2, device=points.device)
+    xs = base[..., 0].long()[..., None] + span  # [n,L,K]
+    ys = base[..., 1].long()[..., None] + span - top  # [n,L,K], rows of the segment
+    inside_x = ((xs >= 0) & (xs < width)).float()
+    inside_y = ((ys >= 0) & (ys < rows)).float()
+    index = xs[..., :, None] + (offset + ys * width)[..., None, :]  # [n,L,K(x),K(y)]
+    dots = torch.gather(volume, 1, index.clamp_(0, volume.shape[1] - 1).reshape(n, -1)).view(index.shape)
+    dots *= inside_y[..., None, :]
+    along_y = torch.lerp(dots[..., :-1], dots[..., 1:], frac[..., 1, None, None])  # [n,L,K(x),2r+1]
+    along_y *= inside_x[..., :, None]
+    out = torch.lerp(along_y[..., :-1, :], along_y[..., 1:, :], frac[..., 0, None, None])  # [n,L,2r+1,2r+1]
+    return out.reshape(n, -1)
 
 
 def build_corr(fmap1: torch.Tensor, fmap2: torch.Tensor, *, mode: str, num_levels: int, radius: int):

@@ -111,6 +111,13 @@ class MotionEncoder(nn.Module):
 
 
 class ConvGRU(nn.Module):
+    """Convolutional GRU over x = cat(context, motion); the context is the same at every update.
+
+    Its convolutions see cat(h, context, motion) (the checkpoints' layout). A convolution is a sum over
+    input channels, so `prepare` convolves the fixed context once per image pair (bias included) and each
+    `forward` convolves only cat(h, motion): one convolution for z and r together, one for q.
+    """
+
     def __init__(self, *, input_size, hidden_size, kernel, padding):
         super().__init__()
         cin = input_size + hidden_size
@@ -118,11 +125,22 @@ class ConvGRU(nn.Module):
         self.convr = nn.Conv2d(cin, hidden_size, kernel, padding=padding)
         self.convq = nn.Conv2d(cin, hidden_size, kernel, padding=padding)
 
-    def forward(self, h, x):
-        hx = torch.cat([h, x], dim=1)
-        z = torch.sigmoid(self.convz(hx))
-        r = torch.sigmoid(self.convr(hx))
-        q = torch.tanh(self.convq(torch.cat([r * h, x], dim=1)))
+    def prepare(self, context: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """context [B,Cc,h,w] -> (weights of z|r and of q on cat(h, motion), context terms of z|r [B,2C,h,w]
+        and of q [B,C,h,w])."""
+        hidden, convs = self.convz.out_channels, (self.convz, self.convr, self.convq)
+        moving = [torch.cat([c.weight[:, :hidden], c.weight[:, hidden + context.shape[1] :]], dim=1) for c in convs]
+        fixed = slice(hidden, hidden + context.shape[1])
+        terms = F.conv2d(context, torch.cat([c.weight[:, fixed] for c in convs]), torch.cat([c.bias for c in convs]),
+                         padding=self.convz.padding)
+        zr_terms, q_terms = terms.split([2 * hidden, hidden], dim=1)
+        return torch.cat(moving[:2]), moving[2], zr_terms, q_terms
+
+    def forward(self, h, motion, prepared):
+        zr_weight, q_weight, zr_terms, q_terms = prepared
+        zr = torch.sigmoid(F.conv2d(torch.cat([h, motion], dim=1), zr_weight, padding=self.convz.padding) + zr_terms)
+        z, r = zr.chunk(2, dim=1)
+        q = torch.tanh(F.conv2d(torch.cat([r * h, motion], dim=1), q_weight, padding=self.convq.padding) + q_terms)
         return (1 - z) * h + z * q
 
 
@@ -138,9 +156,16 @@ class RecurrentBlock(nn.Module):
             self.convgru1 = ConvGRU(input_size=input_size, hidden_size=hidden_size, kernel=3, padding=1)
             self.convgru2 = None
 
-    def forward(self, h, x):
-        h = self.convgru1(h, x)
-        return h if self.convgru2 is None else self.convgru2(h, x)
+    def grus(self) -> list[ConvGRU]:
+        return [self.convgru1] if self.convgru2 is None else [self.convgru1, self.convgru2]
+
+    def prepare(self, context: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        return [gru.prepare(context) for gru in self.grus()]
+
+    def forward(self, h, motion, prepared):
+        for gru, fixed in zip(self.grus(), prepared):
+            h = gru(h, motion, fixed)
+        return h
 
 
 class FlowHead(nn.Module):
@@ -155,15 +180,19 @@ class FlowHead(nn.Module):
 
 
 class UpdateBlock(nn.Module):
+    """(hidden, correlation, flow) -> (new hidden, flow update); `prepare(context)` once per image pair."""
+
     def __init__(self, *, motion_encoder, recurrent_block, flow_head):
         super().__init__()
         self.motion_encoder = motion_encoder
         self.recurrent_block = recurrent_block
         self.flow_head = flow_head
 
-    def forward(self, hidden, context, corr, flow):
-        x = torch.cat([context, self.motion_encoder(flow, corr)], dim=1)
-        hidden = self.recurrent_block(hidden, x)
+    def prepare(self, context: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        return self.recurrent_block.prepare(context)
+
+    def forward(self, hidden, prepared, corr, flow):
+        hidden = self.recurrent_block(hidden, self.motion_encoder(flow, corr), prepared)
         return hidden, self.flow_head(hidden)
 
 
@@ -186,7 +215,7 @@ def upsample_flow(flow_low: torch.Tensor, mask: torch.Tensor | None) -> torch.Te
     batch, _, h, w = flow_low.shape
     if mask is None:
         return 8 * F.interpolate(flow_low, size=(8 * h, 8 * w), mode="bilinear", align_corners=True)
-    weights = torch.softmax(mask.float().view(batch, 1, 9, 8, 8, h, w), dim=2)
+    weights = torch.softmax(mask.float().reshape(batch, 1, 9, 8, 8, h, w), dim=2)
     neighbours = F.unfold(8 * flow_low, kernel_size=3, padding=1).view(batch, 2, 9, 1, 1, h, w)
     up = (weights * neighbours).sum(dim=2)  # [B,2,8(y),8(x),h,w]
     return rearrange(up, "b c sy sx h w -> b c (h sy) (w sx)")
@@ -266,14 +295,19 @@ class RAFT(nn.Module):
         """
         corr_fn = build_corr(fmap1, fmap2, mode=self.corr, num_levels=self.num_levels, radius=self.radius)
         batch, _, h, w = fmap1.shape
-        coords0 = coords_grid(batch, h, w, fmap1.device)
+        # The updates run channels-last on the CPU (oneDNN's convolutions are faster so; the correlation
+        # lookup returns that layout), the encoders NCHW (no faster there).
+        layout = torch.channels_last if fmap1.device.type == "cpu" else torch.contiguous_format
+        hidden, context = hidden.contiguous(memory_format=layout), context.contiguous(memory_format=layout)
+        coords0 = coords_grid(batch, h, w, fmap1.device).contiguous(memory_format=layout)
         coords1 = coords0 if flow_low is None else coords0 + flow_low.float()
+        prepared = self.update_block.prepare(context)
         flows = []
         for step in range(iters):
             coords1 = coords1.detach()  # no gradient through the coordinates (as in the paper)
             corr = corr_fn(coords1)
             flow = coords1 - coords0
-            hidden, delta = self.update_block(hidden, context, corr.to(context.dtype), flow.to(context.dtype))
+            hidden, delta = self.update_block(hidden, prepared, corr.to(context.dtype), flow.to(context.dtype))
             coords1 = coords1 + delta.float()
             if upsample == "all" or (upsample == "last" and step == iters - 1):
                 flows.append(self.upsample(coords1 - coords0, hidden))

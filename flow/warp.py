@@ -73,14 +73,21 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear
     return warped.to(image.dtype)
 
 
+def _squared_norm(vectors: torch.Tensor) -> torch.Tensor:
+    """[B,2,H,W] -> [B,1,H,W] x^2 + y^2 (the float32 value of vectors.square().sum(1), cheaper)."""
+    return vectors[:, :1].square() + vectors[:, 1:].square()
+
+
 def out_of_frame_mask(flow: torch.Tensor) -> torch.Tensor:
     """bool [B,1,H,W]: True where x + flow(x) leaves the frame (not 0 <= x+u <= W-1 and 0 <= y+v <= H-1)."""
     _check_flow(flow)
     height, width = flow.shape[2:]
     pos = _sample_positions(flow)
-    inside_x = (pos[:, 0] >= 0) & (pos[:, 0] <= width - 1)
-    inside_y = (pos[:, 1] >= 0) & (pos[:, 1] <= height - 1)
-    return ~(inside_x & inside_y)[:, None]
+    x, y = pos[:, :1], pos[:, 1:]
+    inside = (x >= 0) & (x <= width - 1)
+    inside &= y >= 0
+    inside &= y <= height - 1
+    return inside.logical_not_()
 
 
 def fb_occlusion_mask(
@@ -97,10 +104,14 @@ def fb_occlusion_mask(
     if flow_fw.shape != flow_bw.shape:
         raise FlowError(f"flow_fw {tuple(flow_fw.shape)} and flow_bw {tuple(flow_bw.shape)} differ in shape")
     fw = flow_fw.float()
-    bw_warped = backward_warp(flow_bw.float(), fw) if flow_bw_warped is None else flow_bw_warped.float()
-    mismatch = (fw + bw_warped).square().sum(1, keepdim=True)
-    magnitude = fw.square().sum(1, keepdim=True) + bw_warped.square().sum(1, keepdim=True)
-    return mismatch > FB_ALPHA * magnitude + FB_BETA
+    return _fb_occluded(fw, flow_bw.float(), _squared_norm(fw), flow_bw_warped)
+
+
+def _fb_occluded(fw, bw, fw_norm, bw_warped=None) -> torch.Tensor:
+    """fb_occlusion_mask for float flows fw, bw [B,2,H,W] and |fw|^2 [B,1,H,W]."""
+    bw_warped = backward_warp(bw, fw) if bw_warped is None else bw_warped.float()
+    magnitude = fw_norm + _squared_norm(bw_warped)
+    return _squared_norm(fw + bw_warped) > magnitude.mul_(FB_ALPHA).add_(FB_BETA)
 
 
 def motion_boundary_mask(flow: torch.Tensor) -> torch.Tensor:
@@ -110,10 +121,20 @@ def motion_boundary_mask(flow: torch.Tensor) -> torch.Tensor:
     """
     _check_flow(flow)
     flow = flow.float()
-    dx = F.pad(flow[:, :, :, 1:] - flow[:, :, :, :-1], (0, 1, 0, 0))  # [B,2,H,W]
-    dy = F.pad(flow[:, :, 1:, :] - flow[:, :, :-1, :], (0, 0, 0, 1))
-    gradient = (dx.square() + dy.square()).sum(1, keepdim=True)
-    return gradient > MB_ALPHA * flow.square().sum(1, keepdim=True) + MB_BETA
+    return _motion_boundary(flow, _squared_norm(flow))
+
+
+def _motion_boundary(flow: torch.Tensor, flow_norm: torch.Tensor) -> torch.Tensor:
+    """motion_boundary_mask for a float flow [B,2,H,W] and |flow|^2 [B,1,H,W]."""
+    gradient = torch.zeros_like(flow)  # per channel dy^2 + dx^2 (a difference past the edge is 0)
+    torch.sub(flow[:, :, 1:], flow[:, :, :-1], out=gradient[:, :, :-1]).square_()
+    gradient[..., :-1] += (flow[..., 1:] - flow[..., :-1]).square_()
+    return _squared_norm_sum(gradient) > flow_norm.mul(MB_ALPHA).add_(MB_BETA)
+
+
+def _squared_norm_sum(per_channel: torch.Tensor) -> torch.Tensor:
+    """[B,2,H,W] -> [B,1,H,W] sum of the two channels."""
+    return per_channel[:, :1] + per_channel[:, 1:]
 
 
 def valid_mask(
@@ -125,10 +146,17 @@ def valid_mask(
 ) -> torch.Tensor:
     """bool [B,1,H,W]: pixels of frame t whose flow to t+1 is trustworthy = not occluded (forward-
     backward check), not on a motion boundary and, by default, not leaving the frame."""
-    invalid = fb_occlusion_mask(flow_fw, flow_bw, flow_bw_warped=flow_bw_warped) | motion_boundary_mask(flow_fw)
+    _check_flow(flow_fw, "flow_fw")
+    _check_flow(flow_bw, "flow_bw")
+    if flow_fw.shape != flow_bw.shape:
+        raise FlowError(f"flow_fw {tuple(flow_fw.shape)} and flow_bw {tuple(flow_bw.shape)} differ in shape")
+    fw = flow_fw.float()
+    fw_norm = _squared_norm(fw)  # shared by both tests
+    invalid = _fb_occluded(fw, flow_bw.float(), fw_norm, flow_bw_warped)
+    invalid |= _motion_boundary(fw, fw_norm)
     if mask_out_of_frame:
-        invalid |= out_of_frame_mask(flow_fw)
-    return ~invalid
+        invalid |= out_of_frame_mask(fw)
+    return invalid.logical_not_()
 
 
 class Padding(NamedTuple):

@@ -20,6 +20,8 @@ import hashlib
 import json
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +29,8 @@ import cv2
 import numpy as np
 import torch
 
-from flow import atomic_path, get_estimator, read_flo, rgb_to_grey, write_flo
+from flow import ClassicFlow, atomic_path, get_estimator, read_flo, rgb_to_grey, write_flo
+from flow.estimators import CLASSIC_NAMES
 from vid2vid.config import Size, parse_size
 from vid2vid.data.transforms import apply_image, centre_transform
 from vid2vid.errors import UserError, run_cli
@@ -42,6 +45,7 @@ from vid2vid.metrics import (
 )
 from vid2vid.video_io import iter_frames, probe
 
+OPENCV_WORKERS = 2  # threads computing OpenCV flow (DIS, Farneback) in parallel
 FLOW_CHOICES = "dis | dis_fast | dis_ultrafast | farneback | raft_small | raft_large | gt:DIR"
 
 
@@ -134,10 +138,13 @@ def stream_frames(path: str, size: Size, start: int, stop: int | None) -> Iterat
             return
         if index < start:
             continue
-        image = resize_to(frame.astype(np.float32) / 255.0, size)
-        if image.shape[:2] != frame.shape[:2]:
-            frame = np.round(image * 255).astype(np.uint8)
-        yield torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1), rgb_to_grey(frame)
+        if frame.shape[:2] == tuple(size):  # the same float values as below, in one pass to [3,H,W]
+            image = torch.from_numpy(frame).permute(2, 0, 1).contiguous().float().div_(255.0)
+        else:
+            resized = resize_to(frame.astype(np.float32) / 255.0, size)
+            frame = np.round(resized * 255).astype(np.uint8)
+            image = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1).contiguous()
+        yield image, rgb_to_grey(frame)
 
 
 Frames = tuple[tuple[torch.Tensor, np.ndarray], ...]  # one (frame, grey) per stream, at one time step
@@ -187,10 +194,17 @@ class GroundTruthFlow:
 
 
 class EstimatedFlow:
-    """Flow from an estimator on the flow source's frames, optionally cached on disk as .flo files."""
+    """Flow from an estimator on the flow source's frames, optionally cached on disk as .flo files.
+
+    OpenCV estimators run on OPENCV_WORKERS threads, each with its own estimator object (they are not
+    thread-safe) and a share of each run's pairs; run() makes OpenCV single-threaded meanwhile, so every
+    call keeps one core busy (OpenCV's own threads scale poorly at these sizes). The flows are the same."""
 
     def __init__(self, args: argparse.Namespace, source: str, size: Size):
         self.estimator = get_estimator(args.flow, weights=args.weights, iters=args.iters, device=args.device)
+        self.estimators = [self.estimator]
+        if isinstance(self.estimator, ClassicFlow):
+            self.estimators += [get_estimator(args.flow) for _ in range(OPENCV_WORKERS - 1)]
         self.cache = None
         if args.cache:
             key = {"source": str(Path(source).resolve()), "source_stat": _stat(source), "flow": args.flow,
@@ -210,12 +224,26 @@ class EstimatedFlow:
             if all((self.cache / name).is_file() for name in names):
                 flows = torch.from_numpy(np.stack([read_flo(self.cache / name) for name in names]))
                 return flows[:n].permute(0, 3, 1, 2), flows[n:].permute(0, 3, 1, 2)
-        fw, bw = pair_flows(self.estimator, chunk.frames.to(device) * 2 - 1, chunk.greys)
+        fw, bw = self.estimate(chunk, device)
         if self.cache is not None:
             for direction, flows in (("fw", fw), ("bw", bw)):
                 for i, flow in enumerate(flows.permute(0, 2, 3, 1).cpu().numpy()):
                     write_flo(self.cache / f"{direction}_{first_pair + i:05d}.flo", flow)
         return fw, bw
+
+
+    def estimate(self, chunk: Chunk, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """fw, bw [K,2,H,W] of a chunk of K+1 frames, its pairs split between the estimators' threads."""
+        frames = chunk.frames.to(device) * 2 - 1
+        n = len(frames) - 1
+        if len(self.estimators) == 1 or n == 1:
+            return pair_flows(self.estimator, frames, chunk.greys)
+        bounds = np.linspace(0, n, min(n, len(self.estimators)) + 1).round().astype(int)
+        with ThreadPoolExecutor(len(bounds) - 1) as pool:
+            jobs = [pool.submit(pair_flows, estimator, frames[a : b + 1], chunk.greys[a : b + 1])
+                    for estimator, a, b in zip(self.estimators, bounds[:-1], bounds[1:])]
+            parts = [job.result() for job in jobs]
+        return torch.cat([fw for fw, _ in parts]), torch.cat([bw for _, bw in parts])
 
 
 def _stat(path: str) -> list[int]:
@@ -449,8 +477,25 @@ def write_plot(path: str, results: list[VideoResult]) -> None:
     _atomic_write(path, write)
 
 
+@contextmanager
+def single_threaded(torch_too: bool) -> Iterator[None]:
+    """OpenCV (and torch when torch_too) single-threaded for the block, the thread counts restored after."""
+    previous = cv2.getNumThreads(), torch.get_num_threads()
+    cv2.setNumThreads(1)
+    if torch_too:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous[0])
+        torch.set_num_threads(previous[1])
+
+
 def run(args: argparse.Namespace) -> None:
-    results, notes = evaluate(args)
+    # OpenCV flow runs OPENCV_WORKERS single-threaded calls at a time (EstimatedFlow) while the main thread
+    # decodes and measures: every core is busy without the threads of one library waiting on another's.
+    with single_threaded(torch_too=args.flow in CLASSIC_NAMES):
+        results, notes = evaluate(args)
     print(format_table(args, results, notes))
     for note in notes:
         print(f"eval_flicker: {note}", file=sys.stderr)
