@@ -208,7 +208,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_render_parser(sub)
     _add_import_parser(sub)
+    _add_demo_parser(sub)
     return parser
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from vid2vid.demo import Demo, run_demo
+
+    if not args.minutes > 0:
+        raise UserError(f"--minutes: {args.minutes} must be > 0 (the demo's training budget), e.g. --minutes 20")
+    run_demo(Demo(args.minutes, Path(args.out) / f"{args.minutes:g}min", Path(args.image_config),
+                  Path(args.video_config), args.overrides, args.device))
+
+
+def _add_demo_parser(sub) -> None:
+    p = sub.add_parser("demo", help="train a per-frame and a video model on the synthetic dataset and compare them "
+                       "(what `make demo` runs)")
+    p.add_argument("--minutes", type=float, default=20.0, help="training budget of the whole demo (default 20: "
+                   "6 per-frame + 11 vid2vid + 2 segmenter, about 1 more to render and measure)")
+    p.add_argument("--out", default="runs/demo", help="runs, videos and pictures go to OUT/<minutes>min")
+    p.add_argument("--image-config", default="configs/demo_image.yaml", help="the per-frame model's config")
+    p.add_argument("--video-config", default="configs/demo.yaml", help="the video model's config")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu or cuda")
+    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override keys of both configs (e.g. a smaller dataset)")
+    p.set_defaults(func=cmd_demo)
 
 
 def main(argv: list[str] | None = None) -> int:

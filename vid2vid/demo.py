@@ -1,0 +1,238 @@
+"""`vid2vid demo` (what `make demo` runs): the product end to end on the built-in synthetic street dataset.
+
+    vid2vid demo [--minutes 20] [--out runs/demo]
+
+Stages, each with its share of the budget (20 minutes: 6 + 11 + 2, plus about a minute to render and measure):
+
+  1. data       generate and check the synthetic street dataset (configs/demo*.yaml's data.root)
+  2. per-frame  train pix2pixHD (configs/demo_image.yaml) for 30% of the minutes
+  3. vid2vid    train the video model (configs/demo.yaml) for 55% of the minutes
+  4. segmenter  train the quality metric's segmentation network on the real training frames (10%; cached
+                in the dataset folder)
+  5. measure    render the held-out sequences with both models through the product's renderer (the video
+                model's first frames made by the per-frame model), then PSNR, segmentation mIoU, E_warp and
+                tOF against the real frames; the side-by-side mp4, a PNG strip and the flicker plot
+
+Training stops on time (train.max_minutes), so the table says how long and how many steps each model
+trained. Every stage resumes or reuses what exists: a second run with the same minutes finishes in
+seconds. Runs go to <out>/<minutes>min, so another budget never mixes with this one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from argparse import Namespace
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vid2vid.errors import UserError
+
+REPO = Path(__file__).resolve().parent.parent
+SHARES = {"per-frame": 0.30, "vid2vid": 0.55, "segmenter": 0.10}  # of --minutes; measuring takes the rest
+MEASURE_MINUTES = 1.0  # the estimate for stage 5 at the default size (2 sequences x 30 frames)
+
+
+@dataclass
+class Demo:
+    minutes: float
+    out: Path  # <out>/<minutes>min
+    image_config: Path
+    video_config: Path
+    overrides: list[str]  # --set KEY=VALUE for both configs (tests shrink the demo with them)
+    device: str  # auto | cpu | cuda
+
+    def budget(self, stage: str) -> float:
+        return SHARES[stage] * self.minutes
+
+
+def run_demo(demo: Demo) -> dict:
+    """All five stages; returns the results (also in <out>/results.json) and prints the table."""
+    from vid2vid.config import load_config
+
+    started, clock = time.perf_counter(), Estimate(demo)
+    demo.out.mkdir(parents=True, exist_ok=True)
+    announce_device(demo.device)
+    image_cfg = load_config(demo.image_config, demo.overrides)
+    clock.stage(1, "data", "generate and check the synthetic street dataset")
+    _vid2vid("check-data", "--config", str(demo.image_config), *_set(demo.overrides))
+    trained = {}
+    for n, (name, config, out) in enumerate((("per-frame", demo.image_config, demo.out / "per_frame"),
+                                             ("vid2vid", demo.video_config, demo.out / "vid2vid")), start=2):
+        clock.stage(n, name, f"train {name} for {demo.budget(name):.3g} min -> {out}")
+        trained[name] = train_for(config, demo.overrides + [f"train.out_dir={out}"], demo.budget(name), out)
+    clock.stage(4, "segmenter", f"train the segmentation network for the quality metric (<= "
+                f"{demo.budget('segmenter'):.3g} min, cached in {image_cfg.data.root})")
+    segmenter = train_segmenter(image_cfg, demo.budget("segmenter"))
+    clock.stage(5, "measure", "render the held-out sequences with both models and measure them")
+    result = measure(demo, segmenter, trained)
+    result["wall_minutes"] = (time.perf_counter() - started) / 60
+    (demo.out / "results.json").write_text(json.dumps(result, indent=1))
+    print(format_report(result))
+    return result
+
+
+class Estimate:
+    """Stage banners with the remaining time of the whole demo (the stages' budgets still ahead)."""
+
+    def __init__(self, demo: Demo):
+        self.demo, self.start = demo, time.perf_counter()
+
+    def stage(self, n: int, name: str, what: str) -> None:
+        ahead = sum(self.demo.budget(s) for s in list(SHARES)[max(0, n - 2):]) + MEASURE_MINUTES
+        spent = (time.perf_counter() - self.start) / 60
+        print(f"\n[demo {n}/5] {what}  (demo: {spent:.1f} min spent, at most ~{ahead:.0f} min left)", flush=True)
+
+
+def announce_device(device: str) -> None:
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available():
+        print(f"demo: using the GPU {torch.cuda.get_device_name(0)} for training and rendering")
+    else:
+        print(f"demo: running on the CPU ({torch.get_num_threads()} threads); a machine with a GPU uses it")
+
+
+def _vid2vid(*args: str) -> None:
+    """`python -m vid2vid ARGS` in a child process (its own progress bars); its failure stops the demo."""
+    cmd = [sys.executable, "-m", "vid2vid", *args]
+    code = subprocess.run(cmd, cwd=REPO).returncode
+    if code != 0:
+        raise UserError(f"demo: `{' '.join(cmd[2:])}` exited with {code} (its message is above); fix that and run "
+                        "the demo again: it resumes")
+
+
+def _set(overrides: list[str]) -> list[str]:
+    return ["--set", *overrides] if overrides else []
+
+
+def train_for(config: Path, overrides: list[str], minutes: float, out: Path) -> dict:
+    """Train (or resume) until `minutes` of training time are spent; {'minutes', 'steps', 'export'}."""
+    _vid2vid("train", "--config", str(config), "--resume", "latest",
+             *_set([*overrides, f"train.max_minutes={minutes}", "train.max_steps=1000000000"]))
+    from vid2vid.checkpoint import read_trainer_state
+
+    last = sorted((out / "checkpoints").glob("step_*"))[-1]
+    state = read_trainer_state(last)
+    return {"minutes": state["elapsed_s"] / 60, "steps": state["step"], "export": str(out / "export")}
+
+
+def train_segmenter(cfg, minutes: float):
+    """The quality metric's segmenter (vid2vid.quality; its default steps, at most `minutes`), cached."""
+    from vid2vid.quality import SegmenterSettings
+    from vid2vid.quality import train_segmenter as train
+
+    segmenter = train(cfg.data, SegmenterSettings(minutes=minutes), log=print)
+    meta = segmenter.meta
+    print(f"demo: segmenter {'loaded from' if meta.get('from_cache') else 'trained into'} {meta.get('cache')}")
+    return segmenter
+
+
+def _fingerprint(*folders: Path) -> str:
+    """Changes when any exported weight file changes (then stage 5 measures again)."""
+    h = hashlib.sha256()
+    for folder in folders:
+        for f in sorted(folder.glob("*")):
+            h.update(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def measure(demo: Demo, segmenter, trained: dict) -> dict:
+    """Stage 5: render through tools/compare_models.py's comparison, add segmentation scores, write the pictures."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import compare_models
+
+    from vid2vid.quality import evaluate_quality
+
+    image, video = Path(trained["per-frame"]["export"]), Path(trained["vid2vid"]["export"])
+    key = _fingerprint(image, video)
+    cached = demo.out / "results.json"
+    if cached.is_file() and json.loads(cached.read_text()).get("fingerprint") == key:
+        print(f"demo: both models unchanged since the last measurement; reusing {cached}")
+        return json.loads(cached.read_text())
+    args = Namespace(image=str(image), video=str(video), data=None, phase="test", out=str(demo.out / "videos"),
+                     max_frames=0, json=None, device=demo.device, plot=True)
+    result = compare_models.compare(args)
+    made = {label: [Path(r["mp4"]).with_suffix("") for r in rows]  # the lossless PNG folders beside each mp4
+            for label, rows in result["rows"].items() if label != "real frames"}
+    quality = evaluate_quality(result["data"], result["phase"], made, segmenter=segmenter, device="cpu")
+    result["quality"] = {label: {k: row[k] for k in ("miou", "pixel_accuracy", "psnr", "l1")}
+                         for label, row in quality["rows"].items()}
+    result.update(fingerprint=key, trained=trained, minutes=demo.minutes,
+                  pictures=write_pictures(demo, result))
+    return result
+
+
+def write_pictures(demo: Demo, result: dict) -> dict:
+    """The first sequence side by side (labels | per-frame | vid2vid | real) as an mp4 and a PNG strip."""
+    from vid2vid.config import load_config
+    from vid2vid.data.sequences import whole_sequences
+    from vid2vid.render import label_palette
+    from vid2vid.video_io import VideoWriter, iter_frames
+
+    cfg = load_config(demo.video_config, demo.overrides)
+    name, clip = whole_sequences(replace(cfg.data, root=result["data"]), result["phase"])[0]
+    colours = label_palette(cfg.data.label_nc)[clip["labels"].numpy()]  # [T,H,W,3]
+    first = {label: Path(rows[0]["mp4"]).with_suffix("") for label, rows in result["rows"].items()}  # PNG folders
+    streams = [iter(colours)] + [iter_frames(first[k]) for k in ("per-frame", "vid2vid", "real frames")]
+    side_by_side, strip_rows = demo.out / "side_by_side.mp4", []
+    picks = set(np.linspace(0, len(colours) - 1, 4).round().astype(int).tolist())
+    with VideoWriter(side_by_side, fps=cfg.render.fps) as writer:
+        for t, frames in enumerate(zip(*streams, strict=False)):
+            row = np.concatenate([np.asarray(f)[..., :3] for f in frames], axis=1)  # [H,4W,3]
+            writer.write(row)
+            if t in picks:
+                strip_rows.append(row)
+    strip = demo.out / "strip.png"
+    cv2.imwrite(str(strip), cv2.cvtColor(np.concatenate(strip_rows, axis=0), cv2.COLOR_RGB2BGR))
+    plot = Path(result["rows"]["vid2vid"][0]["mp4"]).parent / "flicker.png"
+    return {"side_by_side": str(side_by_side), "strip": str(strip), "flicker_plot": str(plot),
+            "sequence": name, "strip_frames": sorted(picks)}
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+
+def format_report(result: dict) -> str:
+    """The table (means over the held-out sequences), the checks against the issue's bar, and the paths."""
+    def cell(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    trained, names = result["trained"], {"real frames": "real frames", "per-frame": "per-frame pix2pixHD",
+                                         "vid2vid": "vid2vid"}
+    lines = ["model | trained | PSNR dB | seg. mIoU % (pixel acc. %) | E_warp x1e3 | tOF px | render frames/s",
+             "---|---|---|---|---|---|---"]
+    for label, rows in result["rows"].items():
+        t = trained.get(label)
+        run = f"{t['minutes']:.1f} min, {t['steps']} steps" if t else "-"
+        quality = result["quality"].get(label, {})
+        miou, acc = quality.get("miou"), quality.get("pixel_accuracy")  # one confusion matrix over all frames
+        e_warp = _mean(rows, "e_warp")
+        lines.append(f"{names[label]} | {run} | {cell(_mean(rows, 'psnr'), '.2f')} | "
+                     f"{cell(miou and 100 * miou, '.1f')} ({cell(acc and 100 * acc, '.1f')}) | "
+                     f"{cell(e_warp and 1e3 * e_warp, '.3f')} | {cell(_mean(rows, 'tof'), '.3f')} | "
+                     f"{cell(_mean(rows, 'fps'), '.1f')}")
+    per, vid = result["rows"]["per-frame"], result["rows"]["vid2vid"]
+    ratio = _mean(vid, "e_warp") / _mean(per, "e_warp")
+    d_psnr = _mean(vid, "psnr") - _mean(per, "psnr")
+    d_miou = 100 * (result["quality"]["vid2vid"]["miou"] - result["quality"]["per-frame"]["miou"])
+    ok = ratio <= 0.6 and d_psnr >= -1 and d_miou >= -5
+    lines += ["", f"vid2vid vs per-frame: E_warp x{ratio:.2f} (bar: <= 0.6), PSNR {d_psnr:+.2f} dB (bar: >= -1), "
+              f"mIoU {d_miou:+.1f} points (bar: >= -5): {'met' if ok else 'NOT met'}",
+              f"{len(per)} held-out sequences of {result['data']}; demo wall time {result.get('wall_minutes', 0):.1f} "
+              "min", ""]
+    for label, rows in result["rows"].items():
+        lines.append(f"{names[label]}: {', '.join(r['mp4'] for r in rows)}")
+    pictures = result["pictures"]
+    lines += [f"side by side (labels | per-frame | vid2vid | real): {pictures['side_by_side']}",
+              f"PNG strip (frames {pictures['strip_frames']}): {pictures['strip']}",
+              f"per-frame flicker of both models: {pictures['flicker_plot']}"]
+    return "\n".join(lines)
