@@ -118,7 +118,10 @@ def test_segmenter_beats_chance_on_held_out_frames(synthetic_root, segmenter):
 
 
 def test_second_call_loads_the_cache_without_training(synthetic_root, segmenter, seg_cache):
+    meta = Path(segmenter.meta["cache"]) / "meta.json"
+    written = meta.stat().st_mtime_ns
     again = train_segmenter(synthetic_root, SETTINGS, cache_dir=seg_cache)
+    assert meta.stat().st_mtime_ns == written  # nothing trained or stored again
     assert again.meta["from_cache"] is True
     assert again.meta["trained_at"] == segmenter.meta["trained_at"]
     assert again.meta["cache"] == segmenter.meta["cache"]

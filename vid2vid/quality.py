@@ -42,6 +42,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
@@ -393,7 +394,7 @@ def train_segmenter(data: Dataset, settings: SegmenterSettings = SegmenterSettin
     log(f"training the segmenter: {len(frames)} frames at {frames.shape[1]}x{frames.shape[2]}, {len(classes)} "
         f"classes, {settings.steps} steps")
     net, record = _fit(frames, torch.from_numpy(lookup[labels]), counts, settings, device, log)
-    meta = {"key": key, "classes": classes, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    meta = {"key": key, "classes": classes, "trained_at": datetime.now(timezone.utc).isoformat(),
             "train_frames": len(frames), "train_size": f"{frames.shape[1]}x{frames.shape[2]}",
             "torch": torch.__version__, **record}
     try:
