@@ -164,6 +164,8 @@ def measure(demo: Demo, segmenter, trained: dict) -> dict:
     quality = evaluate_quality(result["data"], result["phase"], made, segmenter=segmenter, device="cpu")
     result["quality"] = {label: {k: row[k] for k in ("miou", "pixel_accuracy", "psnr", "l1")}
                          for label, row in quality["rows"].items()}
+    result["segmenter"] = {k: quality["segmenter"].get(k) for k in ("steps_done", "train_seconds", "cache",
+                                                                     "prior_only_miou")}
     result.update(fingerprint=key, trained=trained, minutes=demo.minutes,
                   pictures=write_pictures(demo, result))
     return result
@@ -228,7 +230,8 @@ def format_report(result: dict) -> str:
     lines += ["", f"vid2vid vs per-frame: E_warp x{ratio:.2f} (bar: <= 0.6), PSNR {d_psnr:+.2f} dB (bar: >= -1), "
               f"mIoU {d_miou:+.1f} points (bar: >= -5): {'met' if ok else 'NOT met'}",
               f"{len(per)} held-out sequences of {result['data']}; demo wall time {result.get('wall_minutes', 0):.1f} "
-              "min", ""]
+              "min", f"mIoU: the segmenter of tools/eval_quality.py trained {result['segmenter']['steps_done']} steps "
+              f"on the real training frames ({result['segmenter']['cache']}); 'real frames' is its ceiling", ""]
     for label, rows in result["rows"].items():
         lines.append(f"{names[label]}: {', '.join(r['mp4'] for r in rows)}")
     pictures = result["pictures"]
