@@ -226,12 +226,13 @@ def format_report(result: dict) -> str:
     ratio = _mean(vid, "e_warp") / _mean(per, "e_warp")
     d_psnr = _mean(vid, "psnr") - _mean(per, "psnr")
     d_miou = 100 * (result["quality"]["vid2vid"]["miou"] - result["quality"]["per-frame"]["miou"])
+    segmenter = result.get("segmenter", {})
     ok = ratio <= 0.6 and d_psnr >= -1 and d_miou >= -5
     lines += ["", f"vid2vid vs per-frame: E_warp x{ratio:.2f} (bar: <= 0.6), PSNR {d_psnr:+.2f} dB (bar: >= -1), "
               f"mIoU {d_miou:+.1f} points (bar: >= -5): {'met' if ok else 'NOT met'}",
               f"{len(per)} held-out sequences of {result['data']}; demo wall time {result.get('wall_minutes', 0):.1f} "
-              "min", f"mIoU: the segmenter of tools/eval_quality.py trained {result['segmenter']['steps_done']} steps "
-              f"on the real training frames ({result['segmenter']['cache']}); 'real frames' is its ceiling", ""]
+              "min", f"mIoU: the segmenter of tools/eval_quality.py trained {segmenter.get('steps_done')} steps on "
+              f"the real training frames ({segmenter.get('cache')}); 'real frames' is its ceiling", ""]
     for label, rows in result["rows"].items():
         lines.append(f"{names[label]}: {', '.join(r['mp4'] for r in rows)}")
     pictures = result["pictures"]
