@@ -113,15 +113,19 @@ def measure(size: Size, model: dict, frames: int, modes: list[str], rss_size: Si
     result = {"threads": threads, "model": f"{model}, warp_features {warp_features}, {size}"}
     with tempfile.TemporaryDirectory() as tmp:
         export = make_export(Path(tmp) / "model", model, size, warp_features)
-        eager = None
+        eager = first = None  # the first mode that ran is the reference
         for mode in modes:
             skip = bf16_skip_reason(device) if mode == "bf16" else None
             if skip:
                 result[f"{mode}, s/frame"] = skip
                 continue
-            spf = seconds_per_frame(export, size, mode, frames, device)
-            eager = eager or spf
-            result[f"{mode}, s/frame (median of {frames})"] = figure(spf, "s", eager, f"{modes[0]}, same run")
+            try:
+                spf = seconds_per_frame(export, size, mode, frames, device)
+            except Exception as e:  # e.g. torch.compile without a working C++ compiler: the other modes still count
+                result[f"{mode}, s/frame"] = f"failed: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+                continue
+            eager, first = eager or spf, first or mode
+            result[f"{mode}, s/frame (median of {frames})"] = figure(spf, "s", eager, f"{first}, same run")
         tiny = make_export(Path(tmp) / "tiny", TINY, rss_size)
         short, long = rss_frames
         rss = {n: peak_rss_mb(tiny, n, rss_size, Path(tmp)) for n in (short, long)}
