@@ -85,7 +85,8 @@ def forward_times(config: str, size: tuple[int, int], bf16: bool) -> dict:
 
 def training(config: str, length: int, overrides: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        args = [f"train.out_dir={tmp}", f"data.n_frames={length}", "data.batch_size=1", "train.max_steps=3",
+        args = [f"train.out_dir={tmp}", f"data.n_frames={length}", f"data.max_frames={length}",
+                "data.batch_size=1", "train.max_steps=3",
                 "train.log_every=1", "train.sample_every=1000", "train.checkpoint_every=1000",
                 *overrides]
         proc = subprocess.run([sys.executable, "-c", CHILD, config, tmp, *args], capture_output=True, text=True,
