@@ -16,7 +16,7 @@ TINY = ["data.synthetic={sequences: 2, test_sequences: 1, frames: 6, size: 32x64
 
 def demo(tmp_path: Path) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "vid2vid", "demo", "--minutes", "0.05", "--out", str(tmp_path / "runs"),
-           "--device", "cpu", "--set", f"data.root={tmp_path / 'data'}", *TINY]
+           "--device", "cpu", "--segmenter-steps", "5", "--set", f"data.root={tmp_path / 'data'}", *TINY]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={"OMP_NUM_THREADS": "1",
                                                                              "PATH": "/usr/bin:/bin"})
 

@@ -220,7 +220,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if not args.minutes > 0:
         raise UserError(f"--minutes: {args.minutes} must be > 0 (the demo's training budget), e.g. --minutes 20")
     run_demo(Demo(args.minutes, Path(args.out) / f"{args.minutes:g}min", Path(args.image_config),
-                  Path(args.video_config), args.overrides, args.device))
+                  Path(args.video_config), args.overrides, args.device, args.segmenter_steps))
 
 
 def _add_demo_parser(sub) -> None:
@@ -232,6 +232,8 @@ def _add_demo_parser(sub) -> None:
     p.add_argument("--image-config", default="configs/demo_image.yaml", help="the per-frame model's config")
     p.add_argument("--video-config", default="configs/demo.yaml", help="the video model's config")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu or cuda")
+    p.add_argument("--segmenter-steps", type=int, default=500, help="training steps of the quality metric's "
+                   "segmenter (default 500; cached)")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override keys of both configs (e.g. a smaller dataset)")
     p.set_defaults(func=cmd_demo)
