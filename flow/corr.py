@@ -139,12 +139,12 @@ def window_lookup(volume: torch.Tensor, points: torch.Tensor, radius: int, segme
     offset, top, rows, width = (segments[:, k, None] for k in range(4))  # [L,1] each
     base = torch.floor(points)
     frac = points - base  # [n,L,2]
+    x0, y0 = base[..., 0].long(), base[..., 1].long() - top[:, 0]  # [n,L] window corners - r, segment rows
     span = torch.arange(-r, r + 2, device=points.device)
-    xs = base[..., 0].long()[..., None] + span  # [n,L,K]
-    ys = base[..., 1].long()[..., None] + span - top  # [n,L,K], rows of the segment
-    inside_x = ((xs >= 0) & (xs < width)).float()
-    inside_y = ((ys >= 0) & (ys < rows)).float()
-    index = xs[..., :, None] + (offset + ys * width)[..., None, :]  # [n,L,K(x),K(y)]
+    inside_x = ((x0[..., None] + span >= 0) & (x0[..., None] + span < width)).float()  # [n,L,K]
+    inside_y = ((y0[..., None] + span >= 0) & (y0[..., None] + span < rows)).float()
+    steps = span[:, None] + span * width[:, :, None]  # [L,K(x),K(y)]: column of (x0 + i, y0 + j) - that of (x0, y0)
+    index = (offset[:, 0] + y0 * width[:, 0] + x0)[..., None, None] + steps  # [n,L,K(x),K(y)]
     dots = torch.gather(volume, 1, index.clamp_(0, volume.shape[1] - 1).reshape(n, -1)).view(index.shape)
     dots *= inside_y[..., None, :]
     along_y = torch.lerp(dots[..., :-1], dots[..., 1:], frac[..., 1, None, None])  # [n,L,K(x),2r+1]

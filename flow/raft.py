@@ -134,14 +134,18 @@ class ConvGRU(nn.Module):
         terms = F.conv2d(context, torch.cat([c.weight[:, fixed] for c in convs]), torch.cat([c.bias for c in convs]),
                          padding=self.convz.padding)
         zr_terms, q_terms = terms.split([2 * hidden, hidden], dim=1)
-        return torch.cat(moving[:2]), moving[2], zr_terms, q_terms
+        layout = torch.channels_last if context.is_contiguous(memory_format=torch.channels_last) else None
+        zr_weight, q_weight = torch.cat(moving[:2]), moving[2]
+        if layout is not None:  # as the inputs (a convolution would otherwise convert them at every call)
+            zr_weight, q_weight = zr_weight.contiguous(memory_format=layout), q_weight.contiguous(memory_format=layout)
+        return zr_weight, q_weight, zr_terms, q_terms
 
     def forward(self, h, motion, prepared):
         zr_weight, q_weight, zr_terms, q_terms = prepared
-        zr = torch.sigmoid(F.conv2d(torch.cat([h, motion], dim=1), zr_weight, padding=self.convz.padding) + zr_terms)
+        zr = F.conv2d(torch.cat([h, motion], dim=1), zr_weight, padding=self.convz.padding).add_(zr_terms).sigmoid_()
         z, r = zr.chunk(2, dim=1)
-        q = torch.tanh(F.conv2d(torch.cat([r * h, motion], dim=1), q_weight, padding=self.convq.padding) + q_terms)
-        return (1 - z) * h + z * q
+        q = F.conv2d(torch.cat([r * h, motion], dim=1), q_weight, padding=self.convq.padding).add_(q_terms).tanh_()
+        return torch.lerp(h, q, z)  # (1 - z) h + z q
 
 
 class RecurrentBlock(nn.Module):
@@ -260,6 +264,9 @@ class RAFT(nn.Module):
         self.update_block = UpdateBlock(motion_encoder=motion, recurrent_block=recurrent,
                                         flow_head=FlowHead(in_channels=hidden_size, hidden_size=flow_head_size))
         self.mask_predictor = MaskPredictor(in_channels=hidden_size) if convex_upsampling else None
+        for part in (self.update_block, self.mask_predictor):  # their weights as the updates take them (refine)
+            if part is not None:
+                part.to(memory_format=torch.channels_last)
         self.hidden_size = hidden_size
         self.num_levels = num_levels
         self.radius = radius
