@@ -5,17 +5,24 @@
 
 1. The whole video through eval_flicker (DIS medium, forward + backward flow, masks, warp) at --size,
    against two references measured in the same run: decoding alone, and decoding + the DIS calls alone
-   (2 per pair, no metric). Prints seconds and frames/s.
+   (2 per pair, no metric; run as eval_flicker runs them: OPENCV_WORKERS single-threaded calls at a time).
+   Prints seconds, frames/s and the metric's value.
 2. RAFT small with random weights at --raft-size on the first --raft-frames frames: cold (12 iterations
    per pair, pairs batched, via flow.get_estimator) and warm-started (flow.estimate_video_flow with fewer
    iterations); forward flow only; frames/s and the ratio.
+
+`run(quick)` returns the same figures for tools/bench.py (quick: RAFT on 8 frames).
 """
 
 import argparse
 import importlib.util
 import io
+import json
 import platform
+import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -45,29 +52,43 @@ def resized_frames(video: str, size) -> list[np.ndarray]:
     return [apply_image(f, tf) for f in iter_frames(video)]
 
 
+def dis_calls(greys: list[np.ndarray], workers: int) -> None:
+    """DIS medium forward and backward on every pair, `workers` calls at a time, as eval_flicker makes them."""
+    local = threading.local()
+
+    def flow(pair: tuple[np.ndarray, np.ndarray]) -> None:
+        if not hasattr(local, "dis"):  # one DIS object per thread (they are not thread-safe)
+            local.dis = ClassicFlow("dis", preset="medium")
+        local.dis.grey_flow(*pair)
+
+    pairs = [p for a, b in zip(greys[:-1], greys[1:]) for p in ((a, b), (b, a))]
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(flow, pairs))
+
+
 def bench_eval(video: str, size) -> dict:
+    eval_flicker = load_eval_flicker()
     start = time.perf_counter()
     n = sum(1 for _ in resized_frames(video, size))
     decode_s = time.perf_counter() - start
 
     start = time.perf_counter()
-    dis, previous = ClassicFlow("dis", preset="medium"), None
-    for frame in resized_frames(video, size):
-        grey = rgb_to_grey(frame)
-        if previous is not None:
-            dis.grey_flow(previous, grey)
-            dis.grey_flow(grey, previous)
-        previous = grey
+    greys = [rgb_to_grey(frame) for frame in resized_frames(video, size)]
+    with eval_flicker.single_threaded(torch_too=True):
+        dis_calls(greys, eval_flicker.OPENCV_WORKERS)
     dis_s = time.perf_counter() - start
 
-    eval_flicker = load_eval_flicker()
-    start = time.perf_counter()
-    with redirect_stdout(io.StringIO()) as table:
-        code = eval_flicker.main([video, "--size", str(size)])
-    eval_s = time.perf_counter() - start
-    if code != 0:
-        raise SystemExit(f"eval_flicker failed with exit code {code}")
-    return dict(frames=n, decode_s=decode_s, dis_s=dis_s, eval_s=eval_s, table=table.getvalue().strip())
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "r.json"
+        start = time.perf_counter()
+        with redirect_stdout(io.StringIO()) as table:
+            code = eval_flicker.main([video, "--size", str(size), "--json", str(report)])
+        eval_s = time.perf_counter() - start
+        if code != 0:
+            raise SystemExit(f"eval_flicker failed with exit code {code}")
+        measured = json.loads(report.read_text())["videos"][0]
+    return dict(frames=n, decode_s=decode_s, dis_s=dis_s, eval_s=eval_s, table=table.getvalue().strip(),
+                warping_error=measured["warping_error"], valid_fraction=measured["valid_fraction"])
 
 
 def bench_raft(video: str, size, n_frames: int, warm_iters: int) -> dict:
@@ -92,6 +113,41 @@ def bench_raft(video: str, size, n_frames: int, warm_iters: int) -> dict:
     return results
 
 
+def eval_flicker_workers() -> int:
+    return load_eval_flicker().OPENCV_WORKERS
+
+
+def run(quick: bool = True) -> dict:
+    """Figures for tools/bench.py: the whole of vtest.avi through eval_flicker at 360x480, 2 threads, and RAFT
+    small (random weights) on its first 8 (quick) or 24 frames at 184x240."""
+    from bench import figure
+
+    torch.set_num_threads(2)
+    cv2.setNumThreads(2)
+    size, raft_size, raft_frames = parse_size("360x480"), parse_size("184x240"), 8 if quick else 24
+    r = bench_eval(str(DEFAULT_VIDEO), size)
+    n = r["frames"]
+    name = f"eval_flicker {DEFAULT_VIDEO.name} ({n} frames, {size}, DIS medium)"
+    result = {
+        f"{name}, time": figure(r["eval_s"], "s", r["dis_s"], "decoding + the DIS calls alone"),
+        f"{name}, rate": figure(n / r["eval_s"], "frames/s"),
+        f"{name}, E_warp x1e3": figure(r["warping_error"] * 1e3, ""),
+        f"{name}, valid fraction": figure(r["valid_fraction"], ""),
+        "decoding + resizing alone": figure(r["decode_s"], "s"),
+    }
+    raft = bench_raft(str(DEFAULT_VIDEO), raft_size, raft_frames, 4)
+    frames = raft["pairs"] + 1
+    name = f"RAFT small (random weights), {raft['pairs']} pairs at {raft_size}"
+    result[f"{name}, cold 12 iterations, estimate_video_flow"] = figure(
+        frames / raft["cold_video_s"], "frames/s", frames / raft["cold_s"], "get_estimator, 4 pairs per batch")
+    result[f"{name}, warm start 4 iterations"] = figure(frames / raft["warm_s"], "frames/s",
+                                                         frames / raft["cold_video_s"], "cold estimate_video_flow")
+    result["reference"] = ("eval_flicker against decoding + DIS alone (2 calls per pair on "
+                           f"{eval_flicker_workers()} single-threaded workers), same run")
+    result["command"] = f"python tools/bench.py flicker --threads 2 --raft-frames {raft_frames}"
+    return result
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench.py flicker", description=__doc__.split("\n\n")[0])
     parser.add_argument("--video", default=str(DEFAULT_VIDEO))
@@ -112,7 +168,8 @@ def main(argv: list[str]) -> None:
     n = r["frames"]
     print(f"\neval_flicker, DIS medium, {n} frames at {size}:")
     print(f"  decode + resize only        {r['decode_s']:7.2f} s  {n / r['decode_s']:7.1f} frames/s")
-    print(f"  + DIS fw and bw flow only   {r['dis_s']:7.2f} s  {n / r['dis_s']:7.1f} frames/s")
+    print(f"  + DIS fw and bw flow only   {r['dis_s']:7.2f} s  {n / r['dis_s']:7.1f} frames/s  "
+          f"(2 per pair, {eval_flicker_workers()} single-threaded calls at a time)")
     print(f"  eval_flicker (everything)   {r['eval_s']:7.2f} s  {n / r['eval_s']:7.1f} frames/s  "
           f"= {r['eval_s'] / r['dis_s']:.2f} x the decode + DIS time")
     print("  " + r["table"].replace("\n", "\n  "))

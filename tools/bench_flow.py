@@ -1,8 +1,11 @@
-"""Optical flow benchmarks: `python tools/bench.py flow [options]`.
+"""Optical flow benchmarks: `python tools/bench.py flow [options]`; `run(quick)` gives tools/bench.py the figures.
 
 1. RAFT: ours (all-pairs and on-demand correlation) vs torchvision, same random weights, N CPU
-   threads, 12 iterations: seconds per pair and peak memory increase over the loaded model (peak
-   RSS minus RSS before the first call), one subprocess per configuration.
+   threads, 12 iterations. Time: one subprocess per model and size calls the three in turn
+   (--repeats rounds after a warm-up call each) and keeps each one's median, so a busy moment of
+   the machine falls on all three; it also records the largest flow difference to torchvision
+   (equal flow: <= 1e-3 px, as tests/test_flow_raft.py demands). Memory: one subprocess per
+   configuration, peak RSS of the first call minus RSS before it (model and inputs loaded).
 2. Video mode (with --weights, a RAFT trained by `python -m flow train`, and --data, a dataset with
    exact flow): frames/s and EPE on the test sequences for 12 cold iterations per pair (plain
    model calls), the same through estimate_video_flow, and warm start at fewer iterations (with
@@ -15,6 +18,7 @@ import argparse
 import json
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -26,72 +30,121 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+IMPLS = ("torchvision", "all_pairs", "on_demand")
+
 
 def rss_bytes() -> int:
     return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
 
 
-def worker(model: str, size: str, impl: str, threads: int, repeats: int, iters: int) -> dict:
-    """One configuration in this process: memory of the first call, then timed calls."""
-    torch.set_num_threads(threads)
+def build(model: str, size: str) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """{impl: call(image1, image2, iters)} with torchvision's random weights in ours too, and an image pair."""
     from torchvision.models import optical_flow
 
     from flow import raft_large, raft_small
 
     torch.manual_seed(0)
     reference = getattr(optical_flow, model)().eval()
-    if impl == "torchvision":
-        net, call = reference, lambda a, b: reference(a, b, num_flow_updates=iters)[-1]
-    else:
-        net = {"raft_small": raft_small, "raft_large": raft_large}[model](corr=impl)
-        net.load_state_dict(reference.state_dict())
-        net.eval()
-        del reference
-        call = lambda a, b: net(a, b, iters=iters)  # noqa: E731
+    ours = {"raft_small": raft_small, "raft_large": raft_large}[model]()
+    ours.load_state_dict(reference.state_dict())
+    ours.eval()
+
+    def with_corr(corr):
+        def call(a, b, iters):
+            ours.corr = corr
+            return ours(a, b, iters=iters)
+        return call
+
+    calls = {"torchvision": lambda a, b, iters: reference(a, b, num_flow_updates=iters)[-1],
+             "all_pairs": with_corr("all_pairs"), "on_demand": with_corr("on_demand")}
     height, width = (int(v) for v in size.split("x"))
     g = torch.Generator().manual_seed(1)
     image1 = torch.rand(1, 3, height, width, generator=g) * 2 - 1
-    image2 = torch.roll(image1, shifts=(3, 5), dims=(2, 3))
+    return calls, image1, torch.roll(image1, shifts=(3, 5), dims=(2, 3))
+
+
+def time_worker(model: str, size: str, threads: int, repeats: int, iters: int) -> dict:
+    """The three implementations in turn in this process: median seconds per pair, flow difference."""
+    torch.set_num_threads(threads)
+    calls, image1, image2 = build(model, size)
+    times, flows = {impl: [] for impl in IMPLS}, {}
+    with torch.inference_mode():
+        for impl in IMPLS:  # warm-up, and the flows compared
+            flows[impl] = calls[impl](image1, image2, iters)
+        for _ in range(repeats):
+            for impl in IMPLS:
+                start = time.perf_counter()
+                calls[impl](image1, image2, iters)
+                times[impl].append(time.perf_counter() - start)
+    return {impl: {"seconds": statistics.median(times[impl]), "all_seconds": times[impl],
+                   "max_flow_difference_px": (flows[impl] - flows["torchvision"]).abs().max().item()}
+            for impl in IMPLS}
+
+
+def memory_worker(model: str, size: str, impl: str, threads: int, iters: int) -> dict:
+    """Peak RSS increase of the first call of one implementation (alone in this process)."""
+    torch.set_num_threads(threads)
+    calls, image1, image2 = build(model, size)
     base = rss_bytes()
     with torch.inference_mode():
-        start = time.perf_counter()
-        flow = call(image1, image2)
-        first = time.perf_counter() - start
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            call(image1, image2)
-            times.append(time.perf_counter() - start)
-    return {"model": model, "size": size, "impl": impl, "threads": threads, "iters": iters,
-            "seconds": min(times) if times else first,  # the fastest call: least disturbed by other load
-            "first_call_seconds": first,
-            "peak_increase_mib": (peak - base) / 2**20, "mean_flow_x": flow[:, 0].mean().item()}
+        calls[impl](image1, image2, iters)
+    return {"peak_increase_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base) / 2**20}
 
 
 def run_worker(args: list[str]) -> dict:
-    result = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True,
-                            cwd=ROOT)
+    result = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
         raise RuntimeError(f"worker {args} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def bench_models(models, sizes, threads, repeats, iters) -> list[dict]:
+def bench_models(models, sizes, threads, repeats, iters, memory: bool = True) -> list[dict]:
     rows = []
     for model in models:
         for size in sizes:
-            group = {impl: run_worker([model, size, impl, str(threads), str(repeats), str(iters)])
-                     for impl in ("torchvision", "all_pairs", "on_demand")}
-            tv = group["torchvision"]
-            for impl, row in group.items():
-                row["time_vs_torchvision"] = row["seconds"] / tv["seconds"]
-                row["memory_vs_torchvision"] = row["peak_increase_mib"] / max(tv["peak_increase_mib"], 1e-9)
+            timed = run_worker(["time", model, size, str(threads), str(repeats), str(iters)])
+            peaks = {impl: run_worker(["memory", model, size, impl, str(threads), str(iters)])["peak_increase_mib"]
+                     for impl in IMPLS} if memory else {}
+            tv = timed["torchvision"]["seconds"]
+            for impl in IMPLS:
+                row = {"model": model, "size": size, "impl": impl, "threads": threads, "iters": iters,
+                       "repeats": repeats, **timed[impl], "time_vs_torchvision": timed[impl]["seconds"] / tv}
+                line = (f"{model:10s} {size:9s} {impl:12s} {row['seconds']:7.3f} s/pair "
+                        f"({row['time_vs_torchvision']:.2f}x tv, "
+                        f"max |flow - tv| {row['max_flow_difference_px']:.1e} px)")
+                if memory:
+                    row["peak_increase_mib"] = peaks[impl]
+                    row["memory_vs_torchvision"] = peaks[impl] / max(peaks["torchvision"], 1e-9)
+                    line += f"  peak +{peaks[impl]:7.1f} MiB ({row['memory_vs_torchvision']:.2f}x tv)"
                 rows.append(row)
-                print(f"{model:10s} {size:9s} {impl:12s} {row['seconds']:7.2f} s/pair "
-                      f"({row['time_vs_torchvision']:.2f}x tv)  peak +{row['peak_increase_mib']:7.1f} MiB "
-                      f"({row['memory_vs_torchvision']:.2f}x tv)", flush=True)
+                print(line, flush=True)
     return rows
+
+
+def run(quick: bool = True) -> dict:
+    """Figures for tools/bench.py: RAFT small and large at 256x448 (quick; also 512x1024 in full mode),
+    2 threads, ours vs torchvision timed in turn (median of 5 or 9 rounds), and peak memory."""
+    from bench import figure
+
+    sizes, repeats = (["256x448"], 5) if quick else (["256x448", "512x1024"], 9)
+    rows = bench_models(["raft_small", "raft_large"], sizes, 2, repeats, 12)
+    result = {"threads": 2, "iterations": 12}
+    for model in ("raft_small", "raft_large"):
+        for size in sizes:
+            group = {r["impl"]: r for r in rows if r["model"] == model and r["size"] == size}
+            tv = group["torchvision"]
+            for impl in ("all_pairs", "on_demand"):
+                row, name = group[impl], f"{model} {size} ours ({impl})"
+                result[f"{name}, time"] = figure(row["seconds"], "s/pair", tv["seconds"], "torchvision, same weights")
+                result[f"{name}, max |flow - torchvision|"] = figure(row["max_flow_difference_px"], "px")
+                result[f"{name}, peak memory increase"] = figure(row["peak_increase_mib"], "MiB",
+                                                                 tv["peak_increase_mib"], "torchvision")
+    result["reference"] = ("torchvision's RAFT with the same random weights, timed in turn with ours in one "
+                           f"process (median of {repeats} rounds); memory: peak RSS increase of the first call, "
+                           "one process each")
+    result["command"] = (f"python tools/bench.py flow --models raft_small,raft_large --sizes {','.join(sizes)} "
+                         f"--threads 2 --repeats {repeats}")
+    return result
 
 
 def load_sequences(data: Path, max_sequences: int):
@@ -164,9 +217,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--models", default="raft_small,raft_large")
     parser.add_argument("--sizes", default="256x448,512x1024")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2, help="timed calls after the first one (fastest counts)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds after a warm-up call (median counts)")
     parser.add_argument("--iters", type=int, default=12)
     parser.add_argument("--skip-models", action="store_true", help="only the video benchmark")
+    parser.add_argument("--no-memory", action="store_true", help="time only (no peak-memory subprocesses)")
     parser.add_argument("--data", type=Path, help="dataset with exact flow (test_B/, test_flow/) for video mode")
     parser.add_argument("--weights", help="RAFT checkpoint for video mode (e.g. from `python -m flow train`)")
     parser.add_argument("--warm-iters", default="3,4,6")
@@ -182,7 +236,7 @@ def main(argv: list[str]) -> None:
     results = {"threads": args.threads}
     if not args.skip_models:
         results["models"] = bench_models(args.models.split(","), args.sizes.split(","), args.threads,
-                                         args.repeats, args.iters)
+                                         args.repeats, args.iters, memory=not args.no_memory)
     if args.data and args.weights:
         results["video"] = bench_video(args.data, args.weights, args.threads,
                                        [int(v) for v in args.warm_iters.split(",")], args.sequences, args.video_repeats,
@@ -194,7 +248,12 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        model_, size_, impl_, threads_, repeats_, iters_ = sys.argv[2:8]
-        print(json.dumps(worker(model_, size_, impl_, int(threads_), int(repeats_), int(iters_))))
+        kind, model_, size_, *rest = sys.argv[2:]
+        if kind == "time":
+            threads_, repeats_, iters_ = (int(v) for v in rest)
+            print(json.dumps(time_worker(model_, size_, threads_, repeats_, iters_)))
+        else:
+            impl_, threads_, iters_ = rest[0], int(rest[1]), int(rest[2])
+            print(json.dumps(memory_worker(model_, size_, impl_, threads_, iters_)))
     else:
         main(sys.argv[1:])
