@@ -36,6 +36,20 @@ SMALL = ["data.load_size=32x32", "data.crop_size=32x32", "data.n_frames=4", "dat
          "train.checkpoint_every=1", "train.sample_every=1000", "optim.ema=0.9"]
 
 
+@pytest.fixture(autouse=True)
+def interruptible():
+    """A test suite started in the background by a shell (`make test &`) inherits SIGINT ignored, and training
+    rightly leaves an ignored SIGINT alone; these tests need Ctrl-C's usual handler, so they install it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(scope="module")
 def video_data(tiny_data):
     from vid2vid.data.synthetic import ensure_dataset
