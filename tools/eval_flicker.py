@@ -19,7 +19,8 @@ import csv
 import hashlib
 import json
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -147,6 +148,7 @@ def stream_frames(path: str, size: Size, start: int, stop: int | None) -> Iterat
         yield image, rgb_to_grey(frame)
 
 
+FlowPair = tuple[torch.Tensor, torch.Tensor]  # fw, bw [K,2,H,W]
 Frames = tuple[tuple[torch.Tensor, np.ndarray], ...]  # one (frame, grey) per stream, at one time step
 
 
@@ -187,24 +189,24 @@ class GroundTruthFlow:
                             f"{self.native}; pass --size HxW to measure at one size")
         return resize_flow(flow, self.size)
 
-    def pairs(self, first_pair: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        fw = [self.read("fw", first_pair + i) for i in range(n)]
-        bw = [self.read("bw", first_pair + i) for i in range(n)]
-        return (torch.from_numpy(np.stack(f)).permute(0, 3, 1, 2) for f in (fw, bw))
+    def start(self, first_pair: int, chunk: Chunk, device: torch.device) -> Callable[[], FlowPair]:
+        """The exact flows of a chunk of K+1 frames (pairs first_pair ...), read now: fw, bw [K,2,H,W]."""
+        n = len(chunk.frames) - 1
+        fw, bw = (torch.from_numpy(np.stack([self.read(d, first_pair + i) for i in range(n)])).permute(0, 3, 1, 2)
+                  for d in ("fw", "bw"))
+        return lambda: (fw, bw)
 
 
 class EstimatedFlow:
     """Flow from an estimator on the flow source's frames, optionally cached on disk as .flo files.
 
-    OpenCV estimators run on OPENCV_WORKERS threads, each with its own estimator object (they are not
-    thread-safe) and a share of each run's pairs; run() makes OpenCV single-threaded meanwhile, so every
-    call keeps one core busy (OpenCV's own threads scale poorly at these sizes). The flows are the same."""
+    OpenCV estimators run on `pool`'s threads, one task per pair and one estimator object per thread
+    (they are not thread-safe), while run() keeps OpenCV single-threaded: every call keeps one core busy
+    (OpenCV's own threads scale poorly at these sizes) and the flows are the same."""
 
-    def __init__(self, args: argparse.Namespace, source: str, size: Size):
+    def __init__(self, args: argparse.Namespace, source: str, size: Size, pool: ThreadPoolExecutor):
         self.estimator = get_estimator(args.flow, weights=args.weights, iters=args.iters, device=args.device)
-        self.estimators = [self.estimator]
-        if isinstance(self.estimator, ClassicFlow):
-            self.estimators += [get_estimator(args.flow) for _ in range(OPENCV_WORKERS - 1)]
+        self.name, self.pool, self.per_thread = args.flow, pool, threading.local()
         self.cache = None
         if args.cache:
             key = {"source": str(Path(source).resolve()), "source_stat": _stat(source), "flow": args.flow,
@@ -216,34 +218,33 @@ class EstimatedFlow:
             with atomic_path(self.cache / "key.json") as tmp:
                 tmp.write_text(json.dumps(key, indent=1))
 
-    def pairs(self, first_pair: int, chunk: Chunk, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """A chunk of K+1 frames (pairs first_pair ...) -> fw, bw [K,2,H,W]."""
+    def start(self, first_pair: int, chunk: Chunk, device: torch.device) -> Callable[[], FlowPair]:
+        """Start on the flows of a chunk of K+1 frames (pairs first_pair ...); the returned call waits for
+        them: fw, bw [K,2,H,W]. OpenCV pairs are queued on the pool, so the next chunk's pairs queue behind
+        these and no thread waits at a chunk's end; other estimators run here."""
         n = len(chunk.frames) - 1
-        if self.cache is not None:
-            names = [f"{d}_{first_pair + i:05d}.flo" for d in ("fw", "bw") for i in range(n)]
-            if all((self.cache / name).is_file() for name in names):
-                flows = torch.from_numpy(np.stack([read_flo(self.cache / name) for name in names]))
-                return flows[:n].permute(0, 3, 1, 2), flows[n:].permute(0, 3, 1, 2)
-        fw, bw = self.estimate(chunk, device)
-        if self.cache is not None:
-            for direction, flows in (("fw", fw), ("bw", bw)):
-                for i, flow in enumerate(flows.permute(0, 2, 3, 1).cpu().numpy()):
-                    write_flo(self.cache / f"{direction}_{first_pair + i:05d}.flo", flow)
-        return fw, bw
-
-
-    def estimate(self, chunk: Chunk, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """fw, bw [K,2,H,W] of a chunk of K+1 frames, its pairs split between the estimators' threads."""
+        names = [f"{d}_{first_pair + i:05d}.flo" for d in ("fw", "bw") for i in range(n)]
+        if self.cache is not None and all((self.cache / name).is_file() for name in names):
+            flows = torch.from_numpy(np.stack([read_flo(self.cache / name) for name in names])).permute(0, 3, 1, 2)
+            return lambda: (flows[:n], flows[n:])
         frames = chunk.frames.to(device) * 2 - 1
-        n = len(frames) - 1
-        if len(self.estimators) == 1 or n == 1:
-            return pair_flows(self.estimator, frames, chunk.greys)
-        bounds = np.linspace(0, n, min(n, len(self.estimators)) + 1).round().astype(int)
-        with ThreadPoolExecutor(len(bounds) - 1) as pool:
-            jobs = [pool.submit(pair_flows, estimator, frames[a : b + 1], chunk.greys[a : b + 1])
-                    for estimator, a, b in zip(self.estimators, bounds[:-1], bounds[1:])]
-            parts = [job.result() for job in jobs]
-        return torch.cat([fw for fw, _ in parts]), torch.cat([bw for _, bw in parts])
+        if not isinstance(self.estimator, ClassicFlow):
+            flows = self._store(first_pair, pair_flows(self.estimator, frames, chunk.greys))
+            return lambda: flows
+        jobs = [self.pool.submit(self._opencv_pair, frames[i : i + 2], chunk.greys[i : i + 2]) for i in range(n)]
+        return lambda: self._store(first_pair, tuple(torch.cat(part) for part in zip(*(j.result() for j in jobs))))
+
+    def _opencv_pair(self, frames: torch.Tensor, greys: list[np.ndarray]) -> FlowPair:
+        if not hasattr(self.per_thread, "estimator"):
+            self.per_thread.estimator = get_estimator(self.name)
+        return pair_flows(self.per_thread.estimator, frames, greys)
+
+    def _store(self, first_pair: int, flows: FlowPair) -> FlowPair:
+        if self.cache is not None:
+            for direction, part in zip(("fw", "bw"), flows):
+                for i, flow in enumerate(part.permute(0, 2, 3, 1).cpu().numpy()):
+                    write_flo(self.cache / f"{direction}_{first_pair + i:05d}.flo", flow)
+        return flows
 
 
 def _stat(path: str) -> list[int]:
@@ -283,37 +284,36 @@ def measure_group(flow_source: str, videos: list[str], args: argparse.Namespace,
     if min(counts.values()) < 2:
         raise UserError(f"{min(counts, key=counts.get)}: fewer than 2 frames in the range {args.frames}")
 
-    if args.flow.startswith("gt:"):
-        flows = GroundTruthFlow(args.flow[3:], native, size, resized)
-    else:
-        flows = EstimatedFlow(args, flow_source, size)
     with_tof = args.reference is not None and not args.no_tof
     paths = list(infos)  # flow source first, then videos not equal to it
     steps = zip(*(stream_frames(path, size, start, stop) for path in paths))  # ends with the shortest
     results = [VideoResult(path, flow_source, first_frame=start) for path in videos]
     device = torch.device(args.device)
-
-    def flows_for(first: int, run: list[Frames]) -> tuple[torch.Tensor, torch.Tensor, list[np.ndarray]]:
-        """fw, bw [K,2,H,W] on `device`, and the Farneback flows of the flow source for tOF."""
-        chunk = Chunk.of_stream(run, 0)
-        if isinstance(flows, GroundTruthFlow):
-            fw, bw = flows.pairs(start + first, len(chunk.frames) - 1)
+    with ThreadPoolExecutor(OPENCV_WORKERS) as pool:  # (its threads start with the first OpenCV flow)
+        if args.flow.startswith("gt:"):
+            flows = GroundTruthFlow(args.flow[3:], native, size, resized)
         else:
-            fw, bw = flows.pairs(start + first, chunk, device)
-        ref_of = [farneback_flow(a, b) for a, b in zip(chunk.greys[:-1], chunk.greys[1:])] if with_tof else []
-        return fw.to(device), bw.to(device), ref_of
+            flows = EstimatedFlow(args, flow_source, size, pool)
 
-    # Flows of the next run are computed in a worker thread (OpenCV and torch release the GIL) while the
-    # main thread decodes and measures this one.
-    for _, run, (fw, bw, ref_of) in frame_pair_batches(steps, args.batch, flows_for, prefetch=True):
-        for result in results:
-            chunk = Chunk.of_stream(run, paths.index(result.path))
-            video = chunk.frames.to(device)
-            result.error.add(*pair_warping_errors(video[:-1], video[1:], fw, bw,
-                                                  mask_out_of_frame=not args.no_oob_mask))
-            if with_tof:
-                g = chunk.greys
-                result.tof += [tof_pair(of, farneback_flow(g[i], g[i + 1])) for i, of in enumerate(ref_of)]
+        def flows_for(first: int, run: list[Frames]) -> tuple[Callable[[], FlowPair], list[np.ndarray]]:
+            """(a call giving fw, bw [K,2,H,W], the Farneback flows of the flow source for tOF)."""
+            chunk = Chunk.of_stream(run, 0)
+            greys = chunk.greys
+            ref_of = [farneback_flow(a, b) for a, b in zip(greys[:-1], greys[1:])] if with_tof else []
+            return flows.start(start + first, chunk, device), ref_of
+
+        # The next run's flows are started in a worker thread (OpenCV and torch release the GIL) while the
+        # main thread decodes and measures this one.
+        for _, run, (pending, ref_of) in frame_pair_batches(steps, args.batch, flows_for, prefetch=True):
+            fw, bw = (f.to(device) for f in pending())
+            for result in results:
+                chunk = Chunk.of_stream(run, paths.index(result.path))
+                video = chunk.frames.to(device)
+                result.error.add(*pair_warping_errors(video[:-1], video[1:], fw, bw,
+                                                      mask_out_of_frame=not args.no_oob_mask))
+                if with_tof:
+                    g = chunk.greys
+                    result.tof += [tof_pair(of, farneback_flow(g[i], g[i + 1])) for i, of in enumerate(ref_of)]
     return results
 
 
