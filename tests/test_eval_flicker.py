@@ -247,3 +247,19 @@ def test_raft_flow_with_weights_and_iters(tmp_path, capsys):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["settings"]["iters"] == 2 and report["settings"]["weights"] == str(tmp_path / "small.pth")
     assert report["videos"][0]["pairs"] == 2 and np.isfinite(report["videos"][0]["warping_error"])
+
+
+def test_dis_on_parallel_workers_gives_the_same_numbers_for_any_batch_and_restores_threads(tmp_path, capsys):
+    """OpenCV flow runs one task per pair on worker threads with OpenCV (and torch) single-threaded: the
+    per-pair values must not depend on how pairs are grouped, and the thread counts come back afterwards."""
+    import torch
+
+    video = write_frames(tmp_path / "v", translating(9, 48, 64, 2, 1) + RNG.normal(0, 0.02, (9, 48, 64, 3)))
+    before = cv2.getNumThreads(), torch.get_num_threads()
+    values = []
+    for batch in (1, 3, 8):
+        code, _, err = run([video, "--batch", batch, "--json", tmp_path / f"{batch}.json"], capsys)
+        assert code == 0, err
+        values.append(json.loads((tmp_path / f"{batch}.json").read_text())["videos"][0]["per_pair_warping_error"])
+    assert values[0] == values[1] == values[2] and len(values[0]) == 8
+    assert (cv2.getNumThreads(), torch.get_num_threads()) == before

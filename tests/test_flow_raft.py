@@ -181,3 +181,48 @@ def test_bad_inputs_raise_flow_error():
         model(torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 72))
     with pytest.raises(FlowError, match="T >= 2"):
         estimate_video_flow(torch.zeros(1, 3, 64, 64), model)
+
+
+def test_corr_lookup_matches_bilinear_sampling_of_the_volume():
+    """Both correlation modes read windows with one gather and two lerps; the reference here samples the
+    pooled volume with grid_sample (zeros outside, align_corners=True), as RAFT defines the lookup."""
+    g = torch.Generator().manual_seed(4)
+    fmap1, fmap2 = torch.randn(1, 32, 16, 24, generator=g), torch.randn(1, 32, 16, 24, generator=g)
+    grid = torch.stack(torch.meshgrid(torch.arange(16.0), torch.arange(24.0), indexing="ij")[::-1])[None]
+    coords = grid + 5 * torch.randn(1, 2, 16, 24, generator=g)  # many windows partly or wholly outside
+    radius, levels = 2, 3
+    volume = torch.einsum("chw,cij->hwij", fmap1[0], fmap2[0]).reshape(16 * 24, 1, 16, 24) / 32**0.5
+    span = torch.arange(-radius, radius + 1.0)
+    offsets = torch.stack(torch.meshgrid(span, span, indexing="ij"), dim=-1)  # [dx, dy], dx slowest
+    expected = []
+    for level in range(levels):
+        h, w = volume.shape[-2:]
+        points = coords[0].permute(1, 2, 0).reshape(-1, 1, 1, 2) / 2**level + offsets  # [HW,5,5,2]
+        normalised = points / torch.tensor([(w - 1) / 2, (h - 1) / 2]) - 1
+        sampled = torch.nn.functional.grid_sample(volume, normalised, align_corners=True)  # zeros outside
+        expected.append(sampled.reshape(16, 24, -1))
+        volume = torch.nn.functional.avg_pool2d(volume, 2)
+    expected = torch.cat(expected, dim=-1).permute(2, 0, 1)[None]  # [1, L*(2r+1)^2, H, W]
+    for corr in (AllPairsCorr, OnDemandCorr):
+        got = corr(fmap1, fmap2, num_levels=levels, radius=radius)(coords)
+        assert (got - expected).abs().max() <= 1e-4
+
+
+def test_gru_with_the_context_convolved_once_equals_the_plain_gru():
+    """ConvGRU.prepare convolves the fixed context once and forward only cat(h, motion); the result is the
+    GRU on cat(h, context, motion) with the checkpoint's weights, update after update."""
+    from flow.raft import ConvGRU
+
+    torch.manual_seed(0)
+    gru = ConvGRU(input_size=10 + 6, hidden_size=8, kernel=(1, 5), padding=(0, 2))
+    h, context = torch.randn(2, 8, 9, 11), torch.randn(2, 10, 9, 11)
+    prepared = gru.prepare(context)
+    expected = h
+    for _ in range(3):
+        motion = torch.randn(2, 6, 9, 11)
+        hx = torch.cat([expected, context, motion], dim=1)
+        z, r = torch.sigmoid(gru.convz(hx)), torch.sigmoid(gru.convr(hx))
+        q = torch.tanh(gru.convq(torch.cat([r * expected, context, motion], dim=1)))
+        expected = (1 - z) * expected + z * q
+        h = gru(h, motion, prepared)
+        assert (h - expected).abs().max() <= 1e-5

@@ -154,3 +154,28 @@ def test_bicubic_warp_is_exact_for_integer_shifts_and_sharper_for_sub_pixel_ones
     assert detail["bicubic"] > 1.5 * detail["bilinear"]
     with pytest.raises(FlowError, match="mode 'nearest'"):
         backward_warp(image, shift, "nearest")
+
+
+def test_masks_equal_the_formulas_written_out_bit_for_bit():
+    """valid_mask's shared |F|^2 and two-channel sums give exactly the booleans of the written-out rule,
+    on random flows with many pixels near each threshold (metrics must not move between versions)."""
+    g = torch.Generator().manual_seed(5)
+    smooth = torch.nn.functional.interpolate(torch.randn(3, 2, 3, 4, generator=g), size=(40, 56), mode="bicubic")
+    fw = smooth * 6 + torch.randn(3, 2, 40, 56, generator=g) * 0.02
+    bw = -backward_warp(fw, -fw) + torch.randn(3, 2, 40, 56, generator=g) * 0.4  # roughly consistent
+    bw_warped = backward_warp(bw, fw)
+    mismatch = (fw + bw_warped).square().sum(1, keepdim=True)
+    occluded = mismatch > 0.01 * (fw.square().sum(1, keepdim=True) + bw_warped.square().sum(1, keepdim=True)) + 0.5
+    dx = torch.nn.functional.pad(fw[..., 1:] - fw[..., :-1], (0, 1, 0, 0))
+    dy = torch.nn.functional.pad(fw[..., 1:, :] - fw[..., :-1, :], (0, 0, 0, 1))
+    boundary = (dx.square() + dy.square()).sum(1, keepdim=True) > 0.01 * fw.square().sum(1, keepdim=True) + 0.002
+    x = torch.arange(56.0) + fw[:, :1]
+    y = torch.arange(40.0)[:, None] + fw[:, 1:]
+    outside = ~((x >= 0) & (x <= 55) & (y >= 0) & (y <= 39))
+    assert 0.05 < occluded.float().mean() < 0.95 and 0.05 < boundary.float().mean() < 0.95
+    assert torch.equal(fb_occlusion_mask(fw, bw), occluded)
+    assert torch.equal(motion_boundary_mask(fw), boundary)
+    assert torch.equal(out_of_frame_mask(fw), outside)
+    assert torch.equal(valid_mask(fw, bw), ~(occluded | boundary | outside))
+    channels_last = fw.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # OpenCV flows' layout
+    assert torch.equal(valid_mask(channels_last, bw, flow_bw_warped=bw_warped), ~(occluded | boundary | outside))

@@ -64,8 +64,11 @@ def build(model: str, size: str) -> tuple[dict, torch.Tensor, torch.Tensor]:
 
 
 def time_worker(model: str, size: str, threads: int, repeats: int, iters: int) -> dict:
-    """The three implementations in turn in this process: median seconds per pair, flow difference."""
+    """The three implementations in turn in this process: median seconds per pair, flow difference.
+    With one thread the seconds are that thread's CPU time (little changed by other jobs on the machine;
+    with more threads, waiting for a descheduled thread costs wall time, so those are wall seconds)."""
     torch.set_num_threads(threads)
+    clock = time.thread_time if threads == 1 else time.perf_counter
     calls, image1, image2 = build(model, size)
     times, flows = {impl: [] for impl in IMPLS}, {}
     with torch.inference_mode():
@@ -73,9 +76,9 @@ def time_worker(model: str, size: str, threads: int, repeats: int, iters: int) -
             flows[impl] = calls[impl](image1, image2, iters)
         for _ in range(repeats):
             for impl in IMPLS:
-                start = time.perf_counter()
+                start = clock()
                 calls[impl](image1, image2, iters)
-                times[impl].append(time.perf_counter() - start)
+                times[impl].append(clock() - start)
     return {impl: {"seconds": statistics.median(times[impl]), "all_seconds": times[impl],
                    "max_flow_difference_px": (flows[impl] - flows["torchvision"]).abs().max().item()}
             for impl in IMPLS}
@@ -122,28 +125,33 @@ def bench_models(models, sizes, threads, repeats, iters, memory: bool = True) ->
 
 
 def run(quick: bool = True) -> dict:
-    """Figures for tools/bench.py: RAFT small and large at 256x448 (quick; also 512x1024 in full mode),
-    2 threads, ours vs torchvision timed in turn (median of 5 or 9 rounds), and peak memory."""
+    """Figures for tools/bench.py: RAFT small and large at 256x448 (quick; also 512x1024 in full mode), ours
+    vs torchvision timed in turn (median of 5 or 9 rounds) with 2 threads (wall time) and with 1 thread (its
+    CPU time: the figure a busy machine disturbs least), and peak memory with 2 threads."""
     from bench import figure
 
     sizes, repeats = (["256x448"], 5) if quick else (["256x448", "512x1024"], 9)
-    rows = bench_models(["raft_small", "raft_large"], sizes, 2, repeats, 12)
-    result = {"threads": 2, "iterations": 12}
-    for model in ("raft_small", "raft_large"):
-        for size in sizes:
-            group = {r["impl"]: r for r in rows if r["model"] == model and r["size"] == size}
-            tv = group["torchvision"]
-            for impl in ("all_pairs", "on_demand"):
-                row, name = group[impl], f"{model} {size} ours ({impl})"
-                result[f"{name}, time"] = figure(row["seconds"], "s/pair", tv["seconds"], "torchvision, same weights")
-                result[f"{name}, max |flow - torchvision|"] = figure(row["max_flow_difference_px"], "px")
-                result[f"{name}, peak memory increase"] = figure(row["peak_increase_mib"], "MiB",
-                                                                 tv["peak_increase_mib"], "torchvision")
+    result = {"iterations": 12}
+    for threads in (2, 1):
+        rows = bench_models(["raft_small", "raft_large"], sizes, threads, repeats, 12, memory=threads == 2)
+        clock = "wall" if threads > 1 else "CPU"
+        for model in ("raft_small", "raft_large"):
+            for size in sizes:
+                group = {r["impl"]: r for r in rows if r["model"] == model and r["size"] == size}
+                tv = group["torchvision"]
+                for impl in ("all_pairs", "on_demand"):
+                    row, name = group[impl], f"{model} {size} ours ({impl})"
+                    result[f"{name}, {threads} threads, {clock} time"] = figure(
+                        row["seconds"], "s/pair", tv["seconds"], "torchvision, same weights")
+                    if threads == 2:
+                        result[f"{name}, max abs(flow - torchvision)"] = figure(row["max_flow_difference_px"], "px")
+                        result[f"{name}, peak memory increase"] = figure(row["peak_increase_mib"], "MiB",
+                                                                         tv["peak_increase_mib"], "torchvision")
     result["reference"] = ("torchvision's RAFT with the same random weights, timed in turn with ours in one "
                            f"process (median of {repeats} rounds); memory: peak RSS increase of the first call, "
                            "one process each")
     result["command"] = (f"python tools/bench.py flow --models raft_small,raft_large --sizes {','.join(sizes)} "
-                         f"--threads 2 --repeats {repeats}")
+                         f"--threads 2 --repeats {repeats} (and --threads 1 --no-memory)")
     return result
 
 
@@ -216,7 +224,7 @@ def main(argv: list[str]) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="raft_small,raft_large")
     parser.add_argument("--sizes", default="256x448,512x1024")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="1: times are the thread's CPU time, else wall time")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds after a warm-up call (median counts)")
     parser.add_argument("--iters", type=int, default=12)
     parser.add_argument("--skip-models", action="store_true", help="only the video benchmark")
