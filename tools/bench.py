@@ -91,15 +91,14 @@ QUICK_MAIN_ARGS = {  # the adapter's quick options for areas without run()
 
 
 def run_in_subprocess(area: str, quick: bool) -> dict:
-    """run_area in a fresh process; a failure becomes {"error": ...} instead of an exception."""
+    """run_area in a fresh process (its output goes to stderr as it runs); a failure comes back as
+    {"error": ...} instead of an exception."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, __file__, "--run-area", area, "--json", str(out)] + ([] if quick else ["--full"])
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
-        if proc.returncode != 0 or not out.exists():
-            tail = proc.stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
-            sys.stderr.write(proc.stderr[-4000:])
-            return {"error": tail[0]}
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=sys.stderr)
+        if not out.exists():
+            return {"error": f"the area's process ended with exit code {proc.returncode} and no result"}
         return json.loads(out.read_text())
 
 
@@ -315,12 +314,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.run_area:  # the child process of run_in_subprocess
         try:
-            result = run_area(args.run_area, quick=not args.full)
-        except BaseException:
+            result, code = run_area(args.run_area, quick=not args.full), 0
+        except BaseException as e:  # SystemExit and KeyboardInterrupt too: the parent records the failure
             traceback.print_exc()
-            return 1
+            message = (str(e).strip().splitlines() or [""])[-1]
+            result, code = {"error": f"{type(e).__name__}: {message}"}, 1
         args.json.write_text(json.dumps(result, indent=1, default=str))
-        return 0
+        return code
     selected = args.areas.split(",") if args.areas else known
     unknown = [a for a in selected if a not in known]
     if unknown:
