@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -154,15 +155,21 @@ Frames = tuple[tuple[torch.Tensor, np.ndarray], ...]  # one (frame, grey) per st
 
 @dataclass
 class Chunk:
-    """K+1 consecutive frames of one stream: frames [K+1,3,H,W] in [0, 1] and their grey images."""
+    """K+1 consecutive frames of one stream: images [3,H,W] in [0, 1] (`frames` stacks them when first
+    asked: OpenCV flow needs only the grey images) and their grey images."""
 
-    frames: torch.Tensor
+    images: list[torch.Tensor]
     greys: list[np.ndarray]
 
     @classmethod
     def of_stream(cls, run: list[Frames], index: int) -> "Chunk":
         """Stream `index`'s part of a run of time steps (from metrics.frame_pair_batches)."""
-        return cls(torch.stack([step[index][0] for step in run]), [step[index][1] for step in run])
+        return cls([step[index][0] for step in run], [step[index][1] for step in run])
+
+    @cached_property
+    def frames(self) -> torch.Tensor:
+        """[K+1,3,H,W]"""
+        return torch.stack(self.images)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -191,7 +198,7 @@ class GroundTruthFlow:
 
     def start(self, first_pair: int, chunk: Chunk, device: torch.device) -> Callable[[], FlowPair]:
         """The exact flows of a chunk of K+1 frames (pairs first_pair ...), read now: fw, bw [K,2,H,W]."""
-        n = len(chunk.frames) - 1
+        n = len(chunk.greys) - 1
         fw, bw = (torch.from_numpy(np.stack([self.read(d, first_pair + i) for i in range(n)])).permute(0, 3, 1, 2)
                   for d in ("fw", "bw"))
         return lambda: (fw, bw)
@@ -222,22 +229,28 @@ class EstimatedFlow:
         """Start on the flows of a chunk of K+1 frames (pairs first_pair ...); the returned call waits for
         them: fw, bw [K,2,H,W]. OpenCV pairs are queued on the pool, so the next chunk's pairs queue behind
         these and no thread waits at a chunk's end; other estimators run here."""
-        n = len(chunk.frames) - 1
+        n = len(chunk.greys) - 1
         names = [f"{d}_{first_pair + i:05d}.flo" for d in ("fw", "bw") for i in range(n)]
         if self.cache is not None and all((self.cache / name).is_file() for name in names):
             flows = torch.from_numpy(np.stack([read_flo(self.cache / name) for name in names])).permute(0, 3, 1, 2)
             return lambda: (flows[:n], flows[n:])
-        frames = chunk.frames.to(device) * 2 - 1
         if not isinstance(self.estimator, ClassicFlow):
-            flows = self._store(first_pair, pair_flows(self.estimator, frames, chunk.greys))
+            flows = self._store(first_pair, pair_flows(self.estimator, chunk.frames.to(device) * 2 - 1, chunk.greys))
             return lambda: flows
-        jobs = [self.pool.submit(self._opencv_pair, frames[i : i + 2], chunk.greys[i : i + 2]) for i in range(n)]
-        return lambda: self._store(first_pair, tuple(torch.cat(part) for part in zip(*(j.result() for j in jobs))))
+        jobs = [self.pool.submit(self._opencv_pair, chunk.greys[i], chunk.greys[i + 1]) for i in range(n)]
 
-    def _opencv_pair(self, frames: torch.Tensor, greys: list[np.ndarray]) -> FlowPair:
+        def finish() -> FlowPair:
+            fw, bw = zip(*(job.result() for job in jobs))
+            return self._store(first_pair, tuple(torch.from_numpy(np.stack(f)).permute(0, 3, 1, 2).to(device)
+                                                 for f in (fw, bw)))
+        return finish
+
+    def _opencv_pair(self, grey: np.ndarray, grey_next: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Flow t -> t+1 and t+1 -> t [H,W,2] with this thread's estimator (metrics.pair_flows' rule)."""
         if not hasattr(self.per_thread, "estimator"):
             self.per_thread.estimator = get_estimator(self.name)
-        return pair_flows(self.per_thread.estimator, frames, greys)
+        estimator = self.per_thread.estimator
+        return estimator.grey_flow(grey, grey_next), estimator.grey_flow(grey_next, grey)
 
     def _store(self, first_pair: int, flows: FlowPair) -> FlowPair:
         if self.cache is not None:
