@@ -69,25 +69,8 @@ def figure(value, unit: str = "", reference=None, against: str = "", compare: st
 
 
 def run_area(area: str, quick: bool) -> dict:
-    """The area's run(quick), in this process. flow and flicker without run() yet: their main() with quick
-    options, the printed output kept as the result (an adapter until those modules return figures)."""
-    module = importlib.import_module(f"bench_{area}")
-    if hasattr(module, "run"):
-        return module.run(quick=quick)
-    import contextlib
-    import io
-
-    argv = QUICK_MAIN_ARGS.get(area, []) if quick else []
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        module.main(argv)
-    return {"output": out.getvalue().strip(), "command": f"python tools/bench.py {area} {' '.join(argv)}".strip()}
-
-
-QUICK_MAIN_ARGS = {  # the adapter's quick options for areas without run()
-    "flow": ["--models", "raft_small", "--sizes", "256x448", "--repeats", "1"],
-    "flicker": ["--raft-frames", "8"],
-}
+    """The area's run(quick), in this process."""
+    return importlib.import_module(f"bench_{area}").run(quick=quick)
 
 
 def run_in_subprocess(area: str, quick: bool) -> dict:
