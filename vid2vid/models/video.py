@@ -149,6 +149,23 @@ def scales_problem(ngf: int, n_downsample: int, n_scales: int, use_fg: bool) -> 
     return None
 
 
+def foreground_layers(label_nc: int, fg_ngf: int, n_downsample: int, n_blocks: int, norm: str
+                      ) -> tuple[nn.Module, Decoder, nn.Module]:
+    """The label-only foreground branch (encoder, decoder, image head) of the scale-0 generators."""
+    return (nn.Sequential(*encoder_layers(label_nc, fg_ngf, n_downsample, 0, norm)),
+            Decoder(fg_ngf, n_downsample, n_blocks, norm), nn.Sequential(*image_layers(fg_ngf, 3)))
+
+
+def zero_fusion_convs(widths: Sequence[int]) -> nn.ModuleList:
+    """warp_features' 1x1 convs, one per decoder level width, zero-initialised: at initialisation the model is
+    the plain one."""
+    convs = nn.ModuleList(nn.Conv2d(c, c, 1) for c in widths)
+    for conv in convs:
+        nn.init.zeros_(conv.weight)
+        nn.init.zeros_(conv.bias)
+    return convs
+
+
 def compose(raw: torch.Tensor, warped: torch.Tensor, weight: torch.Tensor, raw_only: bool,
             labels_t: torch.Tensor, fg_labels: list[int], foreground: torch.Tensor | None
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -190,16 +207,10 @@ class CoarseVideoScale(nn.Module):
         self.to_flow = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 2, 7))
         self.to_weight = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 1, 7), nn.Sigmoid())
         if use_fg:
-            fg_ngf = fg_width(ngf, n_downsample)
-            self.fg_encoder = nn.Sequential(*encoder_layers(label_nc, fg_ngf, n_downsample, 0, norm))
-            self.fg_decoder = Decoder(fg_ngf, n_downsample, n_blocks, norm)
-            self.fg_to_image = nn.Sequential(*image_layers(fg_ngf, 3))
+            self.fg_encoder, self.fg_decoder, self.fg_to_image = foreground_layers(
+                label_nc, fg_width(ngf, n_downsample), n_downsample, n_blocks, norm)
         if warp_features:
-            widths = [ngf * 2 ** (n_downsample - 1 - i) for i in range(n_downsample)]
-            self.feature_fusion = nn.ModuleList(nn.Conv2d(c, c, 1) for c in widths)
-            for conv in self.feature_fusion:  # zero: at initialisation the model is the plain one
-                nn.init.zeros_(conv.weight)
-                nn.init.zeros_(conv.bias)
+            self.feature_fusion = zero_fusion_convs([ngf * 2 ** (n_downsample - 1 - i) for i in range(n_downsample)])
 
     def forward(self, labels: torch.Tensor, prev_frames: torch.Tensor,
                 prev_features: list[torch.Tensor] | None = None, *, raw_only: bool = False) -> VideoOutput:

@@ -44,8 +44,17 @@ from torch import nn
 
 from flow import backward_warp
 from vid2vid.errors import ConfigError
-from vid2vid.models.layers import SPADEResnetBlock, base_norm, image_layers, is_spectral, up_layers
-from vid2vid.models.video import FLOW_SCALE, Decoder, VideoOutput, encoder_layers, resize_flow
+from vid2vid.models.layers import SPADEResnetBlock, base_norm, is_spectral, up_layers
+from vid2vid.models.video import (
+    FLOW_SCALE,
+    VideoOutput,
+    compose,
+    encoder_layers,
+    fg_width,
+    foreground_layers,
+    resize_flow,
+    zero_fusion_convs,
+)
 
 N_WARP_CONDITIONED = 2  # the last levels that also see the warped previous frame and the weight
 
@@ -90,17 +99,11 @@ class SpadeVideoGenerator(nn.Module):
         self.flow_decoder = nn.Sequential(*up_layers(4 * ngf, 2 * ngf, norm), *up_layers(2 * ngf, ngf, norm))
         self.to_flow = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 2, 7))
         self.to_weight = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 1, 7), nn.Sigmoid())
-        if use_fg:
-            fg_ngf = ngf // 2 if d > 2 else ngf  # the pix2pixHD backbone's foreground branch, as it is
-            self.fg_encoder = nn.Sequential(*encoder_layers(label_nc, fg_ngf, d, 0, norm))
-            self.fg_decoder = Decoder(fg_ngf, d, n_blocks, norm)
-            self.fg_to_image = nn.Sequential(*image_layers(fg_ngf, 3))
+        if use_fg:  # the pix2pixHD backbone's foreground branch, as it is
+            self.fg_encoder, self.fg_decoder, self.fg_to_image = foreground_layers(
+                label_nc, fg_width(ngf, d), d, n_blocks, norm)
         if warp_features:
-            widths = [ngf * 2 ** (d - 1 - i) for i in range(self.first_warp_level, d)]
-            self.feature_fusion = nn.ModuleList(nn.Conv2d(c, c, 1) for c in widths)
-            for conv in self.feature_fusion:  # zero: at initialisation the model is the plain one
-                nn.init.zeros_(conv.weight)
-                nn.init.zeros_(conv.bias)
+            self.feature_fusion = zero_fusion_convs([ngf * 2 ** (d - 1 - i) for i in range(self.first_warp_level, d)])
 
     def forward(self, labels: torch.Tensor, prev_frames: torch.Tensor,
                 prev_features: list[torch.Tensor] | None = None, *, raw_only: bool = False) -> VideoOutput:
@@ -126,14 +129,11 @@ class SpadeVideoGenerator(nn.Module):
                 x = self._fuse(level, x, flow, prev_features)
             image_features.append(x)
         raw = torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
-        final = raw if raw_only else weight * raw + (1 - weight) * warped
-        fg_mask = foreground = fg_features = None
+        foreground = fg_features = None
         if self.fg_labels:
-            fg_mask = labels_t[:, self.fg_labels].sum(1, keepdim=True).clamp(0, 1)  # [B,1,H,W]
             fg_features = self.fg_decoder(self.fg_encoder(label_stack))[-1]
             foreground = self.fg_to_image(fg_features)
-            final = foreground * fg_mask + final * (1 - fg_mask)
-            raw = foreground * fg_mask + raw * (1 - fg_mask)
+        final, raw, fg_mask = compose(raw, warped, weight, raw_only, labels_t, self.fg_labels, foreground)
         return VideoOutput(final=final, raw=raw, flow=flow, weight=weight, warped=warped, fg_mask=fg_mask,
                            foreground=foreground, image_features=image_features, flow_features=flow_features,
                            fg_features=fg_features)
