@@ -101,6 +101,9 @@ class ModelConfig:
     # vid2vid's first n_frames_G-1 frames: real (the clip's own real frames; the training default),
     # image-model:PATH (an exported per-frame model generates them) or zeros (raw-only output until the history fills)
     first_frame: str = "real"
+    # vid2vid: start the image branch (label encoder, image decoder) from an exported per-frame pix2pixhd model of
+    # the same ngf / n_downsample / n_blocks / norm (vid2vid.models.warm_start); read at a fresh start, not on resume
+    init_from: str = ""
     # how the video model warps its previous output: bicubic (ours) keeps long renders sharp; repeated
     # bilinear resampling (the reference's) low-passes the picture a little more every frame
     warp_mode: Literal["bilinear", "bicubic"] = "bicubic"
@@ -230,7 +233,7 @@ class Config:
 
 
 # Paths that resolve against the current directory at load time.
-PATH_KEYS = ("data.root", "loss.vgg_weights", "flow.weights", "train.out_dir")
+PATH_KEYS = ("data.root", "loss.vgg_weights", "flow.weights", "train.out_dir", "model.init_from")
 
 # Keys that are checked and stored but that no code reads yet: key -> what will read it. `vid2vid config`
 # marks them "not yet used". Remove a key here in the change that makes it used.
@@ -359,6 +362,8 @@ def check(cfg: Config) -> None:
     _rule(ff in ("real", "zeros") or (ff.startswith("image-model:") and len(ff) > len("image-model:")),
           "model.first_frame", ff, "must be real, zeros or image-model:PATH (an exported per-frame model)")
     spade_video = cfg.model.name == "vid2vid" and cfg.model.backbone == "spade"
+    _rule(not cfg.model.init_from or (cfg.model.name == "vid2vid" and not spade_video), "model.init_from",
+          cfg.model.init_from, "starts a vid2vid model with backbone pix2pixhd only; leave it empty for this model")
     _rule(cfg.model.backbone == "pix2pixhd" or cfg.model.name == "vid2vid", "model.backbone", cfg.model.backbone,
           "only model.name: vid2vid has a backbone choice; for a per-frame SPADE set model.name: spade")
     _rule((cfg.model.name != "spade" and not spade_video) or cfg.model.norm != "none", "model.norm", cfg.model.norm,

@@ -6,7 +6,8 @@ Stages, each with its share of the budget (20 minutes: 6 + 11 + 2, plus about a 
 
   1. data       generate and check the synthetic street dataset (configs/demo*.yaml's data.root)
   2. per-frame  train pix2pixHD (configs/demo_image.yaml) for 30% of the minutes
-  3. vid2vid    train the video model (configs/demo.yaml) for 55% of the minutes
+  3. vid2vid    train the video model (configs/demo.yaml) for 55% of the minutes, its image branch started from
+                the per-frame model (model.init_from, vid2vid.models.warm_start)
   4. segmenter  train the quality metric's segmentation network on the real training frames (500 steps,
                 about 2 minutes on 2 idle cores; a fixed step count, so its ceiling does not depend on the
                 machine's load; cached in the dataset folder)
@@ -65,10 +66,12 @@ def run_demo(demo: Demo) -> dict:
     clock.stage(1, "data", "generate and check the synthetic street dataset")
     _vid2vid("check-data", "--config", str(demo.image_config), *_set(demo.overrides))
     trained = {}
-    for n, (name, config, out) in enumerate((("per-frame", demo.image_config, demo.out / "per_frame"),
-                                             ("vid2vid", demo.video_config, demo.out / "vid2vid")), start=2):
+    image_export = demo.out / "per_frame" / "export"
+    for n, (name, config, out, extra) in enumerate((
+            ("per-frame", demo.image_config, demo.out / "per_frame", []),
+            ("vid2vid", demo.video_config, demo.out / "vid2vid", [f"model.init_from={image_export}"])), start=2):
         clock.stage(n, name, f"train {name} for {demo.budget(name):.3g} min -> {out}")
-        trained[name] = train_for(config, demo.overrides + [f"train.out_dir={out}"], demo.budget(name), out)
+        trained[name] = train_for(config, demo.overrides + extra + [f"train.out_dir={out}"], demo.budget(name), out)
     clock.stage(4, "segmenter", f"train the segmentation network for the quality metric ({demo.segmenter_steps} "
                 f"steps, about {demo.budget('segmenter'):.3g} min on 2 idle cores; cached in {image_cfg.data.root})")
     segmenter = train_segmenter(image_cfg, demo.segmenter_steps)

@@ -208,11 +208,17 @@ def build_networks(cfg: Config) -> dict[str, dict[str, torch.nn.Module]]:
     return networks
 
 
-def build_groups(cfg: Config, acc: Accelerator, loader, clock: TrainClock | None = None
+def build_groups(cfg: Config, acc: Accelerator, loader, clock: TrainClock | None = None, *, fresh: bool = True
                  ) -> tuple[dict[str, Group], EMA | None, object]:
-    """Networks, one Adam per group (TTUR rates), linear-decay schedules and EMA, prepared by accelerate
-    together with the loader. Returns (groups, ema, prepared loader)."""
+    """Networks (at a fresh start, G's image branch from model.init_from when set), one Adam per group (TTUR
+    rates), linear-decay schedules and EMA, prepared by accelerate together with the loader. Returns (groups,
+    ema, prepared loader)."""
     networks = build_networks(cfg)
+    if fresh and cfg.model.init_from:
+        from vid2vid.models.warm_start import warm_start
+
+        copied = warm_start(networks["G"]["G"], cfg)
+        acc.print(f"model.init_from: the image branch starts from {cfg.model.init_from} ({copied} tensors)")
     lr_G, lr_D, betas = learning_rates(cfg)
     rates = {"G": lr_G, "D": lr_D}
     optimizers = {g: torch.optim.Adam([p for n in nets.values() for p in n.parameters()], lr=rates[g], betas=betas)
@@ -850,7 +856,7 @@ def _setup(cfg: Config, acc: Accelerator, out_dir: Path, resume_from: Path | Non
     dataset, sampler, loader = _build_data(cfg, acc)
     _write_run_config(cfg, acc, out_dir)
     clock = TrainClock(cfg.train.max_minutes * 60)
-    groups, ema, loader = build_groups(cfg, acc, loader, clock)
+    groups, ema, loader = build_groups(cfg, acc, loader, clock, fresh=resume_from is None)
     losses = build_losses(cfg).to(acc.device)  # the frozen VGG is only moved, never prepared
     trainer = build_trainer(cfg, acc, groups, losses, ema)
     trainer.clock = clock

@@ -1,0 +1,108 @@
+"""model.init_from: the video generator's image branch starts from an exported per-frame pix2pixHD model.
+
+The copied branch computes exactly the per-frame generator from the current frame's labels; the parts without
+a counterpart start fresh; a mismatched export is a ConfigError naming model.init_from; training reads the file
+at a fresh start only (a resume does not need it)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vid2vid.checkpoint import export_generator
+from vid2vid.config import load_config
+from vid2vid.errors import ConfigError
+from vid2vid.models.build import build_generator
+from vid2vid.models.warm_start import warm_start
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_VIDEO = REPO / "configs" / "tiny_video.yaml"
+
+
+def per_frame_export(folder: Path, *overrides: str) -> tuple[torch.nn.Module, Path]:
+    """A randomly initialised pix2pixHD generator of tiny_video.yaml's layout, exported to `folder`."""
+    cfg = load_config(TINY_VIDEO, ["model.name=pix2pixhd", *overrides])
+    torch.manual_seed(1)
+    G = build_generator(cfg).eval()
+    with torch.no_grad():  # instance norm makes biases before it invisible: move them anyway, to see them copied
+        for p in G.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return G, export_generator(G.state_dict(), cfg, folder)
+
+
+def video_cfg(export: Path, *overrides: str):
+    return load_config(TINY_VIDEO, [f"model.init_from={export}", *overrides])
+
+
+def branch_output(G: torch.nn.Module, labels: torch.Tensor) -> torch.Tensor:
+    """The video generator's scale-0 image branch alone (no frame encoder): labels [B,N,C,H,W] -> [B,3,H,W]."""
+    scale = G.scales[0]
+    with torch.no_grad():
+        return scale.to_image(scale.image_decoder(scale.label_encoder(labels.flatten(1, 2)))[-1])
+
+
+def random_labels(G: torch.nn.Module) -> torch.Tensor:
+    """[1,N,C,32,32]: C from the first conv [ngf, N*C, 7, 7]."""
+    torch.manual_seed(3)
+    n = G.n_frames_G
+    return torch.rand(1, n, G.scales[0].label_encoder[1].in_channels // n, 32, 32)
+
+
+def test_the_copied_branch_is_the_per_frame_generator(tmp_path):
+    image_G, export = per_frame_export(tmp_path / "export")
+    cfg = video_cfg(export)
+    torch.manual_seed(2)
+    G = build_generator(cfg).eval()
+    fresh = {k: v.clone() for k, v in G.state_dict().items()}
+    assert warm_start(G, cfg) > 0
+
+    labels = random_labels(G)
+    with torch.no_grad():
+        expected = image_G(labels[:, -1])
+    torch.testing.assert_close(branch_output(G, labels), expected, atol=1e-5, rtol=1e-4)
+
+    after = G.state_dict()
+    first = after["scales.0.label_encoder.1.weight"]  # [ngf, N*C, 7, 7]: the older frames' channels are zero
+    assert first[:, :-labels.shape[2]].abs().max() == 0 and first[:, -labels.shape[2]:].abs().max() > 0
+    for key in fresh:  # everything outside the image branch is untouched
+        inside = key.startswith(("scales.0.label_encoder.", "scales.0.image_decoder.", "scales.0.to_image."))
+        assert torch.equal(after[key], fresh[key]) != inside, key
+
+
+@pytest.mark.parametrize("override, named", [("model.ngf=16", "model.ngf 16"), ("model.n_blocks=3", "n_blocks 3"),
+                                             ("model.n_local_enhancers=1", "n_local_enhancers 1"),
+                                             ("data.use_instance=false", "semantic channels")])
+def test_a_mismatched_export_is_a_config_error(tmp_path, override, named):
+    _, export = per_frame_export(tmp_path / "export", override)
+    cfg = video_cfg(export)
+    with pytest.raises(ConfigError, match="model.init_from") as error:
+        warm_start(build_generator(cfg), cfg)
+    assert named in str(error.value)
+
+
+def test_only_the_pix2pixhd_video_backbone_takes_it():
+    for overrides in (["model.name=pix2pixhd"], ["model.backbone=spade"]):
+        with pytest.raises(ConfigError, match="model.init_from"):
+            video_cfg(Path("anything"), *overrides)
+
+
+def test_training_starts_from_it_and_resumes_without_it(tmp_path, tiny_data):
+    from vid2vid.checkpoint import load_generator
+    from vid2vid.train import train
+
+    image_G, export = per_frame_export(tmp_path / "export")
+    cfg = video_cfg(export, f"train.out_dir={tmp_path / 'run'}", f"data.root={tiny_data}", "train.max_steps=2",
+                    "train.checkpoint_every=1", "train.sample_every=100", "optim.lr=1e-12", "optim.ema=0")
+    train(cfg, stop_at=1)
+    G, _ = load_generator(tmp_path / "run" / "export")  # one step at a negligible LR: still the per-frame model
+    labels = random_labels(G)
+    with torch.no_grad():
+        expected = image_G(labels[:, -1])
+    torch.testing.assert_close(branch_output(G, labels), expected, atol=1e-4, rtol=1e-4)
+
+    for f in export.iterdir():  # the export is gone: a resume must not need it
+        f.unlink()
+    train(cfg, resume="latest")
+    with pytest.raises(Exception, match="no such exported model|missing"):
+        train(video_cfg(export, f"train.out_dir={tmp_path / 'other'}", f"data.root={tiny_data}",
+                        "train.max_steps=1"))
