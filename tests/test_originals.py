@@ -337,3 +337,7 @@ def test_parity_tool_fails_on_a_changed_weight_and_refuses_a_non_fixture(parity_
     assert "FAIL" in capsys.readouterr().out
     torch.save({"a": torch.zeros(1)}, tmp_path / "other.pt")
     assert parity_tool.main([str(tmp_path / "other.pt")]) == 2
+    (tmp_path / "empty.pt").write_bytes(b"")  # unpickling fails with no message at all
+    assert parity_tool.main([str(tmp_path / "empty.pt")]) == 2
+    captured = capsys.readouterr()
+    assert "empty.pt: not readable" in captured.err + captured.out
