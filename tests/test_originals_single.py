@@ -346,7 +346,7 @@ def test_render_takes_dontcare_label_255(tmp_path, capsys):
     assert load_export(export).generate(labels).shape == (2, 3, 32, 32)
 
     plain = dontcare_export(tmp_path / "plain", False)
-    video = video_export(tmp_path / "video", "zeros", contain_dontcare_label=True)
+    video = video_export(tmp_path / "video", "zeros")  # (a video model cannot have data.contain_dontcare_label)
     for i, model in enumerate((plain, video)):
         status = cli.main(["render", str(inputs), str(tmp_path / f"out{i}"), "-m", str(model), "--frames-dir"])
         err = capsys.readouterr().err

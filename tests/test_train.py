@@ -254,6 +254,10 @@ def test_refusals_name_the_key():
     with pytest.raises(ConfigError, match="loss.gan_mode"):
         check_trainable(load_config(TINY, ["loss.gan_mode=wgan-gp"]), num_processes=2)
     check_trainable(load_config(TINY, ["loss.gan_mode=wgan-gp"]), num_processes=1)
+    with pytest.raises(ConfigError, match="data.contain_dontcare_label.*rendering imported"):
+        check_trainable(load_config(TINY, ["model.name=spade", "data.contain_dontcare_label=true"]))
+    with pytest.raises(ConfigError, match="data.contain_dontcare_label.*video model"):
+        load_config(TINY, ["model.name=vid2vid", "data.contain_dontcare_label=true"])
     with pytest.raises(UserError, match="VGG19 weights not found.*loss.vgg: 0"):
         check_trainable(load_config(TINY, ["loss.vgg=10", "loss.vgg_weights=/nonexistent/vgg19.pth"]))
     if not torch.cuda.is_available():

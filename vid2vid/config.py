@@ -362,6 +362,8 @@ def check(cfg: Config) -> None:
     _rule(ff in ("real", "zeros") or (ff.startswith("image-model:") and len(ff) > len("image-model:")),
           "model.first_frame", ff, "must be real, zeros or image-model:PATH (an exported per-frame model)")
     spade_video = cfg.model.name == "vid2vid" and cfg.model.backbone == "spade"
+    _rule(not cfg.data.contain_dontcare_label or cfg.model.name != "vid2vid", "data.contain_dontcare_label",
+          cfg.data.contain_dontcare_label, "the video model has no don't-care channel: set it to false")
     _rule(not cfg.model.init_from or (cfg.model.name == "vid2vid" and not spade_video), "model.init_from",
           cfg.model.init_from, "starts a vid2vid model with backbone pix2pixhd only; leave it empty for this model")
     _rule(cfg.model.backbone == "pix2pixhd" or cfg.model.name == "vid2vid", "model.backbone", cfg.model.backbone,

@@ -66,6 +66,10 @@ def check_trainable(cfg: Config, num_processes: int = 1) -> None:
             owner = next(name for name, row in REGISTRY.items() if key in row.encoders)
             raise ConfigError(f"{key}: {cfg.model.name} has no such encoder (it belongs to {owner}); "
                               f"set {key}={'0' if key == 'model.feat_num' else 'false'} or model.name={owner}")
+    if cfg.data.contain_dontcare_label:  # the trainer's one-hot and the video generator have no such channel
+        raise ConfigError("data.contain_dontcare_label: true is for rendering imported SPADE COCO/ADE20K checkpoints "
+                          "(vid2vid import, vid2vid render); training does not take it: map the don't-care id 255 "
+                          "to a label id < data.label_nc in the dataset and set data.contain_dontcare_label=false")
     if cfg.train.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ConfigError("train.mixed_precision: 'fp16' needs a CUDA GPU; on CPU use bf16 or no")
     if cfg.train.tracker == "tensorboard":
