@@ -13,6 +13,17 @@ class FlowError(Exception):
     """Bad input to the flow package: the message names the file or argument, the value and the fix."""
 
 
+def load_failure_reason(error: BaseException) -> str:
+    """One line on why torch.load(weights_only=True) failed: for a refused pickle, the line naming the global it
+    would have imported (not torch's advice to pass weights_only=False, which would run the file's code); else
+    the exception's type and first line (an empty or cut file raises EOFError without any text)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    refused = next((line for line in lines if "GLOBAL" in line), None)
+    if refused:
+        return f"it would import {refused.split('GLOBAL', 1)[1].strip().split(' ')[0]}: refused, never executed"
+    return " ".join([type(error).__name__, *lines[:1]])
+
+
 def error_message(error: BaseException, user_errors: tuple[type[BaseException], ...]) -> str | None:
     """The one-line message for a user error or an OSError (unreadable input, unwritable output, full disk);
     None for anything else (a bug: let its traceback through)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from flow.errors import FlowError
+from flow.errors import FlowError, load_failure_reason
 from flow.raft import RAFT, raft_large, raft_small
 
 DOWNLOAD_URL = "https://download.pytorch.org/models/{}"
@@ -90,7 +90,8 @@ def _read_state_dict(path: Path) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors have many types; all mean "not a plain state dict"
-        raise FlowError(f"cannot read RAFT weights {path} with torch.load(weights_only=True): {e}") from e
+        raise FlowError(f"cannot read RAFT weights {path} with torch.load(weights_only=True) "
+                        f"({load_failure_reason(e)}); pass torchvision's raft_large/raft_small state dict") from None
     for wrapper in ("state_dict", "model"):  # training checkpoints that wrap the weights
         if isinstance(data, dict) and isinstance(data.get(wrapper), dict):
             data = data[wrapper]

@@ -259,12 +259,13 @@ class Cases:
     def train_vgg_weights_pickle(self) -> Case:
         path, marker = malicious_pth(self.tmp / "vgg19.pth")
         return Case("vid2vid", ["train", "-c", self.config(), "--set", "loss.vgg=1", f"loss.vgg_weights={path}"],
-                    [str(path), "weights_only"], marker=marker)
+                    [str(path), "weights_only", "refused, never executed"], marker=marker)
 
     def train_flow_weights_pickle(self) -> Case:
         path, marker = malicious_pth(self.tmp / "raft.pth")
         return Case("vid2vid", ["train", "-c", self.config(), "--set", "model.name=vid2vid", "flow.model=raft_small",
-                                f"flow.weights={path}"], [str(path), "weights_only"], marker=marker)
+                                f"flow.weights={path}"], [str(path), "weights_only", "refused, never executed"],
+                    marker=marker)
 
     # render ----------------------------------------------------------------------------------
 
@@ -391,7 +392,7 @@ class Cases:
     def flicker_raft_weights_pickle(self) -> Case:
         path, marker = malicious_pth(self.tmp / "raft.pth")
         return Case("eval_flicker", [str(self.base / "train_B" / "seq_0000"), "--flow", "raft_small", "--weights",
-                                     str(path)], [str(path), "weights_only"], marker=marker)
+                                     str(path)], [str(path), "weights_only", "refused, never executed"], marker=marker)
 
     def flicker_size_zero(self) -> Case:
         return Case("eval_flicker", [str(self.base / "train_B" / "seq_0000"), "--size", "0x0"],

@@ -24,6 +24,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from flow.errors import load_failure_reason
 from vid2vid.config import Config
 from vid2vid.data.encoding import semantic_input
 from vid2vid.errors import UserError, run_cli
@@ -42,9 +43,8 @@ def read_fixture(path: str | Path) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors of many kinds: all mean "not a fixture"
-        reason = " ".join([type(e).__name__, *str(e).strip().splitlines()[:1]])  # an empty file: EOFError, no text
-        raise UserError(f"{path}: not readable with torch.load(weights_only=True) ({reason}); pass a fixture "
-                        "written by the original code (../shared/fixtures/README_originals.md)") from None
+        raise UserError(f"{path}: not readable with torch.load(weights_only=True) ({load_failure_reason(e)}); "
+                        "pass a fixture written by the original code (shared/fixtures/README_originals.md)") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{path}: not an original-code fixture (format {FORMAT!r})")
     return data

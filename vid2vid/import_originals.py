@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from flow.errors import load_failure_reason
 from vid2vid.config import Config, from_dict
 from vid2vid.errors import ConfigError, UserError
 from vid2vid.originals import OPTION_MAPS, load_original, vid2vid_state_dict
@@ -167,14 +168,13 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = next((line for line in str(e).splitlines() if "GLOBAL" in line), str(e).splitlines()[0])
-        raise UserError(f"{path}: refused: reading it would execute code stored in the file ({reason.strip()}). "
-                        "Original checkpoints are plain state dicts and load with weights_only=True; re-save only "
-                        "the state dict with a trusted copy of the original code") from None
+        raise UserError(f"{path}: refused: reading it would execute code stored in the file "
+                        f"({load_failure_reason(e)}). Original checkpoints are plain state dicts and load with "
+                        "weights_only=True; re-save only the state dict with a trusted copy of the original "
+                        "code") from None
     except Exception as e:  # noqa: BLE001 - a damaged or foreign file fails in many ways (EOFError, KeyError, ...)
-        reason = " ".join([type(e).__name__, *str(e).strip().splitlines()[:1]])
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({reason}); pass the original's "
-                        "latest_net_G*.pth") from None
+        raise UserError(f"{path}: not a readable PyTorch checkpoint ({load_failure_reason(e)}); pass the "
+                        "original's latest_net_G*.pth") from None
     return _state_dict(loaded, path)
 
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from flow.errors import load_failure_reason
 from vid2vid.errors import UserError
 from vid2vid.reference_flow import warp_sequence
 
@@ -245,7 +246,8 @@ def load_vgg19_features(path: str | Path | None = None) -> nn.Sequential:
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"{file}: not a readable VGG19 checkpoint ({e}); download {VGG19_URL} again") from None
+        raise UserError(f"{file}: not a VGG19 checkpoint torch.load(weights_only=True) can read "
+                        f"({load_failure_reason(e)}); download {VGG19_URL} again") from None
     features = make_layers(cfgs["E"])[: VGG_SLICES[-1]]
     wanted = {f"features.{k}": k for k in features.state_dict()}
     missing = [k for k in wanted if k not in state] if isinstance(state, dict) else list(wanted)
