@@ -31,6 +31,7 @@ def test_demo_trains_both_models_measures_them_and_reuses_its_work(tmp_path):
         assert row in table, table
     trained = result["trained"]
     assert set(trained) == {"per-frame", "vid2vid"} and all(t["steps"] >= 1 for t in trained.values())
+    assert f"model.init_from: the image branch starts from {out / 'per_frame' / 'export'}" in first.stdout
     assert 0 <= result["quality"]["vid2vid"]["miou"] <= 1 and result["quality"]["real frames"]["miou"] > 0
     pictures = result["pictures"]
     side = probe(pictures["side_by_side"])
