@@ -143,3 +143,27 @@ def test_the_export_before_the_last_growth_is_a_model_of_the_active_scales(tmp_p
 
     frames = [VideoRenderer(tmp_path / "export", first_frame="zeros", device="cpu").step(np.zeros((32, 32), int))]
     assert frames[0].shape == (32, 32, 3)
+
+
+def test_two_processes_grow_through_every_stage_with_identical_weights(tmp_path, video_data):
+    """torchrun --nproc_per_node 2 (gloo): the run passes both growth stages (scale 1 alone, then all) with the
+    optimizers and the DistributedDataParallel wrappers rebuilt, and both ranks end with the same weights."""
+    import os
+    import subprocess
+    import sys
+
+    from test_train_video import LAUNCHED
+
+    script = tmp_path / "launched.py"
+    script.write_text(LAUNCHED)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           str(TINY_VIDEO), str(tmp_path), f"train.out_dir={tmp_path / 'ddp'}", f"data.root={video_data}", *GROWTH]
+    proc = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "step 2: 2 of 2 spatial scales active (scale 1 trains alone)" in proc.stdout
+    rank0, rank1 = (load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1))
+    assert rank0.keys() == rank1.keys() and any(k.startswith("G.scales.1.") for k in rank0)
+    for k in rank0:
+        assert torch.equal(rank0[k], rank1[k]), k
+    assert [r["step"] for r in step_rows(tmp_path / "ddp")] == [1, 2, 3, 4, 5, 6]
