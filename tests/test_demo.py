@@ -43,4 +43,6 @@ def test_demo_trains_both_models_measures_them_and_reuses_its_work(tmp_path):
     again = demo(tmp_path)  # everything exists: no training, no rendering
     assert again.returncode == 0, again.stderr[-3000:]
     assert "already spent" in again.stdout and "reusing" in again.stdout and "loaded from" in again.stdout
-    assert json.loads((out / "results.json").read_text())["fingerprint"] == result["fingerprint"]
+    reused = json.loads((out / "results.json").read_text())
+    assert reused["fingerprint"] == result["fingerprint"]
+    assert reused["wall_minutes"] == result["wall_minutes"]  # the measured demo's time, not the reuse's
