@@ -28,7 +28,7 @@ from torch import nn
 
 from vid2vid.errors import ConfigError
 
-MATCHED = ("name", "ngf", "n_downsample", "n_blocks", "norm")  # model.* keys both models must share
+MATCHED = ("ngf", "n_downsample", "n_blocks", "norm")  # model.* keys both models must share
 
 
 def image_branch(scale0: nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -41,12 +41,12 @@ def image_branch(scale0: nn.Module) -> list[tuple[str, torch.Tensor]]:
 def check_compatible(image_cfg, cfg, source: Path) -> None:
     """The exported per-frame model must be a plain pix2pixHD global generator of the video model's layout."""
     fix = (f"train the per-frame model with the same model.ngf / n_downsample / n_blocks / norm as this config "
-           f"({', '.join(f'{k} {getattr(cfg.model, k)}' for k in MATCHED[1:])}) or leave model.init_from empty")
+           f"({', '.join(f'{k} {getattr(cfg.model, k)}' for k in MATCHED)}) or leave model.init_from empty")
     if image_cfg.model.name != "pix2pixhd" or image_cfg.model.n_local_enhancers or image_cfg.model.feat_num:
         raise ConfigError(f"model.init_from: {source} holds a {image_cfg.model.name} model (n_local_enhancers "
                           f"{image_cfg.model.n_local_enhancers}, feat_num {image_cfg.model.feat_num}); it must be "
                           "a pix2pixhd global generator (n_local_enhancers 0, feat_num 0); " + fix)
-    for key in MATCHED[1:]:
+    for key in MATCHED:
         theirs, ours = getattr(image_cfg.model, key), getattr(cfg.model, key)
         if theirs != ours:
             raise ConfigError(f"model.init_from: {source} has model.{key} {theirs}, this model {ours}; {fix}")
