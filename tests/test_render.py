@@ -126,6 +126,36 @@ def test_renderer_step_equals_cli(data, video_export, frames_dir):
         renderer.reset()
 
 
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def test_precision_channels_last_and_compile(data, video_export, frames_dir):
+    """The speed options render the same video: channels-last and torch.compile (with freezing) within fp32
+    rounding of the eager frames; bf16 really runs the generator's convolutions in bf16 and stays close. (This
+    random-weight recurrence amplifies any rounding difference from frame to frame: a wrong layout or dtype gives
+    < 15 dB.)"""
+    seq = "seq_0000"
+    labels, inst = _ids(data / "test_A" / seq), _ids(data / "test_inst" / seq)
+    expected = _pngs(frames_dir)  # eager fp32
+
+    def render(**options) -> tuple[np.ndarray, set]:
+        renderer = VideoRenderer(video_export, first_frame=f"real:{data / 'test_B' / seq}", device="cpu", **options)
+        generator = getattr(renderer.export.generator, "_orig_mod", renderer.export.generator)
+        dtypes = set()
+        generator.scales[0].label_encoder[1].register_forward_hook(lambda module, args, out: dtypes.add(out.dtype))
+        return np.stack([renderer.step(lab, ins) for lab, ins in zip(labels, inst)]), dtypes
+
+    channels_last, dtypes = render(channels_last=True)
+    assert _psnr(channels_last, expected) > 35 and dtypes == {torch.float32}  # 41 dB seen
+    bf16, dtypes = render(precision="bf16")
+    assert dtypes == {torch.bfloat16} and not np.array_equal(bf16, expected)
+    assert _psnr(bf16, expected) > 20  # 24.8 dB seen: random weights are a worst case (BENCHMARKS: trained ones)
+    compiled, _ = render(compile=True, channels_last=True)
+    assert _psnr(compiled, expected) > 30  # 35.6 dB seen
+
+
 def test_image_model_export_and_image_model_first_frames(data, image_export, video_export, tmp_path):
     seq = data / "test_A" / "seq_0000"
     assert cli.main(["render", str(seq), str(tmp_path / "image.mp4"), "-m", str(image_export)]) == 0

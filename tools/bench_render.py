@@ -1,14 +1,18 @@
 """Render benchmark: seconds per frame of VideoRenderer.step, and peak memory against the video length.
 
     python tools/bench.py render [--size 256x512] [--frames 10] [--threads 1] [--device cpu]
-                                 [--modes eager,channels_last,compile,bf16] [--warp-features] [--quick]
+                                 [--modes eager,channels_last,compile,bf16,bf16_channels_last,bf16_compile]
+                                 [--warp-features] [--quick]
+    python tools/bench.py render --export RUN/export --sequence DATA/test_A/seq_0000 [--first-frame SPEC]
 
 Speed: the reference generator configuration (35 labels + instance edge, n_frames_G 3, ngf 64, 3 downsamplings,
 9 residual blocks, foreground branch, instance norm; warp_features off as in the original unless --warp-features)
 with random weights, rendering moving synthetic labels at --size: median seconds per generated frame (after the
-seed frames and warm-up) for eager fp32, channels-last fp32, torch.compile fp32 and bf16 autocast. bf16 runs only
-where it is native (CUDA, or a CPU with AVX512-BF16 / AMX); elsewhere torch emulates it (~100x slower) and the
-row says "emulated, skipped".
+seed frames and warm-up) in each mode: fp32 or bf16 autocast, each eager, channels-last, or channels-last +
+torch.compile (with freezing). Each mode's frames are compared with the first mode's (PSNR): with random weights
+that figure is a worst case (an untrained recurrence amplifies rounding); --export and --sequence measure a
+trained model on real labels instead. bf16 runs only where it is native (CUDA, or a CPU with AVX512-BF16 / AMX);
+elsewhere torch emulates it (~100x slower) and the row says "emulated, skipped".
 
 Memory: peak RSS of `vid2vid render`'s code path (render_video to an mp4) in a fresh process for a short and a
 10x longer video of a tiny model; streaming keeps them about equal.
@@ -63,21 +67,50 @@ def moving_labels(t: int, size: Size) -> tuple[np.ndarray, np.ndarray]:
     return labels, inst
 
 
-def seconds_per_frame(export: Path, size: Size, mode: str, frames: int, device: str) -> float:
-    """Median wall time of one generated frame. Excluded: the seed frames, the raw-only frames while the zeros
-    history fills (another graph for torch.compile) and 2 warm-ups of the composed frame."""
-    renderer = VideoRenderer(export, first_frame="zeros", device=device, precision="bf16" if mode == "bf16" else "fp32",
-                             channels_last=mode in ("channels_last", "compile"), compile=mode == "compile")
+MODES = {  # name -> (precision, channels_last, compile)
+    "eager": ("fp32", False, False),
+    "channels_last": ("fp32", True, False),
+    "compile": ("fp32", True, True),
+    "bf16": ("bf16", False, False),
+    "bf16_channels_last": ("bf16", True, False),
+    "bf16_compile": ("bf16", True, True),
+}
+
+
+def frame_source(size: Size, sequence: Path | None = None):
+    """t -> (labels [H,W], instances [H,W] or None): the moving synthetic labels, or frame t (cyclically) of a
+    dataset sequence (<root>/<phase>_A/<seq>, with its <phase>_inst/<seq> instances)."""
+    if sequence is None:
+        return lambda t: moving_labels(t, size)
+    from vid2vid.render import iter_labels, open_input
+
+    frames = list(iter_labels(open_input(sequence), label_nc=256))  # ids are checked by the renderer
+    return lambda t: frames[t % len(frames)]
+
+
+def render_timed(export: Path, mode: str, frames: int, device: str, source, first_frame: str = "zeros"):
+    """(median wall time of one generated frame, the timed frames uint8 [T,H,W,3]). Excluded from the timing: the
+    seed frames, the raw-only frames while a zeros history fills (another graph for torch.compile) and 2 warm-ups
+    of the composed frame."""
+    precision, channels_last, compile = MODES[mode]
+    renderer = VideoRenderer(export, first_frame=first_frame, device=device, precision=precision,
+                             channels_last=channels_last, compile=compile)
     warmup = 2 * renderer.n_seed + 2
-    times = []
+    times, outputs = [], []
     for t in range(frames + warmup):
-        labels, inst = moving_labels(t, size)
+        labels, inst = source(t)
         if renderer.device.type == "cuda":
             torch.cuda.synchronize()
         began = time.perf_counter()
-        renderer.step(labels, inst)  # includes the copy back to uint8 on the host
+        outputs.append(renderer.step(labels, inst))  # includes the copy back to uint8 on the host
         times.append(time.perf_counter() - began)
-    return statistics.median(times[warmup:])
+    return statistics.median(times[warmup:]), np.stack(outputs[warmup:])
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of uint8 frames a against b (inf when equal)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def bf16_skip_reason(device: str) -> str | None:
@@ -107,25 +140,34 @@ def rss_child(export: str, n_frames: int, size: str, tmp: str) -> None:
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
+def speed_rows(export: Path, frames: int, modes: list[str], device: str, source, first_frame: str = "zeros",
+               label: str = "") -> dict:
+    """s/frame of each mode against the first mode that ran, and each mode's PSNR against that mode's frames."""
+    rows, first = {}, None
+    for mode in modes:
+        skip = bf16_skip_reason(device) if MODES[mode][0] == "bf16" else None
+        if skip:
+            rows[f"{label}{mode}, s/frame"] = skip
+            continue
+        try:
+            spf, out = render_timed(export, mode, frames, device, source, first_frame)
+        except Exception as e:  # e.g. torch.compile without a working C++ compiler: the other modes still count
+            rows[f"{label}{mode}, s/frame"] = f"failed: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+            continue
+        first = first or (mode, spf, out)
+        rows[f"{label}{mode}, s/frame (median of {frames})"] = figure(spf, "s", first[1], f"{first[0]}, same run")
+        if mode != first[0]:
+            rows[f"{label}{mode}, PSNR of its frames vs {first[0]}'s"] = figure(round(psnr(out, first[2]), 2), "dB")
+    return rows
+
+
 def measure(size: Size, model: dict, frames: int, modes: list[str], rss_size: Size, rss_frames: tuple[int, int],
             device: str = "cpu", threads: int = 1, warp_features: bool = False) -> dict:
     torch.set_num_threads(threads)
-    result = {"threads": threads, "model": f"{model}, warp_features {warp_features}, {size}"}
+    result = {"threads": threads, "model": f"{model}, warp_features {warp_features}, {size}, random weights"}
     with tempfile.TemporaryDirectory() as tmp:
         export = make_export(Path(tmp) / "model", model, size, warp_features)
-        eager = first = None  # the first mode that ran is the reference
-        for mode in modes:
-            skip = bf16_skip_reason(device) if mode == "bf16" else None
-            if skip:
-                result[f"{mode}, s/frame"] = skip
-                continue
-            try:
-                spf = seconds_per_frame(export, size, mode, frames, device)
-            except Exception as e:  # e.g. torch.compile without a working C++ compiler: the other modes still count
-                result[f"{mode}, s/frame"] = f"failed: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
-                continue
-            eager, first = eager or spf, first or mode
-            result[f"{mode}, s/frame (median of {frames})"] = figure(spf, "s", eager, f"{first}, same run")
+        result.update(speed_rows(export, frames, modes, device, frame_source(size, None)))
         tiny = make_export(Path(tmp) / "tiny", TINY, rss_size)
         short, long = rss_frames
         rss = {n: peak_rss_mb(tiny, n, rss_size, Path(tmp)) for n in (short, long)}
@@ -134,11 +176,20 @@ def measure(size: Size, model: dict, frames: int, modes: list[str], rss_size: Si
     return result
 
 
+def measure_trained(export: Path, sequence: Path, first_frame: str, frames: int, modes: list[str], device: str,
+                    threads: int) -> dict:
+    """The modes on a trained export rendering a dataset sequence: speed and PSNR against the first mode."""
+    torch.set_num_threads(threads)
+    result = {"threads": threads, "model": f"{export} on {sequence}, first frames {first_frame}"}
+    result.update(speed_rows(export, frames, modes, device, frame_source(Size(0, 0), sequence), first_frame))
+    return result
+
+
 def run(quick: bool = True) -> dict:
     """Figures for tools/bench.py. quick: the reference generator at 128x256, 3 timed frames per mode, memory
     at 60 vs 300 frames (CLI: --size 128x256 --frames 3 --rss-frames 60,300); full: the CLI's defaults."""
     size, frames, rss_frames = (Size(128, 256), 3, (60, 300)) if quick else (Size(256, 512), 10, (60, 600))
-    modes = ["eager", "channels_last", "compile", "bf16"]
+    modes = list(MODES)
     result = measure(size, REFERENCE, frames, modes, Size(64, 64), rss_frames, threads=2)
     result["reference"] = "eager fp32 rendering of the same model in the same run; memory: the shorter video"
     result["command"] = (f"python tools/bench.py render --threads 2 --size {size} --frames {frames} "
@@ -152,7 +203,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=10, help="timed frames per mode")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--modes", default="eager,channels_last,compile,bf16")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of: {', '.join(MODES)}")
+    parser.add_argument("--export", type=Path, help="a trained export to time and compare instead of random weights")
+    parser.add_argument("--sequence", type=Path, help="with --export: the dataset sequence it renders")
+    parser.add_argument("--first-frame", default="zeros", help="with --export: its first frames (as vid2vid render)")
     parser.add_argument("--warp-features", action="store_true", help="the repo's default (off = the original)")
     parser.add_argument("--rss-frames", default=None, help="the two video lengths of the memory rows (default 60,600)")
     parser.add_argument("--quick", action="store_true", help="tiny model and sizes: check that it runs")
@@ -161,13 +215,23 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     if args.rss_child:
         return rss_child(args.rss_child[0], int(args.rss_child[1]), *args.rss_child[2:])
+    modes = args.modes.split(",")
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        parser.error(f"--modes: unknown {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    if args.export is not None:
+        if args.sequence is None:
+            parser.error("--export needs --sequence (a dataset sequence folder such as data/x/test_A/seq_0000)")
+        print(area_table(measure_trained(args.export, args.sequence, args.first_frame, args.frames, modes,
+                                         args.device, args.threads)))
+        return None
     size, model, rss_size = parse_size(args.size), REFERENCE, Size(64, 64)
     if args.quick:
         size, model, rss_size, args.frames = Size(64, 128), TINY, Size(32, 32), 3
     rss_frames = args.rss_frames or ("60,200" if args.quick else "60,600")
     print(f"render benchmark on {cpu_name() if args.device == 'cpu' else args.device}, {args.threads} thread(s), "
           f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
-    result = measure(size, model, args.frames, args.modes.split(","), rss_size,
+    result = measure(size, model, args.frames, modes, rss_size,
                      tuple(int(n) for n in rss_frames.split(",")), args.device, args.threads, args.warp_features)
     print(area_table(result))
 

@@ -247,7 +247,9 @@ class VideoRenderer:
         generator = self.export.generator
         if channels_last:
             generator = generator.to(memory_format=torch.channels_last)
-        self.export.generator = torch.compile(generator) if compile else generator
+        if compile:  # freezing: the weights become constants, so inductor packs each conv's weights once (bf16 too)
+            generator = torch.compile(generator, options={"freezing": True})
+        self.export.generator = generator
         self._image_models: dict[str, ImageModelFirst] = {}
         self.reset(first_frame, real_start=real_start)
 
