@@ -158,8 +158,8 @@ def measure(image: str = IMAGE, video: str = VIDEO, frames: int = 1000, window: 
 
     for flag, path in (("--image", image), ("--video", video)):
         if not (Path(path) / "config.yaml").is_file():
-            raise SystemExit(f"{flag} {path}: no exported model there (config.yaml); train one (BENCHMARKS.md's "
-                             f"proof table has the commands) or pass {flag} PATH")
+            raise SystemExit(f"{flag} {path}: no exported model there (config.yaml); train one (`make demo`, or "
+                             f"BENCHMARKS.md's proof table has the commands) or pass {flag} PATH")
     window = window or max(1, frames // 10)
     if scene_frames < 2 or not 0 < window <= frames:
         raise SystemExit(f"--scene-frames {scene_frames} must be >= 2 and --window {window} within 1..{frames}")
@@ -209,21 +209,38 @@ def measure(image: str = IMAGE, video: str = VIDEO, frames: int = 1000, window: 
     }
 
 
+def default_exports() -> tuple[str, str]:
+    """(per-frame, video) exports: the proof table's runs when they exist, else the newest `make demo`'s
+    (runs/demo/<m>min/per_frame/export and vid2vid/export), else the proof's paths (measure() names what is missing)."""
+    def complete(*paths) -> bool:
+        return all((Path(p) / "config.yaml").is_file() for p in paths)
+
+    if complete(IMAGE, VIDEO):
+        return IMAGE, VIDEO
+    for demo in sorted(Path("runs/demo").glob("*min"), key=lambda p: p.stat().st_mtime, reverse=True):
+        image, video = demo / "per_frame" / "export", demo / "vid2vid" / "export"
+        if complete(image, video):
+            return str(image), str(video)
+    return IMAGE, VIDEO
+
+
 def run(quick: bool = True) -> dict:
     """Figures for tools/bench.py: quick renders 200 frames of a 46-frame scene played back and forth (period 90:
     frames 90-109 and 180-199 repeat 0-19), full the 1,000 frames (period 180: frames 900-999 repeat 0-99)."""
     frames, scene_frames = (200, 46) if quick else (1000, 91)
-    result = measure(frames=frames, scene_frames=scene_frames,
+    image, video = default_exports()
+    result = measure(image, video, frames=frames, scene_frames=scene_frames,
                      out="runs/bench_drift/quick" if quick else "runs/bench_drift")
     result["reference"] = "the per-frame model rendering the same frames in the same run"
-    result["command"] = f"python tools/bench.py drift --frames {frames} --scene-frames {scene_frames}"
+    result["command"] = (f"python tools/bench.py drift --image {image} --video {video} --frames {frames} "
+                         f"--scene-frames {scene_frames}")
     return result
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="bench.py drift", description=__doc__.split("\n\n")[0])
-    p.add_argument("--image", default=IMAGE, help=f"exported per-frame model (default {IMAGE})")
-    p.add_argument("--video", default=VIDEO, help=f"exported video model (default {VIDEO})")
+    p.add_argument("--image", help=f"exported per-frame model (default {IMAGE}, else the newest make demo's)")
+    p.add_argument("--video", help=f"exported video model (default {VIDEO}, else the newest make demo's)")
     p.add_argument("--frames", type=int, default=1000)
     p.add_argument("--window", type=int, default=None, help="frames per window (default: frames / 10)")
     p.add_argument("--scene", choices=("pingpong", "straight"), default="pingpong")
@@ -235,8 +252,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     from bench import area_table
 
-    result = measure(args.image, args.video, args.frames, args.window, args.scene, args.scene_frames, args.seed,
-                     args.threads, args.out, args.device)
+    image, video = default_exports()
+    result = measure(args.image or image, args.video or video, args.frames, args.window, args.scene,
+                     args.scene_frames, args.seed, args.threads, args.out, args.device)
     print(area_table(result))
 
 
