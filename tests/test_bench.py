@@ -118,3 +118,28 @@ def test_drift_pingpong_scene_repeats_its_first_frames():
             assert (a == b).all()
     straight = Scene("straight", 20, 46, Size(32, 64), seed=0)
     assert [straight.index(t) for t in (0, 19)] == [0, 19] and straight.period is None
+
+
+def test_drift_uses_the_proof_exports_else_the_newest_demo(tmp_path, monkeypatch):
+    """bench drift's default models: the proof table's exports when both exist, else the newest make demo's."""
+    import os
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from bench_drift import IMAGE, VIDEO, default_exports
+
+    monkeypatch.chdir(tmp_path)
+    assert default_exports() == (IMAGE, VIDEO)  # nothing there: measure() names the missing proof export
+
+    def export(path: str, mtime: int) -> None:
+        (tmp_path / path).mkdir(parents=True)
+        (tmp_path / path / "config.yaml").write_text("{}")
+        os.utime(tmp_path / path.split("/per_frame")[0].split("/vid2vid")[0], (mtime, mtime))
+
+    for minutes, mtime in ((20, 2000), (6, 1000)):
+        export(f"runs/demo/{minutes}min/per_frame/export", mtime)
+        export(f"runs/demo/{minutes}min/vid2vid/export", mtime)
+    assert default_exports() == ("runs/demo/20min/per_frame/export", "runs/demo/20min/vid2vid/export")
+    export(IMAGE, 0)
+    assert default_exports() == ("runs/demo/20min/per_frame/export", "runs/demo/20min/vid2vid/export")  # one only
+    export(VIDEO, 0)
+    assert default_exports() == (IMAGE, VIDEO)

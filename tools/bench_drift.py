@@ -4,6 +4,9 @@
                                 [--frames 1000] [--window 100] [--scene pingpong|straight] [--scene-frames 91]
                                 [--seed 0] [--threads 0] [--out runs/bench_drift]
 
+The models: --image and --video, by default the proof table's runs/proof_image2 and runs/proof_video4 exports,
+or when those are absent the newest `make demo`'s pair (runs/demo/<m>min/per_frame/export, vid2vid/export).
+
 A long synthetic street sequence (vid2vid.data.synthetic: the layers of the held-out sequence 0 of a dataset of
 --seed, at the video model's data.load_size, made in memory) is rendered through the product's renderer
 (vid2vid.render.VideoRenderer) by the per-frame model and by the video model, whose first frames come from the
