@@ -143,3 +143,33 @@ def test_drift_uses_the_proof_exports_else_the_newest_demo(tmp_path, monkeypatch
     assert default_exports() == ("runs/demo/20min/per_frame/export", "runs/demo/20min/vid2vid/export")  # one only
     export(VIDEO, 0)
     assert default_exports() == (IMAGE, VIDEO)
+
+
+def test_render_bench_times_and_compares_modes_on_an_export(tmp_path, capsys):
+    """bench render --export/--sequence: every mode's s/frame and its frames' PSNR against the first mode's, on a
+    dataset sequence (instances from <phase>_inst); an unknown mode is refused by name."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import torch
+    from bench_render import main as render_main
+    from bench_render import measure_trained
+
+    from vid2vid.checkpoint import export_generator
+    from vid2vid.config import Size, load_config
+    from vid2vid.data.synthetic import generate_synthetic
+    from vid2vid.models.build import build_generator
+
+    data = generate_synthetic(tmp_path / "street", sequences=1, test_sequences=1, frames=8, size=Size(64, 64), seed=0)
+    cfg = load_config(ROOT / "configs" / "tiny_video.yaml")
+    export = export_generator(build_generator(cfg).state_dict(), cfg, tmp_path / "export")
+    threads = torch.get_num_threads()
+    try:
+        result = measure_trained(export, data / "test_A" / "seq_0000", "zeros", frames=2,
+                                 modes=["eager", "channels_last"], device="cpu", threads=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert result["eager, s/frame (median of 2)"]["value"] > 0
+    assert result["channels_last, s/frame (median of 2)"]["against"] == "eager, same run"
+    assert result["channels_last, PSNR of its frames vs eager's"]["value"] > 30
+    with pytest.raises(SystemExit) as exit_info:
+        render_main(["--modes", "eager,fp8"])
+    assert exit_info.value.code == 2 and "unknown fp8" in capsys.readouterr().err
