@@ -45,6 +45,7 @@ def to_original_large(state_dict: dict) -> dict:
     return out
 
 
+@pytest.mark.skipif(not FIXTURE.is_file(), reason=f"{FIXTURE} not found (fixtures of the development workspace)")
 def test_original_format_fixture_reproduces_original_flow(tmp_path):
     data = torch.load(FIXTURE, weights_only=True)
     assert len(data["state_dict_original_format"]) == 106
