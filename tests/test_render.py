@@ -132,7 +132,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_precision_channels_last_and_compile(data, video_export, frames_dir):
-    """The speed options render the same video: channels-last and torch.compile (with freezing) within fp32
+    """The speed options render the same video: channels-last and torch.compile within fp32
     rounding of the eager frames; bf16 really runs the generator's convolutions in bf16 and stays close. (This
     random-weight recurrence amplifies any rounding difference from frame to frame: a wrong layout or dtype gives
     < 15 dB.)"""

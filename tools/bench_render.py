@@ -9,7 +9,7 @@ Speed: the reference generator configuration (35 labels + instance edge, n_frame
 9 residual blocks, foreground branch, instance norm; warp_features off as in the original unless --warp-features)
 with random weights, rendering moving synthetic labels at --size: median seconds per generated frame (after the
 seed frames and warm-up) in each mode: fp32 or bf16 autocast, each eager, channels-last, or channels-last +
-torch.compile (with freezing). Each mode's frames are compared with the first mode's (PSNR): with random weights
+torch.compile. Each mode's frames are compared with the first mode's (PSNR): with random weights
 that figure is a worst case (an untrained recurrence amplifies rounding); --export and --sequence measure a
 trained model on real labels instead. bf16 runs only where it is native (CUDA, or a CPU with AVX512-BF16 / AMX);
 elsewhere torch emulates it (~100x slower) and the row says "emulated, skipped".

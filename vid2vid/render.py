@@ -247,9 +247,8 @@ class VideoRenderer:
         generator = self.export.generator
         if channels_last:
             generator = generator.to(memory_format=torch.channels_last)
-        if compile:  # freezing: the weights become constants, so inductor packs each conv's weights once (bf16 too)
-            generator = torch.compile(generator, options={"freezing": True})
-        self.export.generator = generator
+        # (inductor's freezing was ~10% faster here but renders garbage when ATen's CPU capability is AVX2: not used)
+        self.export.generator = torch.compile(generator) if compile else generator
         self._image_models: dict[str, ImageModelFirst] = {}
         self.reset(first_frame, real_start=real_start)
 
