@@ -130,18 +130,18 @@ def test_drift_uses_the_proof_exports_else_the_newest_demo(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     assert default_exports() == (IMAGE, VIDEO)  # nothing there: measure() names the missing proof export
 
-    def export(path: str, mtime: int) -> None:
+    def export(path: str) -> None:
         (tmp_path / path).mkdir(parents=True)
         (tmp_path / path / "config.yaml").write_text("{}")
-        os.utime(tmp_path / path.split("/per_frame")[0].split("/vid2vid")[0], (mtime, mtime))
 
-    for minutes, mtime in ((20, 2000), (6, 1000)):
-        export(f"runs/demo/{minutes}min/per_frame/export", mtime)
-        export(f"runs/demo/{minutes}min/vid2vid/export", mtime)
+    for minutes, mtime in ((20, 2000), (6, 1000)):  # the 20-minute demo is the newer one
+        export(f"runs/demo/{minutes}min/per_frame/export")
+        export(f"runs/demo/{minutes}min/vid2vid/export")
+        os.utime(tmp_path / f"runs/demo/{minutes}min", (mtime, mtime))
     assert default_exports() == ("runs/demo/20min/per_frame/export", "runs/demo/20min/vid2vid/export")
-    export(IMAGE, 0)
+    export(IMAGE)
     assert default_exports() == ("runs/demo/20min/per_frame/export", "runs/demo/20min/vid2vid/export")  # one only
-    export(VIDEO, 0)
+    export(VIDEO)
     assert default_exports() == (IMAGE, VIDEO)
 
 

@@ -14,6 +14,7 @@ from vid2vid import cli
 from vid2vid.checkpoint import export_generator, load_generator
 from vid2vid.config import Size, load_config
 from vid2vid.data.encoding import semantic_input
+from vid2vid.metrics import psnr
 from vid2vid.models.build import build_generator
 from vid2vid.render import VideoRenderer, to_uint8
 from vid2vid.temporal import start_history, unroll
@@ -127,8 +128,8 @@ def test_renderer_step_equals_cli(data, video_export, frames_dir):
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+    """PSNR in dB of uint8 frames a against b (vid2vid.metrics.psnr)."""
+    return psnr(torch.from_numpy(a), torch.from_numpy(b), (0, 255))
 
 
 def test_precision_channels_last_and_compile(data, video_export, frames_dir):

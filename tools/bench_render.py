@@ -40,6 +40,7 @@ from bench_models import cpu_name
 
 from vid2vid.checkpoint import export_generator
 from vid2vid.config import Size, from_dict, parse_size
+from vid2vid.metrics import psnr
 from vid2vid.models.build import build_generator
 from vid2vid.render import VideoRenderer, cpu_has_fast_bf16
 
@@ -77,11 +78,9 @@ MODES = {  # name -> (precision, channels_last, compile)
 }
 
 
-def frame_source(size: Size, sequence: Path | None = None):
-    """t -> (labels [H,W], instances [H,W] or None): the moving synthetic labels, or frame t (cyclically) of a
-    dataset sequence (<root>/<phase>_A/<seq>, with its <phase>_inst/<seq> instances)."""
-    if sequence is None:
-        return lambda t: moving_labels(t, size)
+def sequence_labels(sequence: Path):
+    """t -> (labels [H,W], instances [H,W] or None): frame t (cyclically) of a dataset sequence (<root>/<phase>_A/<seq>,
+    with its <phase>_inst/<seq> instances)."""
     from vid2vid.render import iter_labels, open_input
 
     frames = list(iter_labels(open_input(sequence), label_nc=256))  # ids are checked by the renderer
@@ -105,12 +104,6 @@ def render_timed(export: Path, mode: str, frames: int, device: str, source, firs
         outputs.append(renderer.step(labels, inst))  # includes the copy back to uint8 on the host
         times.append(time.perf_counter() - began)
     return statistics.median(times[warmup:]), np.stack(outputs[warmup:])
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of uint8 frames a against b (inf when equal)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def bf16_skip_reason(device: str) -> str | None:
@@ -140,24 +133,24 @@ def rss_child(export: str, n_frames: int, size: str, tmp: str) -> None:
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def speed_rows(export: Path, frames: int, modes: list[str], device: str, source, first_frame: str = "zeros",
-               label: str = "") -> dict:
+def speed_rows(export: Path, frames: int, modes: list[str], device: str, source, first_frame: str = "zeros") -> dict:
     """s/frame of each mode against the first mode that ran, and each mode's PSNR against that mode's frames."""
     rows, first = {}, None
     for mode in modes:
         skip = bf16_skip_reason(device) if MODES[mode][0] == "bf16" else None
         if skip:
-            rows[f"{label}{mode}, s/frame"] = skip
+            rows[f"{mode}, s/frame"] = skip
             continue
         try:
             spf, out = render_timed(export, mode, frames, device, source, first_frame)
         except Exception as e:  # e.g. torch.compile without a working C++ compiler: the other modes still count
-            rows[f"{label}{mode}, s/frame"] = f"failed: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+            rows[f"{mode}, s/frame"] = f"failed: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
             continue
         first = first or (mode, spf, out)
-        rows[f"{label}{mode}, s/frame (median of {frames})"] = figure(spf, "s", first[1], f"{first[0]}, same run")
+        rows[f"{mode}, s/frame (median of {frames})"] = figure(spf, "s", first[1], f"{first[0]}, same run")
         if mode != first[0]:
-            rows[f"{label}{mode}, PSNR of its frames vs {first[0]}'s"] = figure(round(psnr(out, first[2]), 2), "dB")
+            db = psnr(torch.from_numpy(out), torch.from_numpy(first[2]), (0, 255))
+            rows[f"{mode}, PSNR of its frames vs {first[0]}'s"] = figure(round(db, 2), "dB")
     return rows
 
 
@@ -167,7 +160,7 @@ def measure(size: Size, model: dict, frames: int, modes: list[str], rss_size: Si
     result = {"threads": threads, "model": f"{model}, warp_features {warp_features}, {size}, random weights"}
     with tempfile.TemporaryDirectory() as tmp:
         export = make_export(Path(tmp) / "model", model, size, warp_features)
-        result.update(speed_rows(export, frames, modes, device, frame_source(size, None)))
+        result.update(speed_rows(export, frames, modes, device, lambda t: moving_labels(t, size)))
         tiny = make_export(Path(tmp) / "tiny", TINY, rss_size)
         short, long = rss_frames
         rss = {n: peak_rss_mb(tiny, n, rss_size, Path(tmp)) for n in (short, long)}
@@ -181,7 +174,7 @@ def measure_trained(export: Path, sequence: Path, first_frame: str, frames: int,
     """The modes on a trained export rendering a dataset sequence: speed and PSNR against the first mode."""
     torch.set_num_threads(threads)
     result = {"threads": threads, "model": f"{export} on {sequence}, first frames {first_frame}"}
-    result.update(speed_rows(export, frames, modes, device, frame_source(Size(0, 0), sequence), first_frame))
+    result.update(speed_rows(export, frames, modes, device, sequence_labels(sequence), first_frame))
     return result
 
 
