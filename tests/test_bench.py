@@ -1,6 +1,7 @@
 """tools/bench.py: figures, tables and the rewrite of BENCHMARKS.md's generated block (no benchmark runs here)."""
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -173,3 +174,36 @@ def test_render_bench_times_and_compares_modes_on_an_export(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         render_main(["--modes", "eager,fp8"])
     assert exit_info.value.code == 2 and "unknown fp8" in capsys.readouterr().err
+
+
+def test_render_bench_original_row_says_why_it_is_skipped(tmp_path, monkeypatch):
+    """Without NVIDIA's code (no --original-code, no $VID2VID_ORIGINAL_CODE) or with a folder that is not a checkout
+    of it, the original generator's row says so and nothing fails."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from bench_original import ENV, original_code, original_rows
+
+    monkeypatch.delenv(ENV, raising=False)
+    assert original_code(None) is None
+    row = original_rows(tmp_path / "unused", None, frames=1, source=None)
+    assert "skipped: pass --original-code" in row["original generator"]
+    row = original_rows(tmp_path / "unused", tmp_path, frames=1, source=None)
+    assert "FileNotFoundError" in row["original generator"] and "NVIDIA/vid2vid" in row["original generator"]
+    monkeypatch.setenv(ENV, str(tmp_path))
+    assert original_code(None) == tmp_path
+
+
+@pytest.mark.skipif(not os.environ.get("VID2VID_ORIGINAL_CODE"), reason="needs a checkout of NVIDIA/vid2vid")
+def test_render_bench_original_generator_renders_our_frames(tmp_path):
+    """With the original's code: its CompositeGenerator, holding our export's weights, makes the frames our renderer
+    made from the same inputs (to a uint8 level), and both are timed."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from bench_original import original_code, original_rows
+    from bench_render import TINY, make_export, moving_labels
+
+    from vid2vid.config import Size
+
+    size = Size(64, 128)
+    export = make_export(tmp_path / "export", TINY, size)
+    rows = original_rows(export, original_code(None), frames=2, source=lambda t: moving_labels(t, size))
+    assert rows["largest output difference, uint8 levels"]["value"] <= 1
+    assert rows["ours, eager fp32 VideoRenderer.step, interleaved"]["ratio"] > 0

@@ -1,6 +1,6 @@
 """Render benchmark: seconds per frame of VideoRenderer.step, and peak memory against the video length.
 
-    python tools/bench.py render [--size 256x512] [--frames 10] [--threads 1] [--device cpu]
+    python tools/bench.py render [--size 256x512] [--frames 10] [--threads 1] [--device cpu] [--original-code DIR]
                                  [--modes eager,channels_last,compile,bf16,bf16_channels_last,bf16_compile]
                                  [--warp-features] [--quick]
     python tools/bench.py render --export RUN/export --sequence DATA/test_A/seq_0000 [--first-frame SPEC]
@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from bench import area_table, figure
 from bench_models import cpu_name
+from bench_original import ENV, original_code, original_rows
 
 from vid2vid.checkpoint import export_generator
 from vid2vid.config import Size, from_dict, parse_size
@@ -46,7 +47,8 @@ from vid2vid.render import VideoRenderer, cpu_has_fast_bf16
 
 REFERENCE = {"ngf": 64, "n_downsample": 3, "n_blocks": 9, "n_frames_G": 3, "use_fg": True, "norm": "instance",
              "warp_mode": "bilinear"}
-TINY = {"ngf": 8, "n_downsample": 2, "n_blocks": 2, "n_frames_G": 3, "use_fg": True, "norm": "instance"}
+TINY = {"ngf": 8, "n_downsample": 2, "n_blocks": 2, "n_frames_G": 3, "use_fg": True, "norm": "instance",
+        "warp_mode": "bilinear"}
 
 
 def make_export(out: Path, model: dict, size: Size, warp_features: bool = False) -> Path:
@@ -155,12 +157,17 @@ def speed_rows(export: Path, frames: int, modes: list[str], device: str, source,
 
 
 def measure(size: Size, model: dict, frames: int, modes: list[str], rss_size: Size, rss_frames: tuple[int, int],
-            device: str = "cpu", threads: int = 1, warp_features: bool = False) -> dict:
+            device: str = "cpu", threads: int = 1, warp_features: bool = False,
+            original: Path | None = None) -> dict:
+    """Speed of each mode, the original's generator beside ours (when its code is given and the model is the
+    original's: no warp_features, bilinear warp; on a CPU) and the memory rows."""
     torch.set_num_threads(threads)
     result = {"threads": threads, "model": f"{model}, warp_features {warp_features}, {size}, random weights"}
     with tempfile.TemporaryDirectory() as tmp:
         export = make_export(Path(tmp) / "model", model, size, warp_features)
         result.update(speed_rows(export, frames, modes, device, lambda t: moving_labels(t, size)))
+        if not warp_features and model.get("warp_mode") == "bilinear" and device == "cpu":
+            result.update(original_rows(export, original, frames, lambda t: moving_labels(t, size)))
         tiny = make_export(Path(tmp) / "tiny", TINY, rss_size)
         short, long = rss_frames
         rss = {n: peak_rss_mb(tiny, n, rss_size, Path(tmp)) for n in (short, long)}
@@ -183,7 +190,8 @@ def run(quick: bool = True) -> dict:
     at 60 vs 300 frames (CLI: --size 128x256 --frames 3 --rss-frames 60,300); full: the CLI's defaults."""
     size, frames, rss_frames = (Size(128, 256), 3, (60, 300)) if quick else (Size(256, 512), 10, (60, 600))
     modes = list(MODES)
-    result = measure(size, REFERENCE, frames, modes, Size(64, 64), rss_frames, threads=2)
+    result = measure(size, REFERENCE, frames, modes, Size(64, 64), rss_frames, threads=2,
+                     original=original_code(None))
     result["reference"] = "eager fp32 rendering of the same model in the same run; memory: the shorter video"
     result["command"] = (f"python tools/bench.py render --threads 2 --size {size} --frames {frames} "
                          f"--rss-frames {rss_frames[0]},{rss_frames[1]}")
@@ -202,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--first-frame", default="zeros", help="with --export: its first frames (as vid2vid render)")
     parser.add_argument("--warp-features", action="store_true", help="the repo's default (off = the original)")
     parser.add_argument("--rss-frames", default=None, help="the two video lengths of the memory rows (default 60,600)")
+    parser.add_argument("--original-code", type=Path, default=None,
+                        help=f"a checkout of NVIDIA/vid2vid: time its generator beside ours (default ${ENV})")
     parser.add_argument("--quick", action="store_true", help="tiny model and sizes: check that it runs")
     parser.add_argument("--rss-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -225,7 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"render benchmark on {cpu_name() if args.device == 'cpu' else args.device}, {args.threads} thread(s), "
           f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
     result = measure(size, model, args.frames, modes, rss_size,
-                     tuple(int(n) for n in rss_frames.split(",")), args.device, args.threads, args.warp_features)
+                     tuple(int(n) for n in rss_frames.split(",")), args.device, args.threads, args.warp_features,
+                     original_code(args.original_code))
     print(area_table(result))
 
 

@@ -34,6 +34,7 @@ therefore per process.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import torch
@@ -217,8 +218,10 @@ class VideoTrainer(Trainer):
         optimizer steps, so a non-finite value anywhere skips the whole step (Trainer.check_finite)."""
         self.begin_step(step)
         parts: dict[str, float] = {}
+        params = [p for group in ("D", "G") for p in self.groups[group].parameters()]
         for batch in micro_batches:
-            self.clip_step(batch, parts, 1.0 / len(micro_batches))
+            with gradients_summed_after(params):
+                self.clip_step(batch, parts, 1.0 / len(micro_batches))
         for group in ("D", "G"):
             self.average_gradients(group)
         self.check_finite(parts, "D", "G")
@@ -362,6 +365,20 @@ class VideoTrainer(Trainer):
                                   weight=weight)
         parts.pop("total")
         return parts
+
+
+@contextmanager
+def gradients_summed_after(params: list[torch.Tensor]):
+    """Inside, the parameters' gradients start empty; on leaving, the gradients from before are added (one sum per
+    micro-batch, then one addition): so 2 micro-batches of a step give exactly the gradient of 2 processes, whose
+    all-reduce adds each process's own sum (the clips' 1/k weights are powers of two for k = 2: exact)."""
+    before = [p.grad for p in params]
+    for p in params:
+        p.grad = None
+    yield
+    for p, grad in zip(params, before, strict=True):
+        if grad is not None:
+            p.grad = grad if p.grad is None else grad + p.grad
 
 
 def _rows(preds, start: int, stop: int):
