@@ -1,6 +1,7 @@
 """Shared test set-up. Tests run on CPU and make their own small data."""
 
 import os
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -8,6 +9,18 @@ import torch
 # Under pytest-xdist each worker gets one thread: two workers already fill this machine's 2 cores.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
+
+
+@contextmanager
+def one_thread():
+    """torch on 1 thread inside the block, whatever the test process had: the arithmetic of a launched process
+    (OMP_NUM_THREADS=1), so that a comparison with it is equal by construction, not by the CPU's kernels."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,11 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import one_thread
 from safetensors.torch import load_file
 
 from vid2vid import checkpoint as ckpt
@@ -211,17 +211,6 @@ def test_two_processes_match_one(tmp_path, video_data):
     ddp_opt = load_file(str(tmp_path / "ddp" / "checkpoints" / "step_0000002" / "optimizer_D.safetensors"))
     one_opt = load_file(str(tmp_path / "batch2" / "checkpoints" / "step_0000002" / "optimizer_D.safetensors"))
     assert ddp_opt.keys() == one_opt.keys()
-
-
-@contextmanager
-def one_thread():
-    """torch on 1 thread inside the block (as the launched processes run), whatever the test process had."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------------------------
