@@ -161,6 +161,11 @@ class LossConfig:
     warp: float = 10.0
     warp_output: float = 10.0  # L1(final_t, warp(final_{t-1}, reference flow)), confidence-masked
     mask: float = 1.0
+    # the mask term applies when model.first_frame is zeros (the reference's rule) or whatever it is ("any")
+    mask_first_frame: Literal["zeros", "any"] = "zeros"
+    # L1(raw frame, the frame of the per-frame model model.init_from on the same labels): the video model's
+    # hallucination keeps the per-frame model's detail (0 = off; needs model.init_from)
+    teacher: float = 0.0
     temporal_gan: float = 1.0  # per temporal discriminator scale
     temporal_feat: float = 10.0
     # U-Net GAN's CutMix (discriminator.type: unet): the weight of its consistency term; 0 = no CutMix
@@ -321,6 +326,7 @@ def check(cfg: Config) -> None:
         "model.n_downsample_E": cfg.model.n_downsample_E,
         "discriminator.temporal_scales": cfg.discriminator.temporal_scales,
         "optim.grad_clip": cfg.optim.grad_clip,
+        "loss.teacher": cfg.loss.teacher,
         "render.crf": cfg.render.crf,
         "train.max_minutes": cfg.train.max_minutes,
         "data.max_frames": cfg.data.max_frames,
@@ -366,6 +372,8 @@ def check(cfg: Config) -> None:
           cfg.data.contain_dontcare_label, "the video model has no don't-care channel: set it to false")
     _rule(not cfg.model.init_from or (cfg.model.name == "vid2vid" and not spade_video), "model.init_from",
           cfg.model.init_from, "starts a vid2vid model with backbone pix2pixhd only; leave it empty for this model")
+    _rule(cfg.loss.teacher == 0 or cfg.model.init_from, "loss.teacher", cfg.loss.teacher,
+          "needs model.init_from (the per-frame model whose frames teach the raw frame); set it or loss.teacher: 0")
     _rule(cfg.model.backbone == "pix2pixhd" or cfg.model.name == "vid2vid", "model.backbone", cfg.model.backbone,
           "only model.name: vid2vid has a backbone choice; for a per-frame SPADE set model.name: spade")
     _rule((cfg.model.name != "spade" and not spade_video) or cfg.model.norm != "none", "model.norm", cfg.model.norm,

@@ -720,15 +720,15 @@ def load_checkpoint(acc: Accelerator, trainer: Trainer, path: Path) -> dict:
 def build_trainer(cfg: Config, acc: Accelerator, groups: dict[str, Group], losses, ema: EMA | None) -> Trainer:
     """ImageTrainer for the per-frame models; VideoTrainer (with its reference flow, video losses and
     first-frame model) for the sequential generator."""
-    from vid2vid.models.build import build_first_frames, build_reference_flow, build_video_losses, spec
+    from vid2vid.models.build import build_first_frames, build_reference_flow, build_teacher, build_video_losses, spec
 
     if not spec(cfg).sequential:
         return ImageTrainer(cfg, acc, groups, losses, ema)
     from vid2vid.video_trainer import VideoTrainer
 
     return VideoTrainer(cfg, acc, groups, losses, ema, video_losses=build_video_losses(cfg),
-                        reference_flow=build_reference_flow(cfg, acc.device), first_frames=build_first_frames(cfg,
-                                                                                                          acc.device))
+                        reference_flow=build_reference_flow(cfg, acc.device),
+                        first_frames=build_first_frames(cfg, acc.device), teacher=build_teacher(cfg, acc.device))
 
 
 def _build_data(cfg: Config, acc: Accelerator):

@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 import torch
 from einops import rearrange
 
-from vid2vid.losses import feature_matching, mix
+from vid2vid.losses import feature_matching, l1_loss, mix
 from vid2vid.models.discriminators import temporal_windows
 from vid2vid.models.video import pyramid, resize_flow
 from vid2vid.temporal import History, start_history, unroll
@@ -75,10 +75,12 @@ def temporal_names(scales: int) -> list[str]:
 class VideoTrainer(Trainer):
     """The sequential generator with its image and temporal discriminators."""
 
-    def __init__(self, cfg, accelerator, groups, losses, ema, *, video_losses, reference_flow, first_frames=None):
+    def __init__(self, cfg, accelerator, groups, losses, ema, *, video_losses, reference_flow, first_frames=None,
+                 teacher=None):
         super().__init__(cfg, accelerator, groups, losses, ema)
         self.video_losses, self.reference_flow = video_losses, reference_flow
         self.first_frames = first_frames  # callable(labels [B,N-1,H,W], inst) -> frames, for image-model:PATH
+        self.teacher = teacher  # the same for the per-frame model of loss.teacher (None: no teacher term)
         self.skipped_scales: set[int] = set()
         self.stage = ScaleStage(cfg.model.n_scales_spatial, True)  # set_stage sets the stage of each step
         self._stage_set: ScaleStage | None = None
@@ -266,9 +268,19 @@ class VideoTrainer(Trainer):
             chunk = Chunk(t0, t1, sem, real, ref_flow, confidence, sequence, out, share=share, n_seed=n_seed,
                           n_frames_D=self.cfg.discriminator.n_frames_D)
             self.d_phase(chunk, parts)
-            self.g_phase(chunk, parts)
+            self.g_phase(chunk, parts, self.teacher_frames(batch, t0, t1))
             history = history.detach()
             sequence = torch.cat([sequence, out.final.detach().float()], dim=1)
+
+    def teacher_frames(self, batch: dict, t0: int, t1: int) -> torch.Tensor | None:
+        """The per-frame model's frames t0..t1-1 of the clip [B,t1-t0,3,H,W] at the active resolution (loss.teacher),
+        or None."""
+        if self.teacher is None:
+            return None
+        inst = batch.get("inst")
+        with torch.no_grad():
+            frames = self.teacher(batch["labels"][:, t0:t1], None if inst is None else inst[:, t0:t1])
+        return self.at_active_scale(frames)
 
     def note_skipped_scales(self, n_frames: int) -> None:
         """Say once per temporal scale that clips of n_frames frames hold no window of it."""
@@ -315,7 +327,8 @@ class VideoTrainer(Trainer):
         d["total"], weights["total"] = total, 1.0
         _rescale(parts, d, "D/", weights)
 
-    def g_phase(self, c: Chunk, parts: dict[str, float]) -> None:
+    def g_phase(self, c: Chunk, parts: dict[str, float], teacher: torch.Tensor | None = None) -> None:
+        """G's terms on the chunk (Ds frozen); teacher [B,t,3,H,W]: the per-frame model's frames (loss.teacher)."""
         D = self.net("D")
         frozen = [D] + [self.net(f"D_temporal{s}") for s in self.temporal_scales()]
         for net in frozen:
@@ -333,6 +346,8 @@ class VideoTrainer(Trainer):
             raw_parts = self.losses.generator(fake_outputs=raw_out, real_outputs=real_out, fake=raw, real=real)
             g.update({f"{k}_raw": v for k, v in raw_parts.items() if k != "total"})
             g.update(self.video_terms(c))
+            if teacher is not None:
+                g["teacher"] = cfg.loss.teacher * l1_loss(raw, c.frames(teacher).to(raw.dtype))
             g.pop("total")
             weights = {name: c.weight for name in g}
             for s in self.temporal_scales():
@@ -354,10 +369,11 @@ class VideoTrainer(Trainer):
     def video_terms(self, c: Chunk) -> dict[str, torch.Tensor]:
         """Flow, warp and mask terms of the chunk's frames t0..t1-1 against their predecessors. The mask term
         (blend weight -> 0 where the reference flow is confident) applies, as in the reference, only when the
-        first frames are zeros: with real first frames it made the model warp almost everywhere, and the
-        repeated bilinear resampling blurred long renders (measured: BENCHMARKS.md, the proof table)."""
+        first frames are zeros, unless loss.mask_first_frame is "any": with real first frames it made the model warp
+        almost everywhere, which with bilinear resampling blurred long renders (BENCHMARKS.md, the proof table)."""
         t0, t1 = c.t0, c.t1
-        weight = c.out.weight.float() if self.cfg.model.first_frame == "zeros" else None
+        masked = self.cfg.model.first_frame == "zeros" or self.cfg.loss.mask_first_frame == "any"
+        weight = c.out.weight.float() if masked else None
         final_prev = torch.cat([c.sequence[:, -1:].to(c.out.final.dtype), c.out.final[:, :-1]], dim=1)
         parts = self.video_losses(ref_flow=c.ref_flow[:, t0 - 1:t1 - 1], confidence=c.confidence[:, t0 - 1:t1 - 1],
                                   flow=c.out.flow.float(), real=c.real_chunk, real_prev=c.real[:, t0 - 1:t1 - 1],

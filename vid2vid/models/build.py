@@ -213,19 +213,27 @@ def build_first_frames(cfg: Config, device):
     """For model.first_frame image-model:PATH: callable(labels [B,N,H,W], inst | None) -> frames [B,N,3,H,W]
     made by that exported per-frame model (frozen); None for the other modes."""
     prefix, _, path = cfg.model.first_frame.partition(":")
-    if prefix != "image-model":
-        return None
+    return image_model_frames(path, device) if prefix == "image-model" else None
+
+
+def build_teacher(cfg: Config, device):
+    """For loss.teacher > 0: the frames of the per-frame model model.init_from, as build_first_frames; else None."""
+    return image_model_frames(cfg.model.init_from, device) if cfg.loss.teacher > 0 else None
+
+
+def image_model_frames(path: str, device):
+    """callable(labels [B,N,H,W], inst | None) -> frames [B,N,3,H,W] of the exported per-frame model at `path`
+    (frozen; seed 0 for models that sample features or z)."""
     from einops import rearrange
 
     from vid2vid.checkpoint import load_export
 
     export = load_export(path, device)
 
-    def first_frames(labels, inst):
-        """labels [B,N,H,W] (+ inst) -> [B,N,3,H,W]; seed 0 for models that sample features or z."""
+    def frames_of(labels, inst):
         b = labels.shape[0]
         flat_inst = None if inst is None else rearrange(inst, "b n h w -> (b n) h w")
         frames = export.generate(rearrange(labels, "b n h w -> (b n) h w"), flat_inst, seed=0)
         return rearrange(frames.float(), "(b n) c h w -> b n c h w", b=b)
 
-    return first_frames
+    return frames_of
