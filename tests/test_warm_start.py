@@ -106,3 +106,48 @@ def test_training_starts_from_it_and_resumes_without_it(tmp_path, tiny_data):
     with pytest.raises(Exception, match="no such exported model|missing"):
         train(video_cfg(export, f"train.out_dir={tmp_path / 'other'}", f"data.root={tiny_data}",
                         "train.max_steps=1"))
+
+
+def test_the_teacher_frames_are_the_per_frame_models(tmp_path):
+    """loss.teacher's frames: what the exported per-frame model (model.init_from) makes of each frame's labels."""
+    from einops import rearrange
+
+    from vid2vid.data.encoding import semantic_input
+    from vid2vid.models.build import build_teacher
+
+    image_G, export = per_frame_export(tmp_path / "export")
+    cfg = video_cfg(export, "loss.teacher=1")
+    torch.manual_seed(4)
+    labels = torch.randint(0, cfg.data.label_nc, (2, 3, 32, 32))  # [B,T,H,W]
+    inst = torch.randint(0, 3, (2, 3, 32, 32))
+    frames = build_teacher(cfg, "cpu")(labels, inst)  # [B,T,3,H,W]
+    sem = semantic_input(rearrange(labels, "b t h w -> (b t) h w"), rearrange(inst, "b t h w -> (b t) h w"),
+                         cfg.data.label_nc, cfg.data.use_instance)
+    with torch.no_grad():
+        expected = rearrange(image_G(sem), "(b t) c h w -> b t c h w", b=2)
+    torch.testing.assert_close(frames, expected, atol=1e-5, rtol=1e-5)
+    assert build_teacher(video_cfg(export), "cpu") is None  # loss.teacher 0: no teacher model is loaded
+
+
+def test_teacher_and_mask_terms_join_the_generator_loss(tmp_path, tiny_data):
+    """loss.teacher w adds G/teacher = w * L1(raw, the teacher's frames) (doubling w doubles it on the same first
+    step); loss.mask_first_frame: any adds the mask term although the first frames are real; neither by default;
+    loss.teacher without model.init_from is a config error naming the key."""
+    import json
+
+    from vid2vid.train import train
+
+    _, export = per_frame_export(tmp_path / "export")
+
+    def first_step(name: str, *overrides: str) -> dict:
+        train(video_cfg(export, f"train.out_dir={tmp_path / name}", f"data.root={tiny_data}", "train.max_steps=1",
+                        "train.sample_every=100", "train.checkpoint_every=100", *overrides))
+        return json.loads((tmp_path / name / "log.jsonl").read_text().splitlines()[0])
+
+    plain = first_step("plain")
+    assert "G/teacher" not in plain and "G/mask" not in plain
+    one, two = first_step("one", "loss.teacher=1", "loss.mask_first_frame=any"), first_step("two", "loss.teacher=2")
+    assert one["G/teacher"] > 0 and one["G/mask"] > 0
+    assert two["G/teacher"] == pytest.approx(2 * one["G/teacher"], rel=1e-5)
+    with pytest.raises(ConfigError, match="loss.teacher"):
+        load_config(TINY_VIDEO, ["loss.teacher=1"])
