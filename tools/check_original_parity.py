@@ -36,7 +36,42 @@ FORMAT = "original-code-fixture-v1"
 Comparison = tuple[str, torch.Tensor, torch.Tensor]  # (what, ours, the original's)
 
 
-def read_fixture(path: str | Path) -> dict:
+class Fixture:
+    """A fixture's dict; every read goes through here, so that a missing or wrong-typed entry is a UserError that
+    names the file and the entry (exit 2, one line), never a KeyError traceback."""
+
+    def __init__(self, data: dict, path: str | Path):
+        self.data, self.path = data, path
+
+    def has(self, *keys: str) -> bool:
+        node = self.data
+        for key in keys:
+            if not isinstance(node, dict) or key not in node:
+                return False
+            node = node[key]
+        return True
+
+    def get(self, *keys: str, kind: type = object):
+        """fixture.get('inputs', 'label_map', kind=torch.Tensor) -> data['inputs']['label_map'], checked."""
+        node = self.data
+        for depth, key in enumerate(keys):
+            if not isinstance(node, dict) or key not in node:
+                raise UserError(f"{self.path}: the fixture has no {self.where(keys[: depth + 1])}; pass a complete "
+                                "original-code fixture (shared/fixtures/README_originals.md)")
+            node = node[key]
+        if not isinstance(node, kind):
+            raise UserError(f"{self.path}: {self.where(keys)} is a {type(node).__name__}, not a {kind.__name__}")
+        return node
+
+    def tensor(self, *keys: str) -> torch.Tensor:
+        return self.get(*keys, kind=torch.Tensor)
+
+    @staticmethod
+    def where(keys: tuple[str, ...]) -> str:
+        return keys[0] + "".join(f"[{key!r}]" for key in keys[1:])
+
+
+def read_fixture(path: str | Path) -> Fixture:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such fixture file")
@@ -47,7 +82,7 @@ def read_fixture(path: str | Path) -> dict:
                         "pass a fixture written by the original code (shared/fixtures/README_originals.md)") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{path}: not an original-code fixture (format {FORMAT!r})")
-    return data
+    return Fixture(data, path)
 
 
 def architecture(options: dict) -> str:
@@ -63,50 +98,69 @@ def architecture(options: dict) -> str:
     raise UserError(f"options model={model!r} netG={options.get('netG')!r}: not a pix2pixHD, SPADE or vid2vid fixture")
 
 
-def semantics(cfg: Config, labels: torch.Tensor, inst: torch.Tensor) -> torch.Tensor:
-    """Raw label / instance id maps [...,H,W] (float, as the originals' loaders give them) -> our network input."""
+def semantics(cfg: Config, fixture: Fixture, labels: tuple[str, ...], inst: tuple[str, ...],
+              frames: slice = slice(None)) -> torch.Tensor:
+    """The fixture's raw label (and, when its options use instances, instance) id maps [B,(N,)1,H,W] (float, as the
+    originals' loaders give them) -> our network input [B,(N,)C,H,W]: one-hot (+ don't-care) (+ the edge channel).
+    Without instances the original's input has no edge channel, and neither has ours; a stored instance map is then
+    ignored, as the original ignores it."""
     d = cfg.data
-    return semantic_input(labels.long(), inst.long(), d.label_nc, d.use_instance, d.contain_dontcare_label)
+    label_ids = fixture.tensor(*labels)[(slice(None), frames)].select(-3, 0)
+    inst_ids = fixture.tensor(*inst)[(slice(None), frames)].select(-3, 0).long() if d.use_instance else None
+    return semantic_input(label_ids.long(), inst_ids, d.label_nc, d.use_instance, d.contain_dontcare_label)
 
 
-def image_comparisons(model: nn.Module, cfg: Config, fixture: dict, input_name: str) -> Iterator[Comparison]:
+def image_comparisons(model: nn.Module, cfg: Config, fixture: Fixture, input_name: str) -> Iterator[Comparison]:
     """pix2pixHD / SPADE: the network input, then fake_image in eval mode."""
-    inputs = fixture["inputs"]
-    sem = semantics(cfg, inputs["label_map"][:, 0], inputs["inst_map"][:, 0])
-    yield f"input {input_name}", sem, inputs[input_name]
+    sem = semantics(cfg, fixture, ("inputs", "label_map"), ("inputs", "inst_map"))  # [B,C,H,W]
+    yield f"input {input_name}", sem, fixture.tensor("inputs", input_name)
     with torch.no_grad():
-        yield "output fake_image (eval)", model.eval()(sem), fixture["outputs"]["fake_image"]
+        yield "output fake_image (eval)", model.eval()(sem), fixture.tensor("outputs", "fake_image")
 
 
-def video_outputs(out: VideoOutput) -> dict[str, torch.Tensor]:
-    """Our outputs under the original forward's return names."""
+def video_outputs(out: VideoOutput) -> dict[str, torch.Tensor | None]:
+    """Our outputs under the original forward's return names (None where the original returns None: img_fg_feat
+    without the foreground branch)."""
     return {"img_final": out.final, "flow": out.flow, "weight": out.weight, "img_raw": out.raw,
             "img_feat": out.image_features[-1], "flow_feat": out.flow_features, "img_fg_feat": out.fg_features}
 
 
-def video_comparisons(model: nn.Module, cfg: Config, fixture: dict) -> Iterator[Comparison]:
+def output_comparisons(out: VideoOutput, fixture: Fixture, group: str, label: str) -> Iterator[Comparison]:
+    """Each of our outputs against fixture[group][name], described as label.format(name); the original stores no
+    output that it returned as None (img_fg_feat without --fg), so each side must have the same names."""
+    stored = fixture.get(group, kind=dict)
+    for name, value in video_outputs(out).items():
+        if value is None and name not in stored:
+            continue
+        if value is None:
+            raise UserError(f"{fixture.path}: {group}[{name!r}] is stored, but our model built from the fixture's "
+                            "options gives none (the original returns None there only without --fg)")
+        yield label.format(name), value, fixture.tensor(group, name)
+
+
+def video_comparisons(model: nn.Module, cfg: Config, fixture: Fixture) -> Iterator[Comparison]:
     """vid2vid: the label stack and previous frames, then every output in three runs (G0 fixture); a fixture of a
     finer scale also checks the coarse inputs (our pyramid), the coarse scale's outputs and the fine scale alone on
-    the stored coarse features (scale_comparisons)."""
-    inputs, n = fixture["inputs"], cfg.model.n_frames_G
-    labels = semantics(cfg, inputs["A_label_ids"][:, :n, 0], inputs["inst_ids"][:, :n, 0])  # [B,N,C,H,W]
-    prev = inputs["B_real_frames"][:, : n - 1]  # the first call of test.py with --use_real_img
-    yield "input input", rearrange(labels, "b n c h w -> b (n c) h w"), inputs["input"]
-    yield "input img_prev", rearrange(prev, "b n c h w -> b (n c) h w"), inputs["img_prev"]
+    the stored coarse features (scale_comparisons). Without --fg there is no mask to compare."""
+    n = cfg.model.n_frames_G
+    labels = semantics(cfg, fixture, ("inputs", "A_label_ids"), ("inputs", "inst_ids"), slice(0, n))  # [B,N,C,H,W]
+    prev = fixture.tensor("inputs", "B_real_frames")[:, : n - 1]  # the first call of test.py with --use_real_img
+    yield "input input", rearrange(labels, "b n c h w -> b (n c) h w"), fixture.tensor("inputs", "input")
+    yield "input img_prev", rearrange(prev, "b n c h w -> b (n c) h w"), fixture.tensor("inputs", "img_prev")
     if cfg.model.n_scales_spatial > 1:
         yield from scale_comparisons(model, cfg, fixture, labels, prev)
     for what, expected in norm_runs(model, cfg):
         with torch.no_grad():
             out = model(labels, prev)
         if expected == "outputs":
-            yield "output mask (eval)", out.fg_mask[:, 0], inputs["mask"]
-            yield "output img_warp (eval)", out.warped, fixture["extra"]["img_warp"]
-        for name, value in video_outputs(out).items():
-            yield f"output {name} ({what})", value, fixture[expected][name]
+            if cfg.model.use_fg:
+                yield "output mask (eval)", out.fg_mask[:, 0], fixture.tensor("inputs", "mask")
+            if fixture.has("extra", "img_warp"):
+                yield "output img_warp (eval)", out.warped, fixture.tensor("extra", "img_warp")
+        yield from output_comparisons(out, fixture, expected, f"output {{}} ({what})")
         if out.coarser:  # the coarse G0 step of the same pipeline
             coarse = "coarse_G0_outputs" + expected.removeprefix("outputs")
-            for name, value in video_outputs(out.coarser[-1]).items():
-                yield f"coarse output {name} ({what})", value, fixture[coarse][name]
+            yield from output_comparisons(out.coarser[-1], fixture, coarse, f"coarse output {{}} ({what})")
 
 
 def norm_runs(model: nn.Module, cfg: Config) -> Iterator[tuple[str, str]]:
@@ -128,22 +182,25 @@ def norm_runs(model: nn.Module, cfg: Config) -> Iterator[tuple[str, str]]:
     model.load_state_dict(saved)
 
 
-def scale_comparisons(model: nn.Module, cfg: Config, fixture: dict, labels: torch.Tensor, prev: torch.Tensor
+def scale_comparisons(model: nn.Module, cfg: Config, fixture: Fixture, labels: torch.Tensor, prev: torch.Tensor
                       ) -> Iterator[Comparison]:
     """A finer-scale fixture (the original's CompositeLocalGenerator with its coarse G0): the coarse G0 inputs
     against our avg-pool pyramid, then the finest scale alone on the stored coarse features (its recorded
     forward call), in eval and train mode."""
     from vid2vid.models.video import pyramid
 
-    coarse_inputs, finest = fixture["coarse_G0_inputs"], model.scales[-1]
-    yield "coarse input input", rearrange(pyramid(labels, 2)[0], "b n c h w -> b (n c) h w"), coarse_inputs["input"]
-    yield "coarse input img_prev", rearrange(pyramid(prev, 2)[0], "b n c h w -> b (n c) h w"), coarse_inputs["img_prev"]
+    finest = model.scales[-1]
+    yield ("coarse input input", rearrange(pyramid(labels, 2)[0], "b n c h w -> b (n c) h w"),
+           fixture.tensor("coarse_G0_inputs", "input"))
+    yield ("coarse input img_prev", rearrange(pyramid(prev, 2)[0], "b n c h w -> b (n c) h w"),
+           fixture.tensor("coarse_G0_inputs", "img_prev"))
     for what, expected in norm_runs(model, cfg):
-        given = fixture["inputs" + expected.removeprefix("outputs")]
+        given = "inputs" + expected.removeprefix("outputs")
+        coarse = [fixture.tensor(given, name) if fixture.has(given, name) else None
+                  for name in ("img_feat_coarse", "flow_feat_coarse", "img_fg_feat_coarse")]
         with torch.no_grad():
-            out = finest(labels, prev, given["img_feat_coarse"], given["flow_feat_coarse"], given["img_fg_feat_coarse"])
-        for name, value in video_outputs(out).items():
-            yield f"fine scale alone: output {name} ({what})", value, fixture[expected][name]
+            out = finest(labels, prev, *coarse)
+        yield from output_comparisons(out, fixture, expected, f"fine scale alone: output {{}} ({what})")
 
 
 def set_batch_stats(model: nn.Module, enabled: bool) -> None:
@@ -153,32 +210,51 @@ def set_batch_stats(model: nn.Module, enabled: bool) -> None:
     use_batch_stats_at_inference(model, enabled)
 
 
-def comparisons(fixture: dict, source: str) -> Iterator[Comparison]:
-    options = fixture["options"]
+def comparisons(fixture: Fixture) -> Iterator[Comparison]:
+    options = fixture.get("options", kind=dict)
     arch = architecture(options)
-    state_dict = fixture["state_dict"]
+    state_dict = fixture.get("state_dict", kind=dict)
     if arch == "vid2vid":  # a finer scale's fixture holds the coarser scales' weights as state_dict_G<s>
-        coarser = [fixture[f"state_dict_G{s}"] for s in range(options.get("n_scales_spatial", 1) - 1)]
+        coarser = [fixture.get(f"state_dict_G{s}", kind=dict) for s in range(options.get("n_scales_spatial", 1) - 1)]
         state_dict = vid2vid_state_dict([*coarser, state_dict])
-    model, cfg = generator_from_original(arch, options, state_dict, source=source)
+    model, cfg = generator_from_original(arch, options, state_dict, source=str(fixture.path))
     if arch == "vid2vid":
         return video_comparisons(model, cfg, fixture)
     return image_comparisons(model, cfg, fixture, "input_label" if arch == "pix2pixhd" else "input_semantics")
 
 
+# What a fixture with wrong-typed or inconsistent content raises inside the comparisons (a value that is not what the
+# originals write, tensors whose sizes do not fit together): reported as a bad fixture, in one line.
+UNREADABLE = (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError)
+
+
+def differences(fixture: Fixture) -> list[tuple[str, float]]:
+    """(what, max |ours - the original's|) for every comparison. A fixture whose content is not what the originals
+    write fails here, before anything is printed, as one UserError line."""
+    found = []
+    try:
+        for what, ours, theirs in comparisons(fixture):
+            if ours.shape != theirs.shape:
+                raise UserError(f"{fixture.path}: {what}: our shape {list(ours.shape)} differs from the fixture's "
+                                f"{list(theirs.shape)}")
+            found.append((what, (ours.float() - theirs.float()).abs().max().item()))
+    except UNREADABLE as e:
+        reason = " ".join([type(e).__name__, *str(e).strip().splitlines()[:1]])
+        raise UserError(f"{fixture.path}: cannot check this fixture ({reason}); pass an original-code fixture "
+                        "(shared/fixtures/README_originals.md), or rerun with --traceback") from e
+    return found
+
+
 def check(path: str, tolerance: float) -> bool:
     """Print one line per comparison -> True when every difference is within tolerance."""
     fixture = read_fixture(path)
-    meta = fixture.get("meta", {})
+    found = differences(fixture)
+    meta = fixture.data.get("meta") if isinstance(fixture.data.get("meta"), dict) else {}
     print(f"{path}: {meta.get('repo', '?')} {meta.get('generator_class', '?')}")
-    worst = 0.0
-    for what, ours, theirs in comparisons(fixture, path):
-        if ours.shape != theirs.shape:
-            raise UserError(f"{what}: our shape {list(ours.shape)} differs from the fixture's {list(theirs.shape)}")
-        diff = (ours.float() - theirs.float()).abs().max().item()
-        worst = max(worst, diff)
+    for what, diff in found:
         print(f"  {what:<64} max |diff| {diff:.3g}{'' if diff <= tolerance else '  FAIL'}")
-    ok = worst <= tolerance
+    worst = max((diff for _, diff in found), default=0.0)
+    ok = all(diff <= tolerance for _, diff in found)  # a NaN difference fails too
     print(f"{'PASS' if ok else 'FAIL'}: largest difference {worst:.3g} (tolerance {tolerance:g})")
     return ok
 
@@ -187,10 +263,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("fixture", help="an original-code fixture, e.g. ../shared/fixtures/spade.pt")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed max |diff| (default 1e-4)")
+    parser.add_argument("--traceback", action="store_true",
+                        help="let an error inside the comparisons raise with its traceback (for debugging)")
     args = parser.parse_args(argv)
     passed = []
+    if args.traceback:
+        return 0 if check_with_traceback(args.fixture, args.tolerance) else 1
     status = run_cli("check_original_parity.py", lambda: passed.append(check(args.fixture, args.tolerance)))
     return status or (0 if all(passed) else 1)
+
+
+def check_with_traceback(path: str, tolerance: float) -> bool:
+    """check(), but an error inside the comparisons keeps its traceback (the chained cause)."""
+    try:
+        return check(path, tolerance)
+    except UserError as e:
+        if e.__cause__ is not None:
+            raise e.__cause__ from None
+        raise
 
 
 if __name__ == "__main__":

@@ -251,9 +251,14 @@ def make_pix2pixhd(spec: Spec) -> tuple[dict, nn.Module]:
 # ---------------------------------------------------------------------------------------------- weights
 
 
+VAR_FLOOR = 0.1  # of the layer's mean running variance
+
+
 def calibrate_and_perturb_stats(net: nn.Module, forward: Callable[[], object], seed: int) -> None:
     """Batch-norm running stats from one train-mode forward (momentum 1.0), then perturbed per channel
-    (mean += 0.25*std*N(0,1), var *= exp(U(-0.5,0.5))), so that running and batch statistics differ."""
+    (mean += 0.25*std*N(0,1), var *= exp(U(-0.5,0.5))), so that running and batch statistics differ, and the
+    variance floored at VAR_FLOOR x the layer's mean: a one-frame batch at SPADE's 1x2 head gives single channels
+    variances near 1e-7, whose amplification would make float32 rounding (~3e-4) the largest difference."""
     norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     momenta = [m.momentum for m in norms]
     for m in norms:
@@ -267,6 +272,7 @@ def calibrate_and_perturb_stats(net: nn.Module, forward: Callable[[], object], s
         std = m.running_var.sqrt()
         m.running_mean += 0.25 * std * torch.randn(std.shape, generator=g)
         m.running_var *= torch.exp(torch.rand(std.shape, generator=g) - 0.5)
+        m.running_var.clamp_(min=VAR_FLOOR * m.running_var.mean().item())
 
 
 def randomise_affine(net: nn.Module, seed: int) -> None:
@@ -325,7 +331,7 @@ def make_spade(spec: Spec) -> tuple[dict, nn.Module]:
                                f"{opt.init_type}, gain {opt.init_variance}); torch.manual_seed({spec.seed}). Then "
                                "every Conv2d bias N(0,0.05); 30 train-mode forwards (spectral-norm u/v); BN running "
                                "stats calibrated (momentum 1.0) and perturbed (mean += 0.25*std*N(0,1), "
-                               "var *= exp(U(-0.5,0.5)))",
+                               f"var *= exp(U(-0.5,0.5)), then var >= {VAR_FLOOR} x the layer's mean)",
                  "state_dict_source": "util.save_network(netG, 'G', 'latest', opt) -> torch.load(weights_only=True)",
                  "input_construction": "Pix2PixModel.preprocess_input(data); data['label'] = label_map with 255 -> "
                                        "label_nc (the dataset's don't-care rule) when contain_dontcare_label",
@@ -415,7 +421,7 @@ def vid2vid_meta(opt, spec: Spec) -> dict:
         "built_with": f"Vid2VidModelG().initialize(opt) with BaseModel.load_network made a no-op (define_G, "
                       f"weights_init); torch.manual_seed({spec.seed}). Then BN weight U(0.8,1.2), bias N(0,0.1); "
                       "running stats calibrated on one train-mode first call (momentum 1.0) and perturbed "
-                      "(mean += 0.25*std*N(0,1), var *= exp(U(-0.5,0.5)))",
+                      f"(mean += 0.25*std*N(0,1), var *= exp(U(-0.5,0.5)), then var >= {VAR_FLOOR} x the layer's mean)",
         "state_dict_source": "BaseModel.save_network(netG0, 'G0', 'latest', []) -> torch.load(weights_only=True)",
         "input_construction": f"Vid2VidModelG.encode_input(A, B, inst): one-hot of A over label_nc={opt.label_nc}"
                               f"{edges}; input = real_A[0,:tG].view(1,-1,H,W) (frame-major); img_prev = "
