@@ -15,12 +15,16 @@ class FlowError(Exception):
 
 def load_failure_reason(error: BaseException) -> str:
     """One line on why torch.load(weights_only=True) failed: for a refused pickle, the line naming the global it
-    would have imported (not torch's advice to pass weights_only=False, which would run the file's code); else
-    the exception's type and first line (an empty or cut file raises EOFError without any text)."""
+    would have imported (not torch's advice to pass weights_only=False, which would run the file's code); for
+    content the weights-only unpickler cannot read (a plain pickle), its own reason; else the exception's type and
+    first line (an empty or cut file raises EOFError without any text)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     refused = next((line for line in lines if "GLOBAL" in line), None)
     if refused:
         return f"it would import {refused.split('GLOBAL', 1)[1].strip().split(' ')[0]}: refused, never executed"
+    unpickler = next((i for i, line in enumerate(lines) if line.endswith("WeightsUnpickler error:")), None)
+    if unpickler is not None and unpickler + 1 < len(lines):  # e.g. a plain pickle: "Unsupported operand 149"
+        return f"{type(error).__name__} in the weights-only unpickler: {lines[unpickler + 1]}"
     return " ".join([type(error).__name__, *lines[:1]])
 
 

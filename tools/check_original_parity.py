@@ -9,14 +9,20 @@ compared with the stored network input; then our generator runs on them and ever
 vid2vid: eval mode with running statistics (`outputs`), and batch statistics (`outputs_trainmode`, what the
 original's test.py does) both as the import sets it up (model.norm_at_inference) and in plain train mode.
 
+The tool reads what the fixture has: without instance maps (pix2pixHD/SPADE --no_instance, vid2vid without
+--use_instance) the input has no edge channel, as the original's; without vid2vid's --fg there is no mask to
+compare and no img_fg_feat output. tests/fixtures/originals/ holds fixtures of such options.
+
 Prints the max absolute difference per compared tensor; exit 0 when all are <= the tolerance, 1 otherwise,
-2 for a bad input (not a fixture, or options that do not convert yet).
+2 with one line (the file and what is wrong) for a bad input: not a fixture (a truncated file, a foreign pickle),
+a missing or wrong-typed entry, options that do not convert yet, or content that cannot be checked.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -76,7 +82,9 @@ def read_fixture(path: str | Path) -> Fixture:
     if not path.is_file():
         raise UserError(f"{path}: no such fixture file")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a plain pickle's protocol before refusing it
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors of many kinds: all mean "not a fixture"
         raise UserError(f"{path}: not readable with torch.load(weights_only=True) ({load_failure_reason(e)}); "
                         "pass a fixture written by the original code (shared/fixtures/README_originals.md)") from None
@@ -217,7 +225,10 @@ def comparisons(fixture: Fixture) -> Iterator[Comparison]:
     if arch == "vid2vid":  # a finer scale's fixture holds the coarser scales' weights as state_dict_G<s>
         coarser = [fixture.get(f"state_dict_G{s}", kind=dict) for s in range(options.get("n_scales_spatial", 1) - 1)]
         state_dict = vid2vid_state_dict([*coarser, state_dict])
-    model, cfg = generator_from_original(arch, options, state_dict, source=str(fixture.path))
+    try:
+        model, cfg = generator_from_original(arch, options, state_dict, source=str(fixture.path))
+    except UserError as e:  # options that do not convert: name the fixture
+        raise (e if str(fixture.path) in str(e) else UserError(f"{fixture.path}: {e}")) from None
     if arch == "vid2vid":
         return video_comparisons(model, cfg, fixture)
     return image_comparisons(model, cfg, fixture, "input_label" if arch == "pix2pixhd" else "input_semantics")
