@@ -27,15 +27,18 @@ def test_demo_trains_both_models_measures_them_and_reuses_its_work(tmp_path):
     out = tmp_path / "runs" / "0.05min"
     result = json.loads((out / "results.json").read_text())
     table = first.stdout[first.stdout.index("model | trained"):]
-    for row in ("real frames |", "per-frame pix2pixHD |", "vid2vid |", "vid2vid vs per-frame: E_warp x"):
+    for row in ("real frames |", "per-frame pix2pixHD |", "per-frame + blur |", "per-frame filtered |", "vid2vid |",
+                "vid2vid vs per-frame: E_warp x", "at matched detail (bar: <= 0.6)", "detail (aligned)"):
         assert row in table, table
+    assert set(result["quality"]) == {"real frames", "per-frame", "per-frame + blur", "per-frame filtered", "vid2vid"}
     trained = result["trained"]
     assert set(trained) == {"per-frame", "vid2vid"} and all(t["steps"] >= 1 for t in trained.values())
     assert f"model.init_from: the image branch starts from {out / 'per_frame' / 'export'}" in first.stdout
     assert 0 <= result["quality"]["vid2vid"]["miou"] <= 1 and result["quality"]["real frames"]["miou"] > 0
     pictures = result["pictures"]
     side = probe(pictures["side_by_side"])
-    assert (side.width, side.height, side.n_frames) == (4 * 64, 32, 6)
+    assert (side.width, side.height, side.n_frames) == (5 * 64, 32, 6)  # labels | 3 videos + filtered | real
+    assert pictures["strip_frames"] == [0, 5]  # frames 0, 10, 20, 29 clamped to the 6 frames
     assert Path(pictures["strip"]).stat().st_size > 0 and Path(pictures["flicker_plot"]).is_file()
     for rows in result["rows"].values():
         assert all(probe(r["mp4"]).n_frames == 6 for r in rows)

@@ -167,6 +167,28 @@ def test_evaluate_quality_with_a_trained_segmenter(synthetic_root, segmenter, tm
         evaluate_quality(synthetic_root, "test", {REAL: [folder]}, segmenter=segmenter)
 
 
+def test_detail_columns_tell_blur_from_the_real_frames(synthetic_root, segmenter, tmp_path):
+    """Each row carries vid2vid.detail's figures against the real frames, over the frames after detail_skip: a
+    lossless copy scores 1 and 1, a blurred copy less on both; a detail_skip leaving no frame is an error."""
+    import cv2
+
+    frames, _ = held_out(synthetic_root)
+    videos = {"same": frames[:4], "blurred": np.stack([cv2.GaussianBlur(f, (0, 0), 1.2) for f in frames[:4]])}
+    for name, video in videos.items():
+        (tmp_path / name).mkdir()
+        for t, frame in enumerate(video):
+            write_image(tmp_path / name / f"{t:05d}.png", frame)
+    paths = {name: [tmp_path / name] for name in videos}
+    result = evaluate_quality(synthetic_root, "test", paths, segmenter=segmenter, max_frames=4, detail_skip=1)
+    rows = result["rows"]
+    for name in (REAL, "same"):
+        assert rows[name]["detail"] == pytest.approx(1) and rows[name]["detail_aligned"] == pytest.approx(1)
+    assert rows["blurred"]["detail"] < 0.8 and rows["blurred"]["detail_aligned"] < 0.8
+    assert rows["same"]["sequences"][0]["frames"] == 3 and "detail_aligned" in result["definitions"]
+    with pytest.raises(UserError, match="detail_skip 4: held-out sequence"):
+        evaluate_quality(synthetic_root, "test", paths, segmenter=segmenter, max_frames=4, detail_skip=4)
+
+
 # ----------------------------------------------------------------------------------------------
 # The CLI
 # ----------------------------------------------------------------------------------------------
@@ -200,7 +222,8 @@ def test_cli_real_frames_in_an_mp4_reach_the_ceiling(synthetic_root, segmenter, 
     assert copy["pixel_accuracy"] == pytest.approx(real["pixel_accuracy"], abs=0.01)
     assert real["sequences"][0]["sequence"] == name and copy["sequences"][0]["path"] == str(tmp_path / f"{name}.mp4")
     assert 0 <= result["segmenter"]["prior_only_miou"] < real["miou"]
-    assert REAL in out and "copy" in out and "mIoU" in out
+    assert REAL in out and "copy" in out and "mIoU" in out and "aligned detail" in out
+    assert copy["detail"] == pytest.approx(1, abs=0.15) and real["detail"] == pytest.approx(1)
 
 
 @pytest.fixture

@@ -305,26 +305,52 @@ def test_renderer_api_checks_ids_and_sizes(video_export):
 
 def test_compare_models_renders_through_the_renderer_and_measures_both(data, image_export, video_export, tmp_path):
     """tools/compare_models.py: both models through VideoRenderer (the video model's first frames from the
-    per-frame model), every video written, E_warp from eval_flicker on the exact flow, PSNR against the real
-    frames; the real frames' PSNR is not reported and their tOF against themselves is 0."""
+    per-frame model), the two baselines made from the per-frame frames (blurred to vid2vid's detail; recursively
+    filtered), every video written, E_warp from eval_flicker on the exact flow over the frames after the seed
+    frames, PSNR and detail against the real frames, and E_warp(vid2vid) / E_warp(row) raw and at matched
+    detail on the same flow and masks as eval_flicker; the real frames' PSNR is not reported, their tOF against
+    themselves is 0 and their detail 1."""
     import sys
 
     sys.path.insert(0, str(ROOT / "tools"))
-    from compare_models import compare, format_table, parse_args
+    from compare_models import ROWS, compare, format_table, parse_args, to_uint8_frames
+
+    from vid2vid.postprocess import recursive_filter
 
     result = compare(parse_args(["--image", str(image_export), "--video", str(video_export), "--data", str(data),
                                  "--out", str(tmp_path / "cmp"), "--max-frames", "6"]))
     rows = result["rows"]
-    assert list(rows) == ["real frames", "per-frame", "vid2vid"] and all(len(r) == 2 for r in rows.values())
+    assert list(rows) == list(ROWS) and all(len(r) == 2 for r in rows.values())
+    assert result["skip"] == 2  # tiny_video.yaml: n_frames_G 3
     seq = tmp_path / "cmp" / "seq_0000"
     renderer = VideoRenderer(video_export, first_frame=f"image-model:{image_export}", device="cpu", seed=0)
     labels = _ids(data / "test_A" / "seq_0000")[:6]
     inst = _ids(data / "test_inst" / "seq_0000")[:6]
     expected = np.stack([renderer.step(lab, ins) for lab, ins in zip(labels, inst)])
     assert np.array_equal(_pngs(seq / "vid2vid"), expected)
-    assert np.array_equal(_pngs(seq / "vid2vid")[:2], _pngs(seq / "per-frame")[:2])  # both start equal
+    per_frame = _pngs(seq / "per-frame")
+    assert np.array_equal(_pngs(seq / "vid2vid")[:2], per_frame[:2])  # both start equal
+    filtered = to_uint8_frames(recursive_filter(torch.from_numpy(per_frame).permute(0, 3, 1, 2) / 255, 0.3))
+    assert np.array_equal(_pngs(seq / "per-frame_filtered"), filtered)
     for row in rows["real frames"]:
         assert row["psnr"] is None and row["tof"] == 0 and row["e_warp"] >= 0
-    for row in rows["per-frame"] + rows["vid2vid"]:
-        assert np.isfinite(row["psnr"]) and row["e_warp"] > 0 and Path(row["mp4"]).is_file()
-    assert "E_warp(vid2vid) / E_warp(per-frame)" in format_table(result)
+        assert row["detail"] == pytest.approx(1) and row["detail_aligned"] == pytest.approx(1)
+    for label in ROWS:
+        for row in rows[label]:
+            assert row["frames"] == 4 and (row["psnr"] is None or np.isfinite(row["psnr"]))
+            assert row["e_warp"] > 0 and Path(row["mp4"]).is_file()
+    for blurred, vid, sigma in zip(rows["per-frame + blur"], rows["vid2vid"], result["baselines"]):
+        if sigma["blur_sigma"] > 0:  # brought down to vid2vid's detail
+            assert blurred["detail"] == pytest.approx(vid["detail"], rel=0.02)
+        for label in ROWS:
+            if label == "vid2vid":
+                continue
+            m = rows[label][0]["vs_vid2vid"]
+            assert m["e_warp_a"] == pytest.approx(rows["vid2vid"][0]["e_warp"], rel=1e-5)  # eval_flicker's E_warp
+            assert m["e_warp_b"] == pytest.approx(rows[label][0]["e_warp"], rel=1e-5)
+            if m["blurred"]:
+                other = m["detail_b"] if m["blurred"] == "vid2vid" else m["detail_a"]
+                assert m["matched_detail"] == pytest.approx(other, rel=0.02) and m["sigma"] > 0
+    table = format_table(result)
+    assert "E_warp(vid2vid) / E_warp(per-frame)" in table and "at matched detail" in table
+    assert all(f"\n{label} |" in table for label in ROWS)

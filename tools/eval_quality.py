@@ -3,7 +3,8 @@ sequences, with the real frames as the ceiling row; FID only with Inception weig
 
     python tools/eval_quality.py --data ROOT [--phase test] \
         --video per-frame=runs/compare/{seq}/per-frame.mp4 --video vid2vid=runs/compare/{seq}/vid2vid.mp4 \
-        [--seg-steps 500] [--cache DIR] [--fid-weights inception_v3_google-0cc3c7bd.pth] [--json FILE]
+        [--seg-steps 500] [--cache DIR] [--fid-weights inception_v3_google-0cc3c7bd.pth] [--json FILE] \
+        [--detail-skip 2]
 
 A small segmentation network is trained on the REAL frames of the training split (once: cached in
 ROOT/.quality_segmenter, keyed by the training files and the segmenter settings), then segments the real
@@ -12,6 +13,9 @@ per sequence, as NAME=PATTERN with {seq} standing for each sequence name, or NAM
 order of the sorted sequence names. Frame t pairs with label map t; frames are resized to the label size.
 mIoU: confusion matrix over all frames of all sequences, IoU per class (classes absent from both truth and
 prediction excluded), mean over classes. PSNR / L1 against the real frames in [0, 1], mean over sequences.
+detail: high-frequency energy mean |Y - Gaussian(Y, sigma 1.5)| of the luma (BT.601, 0..255) over the real
+frames' on the same frames; aligned detail: sum h h_real / sum h_real^2 of the two high-passes (noise does not
+raise it, blur lowers it); both over frames t >= --detail-skip, at the label maps' size (vid2vid.detail).
 The scores measure whether frames carry their labels' semantics as a segmenter trained on real frames sees
 them; they do not measure temporal stability (tools/eval_flicker.py) nor realism beyond that.
 """
@@ -57,6 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cache", metavar="DIR", help="segmenter cache folder (default ROOT/.quality_segmenter)")
     p.add_argument("--fid-weights", metavar="PATH",
                    help="torchvision inception_v3 state dict (.pth or .safetensors) for FID; never downloaded")
+    p.add_argument("--detail-skip", type=int, default=0, metavar="N",
+                   help="leave the first N frames of each sequence out of the detail figures, e.g. the video model's "
+                   "n_frames_G-1 seed frames (default 0)")
     p.add_argument("--device", default="cpu", help="device (default cpu)")
     p.add_argument("--json", metavar="FILE", help="write every number and definition as JSON")
     return p.parse_args(argv)
@@ -97,11 +104,12 @@ def _cell(value: float | None, fmt: str) -> str:
 
 def format_table(result: dict) -> str:
     with_fid = any(row["fid"] is not None for row in result["rows"].values())
-    head = "model | mIoU | pixel acc. | PSNR dB | L1" + (" | FID" if with_fid else "")
+    head = "model | mIoU | pixel acc. | PSNR dB | L1 | detail | aligned detail" + (" | FID" if with_fid else "")
     lines = [head, "|".join("---" for _ in head.split("|"))]
     for name, row in result["rows"].items():
         cells = [name, _cell(row["miou"], ".3f"), _cell(row["pixel_accuracy"], ".3f"), _cell(row["psnr"], ".2f"),
-                 _cell(row["l1"], ".4f")] + ([_cell(row["fid"], ".1f")] if with_fid else [])
+                 _cell(row["l1"], ".4f"), _cell(row["detail"], ".3f"), _cell(row["detail_aligned"], ".3f")]
+        cells += [_cell(row["fid"], ".1f")] if with_fid else []
         lines.append(" | ".join(cells))
     seg = result["segmenter"]
     how = "loaded from" if seg["from_cache"] else f"trained in {seg['train_seconds']:.0f} s, stored in"
@@ -120,7 +128,7 @@ def run(args: argparse.Namespace) -> None:
                                  max_side=args.seg_max_side, ignore_ids=parse_ids(args.ignore_ids))
     result = evaluate_quality(root, args.phase, expand_videos(args.video, names), settings=settings,
                               train_phase=args.train_phase, cache_dir=args.cache, max_frames=args.max_frames,
-                              fid_weights=args.fid_weights, device=args.device,
+                              fid_weights=args.fid_weights, device=args.device, detail_skip=args.detail_skip,
                               log=lambda message: print(f"eval_quality: {message}", file=sys.stderr, flush=True))
     print(format_table(result))
     if args.json:

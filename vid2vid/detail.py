@@ -243,3 +243,21 @@ def matched_warping_error(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.nda
     matched[sharper] = warping_error(blurred, pairs).value if sigma > 0 else raw[sharper]
     return Matched("ab"[sharper] if sigma > 0 else "", sigma, energies[0] / real_hf, energies[1] / real_hf,
                    hf_energy(blurred) / real_hf, raw[0], raw[1], matched[0], matched[1])
+
+
+def detail_record(frames: torch.Tensor | np.ndarray, real: torch.Tensor | np.ndarray,
+                  value_range: tuple[float, float], skip: int = 0) -> dict[str, float | None]:
+    """measure_detail(...).as_dict(), or the same keys with None where the figures are undefined (frames of 5 px
+    or less a side, flat real frames): for reports and logs that must go on without them."""
+    try:
+        return measure_detail(frames, real, value_range, skip).as_dict()
+    except UserError:
+        return dict.fromkeys(Detail.__dataclass_fields__)
+
+
+def val_detail(frames: torch.Tensor, real: torch.Tensor, value_range: tuple[float, float], skip: int = 0
+               ) -> dict[str, float]:
+    """The video trainer's sample-step figures {"val/detail", "val/detail_aligned"} of frames [T,3,H,W] against
+    real; {} where they are undefined (detail_record): a sample never stops training."""
+    d = detail_record(frames.detach().float().cpu(), real.detach().float().cpu(), value_range, skip)
+    return {} if d["detail"] is None else {"val/detail": d["detail"], "val/detail_aligned": d["detail_aligned"]}

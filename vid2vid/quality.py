@@ -55,6 +55,8 @@ from flow import atomic_path
 from vid2vid.config import DataConfig, Size
 from vid2vid.data.sequences import SequenceFiles, read_ids, scan
 from vid2vid.data.transforms import apply_image, centre_transform
+from vid2vid.detail import DEFINITIONS as DETAIL_DEFINITIONS
+from vid2vid.detail import detail_record
 from vid2vid.errors import DataError, UserError
 from vid2vid.metrics import mean_abs_error, psnr
 from vid2vid.video_io import VideoIndex, iter_frames, probe, read_image
@@ -511,6 +513,7 @@ class _Row:
     """Accumulates one video set's scores over the sequences."""
 
     ignore_ids: tuple[int, ...]
+    detail_skip: int = 0  # frames left out of the detail figures (vid2vid.detail)
     conf: np.ndarray = field(default_factory=lambda: np.zeros((N_IDS, N_IDS), np.int64))
     sequences: list[dict] = field(default_factory=list)
     features: list[np.ndarray] = field(default_factory=list)
@@ -521,7 +524,7 @@ class _Row:
         self.conf += conf
         scores = scores_from_confusion(conf)
         record = {"sequence": name, "path": path, "miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy,
-                  "psnr": None, "l1": None}
+                  "psnr": None, "l1": None, **detail_record(frames, real, (0, 255), self.detail_skip)}
         if frames is not real:
             video, truth = torch.from_numpy(frames), torch.from_numpy(real)
             record.update(psnr=psnr(video, truth, (0, 255)), l1=mean_abs_error(video, truth, (0, 255)))
@@ -529,8 +532,9 @@ class _Row:
 
     def summary(self, real_features: np.ndarray | None) -> dict:
         scores = scores_from_confusion(self.conf).as_dict()
-        means = {k: (float(np.mean([r[k] for r in self.sequences])) if self.sequences[0][k] is not None else None)
-                 for k in ("psnr", "l1")}
+        values = {k: [r[k] for r in self.sequences if r[k] is not None] for k in ("psnr", "l1", "detail",
+                                                                                  "detail_aligned")}
+        means = {k: float(np.mean(v)) if v else None for k, v in values.items()}
         fid = frechet_distance(real_features, np.concatenate(self.features)) \
             if real_features is not None and self.features else None
         return {**scores, **means, "fid": fid, "sequences": self.sequences}
@@ -554,7 +558,7 @@ def evaluate_quality(data: Dataset, phase: str, videos: Mapping[str, Sequence[st
                      segmenter: Segmenter | None = None, settings: SegmenterSettings = SegmenterSettings(),
                      train_phase: str = "train", cache_dir: str | os.PathLike | None = None, max_frames: int = 0,
                      fid_weights: str | os.PathLike | None = None, device: str = "cpu",
-                     log: Log | None = None) -> dict:
+                     log: Log | None = None, detail_skip: int = 0) -> dict:
     """Segmentation consistency (mIoU, pixel accuracy), PSNR, L1 (and FID with fid_weights) of generated
     videos against the held-out sequences of a dataset's `phase` split, with the real frames as the ceiling row.
 
@@ -571,10 +575,11 @@ def evaluate_quality(data: Dataset, phase: str, videos: Mapping[str, Sequence[st
     "segmenter": {settings, classes, steps_done, train_seconds, from_cache, cache, train_phase,
     prior_only_miou, ...}, "rows": {"real frames": row, name: row, ...}, "definitions": {metric: text}} with
     row = {"miou", "pixel_accuracy", "per_class_iou": {"id": IoU}, "psnr", "l1", "fid", "sequences":
-    [{"sequence", "path", "miou", "pixel_accuracy", "psnr", "l1"}]}. The row's miou and pixel_accuracy pool
-    every frame of every sequence (one confusion matrix); psnr and l1 are means over sequences; psnr, l1 are
-    None for the real frames, fid None without fid_weights. Per-sequence mIoU is for inspection: its mean is
-    not the row's mIoU.
+    [{"sequence", "path", "miou", "pixel_accuracy", "psnr", "l1", "detail", "detail_aligned", ...}]} and the
+    row's detail, detail_aligned: means over sequences of vid2vid.detail's figures (frames t >= detail_skip).
+    The row's miou and pixel_accuracy pool every frame of every sequence (one confusion matrix); psnr and l1
+    are means over sequences; psnr, l1 are None for the real frames, fid None without fid_weights. Per-sequence
+    mIoU is for inspection: its mean is not the row's mIoU.
     """
     log = log or (lambda message: None)
     root = dataset_root(data)
@@ -587,12 +592,15 @@ def evaluate_quality(data: Dataset, phase: str, videos: Mapping[str, Sequence[st
     if segmenter is None:
         segmenter = train_segmenter(root, settings, phase=train_phase, cache_dir=cache_dir, device=device, log=log)
     settings, ignore = segmenter.settings, segmenter.settings.ignore_ids
-    rows = {name: _Row(ignore) for name in (REAL, *videos)}
+    rows = {name: _Row(ignore, detail_skip) for name in (REAL, *videos)}
     prior = _Row(ignore)  # the segmenter on content-free frames
     real_features = [] if inception is not None else None
     frame_counts = []
     for k, seq in enumerate(held_out):
         n = len(seq) if max_frames == 0 else min(max_frames, len(seq))
+        if not 0 <= detail_skip < n:
+            raise UserError(f"detail_skip {detail_skip}: held-out sequence {seq.name!r} has {n} measured frames; "
+                            f"use 0..{n - 1} (the video model's n_frames_G - 1 seed frames, or 0)")
         frame_counts.append(n)
         labels = [read_ids(p, "label") for p in seq.labels[:n]]
         for path, ids in zip(seq.labels, labels):
@@ -640,5 +648,6 @@ DEFINITIONS = {
     "fid": "Frechet distance of torchvision inception_v3 pool features (299x299 bilinear, ImageNet "
     "normalisation), real held-out frames vs the video's, all sequences pooled; not comparable with published "
     "FID (other Inception weights, far fewer frames: biased upward when frames < 2048)",
+    **{k: v for k, v in DETAIL_DEFINITIONS.items() if k in ("detail", "detail_aligned")},
     "prior_only_miou": "the segmenter's mIoU on frames replaced by their mean colour: what position alone earns",
 }

@@ -489,7 +489,9 @@ def generate_clip(trainer: VideoTrainer, G: torch.nn.Module, clip: dict) -> torc
 
 
 def sample_video(trainer: VideoTrainer, clip: dict, out_dir, step: int) -> dict[str, float]:
-    """Write samples/step_XXXXXXX.mp4 (labels | generated | real) and return held-out PSNR and E_warp."""
+    """Write samples/step_XXXXXXX.mp4 (labels | generated | real) and return held-out PSNR, E_warp and the detail
+    figures (vid2vid.detail), all over the frames after the n_frames_G-1 seed frames."""
+    from vid2vid.detail import val_detail
     from vid2vid.metrics import psnr, warping_error
     from vid2vid.render import to_uint8
     from vid2vid.train import label_colours
@@ -508,7 +510,8 @@ def sample_video(trainer: VideoTrainer, clip: dict, out_dir, step: int) -> dict[
     step_px = 2 ** (trainer.cfg.model.n_scales_spatial - trainer.stage.active)  # label colours: nearest
     e_warp = warping_error(fake[n_seed:], None if flows is None else (flows[0][n_seed:], flows[1][n_seed:]),
                            value_range=(-1, 1), reference=None if flows else real[n_seed:]).value
-    metrics = {"val/psnr": float(psnr(fake[n_seed:], real[n_seed:], value_range=(-1, 1))), "val/e_warp": e_warp}
+    metrics = {"val/psnr": float(psnr(fake[n_seed:], real[n_seed:], value_range=(-1, 1))), "val/e_warp": e_warp,
+               **val_detail(fake, real, (-1, 1), n_seed)}
     labels = clip["labels"][0][..., ::step_px, ::step_px]
     panels = torch.cat([label_colours(labels, trainer.cfg.data.label_nc), fake, real], dim=3)
     frames = to_uint8(panels)
