@@ -408,6 +408,16 @@ class Cases:
                                           "--data", str(self.base), "--out", str(self.tmp / "out")],
                     ["--image must be a per-frame model", "got vid2vid and pix2pixhd"], leaves_nothing=self.tmp / "out")
 
+    def compare_blend_out_of_range(self) -> Case:
+        return Case("compare_models.py", ["--image", str(self.exports["image"]), "--video", str(self.exports["video"]),
+                                          "--data", str(self.base), "--out", str(self.tmp / "out"), "--blend", "1.5"],
+                    ["--blend 1.5", "must be in (0, 1]"], leaves_nothing=self.tmp / "out")
+
+    def compare_skip_too_large(self) -> Case:
+        return Case("compare_models.py", ["--image", str(self.exports["image"]), "--video", str(self.exports["video"]),
+                                          "--data", str(self.base), "--out", str(self.tmp / "out"), "--skip", "99"],
+                    ["--skip 99", "at least 2 must be left"], leaves_nothing=self.tmp / "out")
+
     def compare_corrupt_safetensors(self) -> Case:
         export = self.tmp / "export"
         shutil.copytree(self.exports["video"], export)
