@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from einops import rearrange
 
 from flow import read_flo
 from vid2vid.checkpoint import load_export
@@ -119,13 +120,13 @@ def exact_flows(folder: Path, n_pairs: int) -> tuple[torch.Tensor, torch.Tensor]
                             "the dataset's exact flow (<root>/<phase>_flow/<sequence>/fw_/bw_NNNNN.flo)")
         return read_flo(path)
 
-    return tuple(torch.from_numpy(np.stack([read(d, i) for i in range(n_pairs)])).permute(0, 3, 1, 2)
+    return tuple(rearrange(torch.from_numpy(np.stack([read(d, i) for i in range(n_pairs)])), "n h w c -> n c h w")
                  for d in ("fw", "bw"))
 
 
 def to_uint8_frames(unit: torch.Tensor) -> np.ndarray:
     """[T,3,H,W] on the 0..1 scale -> uint8 [T,H,W,3] (rounded)."""
-    return (unit * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return rearrange((unit * 255).round().clamp(0, 255).to(torch.uint8), "t c h w -> t h w c").numpy()
 
 
 def baselines(per_frame: np.ndarray, vid: np.ndarray, skip: int, blend: float) -> tuple[dict, dict, dict]:

@@ -80,5 +80,5 @@ def recursive_filter(frames: torch.Tensor, current_weight: float = DEFAULT_WEIGH
     if frames.ndim != 4 or frames.shape[1] != 3:
         raise UserError(f"recursive_filter takes frames [T,3,H,W], got {tuple(frames.shape)}")
     filt = RecursiveFilter(current_weight, estimator=estimator, value_range=value_range)
-    with torch.inference_mode():
+    with torch.no_grad():
         return torch.stack([filt.step(frame) for frame in frames])
