@@ -149,5 +149,11 @@ def test_teacher_and_mask_terms_join_the_generator_loss(tmp_path, tiny_data):
     one, two = first_step("one", "loss.teacher=1", "loss.mask_first_frame=any"), first_step("two", "loss.teacher=2")
     assert one["G/teacher"] > 0 and one["G/mask"] > 0
     assert two["G/teacher"] == pytest.approx(2 * one["G/teacher"], rel=1e-5)
+    # loss.l1_final: the final frame's own L1 weight (0: none); the raw frame keeps loss.l1
+    l1 = first_step("l1", "loss.l1=10")
+    no_final = first_step("no_final", "loss.l1=10", "loss.l1_final=0")
+    half = first_step("half", "loss.l1=10", "loss.l1_final=5")
+    assert l1["G/l1"] > 0 and "G/l1" not in no_final and no_final["G/l1_raw"] == pytest.approx(l1["G/l1_raw"], rel=1e-5)
+    assert half["G/l1"] == pytest.approx(l1["G/l1"] / 2, rel=1e-5)
     with pytest.raises(ConfigError, match="loss.teacher"):
         load_config(TINY_VIDEO, ["loss.teacher=1"])

@@ -161,6 +161,9 @@ class LossConfig:
     warp: float = 10.0
     warp_output: float = 10.0  # L1(final_t, warp(final_{t-1}, reference flow)), confidence-masked
     mask: float = 1.0
+    # the video model's L1 weight on its final (composed) frame; null: loss.l1 (its raw frame always has loss.l1).
+    # L1 rewards averaging the hallucinated and the warped frame, whose textures do not line up: a blur
+    l1_final: float | None = None
     # the mask term applies when model.first_frame is zeros (the reference's rule) or whatever it is ("any")
     mask_first_frame: Literal["zeros", "any"] = "zeros"
     # L1(raw frame, the frame of the per-frame model model.init_from on the same labels): the video model's
@@ -327,6 +330,7 @@ def check(cfg: Config) -> None:
         "discriminator.temporal_scales": cfg.discriminator.temporal_scales,
         "optim.grad_clip": cfg.optim.grad_clip,
         "loss.teacher": cfg.loss.teacher,
+        "loss.l1_final": 0.0 if cfg.loss.l1_final is None else cfg.loss.l1_final,
         "render.crf": cfg.render.crf,
         "train.max_minutes": cfg.train.max_minutes,
         "data.max_frames": cfg.data.max_frames,
