@@ -52,9 +52,10 @@ class History:
         return replace(self, labels=self.labels.detach(), frames=self.frames.detach(), features=features,
                        coarse_frames=coarse)
 
-    def push(self, labels_t: torch.Tensor, output: VideoOutput, keep_features: bool,
+    def push(self, window: torch.Tensor, output: VideoOutput, keep_features: bool,
              coarse_frames: list[torch.Tensor] | None = None) -> History:
-        """The history after frame t: labels_t [B,C,H,W] and output.final appended, the oldest dropped; with
+        """The history after frame t: window [B,N,C,H,W] (the labels the step saw: this history's and frame t's)
+        without its oldest frame (a view: no copy), and output.final appended, the oldest dropped; with
         coarser scales (output.coarser), each one's final appended to its previous frames `coarse_frames` (the
         ones that step used). keep_features: keep scale 0's image-decoder features (warp_features)."""
         filled = None if self.full else self.filled + 1
@@ -63,7 +64,7 @@ class History:
             coarse = [torch.cat([prev[:, 1:], out.final[:, None]], dim=1)
                       for prev, out in zip(coarse_frames, output.coarser, strict=True)]
         scale0 = output.coarser[0] if output.coarser else output
-        return History(labels=torch.cat([self.labels[:, 1:], labels_t[:, None]], dim=1),
+        return History(labels=window[:, 1:],
                        frames=torch.cat([self.frames[:, 1:], output.final[:, None]], dim=1),
                        features=scale0.image_features if keep_features else None, filled=filled,
                        coarse_frames=coarse)
@@ -94,12 +95,12 @@ def step(G: nn.Module, history: History, labels_t: torch.Tensor) -> tuple[VideoO
     n_coarse = _attribute(G, "active_scales", 1) - 1
     if n_coarse == 0:
         output = G(labels, history.frames, history.features, raw_only=not history.full)
-        return output, history.push(labels_t, output, keep_features=uses_features(G))
+        return output, history.push(labels, output, keep_features=uses_features(G))
     coarse = history.coarse_frames
     if coarse is None or len(coarse) != n_coarse:  # the first step: the pyramid of the seed frames
         coarse = pyramid(history.frames, n_coarse + 1)[:-1]
     output = G(labels, history.frames, history.features, raw_only=not history.full, coarse_frames=coarse)
-    return output, history.push(labels_t, output, keep_features=uses_features(G), coarse_frames=coarse)
+    return output, history.push(labels, output, keep_features=uses_features(G), coarse_frames=coarse)
 
 
 def uses_features(G: nn.Module) -> bool:
