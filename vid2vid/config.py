@@ -104,6 +104,10 @@ class ModelConfig:
     # vid2vid: start the image branch (label encoder, image decoder) from an exported per-frame pix2pixhd model of
     # the same ngf / n_downsample / n_blocks / norm (vid2vid.models.warm_start); read at a fresh start, not on resume
     init_from: str = ""
+    # vid2vid: the blend weight w of the hallucinated frame at a fresh start, the same at every pixel (the weight
+    # head's conv starts at zero, its bias at logit(w)); null: PyTorch's default init (w ~ 0.5, the reference's).
+    # A small w starts the model trusting the warped previous frame, whose detail the blend then keeps
+    blend_init: float | None = None
     # how the video model warps its previous output: bicubic (ours) keeps long renders sharp; repeated
     # bilinear resampling (the reference's) low-passes the picture a little more every frame
     warp_mode: Literal["bilinear", "bicubic"] = "bicubic"
@@ -376,6 +380,10 @@ def check(cfg: Config) -> None:
           cfg.data.contain_dontcare_label, "the video model has no don't-care channel: set it to false")
     _rule(not cfg.model.init_from or (cfg.model.name == "vid2vid" and not spade_video), "model.init_from",
           cfg.model.init_from, "starts a vid2vid model with backbone pix2pixhd only; leave it empty for this model")
+    _rule(cfg.model.blend_init is None or 0 < cfg.model.blend_init < 1, "model.blend_init", cfg.model.blend_init,
+          "must be in (0, 1) (the starting weight of the hallucinated frame), or null for the default init")
+    _rule(cfg.model.blend_init is None or cfg.model.name == "vid2vid", "model.blend_init", cfg.model.blend_init,
+          "applies to model.name: vid2vid only; set it to null")
     _rule(cfg.loss.teacher == 0 or cfg.model.init_from, "loss.teacher", cfg.loss.teacher,
           "needs model.init_from (the per-frame model whose frames teach the raw frame); set it or loss.teacher: 0")
     _rule(cfg.model.backbone == "pix2pixhd" or cfg.model.name == "vid2vid", "model.backbone", cfg.model.backbone,

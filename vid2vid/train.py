@@ -223,6 +223,10 @@ def build_groups(cfg: Config, acc: Accelerator, loader, clock: TrainClock | None
 
         copied = warm_start(networks["G"]["G"], cfg)
         acc.print(f"model.init_from: the image branch starts from {cfg.model.init_from} ({copied} tensors)")
+    if fresh and cfg.model.blend_init is not None:
+        from vid2vid.models.video import init_blend_weight
+
+        init_blend_weight(networks["G"]["G"], cfg.model.blend_init)
     lr_G, lr_D, betas = learning_rates(cfg)
     rates = {"G": lr_G, "D": lr_D}
     optimizers = {g: torch.optim.Adam([p for n in nets.values() for p in n.parameters()], lr=rates[g], betas=betas)

@@ -45,6 +45,7 @@ detach_every chunk), as in the original.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -108,6 +109,18 @@ class Decoder(nn.Module):
                 x = fuse(level, x)
             levels.append(x)
         return levels or [x]
+
+
+def init_blend_weight(G: nn.Module, weight: float) -> int:
+    """Every blend-weight head of G (`to_weight`: pad, conv, sigmoid) outputs `weight` at every pixel: conv weights
+    zero, bias logit(weight). Returns the number of heads set."""
+    heads = [m for name, m in G.named_modules() if name.split(".")[-1] == "to_weight"]
+    with torch.no_grad():
+        for head in heads:
+            conv = head[1]
+            conv.weight.zero_()
+            conv.bias.fill_(math.log(weight / (1 - weight)))
+    return len(heads)
 
 
 def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
