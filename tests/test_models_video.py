@@ -249,3 +249,23 @@ def test_fixture_semantics_match_our_encoding(fixture):
     ids, inst = inputs["A_label_ids"][:, :, 0].long(), inputs["inst_ids"][:, :, 0].long()  # [1,3,H,W]
     ours = semantic_input(ids, inst, 12, use_instance=True)  # [1,3,13,H,W]
     assert torch.equal(rearrange(ours, "b n c h w -> b (n c) h w"), inputs["input"])
+
+
+def test_blend_init_sets_every_scales_blend_weight_everywhere():
+    """model.blend_init: after init_blend_weight every scale's weight head gives w at every pixel whatever the
+    input (the head's conv is zero, its bias logit(w)), and the head still learns (its weights get gradients);
+    the config refuses a w outside (0, 1) and other model families."""
+    from vid2vid.config import load_config
+    from vid2vid.models.video import init_blend_weight
+
+    g = VideoGenerator(LABEL_NC + 1, 3, ngf=8, n_downsample=2, n_blocks=2, use_fg=False, n_scales=2)
+    assert init_blend_weight(g, 0.02) == 2
+    out = g(random_semantics(2, 3, size=(32, 32)), torch.rand(2, 2, 3, 32, 32) * 2 - 1)
+    for o in (out, *out.coarser):
+        torch.testing.assert_close(o.weight, torch.full_like(o.weight, 0.02))
+    sum(o.final.square().mean() for o in (out, *out.coarser)).backward()
+    assert all(s.to_weight[1].weight.grad.abs().sum() > 0 for s in g.scales)
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny_video.yaml"
+    for bad in (["model.blend_init=1"], ["model.blend_init=0.1", "model.name=pix2pixhd"]):
+        with pytest.raises(ConfigError, match="model.blend_init"):
+            load_config(tiny, bad)
