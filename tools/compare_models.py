@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from flow import read_flo
+from flow import get_estimator, read_flo
 from vid2vid.checkpoint import load_export
 from vid2vid.data.sequences import whole_sequences
 from vid2vid.detail import (
@@ -47,7 +47,7 @@ from vid2vid.detail import (
     measure_detail,
 )
 from vid2vid.errors import UserError, run_cli
-from vid2vid.metrics import psnr
+from vid2vid.metrics import pair_flows, psnr
 from vid2vid.models.build import spec
 from vid2vid.postprocess import DEFAULT_WEIGHT, recursive_filter
 from vid2vid.render import VideoRenderer, to_uint8
@@ -98,17 +98,31 @@ def write_video(frames: np.ndarray, folder: Path, fps: float) -> None:
             writer.write(frame)
 
 
+def flow_method(flow_dir: Path) -> str:
+    """eval_flicker's --flow: the dataset's exact flow when it has one (gt:DIR), else OpenCV DIS on the real frames
+    (a prepared real clip has no exact flow)."""
+    return f"gt:{flow_dir}" if flow_dir.is_dir() else "dis"
+
+
 def flicker(videos: list[Path], reference: Path, flow_dir: Path, out_json: Path, skip: int = 0, plot: bool = False
             ) -> dict[str, dict]:
-    """tools/eval_flicker.py on the videos with the exact flow, frames t >= skip; {video path: record}; with plot,
-    the per-pair errors drawn beside out_json as flicker.png."""
+    """tools/eval_flicker.py on the videos with the exact flow (DIS on the real frames without one), frames t >= skip;
+    {video path: record}; with plot, the per-pair errors drawn beside out_json as flicker.png."""
     cmd = [sys.executable, str(TOOLS / "eval_flicker.py"), *map(str, videos), "--reference", str(reference),
-           "--flow", f"gt:{flow_dir}", "--frames", f"{skip}:", "--json", str(out_json)]
+           "--flow", flow_method(flow_dir), "--frames", f"{skip}:", "--json", str(out_json)]
     cmd += ["--plot", str(out_json.with_suffix(".png"))] if plot else []
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise UserError(f"eval_flicker.py failed ({proc.stderr.strip().splitlines()[-1:]}); command: {' '.join(cmd)}")
     return {r["path"]: r for r in json.loads(out_json.read_text())["videos"]}
+
+
+def measuring_flows(folder: Path, real: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flows every video of a sequence is measured on: the dataset's exact flow in `folder`, or (no such
+    folder) OpenCV DIS between the real frames real [T,H,W,3] uint8, as eval_flicker's --flow dis --reference."""
+    if folder.is_dir():
+        return exact_flows(folder, len(real) - 1)
+    return pair_flows(get_estimator("dis"), torch.from_numpy(real).permute(0, 3, 1, 2).float() / 127.5 - 1)
 
 
 def exact_flows(folder: Path, n_pairs: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,7 +216,7 @@ def compare(args: argparse.Namespace) -> dict:
             write_video(real if label == "real frames" else made[label], folder, video.cfg.render.fps)
         records = flicker(list(folders.values()), folders["real frames"], Path(root) / f"{args.phase}_flow" / name,
                           out / name / "flicker.json", skip, args.plot)
-        flows = exact_flows(Path(root) / f"{args.phase}_flow" / name, len(real) - 1)
+        flows = measuring_flows(Path(root) / f"{args.phase}_flow" / name, real)
         for label, row in measure_sequence(name, real, made, records, folders, flows, skip, seconds).items():
             rows[label].append(row)
         extra.append({"sequence": name, **info})
