@@ -7,8 +7,9 @@ SPADE's VAE encoder with model.use_vae) and, for pix2pixHD, `feature_bank.safete
 k-means centres of the training set's instance features). `load_generator` reads the generator alone;
 `load_export` reads everything and generates frames with features / z chosen per `Export.generate`.
 
-Checkpoints (`<train.out_dir>/checkpoints/step_XXXXXXX/`): accelerate's `save_state` files (models,
-optimizers, schedulers, RNG) plus our own `trainer_state.json` (step, data position, schedule) and
+Checkpoints (`<train.out_dir>/checkpoints/step_XXXXXXX/`), written by the trainer with the helpers below
+(not accelerate's save_state): one safetensors file per network and per optimizer group, each process's RNG
+state, `trainer_state.json` (step, data position, schedule, scheduler and scaler states, the group layout) and
 `ema.safetensors`. A checkpoint folder is written under a temporary name and renamed when complete,
 so a folder named `step_*` is always whole.
 """
@@ -25,12 +26,17 @@ from pathlib import Path
 
 import torch
 import yaml
+from einops import rearrange
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from flow import atomic_path, commit_dir
 from vid2vid.config import Config, from_dict, save_config
+from vid2vid.data.encoding import semantic_input
 from vid2vid.errors import UserError, write_failed, writing
+from vid2vid.models.build import build_feature_bank, build_generator, build_image_encoder
+from vid2vid.models.image import instance_map, style_features, vae_z
+from vid2vid.video_io import read_image
 
 EXPORT_CONFIG = "config.yaml"
 EXPORT_WEIGHTS = "generator.safetensors"
@@ -143,8 +149,6 @@ def _load_module(module: torch.nn.Module, file: Path, device: str | torch.device
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
     """An exported generator (folder with config.yaml + generator.safetensors, the weights file itself,
     or a run folder holding export/) -> (generator in eval mode on `device`, its Config)."""
-    from vid2vid.models.build import build_generator
-
     cfg, weights_path = _read_export(Path(path))
     return _load_module(build_generator(cfg), weights_path, device), cfg
 
@@ -174,9 +178,6 @@ class Export:
         centre per instance (drawn from `seed`; the global RNG when None). SPADE with the VAE: z from `style`
         (the encoder's mean; a draw around it with `seed`), else z ~ N(0, I) from `seed`. The same inputs and
         cluster / seed give the same frames."""
-        from vid2vid.data.encoding import semantic_input
-        from vid2vid.models.image import instance_map, style_features, vae_z
-
         m = self.cfg.model
         labels = labels.to(self.device)
         inst = None if inst is None else inst.to(self.device)
@@ -212,8 +213,6 @@ class Export:
 
 def read_style(path: str | Path) -> torch.Tensor:
     """A style image file (any size) -> [1,3,H,W] in [-1,1], for Export.generate(style=...)."""
-    from vid2vid.video_io import read_image
-
     rgb = torch.from_numpy(read_image(path)).permute(2, 0, 1).float()  # [3,H,W] in [0,255]
     return (rgb / 127.5 - 1.0).unsqueeze(0)
 
@@ -239,8 +238,6 @@ def generation_options(args) -> dict:
 def load_export(path: str | Path, device: str | torch.device = "cpu") -> Export:
     """An export folder (or its generator.safetensors, or a run folder holding export/) -> Export: the generator,
     the encoder when the model has one, pix2pixHD's feature bank, all in eval mode on `device`."""
-    from vid2vid.models.build import build_feature_bank, build_generator, build_image_encoder
-
     cfg, weights_path = _read_export(Path(path))
     export = Export(_load_module(build_generator(cfg), weights_path, device), cfg)
     encoder, bank = build_image_encoder(cfg), build_feature_bank(cfg)
@@ -406,3 +403,29 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: Path, param_groups: l
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError) as e:
         raise UserError(f"{path}: optimizer state does not fit the networks ({e}); {fix}") from None
+
+
+def build_first_frames(cfg: Config, device):
+    """For model.first_frame image-model:PATH: callable(labels [B,N,H,W], inst | None) -> frames [B,N,3,H,W]
+    made by that exported per-frame model (frozen); None for the other modes."""
+    prefix, _, path = cfg.model.first_frame.partition(":")
+    return image_model_frames(path, device) if prefix == "image-model" else None
+
+
+def build_teacher(cfg: Config, device):
+    """For loss.teacher > 0: the frames of the per-frame model model.init_from, as build_first_frames; else None."""
+    return image_model_frames(cfg.model.init_from, device) if cfg.loss.teacher > 0 else None
+
+
+def image_model_frames(path: str, device):
+    """callable(labels [B,N,H,W], inst | None) -> frames [B,N,3,H,W] of the exported per-frame model at `path`
+    (frozen; seed 0 for models that sample features or z)."""
+    export = load_export(path, device)
+
+    def frames_of(labels, inst):
+        b = labels.shape[0]
+        flat_inst = None if inst is None else rearrange(inst, "b n h w -> (b n) h w")
+        frames = export.generate(rearrange(labels, "b n h w -> (b n) h w"), flat_inst, seed=0)
+        return rearrange(frames.float(), "(b n) c h w -> b n c h w", b=b)
+
+    return frames_of

@@ -17,6 +17,7 @@ from typing import Any, Literal, NamedTuple
 import yaml
 
 from vid2vid.errors import ConfigError
+from vid2vid.families import family, fg_labels_problem
 
 
 class Size(NamedTuple):
@@ -102,7 +103,7 @@ class ModelConfig:
     # image-model:PATH (an exported per-frame model generates them) or zeros (raw-only output until the history fills)
     first_frame: str = "real"
     # vid2vid: start the image branch (label encoder, image decoder) from an exported per-frame pix2pixhd model of
-    # the same ngf / n_downsample / n_blocks / norm (vid2vid.models.warm_start); read at a fresh start, not on resume
+    # the same ngf / n_downsample / n_blocks / norm (vid2vid.warm_start); read at a fresh start, not on resume
     init_from: str = ""
     # vid2vid: the blend weight w of the hallucinated frame at a fresh start, the same at every pixel (the weight
     # head's conv starts at zero, its bias at logit(w)); null: PyTorch's default init (w ~ 0.5, the reference's).
@@ -281,74 +282,48 @@ def _rule(ok: bool, key: str, value: Any, rule: str) -> None:
 
 
 def model_stride(model: ModelConfig) -> int:
-    """What the crop size must be divisible by for this generator (the model registry's rule)."""
-    from vid2vid.models.build import spec
-
-    return spec(model.name).stride(model)
+    """What the crop size must be divisible by for this generator (its family's rule)."""
+    return family(model.name).stride(model)
 
 
 def check(cfg: Config) -> None:
-    """Rules no type can express. Raises ConfigError naming the key and the rule."""
-    positive = {
-        "data.label_nc": cfg.data.label_nc,
-        "data.n_frames": cfg.data.n_frames,
-        "data.max_t_step": cfg.data.max_t_step,
-        "data.batch_size": cfg.data.batch_size,
-        "data.synthetic.sequences": cfg.data.synthetic.sequences,
-        "data.synthetic.frames": cfg.data.synthetic.frames,
-        "model.ngf": cfg.model.ngf,
-        "model.n_frames_G": cfg.model.n_frames_G,
-        "model.n_scales_spatial": cfg.model.n_scales_spatial,
-        "model.z_dim": cfg.model.z_dim,
-        "model.unet_downs": cfg.model.unet_downs,
-        "model.nef": cfg.model.nef,
-        "model.n_clusters": cfg.model.n_clusters,
-        "discriminator.ndf": cfg.discriminator.ndf,
-        "discriminator.n_layers": cfg.discriminator.n_layers,
-        "discriminator.num_D": cfg.discriminator.num_D,
-        "discriminator.n_frames_D": cfg.discriminator.n_frames_D,
-        "discriminator.depth": cfg.discriminator.depth,
-        "flow.iters": cfg.flow.iters,
-        "train.max_steps": cfg.train.max_steps,
-        "train.log_every": cfg.train.log_every,
-        "train.sample_every": cfg.train.sample_every,
-        "train.checkpoint_every": cfg.train.checkpoint_every,
-        "train.keep_last": cfg.train.keep_last,
-        "train.max_bad_steps": cfg.train.max_bad_steps,
-        "optim.lr": cfg.optim.lr,
-        "optim.grad_accum": cfg.optim.grad_accum,
-        "train.detach_every": cfg.train.detach_every,
-        "render.fps": cfg.render.fps,
-    }
-    for key, value in positive.items():
-        _rule(value > 0, key, value, "must be > 0")
-    non_negative = {
-        "data.synthetic.test_sequences": cfg.data.synthetic.test_sequences,
-        "data.num_workers": cfg.data.num_workers,
-        "model.n_downsample": cfg.model.n_downsample,
-        "model.n_blocks": cfg.model.n_blocks,
-        "model.n_local_enhancers": cfg.model.n_local_enhancers,
-        "model.n_blocks_local": cfg.model.n_blocks_local,
-        "model.feat_num": cfg.model.feat_num,
-        "model.n_downsample_E": cfg.model.n_downsample_E,
-        "discriminator.temporal_scales": cfg.discriminator.temporal_scales,
-        "optim.grad_clip": cfg.optim.grad_clip,
-        "loss.teacher": cfg.loss.teacher,
-        "loss.l1_final": 0.0 if cfg.loss.l1_final is None else cfg.loss.l1_final,
-        "render.crf": cfg.render.crf,
-        "train.max_minutes": cfg.train.max_minutes,
-        "data.max_frames": cfg.data.max_frames,
-        "train.clip_double_every": cfg.train.clip_double_every,
-        "train.add_scale_every": cfg.train.add_scale_every,
-        "train.fix_coarse_steps": cfg.train.fix_coarse_steps,
-    }
-    non_negative.update({f"loss.{f.name}": getattr(cfg.loss, f.name) for f in dataclasses.fields(cfg.loss)
-                         if isinstance(getattr(cfg.loss, f.name), float)})
-    for key, value in non_negative.items():
-        _rule(value >= 0, key, value, "must be >= 0")
+    """Rules no type can express: those of every config, then those of the model's family
+    (vid2vid.families). Raises ConfigError naming the key and the rule."""
+    _check_signs(cfg)
+    _check_data(cfg)
+    _check_training(cfg)
+    for problem in family(cfg.model.name).rules(cfg):
+        _rule(False, *problem)
+    _check_progressive(cfg.train)
+    _check_unet_discriminator(cfg)
+
+
+def _check_signs(cfg: Config) -> None:
+    """Counts and sizes that must be > 0, weights and switches that must be >= 0."""
+    positive = ("data.label_nc", "data.n_frames", "data.max_t_step", "data.batch_size", "data.synthetic.sequences",
+                "data.synthetic.frames", "model.ngf", "model.n_frames_G", "model.n_scales_spatial", "model.z_dim",
+                "model.unet_downs", "model.nef", "model.n_clusters", "discriminator.ndf", "discriminator.n_layers",
+                "discriminator.num_D", "discriminator.n_frames_D", "discriminator.depth", "flow.iters",
+                "train.max_steps", "train.log_every", "train.sample_every", "train.checkpoint_every",
+                "train.keep_last", "train.max_bad_steps", "optim.lr", "optim.grad_accum", "train.detach_every",
+                "render.fps")
+    for key in positive:
+        _rule(_get(cfg, key) > 0, key, _get(cfg, key), "must be > 0")
+    non_negative = ["data.synthetic.test_sequences", "data.num_workers", "model.n_downsample", "model.n_blocks",
+                    "model.n_local_enhancers", "model.n_blocks_local", "model.feat_num", "model.n_downsample_E",
+                    "discriminator.temporal_scales", "optim.grad_clip", "render.crf", "train.max_minutes",
+                    "data.max_frames", "train.clip_double_every", "train.add_scale_every", "train.fix_coarse_steps"]
+    non_negative += [f"loss.{f.name}" for f in dataclasses.fields(cfg.loss) if isinstance(getattr(cfg.loss, f.name),
+                                                                                          float)]
+    for key in non_negative:
+        _rule(_get(cfg, key) >= 0, key, _get(cfg, key), "must be >= 0")
     for key in ("data.load_size", "data.crop_size", "data.synthetic.size"):
         size = _get(cfg, key)
         _rule(size.h > 0 and size.w > 0, key, str(size), "height and width must be > 0")
+
+
+def _check_data(cfg: Config) -> None:
+    """data.*: the crop against the load size and the model's stride, the synthetic dataset, clip lengths, ids."""
     load, crop = cfg.data.load_size, cfg.data.crop_size
     _rule(crop.h <= load.h and crop.w <= load.w, "data.crop_size", str(crop),
           f"must fit inside data.load_size ({load})")
@@ -364,39 +339,23 @@ def check(cfg: Config) -> None:
           cfg.data.max_frames, f"must be 0 (= data.n_frames) or >= data.n_frames ({cfg.data.n_frames})")
     _rule(cfg.data.source != "synthetic" or cfg.data.n_frames <= syn.frames, "data.n_frames", cfg.data.n_frames,
           f"must be <= data.synthetic.frames ({syn.frames}): a clip cannot be longer than a sequence")
-    _rule(all(0 <= i < cfg.data.label_nc for i in cfg.data.fg_labels), "data.fg_labels", cfg.data.fg_labels,
-          f"every id must be in [0, data.label_nc={cfg.data.label_nc})")
+    problem = fg_labels_problem(cfg.data.fg_labels, cfg.data.label_nc, required=False)
+    _rule(problem is None, "data.fg_labels", cfg.data.fg_labels, str(problem))
     _check_palette(cfg.data.palette, cfg.data.label_nc)
+
+
+def _check_training(cfg: Config) -> None:
+    """optim.* ranges and model.first_frame's form."""
     _rule(0.0 <= cfg.optim.decay_start <= 1.0, "optim.decay_start", cfg.optim.decay_start, "must be in [0, 1]")
     _rule(0.0 <= cfg.optim.ema < 1.0, "optim.ema", cfg.optim.ema, "must be in [0, 1) (0 = off)")
     _rule(cfg.optim.lr_D is None or cfg.optim.lr_D > 0, "optim.lr_D", cfg.optim.lr_D, "must be > 0 or null")
-    _rule(cfg.model.n_frames_G <= cfg.data.n_frames or cfg.model.name != "vid2vid", "model.n_frames_G",
-          cfg.model.n_frames_G, f"must be <= data.n_frames ({cfg.data.n_frames}): a clip must hold the history")
     ff = cfg.model.first_frame
     _rule(ff in ("real", "zeros") or (ff.startswith("image-model:") and len(ff) > len("image-model:")),
           "model.first_frame", ff, "must be real, zeros or image-model:PATH (an exported per-frame model)")
-    spade_video = cfg.model.name == "vid2vid" and cfg.model.backbone == "spade"
-    _rule(not cfg.data.contain_dontcare_label or cfg.model.name != "vid2vid", "data.contain_dontcare_label",
-          cfg.data.contain_dontcare_label, "the video model has no don't-care channel: set it to false")
-    _rule(not cfg.model.init_from or (cfg.model.name == "vid2vid" and not spade_video), "model.init_from",
-          cfg.model.init_from, "starts a vid2vid model with backbone pix2pixhd only; leave it empty for this model")
     _rule(cfg.model.blend_init is None or 0 < cfg.model.blend_init < 1, "model.blend_init", cfg.model.blend_init,
           "must be in (0, 1) (the starting weight of the hallucinated frame), or null for the default init")
-    _rule(cfg.model.blend_init is None or cfg.model.name == "vid2vid", "model.blend_init", cfg.model.blend_init,
-          "applies to model.name: vid2vid only; set it to null")
     _rule(cfg.loss.teacher == 0 or cfg.model.init_from, "loss.teacher", cfg.loss.teacher,
           "needs model.init_from (the per-frame model whose frames teach the raw frame); set it or loss.teacher: 0")
-    _rule(cfg.model.backbone == "pix2pixhd" or cfg.model.name == "vid2vid", "model.backbone", cfg.model.backbone,
-          "only model.name: vid2vid has a backbone choice; for a per-frame SPADE set model.name: spade")
-    _rule((cfg.model.name != "spade" and not spade_video) or cfg.model.norm != "none", "model.norm", cfg.model.norm,
-          "spade (and model.backbone: spade) needs a parameter-free norm to modulate: instance, batch, "
-          "spectralinstance or spectralbatch")
-    _rule(not spade_video or cfg.model.n_downsample >= 2, "model.n_downsample", cfg.model.n_downsample,
-          "must be >= 2 with model.backbone: spade (the warped previous frame conditions its last two levels)")
-    _check_spatial_scales(cfg)
-    _rule(cfg.model.name != "spade" or cfg.model.num_upsampling_layers != "most" or cfg.model.ngf >= 2,
-          "model.ngf", cfg.model.ngf, "must be >= 2 with num_upsampling_layers: most (its last block has ngf/2)")
-    _check_unet_discriminator(cfg)
 
 
 def _check_unet_discriminator(cfg: Config) -> None:
@@ -411,17 +370,8 @@ def _check_unet_discriminator(cfg: Config) -> None:
           f"side; use depth <= {max(min(crop).bit_length() - 2, 1)} or a larger crop")
 
 
-def _check_spatial_scales(cfg: Config) -> None:
-    """model.n_scales_spatial and its progressive schedule (train.add_scale_every, train.fix_coarse_steps)."""
-    from vid2vid.models.video import scales_problem
-
-    m, t = cfg.model, cfg.train
-    if m.n_scales_spatial > 1:
-        _rule(m.name == "vid2vid" and m.backbone == "pix2pixhd", "model.n_scales_spatial",
-              m.n_scales_spatial, "finer spatial scales exist for model.name: vid2vid with the pix2pixhd backbone "
-              "only; set it to 1")
-        problem = scales_problem(m.ngf, m.n_downsample, m.n_scales_spatial, m.use_fg)
-        _rule(problem is None, "model.ngf", m.ngf, str(problem))
+def _check_progressive(t: TrainConfig) -> None:
+    """The progressive schedule of the spatial scales (train.add_scale_every, train.fix_coarse_steps)."""
     _rule(t.fix_coarse_steps == 0 or t.add_scale_every > 0, "train.fix_coarse_steps", t.fix_coarse_steps,
           "needs train.add_scale_every > 0 (it counts the steps after each growth); set it to 0")
     _rule(t.fix_coarse_steps <= t.add_scale_every or t.add_scale_every == 0, "train.fix_coarse_steps",

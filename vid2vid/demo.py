@@ -7,7 +7,7 @@ Stages, each with its share of the budget (20 minutes: 6 + 11 + 2, plus about a 
   1. data       generate and check the synthetic street dataset (configs/demo*.yaml's data.root)
   2. per-frame  train pix2pixHD (configs/demo_image.yaml) for 30% of the minutes
   3. vid2vid    train the video model (configs/demo.yaml) for 55% of the minutes, its image branch started from
-                the per-frame model (model.init_from, vid2vid.models.warm_start)
+                the per-frame model (model.init_from, vid2vid.warm_start)
   4. segmenter  train the quality metric's segmentation network on the real training frames (500 steps,
                 about 2 minutes on 2 idle cores; a fixed step count, so its ceiling does not depend on the
                 machine's load; cached in the dataset folder)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from vid2vid.errors import ConfigError
-from vid2vid.models.image import SPADE_UPSAMPLINGS
+from vid2vid.families import SPADE_UPSAMPLINGS
 
 # ----------------------------------------------------------------------------------------------
 # pix2pixHD: the original GlobalGenerator / LocalEnhancer -> vid2vid.models.image (same classes' layout)

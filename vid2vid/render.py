@@ -49,6 +49,8 @@ from vid2vid import temporal
 from vid2vid.config import Size, model_stride, palette_problem
 from vid2vid.data.encoding import DONTCARE_ID, semantic_input
 from vid2vid.errors import ConfigError, DataError, UserError, write_failed, writing
+from vid2vid.families import is_sequential
+from vid2vid.imaging import from_uint8, label_palette, to_uint8
 from vid2vid.signals import StopSignals
 from vid2vid.video_io import IMAGE_EXTENSIONS, VideoWriter, iter_frames, probe, read_image, write_image
 
@@ -84,17 +86,6 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """frames [B,3,H,W] in [-1,1] -> uint8 [B,H,W,3] (the trainer's and compare_models' rounding)."""
-    scaled = (frames.float() * 0.5 + 0.5).clamp(0, 1) * 255 + 0.5
-    return scaled.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def from_uint8(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 [H,W,3] -> [1,3,H,W] in [-1,1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1)[None].float() / 127.5 - 1.0
-
-
 def pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """x [...,H,W] -> [...,height,width], repeating the last row and column (exact for integer ids)."""
     h, w = x.shape[-2:]
@@ -113,13 +104,6 @@ def label_range(labels: np.ndarray | torch.Tensor, dontcare: bool) -> tuple[int,
         if labels.shape[0] == 0:
             return 0, 0
     return int(labels.min()), int(labels.max())
-
-
-def label_palette(label_nc: int) -> np.ndarray:
-    """uint8 [label_nc,3]: the trainer's fixed pseudo-random colour per id (vid2vid.train.label_colours)."""
-    from vid2vid.train import label_colours
-
-    return to_uint8(label_colours(torch.arange(label_nc)[None, None], label_nc))[0, 0]  # [1,3,1,L] -> [L,3]
 
 
 def _as_ids(x: np.ndarray | torch.Tensor | None, what: str) -> torch.Tensor | None:
@@ -199,7 +183,7 @@ class ImageModelFirst:
         self.mode = f"image-model:{path}"
         self.export = load_model(path, device)
         cfg = self.export.cfg
-        if cfg.model.name == "vid2vid":
+        if is_sequential(cfg):
             raise UserError(f"first frame image-model:{path} is a video model; pass an exported per-frame model "
                             "(pix2pix, pix2pixhd or spade)")
         if cfg.data.label_nc < label_nc:
@@ -237,7 +221,7 @@ class VideoRenderer:
             raise UserError(f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
             log.warning("bf16 on this CPU is emulated (no AVX512-BF16/AMX) and much slower than fp32")
-        self.is_video = self.cfg.model.name == "vid2vid"
+        self.is_video = is_sequential(self.cfg)
         self.n_seed = self.cfg.model.n_frames_G - 1 if self.is_video else 0
         if isinstance(style, (str, Path)):
             from vid2vid.checkpoint import read_style

@@ -48,6 +48,7 @@ from vid2vid import checkpoint as ckpt
 from vid2vid.config import Config, save_config
 from vid2vid.data.sampler import ClipSampler, EpochSampler, endless_batches, make_loader  # noqa: F401 (re-exported)
 from vid2vid.errors import ConfigError, DataError, UserError, writing
+from vid2vid.imaging import label_colours
 from vid2vid.signals import StopSignals
 
 # ----------------------------------------------------------------------------------------------
@@ -219,7 +220,7 @@ def build_groups(cfg: Config, acc: Accelerator, loader, clock: TrainClock | None
     ema, prepared loader)."""
     networks = build_networks(cfg)
     if fresh and cfg.model.init_from:
-        from vid2vid.models.warm_start import warm_start
+        from vid2vid.warm_start import warm_start
 
         copied = warm_start(networks["G"]["G"], cfg)
         acc.print(f"model.init_from: the image branch starts from {cfg.model.init_from} ({copied} tensors)")
@@ -599,13 +600,6 @@ class JsonlLog:
             f.write(json.dumps(record) + "\n")
 
 
-def label_colours(labels: torch.Tensor, n: int) -> torch.Tensor:
-    """labels [N,H,W] int -> [N,3,H,W] in [-1,1] with a fixed pseudo-random colour per id."""
-    g = torch.Generator().manual_seed(12345)
-    palette = torch.rand(max(n, int(labels.max()) + 1), 3, generator=g) * 2 - 1
-    return rearrange(palette.to(labels.device)[labels.long()], "n h w c -> n c h w")
-
-
 def sample_grid(images: dict, fake: torch.Tensor, label_nc: int) -> torch.Tensor:
     """Rows of (labels, real, fake) -> one image [3, H', W'] in [0, 1]."""
     from torchvision.utils import make_grid
@@ -724,7 +718,8 @@ def load_checkpoint(acc: Accelerator, trainer: Trainer, path: Path) -> dict:
 def build_trainer(cfg: Config, acc: Accelerator, groups: dict[str, Group], losses, ema: EMA | None) -> Trainer:
     """ImageTrainer for the per-frame models; VideoTrainer (with its reference flow, video losses and
     first-frame model) for the sequential generator."""
-    from vid2vid.models.build import build_first_frames, build_reference_flow, build_teacher, build_video_losses, spec
+    from vid2vid.checkpoint import build_first_frames, build_teacher
+    from vid2vid.models.build import build_reference_flow, build_video_losses, spec
 
     if not spec(cfg).sequential:
         return ImageTrainer(cfg, acc, groups, losses, ema)

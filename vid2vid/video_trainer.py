@@ -496,9 +496,8 @@ def sample_video(trainer: VideoTrainer, clip: dict, out_dir, step: int) -> dict[
     """Write samples/step_XXXXXXX.mp4 (labels | generated | real) and return held-out PSNR, E_warp and the detail
     figures (vid2vid.detail), all over the frames after the n_frames_G-1 seed frames."""
     from vid2vid.detail import val_detail
+    from vid2vid.imaging import label_colours, to_uint8
     from vid2vid.metrics import psnr, warping_error
-    from vid2vid.render import to_uint8
-    from vid2vid.train import label_colours
     from vid2vid.video_io import VideoWriter
 
     G = trainer.export_model()

@@ -20,12 +20,11 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from vid2vid.config import Config, ModelConfig
-from vid2vid.errors import ConfigError
+from vid2vid.config import Config
+from vid2vid.families import FAMILIES, Family, family
 from vid2vid.losses import ImageLosses
 from vid2vid.models.discriminators import MultiscaleDiscriminator
 from vid2vid.models.image import (
-    SPADE_UPSAMPLINGS,
     FeatureBank,
     FeatureEncoder,
     GlobalGenerator,
@@ -54,7 +53,7 @@ def discriminator_input_channels(cfg: Config) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# The model registry: one row per model.name
+# The model registry: one row per model family (vid2vid.families) and its builder
 # ----------------------------------------------------------------------------------------------
 
 
@@ -88,36 +87,33 @@ def _build_vid2vid(cfg: Config) -> nn.Module:
     return build_video_generator(cfg)
 
 
-def _pix2pixhd_stride(m: ModelConfig) -> int:
-    stride = 2 ** (m.n_downsample + m.n_local_enhancers)
-    return max(stride, 2**m.n_downsample_E) if m.feat_num else stride
-
-
 @dataclass(frozen=True)
 class GeneratorSpec:
-    """What the rest of the code needs to know about one generator family."""
+    """One model family (vid2vid.families: stride, sequential, encoders, config rules) with its builder."""
 
+    family: Family
     build: Callable[[Config], nn.Module]  # the generator itself ("G")
-    stride: Callable[[ModelConfig], int]  # crop sizes must be divisible by this
-    sequential: bool = False  # the video generator: one frame at a time through temporal.unroll
-    encoders: tuple[str, ...] = ()  # the config switches of the encoders trained with G (network "E")
+
+    @property
+    def sequential(self) -> bool:
+        return self.family.sequential
+
+    @property
+    def stride(self) -> Callable:
+        return self.family.stride
+
+    @property
+    def encoders(self) -> tuple[str, ...]:
+        return self.family.encoders
 
 
-REGISTRY: dict[str, GeneratorSpec] = {
-    "pix2pix": GeneratorSpec(_build_pix2pix, lambda m: 2**m.unet_downs),
-    "pix2pixhd": GeneratorSpec(_build_pix2pixhd, _pix2pixhd_stride, encoders=("model.feat_num",)),
-    "spade": GeneratorSpec(_build_spade, lambda m: 2 ** SPADE_UPSAMPLINGS[m.num_upsampling_layers],
-                           encoders=("model.use_vae",)),
-    "vid2vid": GeneratorSpec(_build_vid2vid, lambda m: 2 ** (m.n_downsample + m.n_scales_spatial - 1),
-                             sequential=True),
-}
+BUILDERS: dict[str, Callable[[Config], nn.Module]] = {
+    "pix2pix": _build_pix2pix, "pix2pixhd": _build_pix2pixhd, "spade": _build_spade, "vid2vid": _build_vid2vid}
+REGISTRY: dict[str, GeneratorSpec] = {name: GeneratorSpec(FAMILIES[name], BUILDERS[name]) for name in FAMILIES}
 
 
 def spec(cfg_or_name: Config | str) -> GeneratorSpec:
-    name = cfg_or_name if isinstance(cfg_or_name, str) else cfg_or_name.model.name
-    if name not in REGISTRY:
-        raise ConfigError(f"model.name: {name!r} is not a known generator; choose one of {', '.join(REGISTRY)}")
-    return REGISTRY[name]
+    return REGISTRY[family(cfg_or_name).name]
 
 
 def build_generator(cfg: Config) -> nn.Module:
@@ -207,33 +203,3 @@ def build_reference_flow(cfg: Config, device):
 
     f = cfg.flow
     return build(f.model, f.weights, f.corr, f.iters, device, flow_folder=f"{cfg.data.root}/{cfg.data.phase}_flow")
-
-
-def build_first_frames(cfg: Config, device):
-    """For model.first_frame image-model:PATH: callable(labels [B,N,H,W], inst | None) -> frames [B,N,3,H,W]
-    made by that exported per-frame model (frozen); None for the other modes."""
-    prefix, _, path = cfg.model.first_frame.partition(":")
-    return image_model_frames(path, device) if prefix == "image-model" else None
-
-
-def build_teacher(cfg: Config, device):
-    """For loss.teacher > 0: the frames of the per-frame model model.init_from, as build_first_frames; else None."""
-    return image_model_frames(cfg.model.init_from, device) if cfg.loss.teacher > 0 else None
-
-
-def image_model_frames(path: str, device):
-    """callable(labels [B,N,H,W], inst | None) -> frames [B,N,3,H,W] of the exported per-frame model at `path`
-    (frozen; seed 0 for models that sample features or z)."""
-    from einops import rearrange
-
-    from vid2vid.checkpoint import load_export
-
-    export = load_export(path, device)
-
-    def frames_of(labels, inst):
-        b = labels.shape[0]
-        flat_inst = None if inst is None else rearrange(inst, "b n h w -> (b n) h w")
-        frames = export.generate(rearrange(labels, "b n h w -> (b n) h w"), flat_inst, seed=0)
-        return rearrange(frames.float(), "(b n) c h w -> b n c h w", b=b)
-
-    return frames_of

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from vid2vid.families import SPADE_UPSAMPLINGS
 from vid2vid.models.layers import (
     ResnetBlock,
     SPADEResnetBlock,
@@ -300,7 +301,6 @@ def vae_z(encoder: VAEEncoder | None, n: int, z_dim: int, style: torch.Tensor | 
 # SPADE
 # ----------------------------------------------------------------------------------------------
 
-SPADE_UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
 
 
 class SPADEGenerator(nn.Module):

@@ -56,6 +56,7 @@ from torch import nn
 
 from flow import backward_warp
 from vid2vid.errors import ConfigError
+from vid2vid.families import fg_labels_problem, fg_width, foreground_labels, scales_problem
 from vid2vid.models.layers import ResnetBlock, down_layers, downsample, front_layers, image_layers, up_layers
 
 FLOW_SCALE = 20.0  # the flow conv's output times this = pixels at scale 0 (the original's choice)
@@ -144,22 +145,11 @@ def pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
     return out
 
 
-def fg_width(ngf: int, n_downsample: int) -> int:
-    """The foreground branch's width at a scale of width ngf: ngf // 2 when the GLOBAL n_downsample > 2, else ngf
-    (the original's rule, at every scale)."""
-    return ngf // 2 if n_downsample > 2 else ngf
-
-
-def scales_problem(ngf: int, n_downsample: int, n_scales: int, use_fg: bool) -> str | None:
-    """Why these widths cannot make n_scales spatial scales (scale s has width ngf / 2^s), or None."""
-    if n_scales < 1:
-        return f"n_scales_spatial must be >= 1, got {n_scales}"
-    finest = ngf // 2 ** (n_scales - 1)
-    if ngf % 2 ** (n_scales - 1) or (use_fg and fg_width(finest, n_downsample) < 1):
-        least = 2 ** (n_scales - 1) * (2 if use_fg and n_downsample > 2 else 1)
-        return (f"n_scales_spatial {n_scales} halves the width at every finer scale: ngf ({ngf}) must be a multiple "
-                f"of {2 ** (n_scales - 1)} and at least {least} (the foreground branch's width is at least 1)")
-    return None
+def check_fg_labels(cfg) -> None:
+    """data.fg_labels for a video generator built from cfg (the families' one rule), a ConfigError when broken."""
+    problem = fg_labels_problem(cfg.data.fg_labels, cfg.data.label_nc, required=cfg.model.use_fg)
+    if cfg.model.use_fg and problem is not None:
+        raise ConfigError(f"data.fg_labels: {list(cfg.data.fg_labels)} {problem}")
 
 
 def foreground_layers(label_nc: int, fg_ngf: int, n_downsample: int, n_blocks: int, norm: str
@@ -204,12 +194,9 @@ class CoarseVideoScale(nn.Module):
         super().__init__()
         if n_frames_G < 2:
             raise ValueError(f"n_frames_G must be >= 2 (the generator warps the previous frame), got {n_frames_G}")
-        bad = [i for i in fg_labels if not 0 <= i < label_nc_per_frame]
-        if use_fg and (bad or not fg_labels):
-            raise ValueError(f"fg_labels {list(fg_labels)} must be non-empty label ids in [0, {label_nc_per_frame})")
         self.n_frames_G, self.flow_scale, self.warp_features = n_frames_G, flow_scale, warp_features
         self.warp_mode = warp_mode  # of the previous output (and features): bicubic keeps long renders sharp
-        self.fg_labels = list(fg_labels) if use_fg else []
+        self.fg_labels = foreground_labels(fg_labels, label_nc_per_frame, use_fg)
         label_nc, frame_nc = label_nc_per_frame * n_frames_G, 3 * (n_frames_G - 1)
         bottom_blocks, top_blocks = n_blocks - n_blocks // 2, n_blocks // 2
         self.label_encoder = nn.Sequential(*encoder_layers(label_nc, ngf, n_downsample, bottom_blocks, norm))
@@ -271,7 +258,7 @@ class FineVideoScale(nn.Module):
                  flow_scale: float = 2 * FLOW_SCALE, warp_mode: str = "bilinear"):
         super().__init__()
         self.n_frames_G, self.flow_scale, self.warp_mode = n_frames_G, flow_scale, warp_mode
-        self.fg_labels = list(fg_labels) if use_fg else []
+        self.fg_labels = foreground_labels(fg_labels, label_nc_per_frame, use_fg)
         label_nc, frame_nc = label_nc_per_frame * n_frames_G, 3 * (n_frames_G - 1)
         self.label_encoder = nn.Sequential(*encoder_layers(label_nc, ngf, 1, 0, norm))
         self.frame_encoder = nn.Sequential(*encoder_layers(frame_nc, ngf, 1, 0, norm))
@@ -372,10 +359,7 @@ def build_video_generator(cfg) -> VideoGenerator:
     warp_features, n_scales_spatial, n_blocks_local; data.*: label_nc, use_instance, fg_labels), every scale
     built (progressive training only changes the active ones). The registry's `vid2vid` entry."""
     m, d = cfg.model, cfg.data
-    bad = [i for i in d.fg_labels if not 0 <= i < d.label_nc]
-    if m.use_fg and (bad or not d.fg_labels):
-        raise ConfigError(f"data.fg_labels: {list(d.fg_labels)} must be non-empty label ids in [0, data.label_nc = "
-                          f"{d.label_nc}); fix the ids or set model.use_fg: false")
+    check_fg_labels(cfg)
     return VideoGenerator(d.label_nc + (1 if d.use_instance else 0), m.n_frames_G, ngf=m.ngf,
                           n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm, use_fg=m.use_fg,
                           fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode,

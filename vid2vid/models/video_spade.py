@@ -43,14 +43,14 @@ from einops import rearrange
 from torch import nn
 
 from flow import backward_warp
-from vid2vid.errors import ConfigError
+from vid2vid.families import fg_width, foreground_labels
 from vid2vid.models.layers import SPADEResnetBlock, base_norm, is_spectral, up_layers
 from vid2vid.models.video import (
     FLOW_SCALE,
     VideoOutput,
+    check_fg_labels,
     compose,
     encoder_layers,
-    fg_width,
     foreground_layers,
     resize_flow,
     zero_fusion_convs,
@@ -76,12 +76,9 @@ class SpadeVideoGenerator(nn.Module):
         if n_downsample < N_WARP_CONDITIONED:
             raise ValueError(f"n_downsample must be >= {N_WARP_CONDITIONED} (the warped frame conditions the last "
                              f"{N_WARP_CONDITIONED} upsampling levels), got {n_downsample}")
-        bad = [i for i in fg_labels if not 0 <= i < label_nc_per_frame]
-        if use_fg and (bad or not fg_labels):
-            raise ValueError(f"fg_labels {list(fg_labels)} must be non-empty label ids in [0, {label_nc_per_frame})")
         self.n_frames_G, self.flow_scale, self.warp_features = n_frames_G, flow_scale, warp_features
         self.warp_mode = warp_mode
-        self.fg_labels = list(fg_labels) if use_fg else []
+        self.fg_labels = foreground_labels(fg_labels, label_nc_per_frame, use_fg)
         label_nc, frame_nc, d = label_nc_per_frame * n_frames_G, 3 * (n_frames_G - 1), n_downsample
         self.first_warp_level = d - N_WARP_CONDITIONED
         self.encoder = nn.Sequential(*encoder_layers(label_nc + frame_nc, ngf, d, n_blocks - n_blocks // 2, norm))
@@ -152,9 +149,7 @@ def build_spade_video_generator(cfg) -> SpadeVideoGenerator:
     warp_features, warp_mode; data.*: label_nc, use_instance, fg_labels). The registry's `vid2vid` entry with
     model.backbone: spade."""
     m, d = cfg.model, cfg.data
-    if m.use_fg and not d.fg_labels:
-        raise ConfigError("data.fg_labels: [] must name the foreground label ids with model.use_fg: true; "
-                          "list them or set model.use_fg: false")
+    check_fg_labels(cfg)
     return SpadeVideoGenerator(d.label_nc + (1 if d.use_instance else 0), m.n_frames_G, ngf=m.ngf,
                                n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm, use_fg=m.use_fg,
                                fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode)

@@ -26,7 +26,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vid2vid.checkpoint import load_generator
 from vid2vid.errors import ConfigError
+from vid2vid.families import family
 
 MATCHED = ("ngf", "n_downsample", "n_blocks", "norm")  # model.* keys both models must share
 
@@ -42,7 +44,7 @@ def check_compatible(image_cfg, cfg, source: Path) -> None:
     """The exported per-frame model must be a plain pix2pixHD global generator of the video model's layout."""
     fix = (f"train the per-frame model with the same model.ngf / n_downsample / n_blocks / norm as this config "
            f"({', '.join(f'{k} {getattr(cfg.model, k)}' for k in MATCHED)}) or leave model.init_from empty")
-    if image_cfg.model.name != "pix2pixhd" or image_cfg.model.n_local_enhancers or image_cfg.model.feat_num:
+    if not family(image_cfg).seeds_video_model or image_cfg.model.n_local_enhancers or image_cfg.model.feat_num:
         raise ConfigError(f"model.init_from: {source} holds a {image_cfg.model.name} model (n_local_enhancers "
                           f"{image_cfg.model.n_local_enhancers}, feat_num {image_cfg.model.feat_num}); it must be "
                           "a pix2pixhd global generator (n_local_enhancers 0, feat_num 0); " + fix)
@@ -55,8 +57,6 @@ def check_compatible(image_cfg, cfg, source: Path) -> None:
 def warm_start(G: nn.Module, cfg) -> int:
     """Copy cfg.model.init_from's exported pix2pixHD weights into G's scale-0 image branch; returns how many
     tensors were copied. G: a VideoGenerator (model.name vid2vid, backbone pix2pixhd)."""
-    from vid2vid.checkpoint import load_generator
-
     source = Path(cfg.model.init_from)
     image_G, image_cfg = load_generator(source)
     check_compatible(image_cfg, cfg, source)
