@@ -1,4 +1,4 @@
-"""vid2vid.detail: the two detail figures (definition pinned to OpenCV, blur / noise / real detail separated on
+"""vid2vid.eval.detail: the two detail figures (definition pinned to OpenCV, blur / noise / real detail separated on
 frames made here) and E_warp at matched detail (the sigma found by bisection, blur explaining a raw advantage)."""
 
 import cv2
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vid2vid.detail import (
+from vid2vid.errors import UserError
+from vid2vid.eval.detail import (
     blur_to_detail,
     blur_video,
     gaussian_blur,
@@ -14,7 +15,6 @@ from vid2vid.detail import (
     matched_warping_error,
     measure_detail,
 )
-from vid2vid.errors import UserError
 
 
 def scene(t: int = 4, h: int = 48, w: int = 80, seed: int = 0) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""vid2vid.metrics: warping error (Lai et al.) and tOF as library functions."""
+"""vid2vid.eval.metrics: warping error (Lai et al.) and tOF as library functions."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from flow.classic import ClassicFlow
 from vid2vid.errors import UserError
-from vid2vid.metrics import (
+from vid2vid.eval.metrics import (
     frame_pair_batches,
     pair_flows,
     tecogan_crop,

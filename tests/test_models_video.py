@@ -13,8 +13,8 @@ from flow import backward_warp
 from vid2vid.config import Config
 from vid2vid.data.encoding import semantic_input
 from vid2vid.errors import ConfigError
+from vid2vid.interop.originals import convert_state_dict, vid2vid_g0_from_original, vid2vid_g0_kwargs, vid2vid_g0_name
 from vid2vid.models.video import VideoGenerator, build_video_generator, resize_flow
-from vid2vid.originals import convert_state_dict, vid2vid_g0_from_original, vid2vid_g0_kwargs, vid2vid_g0_name
 
 FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "vid2vid_G0.pt"
 LABEL_NC, FG = 4, [1, 2]  # small test set-up: 4 labels + an edge channel per frame, foreground ids 1 and 2
@@ -110,8 +110,8 @@ def test_the_config_warps_bicubic_and_the_original_import_bilinear(fixture):
     """Ours: bicubic (a render that warps its own output every frame stays sharp); the reference's
     network (parity, imports): bilinear."""
     from vid2vid.config import load_config
+    from vid2vid.interop.originals import vid2vid_config
     from vid2vid.models.build import build_generator
-    from vid2vid.originals import vid2vid_config
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny_video.yaml")
     assert cfg.model.warp_mode == "bicubic" and build_generator(cfg).scales[0].warp_mode == "bicubic"
@@ -167,7 +167,7 @@ def test_resize_flow_keeps_a_constant_motion_in_pixels_of_the_new_grid():
 
 # ---------------------------------------------------------------------------------------------- originals
 
-# Our names -> the original's, written independently of vid2vid.originals (its inverse).
+# Our names -> the original's, written independently of vid2vid.interop.originals (its inverse).
 OURS_TO_ORIGINAL = {
     "label_encoder": "model_down_seg", "frame_encoder": "model_down_img", "fg_encoder": "indv_down",
     "image_decoder.blocks": "model_res_img", "flow_decoder.blocks": "model_res_flow", "fg_decoder.blocks": "indv_res",

@@ -16,11 +16,11 @@ from vid2vid.checkpoint import export_generator, load_generator
 from vid2vid.config import load_config
 from vid2vid.data.encoding import semantic_input
 from vid2vid.errors import ConfigError
-from vid2vid.import_originals import generator_from_original, import_config, original_options
+from vid2vid.interop.import_originals import generator_from_original, import_config, original_options
+from vid2vid.interop.originals import vid2vid_local_name, vid2vid_name, vid2vid_state_dict
 from vid2vid.models.build import build_generator
 from vid2vid.models.image import use_batch_stats_at_inference
 from vid2vid.models.video import VideoGenerator, pyramid
-from vid2vid.originals import vid2vid_local_name, vid2vid_name, vid2vid_state_dict
 from vid2vid.temporal import start_history, step, unroll
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def test_fixture_g1_parameter_count_and_widths(fixture):
 
 # ---------------------------------------------------------------------------------------------- originals
 
-# Our FineVideoScale module names -> the original CompositeLocalGenerator's, written without vid2vid.originals.
+# Our FineVideoScale module names -> the original CompositeLocalGenerator's, written without vid2vid.interop.originals.
 FINE_TO_ORIGINAL = {"label_encoder": "model_down_seg", "frame_encoder": "model_down_img",
                     "image_decoder": "model_up_img", "flow_decoder": "model_up_flow", "to_image": "model_final_img",
                     "to_flow": "model_final_flow", "to_weight": "model_final_w", "fg_encoder": "indv_down",
@@ -269,7 +269,8 @@ def test_resolution_follows_the_active_scales_and_gradients_reach_them():
 def test_a_multi_scale_export_renders(tmp_path):
     """configs/tiny_video.yaml with 2 scales (random weights): the renderer pads to 2^(n_downsample+1) and runs
     the one recurrence; its frames equal unroll in memory."""
-    from vid2vid.render import VideoRenderer, to_uint8
+    from vid2vid.imaging import to_uint8
+    from vid2vid.render import VideoRenderer
 
     cfg = load_config(ROOT / "configs" / "tiny_video.yaml", ["model.n_scales_spatial=2", "model.first_frame=zeros"])
     torch.manual_seed(0)

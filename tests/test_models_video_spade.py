@@ -17,10 +17,10 @@ from vid2vid.checkpoint import load_generator
 from vid2vid.config import Config, from_dict, load_config, to_dict
 from vid2vid.data.encoding import semantic_input
 from vid2vid.errors import ConfigError
+from vid2vid.imaging import to_uint8
 from vid2vid.models.build import build_generator
 from vid2vid.models.video import VideoGenerator
 from vid2vid.models.video_spade import SpadeVideoGenerator
-from vid2vid.render import to_uint8
 from vid2vid.temporal import start_history, unroll
 from vid2vid.video_io import image_files, read_image
 

@@ -15,12 +15,13 @@ from vid2vid import cli
 from vid2vid.checkpoint import load_export, load_generator
 from vid2vid.data.encoding import semantic_input
 from vid2vid.errors import ConfigError
-from vid2vid.import_originals import (
+from vid2vid.interop.import_originals import (
     import_config,
     original_options,
     parse_value,
     read_opt_file,
 )
+from vid2vid.interop.originals import convert_state_dict, pix2pixhd_name, spade_name, vid2vid_g0_kwargs
 from vid2vid.models.build import build_generator, semantic_channels
 from vid2vid.models.image import (
     BatchStatsAtInference,
@@ -30,7 +31,6 @@ from vid2vid.models.image import (
     use_batch_stats_at_inference,
 )
 from vid2vid.models.video import VideoGenerator
-from vid2vid.originals import convert_state_dict, pix2pixhd_name, spade_name, vid2vid_g0_kwargs
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -53,7 +53,7 @@ def parity_tool():
 
 
 # ---------------------------------------------------------------------------------------------- inverses
-# Our names -> the original's, written from README_originals.md without vid2vid.originals.
+# Our names -> the original's, written from README_originals.md without vid2vid.interop.originals.
 
 
 def pix2pixhd_original(key: str) -> str:

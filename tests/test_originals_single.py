@@ -1,9 +1,9 @@
 """vid2vid's single-frame (first-frame) generators, edge2face's G0 and label id 255 at render time.
 
 The original layouts are rebuilt here as small torch modules written from the key layouts in
-shared/fixtures/README_originals.md (vid2vid's 'instance' norm is InstanceNorm2d(track_running_stats=True)), without
-vid2vid.originals: their state dicts are what the original saves, and their train-mode forward is what the original's
-test.py computes (it never calls .eval()). Released sizes are checked on the meta device; numbers on small ones."""
+shared/fixtures/README_originals.md (vid2vid's 'instance' norm is InstanceNorm2d(track_running_stats=True)),
+without vid2vid.interop.originals: their state dicts are what the original saves, and their train-mode forward is
+what the original's test.py computes (it never calls .eval()). Released sizes are checked on the meta device; numbers on small ones."""
 
 import copy
 from pathlib import Path
@@ -19,11 +19,11 @@ from vid2vid import cli
 from vid2vid.checkpoint import export_generator, load_export, load_generator
 from vid2vid.config import from_dict
 from vid2vid.errors import ConfigError
-from vid2vid.import_originals import import_config, original_options
+from vid2vid.interop.import_originals import import_config, original_options
+from vid2vid.interop.originals import convert_state_dict, vid2vid_g0_kwargs
 from vid2vid.models.build import build_generator
 from vid2vid.models.image import FeatureEncoder, LocalEnhancer
 from vid2vid.models.video import VideoGenerator
-from vid2vid.originals import convert_state_dict, vid2vid_g0_kwargs
 
 # ---------------------------------------------------------------------------------------------- original layouts
 

@@ -1,14 +1,14 @@
-"""vid2vid.postprocess: the flow-guided recursive filter lowers the flicker of a noisy static scene, keeps a
+"""vid2vid.eval.postprocess: the flow-guided recursive filter lowers the flicker of a noisy static scene, keeps a
 moving pattern in place (no ghost trail, where a blend without motion compensation smears it), and refuses bad
 settings naming the value."""
 
 import pytest
 import torch
 
-from vid2vid.detail import gaussian_blur
 from vid2vid.errors import UserError
-from vid2vid.metrics import psnr, warping_error
-from vid2vid.postprocess import RecursiveFilter, recursive_filter
+from vid2vid.eval.detail import gaussian_blur
+from vid2vid.eval.metrics import psnr, warping_error
+from vid2vid.eval.postprocess import RecursiveFilter, recursive_filter
 
 
 def texture(h: int = 64, w: int = 96, seed: int = 0) -> torch.Tensor:

@@ -1,5 +1,5 @@
-"""vid2vid.quality and tools/eval_quality.py: score definitions on hand-made arrays, the cached segmenter on a small
-synthetic dataset, the CLI's ceiling row from real frames written to an mp4, FID with weights of our own making,
+"""vid2vid.eval.quality and tools/eval_quality.py: score definitions on hand-made arrays, the cached segmenter on a
+small synthetic dataset, the CLI's ceiling row from real frames written to an mp4, FID with weights of our own making,
 and bad inputs (exit 2 naming the file)."""
 
 import importlib.util
@@ -14,7 +14,7 @@ import torch
 
 from vid2vid.data.sequences import read_ids, scan
 from vid2vid.errors import UserError
-from vid2vid.quality import (
+from vid2vid.eval.quality import (
     REAL,
     SegmenterSettings,
     cache_key,
@@ -168,7 +168,7 @@ def test_evaluate_quality_with_a_trained_segmenter(synthetic_root, segmenter, tm
 
 
 def test_detail_columns_tell_blur_from_the_real_frames(synthetic_root, segmenter, tmp_path):
-    """Each row carries vid2vid.detail's figures against the real frames, over the frames after detail_skip: a
+    """Each row carries vid2vid.eval.detail's figures against the real frames, over the frames after detail_skip: a
     lossless copy scores 1 and 1, a blurred copy less on both; a detail_skip leaving no frame is an error."""
     import cv2
 

@@ -14,9 +14,10 @@ from vid2vid import cli
 from vid2vid.checkpoint import export_generator, load_generator
 from vid2vid.config import Size, load_config
 from vid2vid.data.encoding import semantic_input
-from vid2vid.metrics import psnr
+from vid2vid.eval.metrics import psnr
+from vid2vid.imaging import to_uint8
 from vid2vid.models.build import build_generator
-from vid2vid.render import VideoRenderer, to_uint8
+from vid2vid.render import VideoRenderer
 from vid2vid.temporal import start_history, unroll
 from vid2vid.video_io import image_files, read_image
 
@@ -128,7 +129,7 @@ def test_renderer_step_equals_cli(data, video_export, frames_dir):
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of uint8 frames a against b (vid2vid.metrics.psnr)."""
+    """PSNR in dB of uint8 frames a against b (vid2vid.eval.metrics.psnr)."""
     return psnr(torch.from_numpy(a), torch.from_numpy(b), (0, 255))
 
 
@@ -195,7 +196,7 @@ def test_render_all_and_overwrite(data, video_export, tmp_path, capsys):
 
 def test_memory_is_bounded_by_the_queues():
     """The reader runs ahead of the model by at most the queue size (no whole-video buffering)."""
-    from vid2vid.render import QUEUE_FRAMES, Reader
+    from vid2vid.render.renderer import QUEUE_FRAMES, Reader
 
     produced = []
 
@@ -315,7 +316,7 @@ def test_compare_models_renders_through_the_renderer_and_measures_both(data, ima
     sys.path.insert(0, str(ROOT / "tools"))
     from compare_models import ROWS, compare, format_table, parse_args, to_uint8_frames
 
-    from vid2vid.postprocess import recursive_filter
+    from vid2vid.eval.postprocess import recursive_filter
 
     result = compare(parse_args(["--image", str(image_export), "--video", str(video_export), "--data", str(data),
                                  "--out", str(tmp_path / "cmp"), "--max-frames", "6"]))

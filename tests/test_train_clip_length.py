@@ -24,7 +24,7 @@ def test_clip_length_doubles_up_to_max_frames():
 def test_clips_grow_in_training_with_workers_and_across_resume(tmp_path, tiny_data, monkeypatch):
     """Record the clip length of every batch the video trainer gets: 3, 3, 6, 6 with 2 workers; a run
     resumed at step 3 gets 6 again."""
-    from vid2vid import video_trainer
+    from vid2vid.train import video as video_trainer
 
     seen = []
     original = video_trainer.VideoTrainer.step

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from vid2vid import checkpoint as ckpt
 from vid2vid.config import load_config
 from vid2vid.train import build_groups, build_trainer, learning_rates, lr_factor, train
-from vid2vid.video_trainer import ScaleStage, scale_stage
+from vid2vid.train.video import ScaleStage, scale_stage
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_VIDEO = REPO / "configs" / "tiny_video.yaml"

@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 from vid2vid import checkpoint as ckpt
 from vid2vid.config import load_config
 from vid2vid.train import TrainingStopped, train
-from vid2vid.video_trainer import VideoTrainer
+from vid2vid.train.video import VideoTrainer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_VIDEO = REPO / "configs" / "tiny_video.yaml"
@@ -284,7 +284,7 @@ FORKER = textwrap.dedent('''
     import torch
     torch.set_num_threads(1)
     import torch._dynamo  # noqa: F401  (what makes a training start slow: imported once, before forking)
-    import vid2vid.models.build, vid2vid.train, vid2vid.video_trainer  # noqa: F401
+    import vid2vid.models.build, vid2vid.train, vid2vid.train.video  # noqa: F401
     from vid2vid import checkpoint as ckpt
     from vid2vid.cli import main
 

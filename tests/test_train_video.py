@@ -106,7 +106,7 @@ def test_cli_video_run_writes_checkpoints_export_samples_and_log(tmp_path, video
     assert not any("G/mask" in r for r in losses)  # the mask term is the zeros first frames' (reference)
     metrics = [r for r in log if "val/psnr" in r]
     assert [r["step"] for r in metrics] == [2] and metrics[0]["val/psnr"] > 0 and metrics[0]["val/e_warp"] >= 0
-    assert metrics[0]["val/detail"] > 0 and abs(metrics[0]["val/detail_aligned"]) < 100  # vid2vid.detail
+    assert metrics[0]["val/detail"] > 0 and abs(metrics[0]["val/detail_aligned"]) < 100  # vid2vid.eval.detail
     # 6-frame clips hold no window of scale 1 (7 frames): skipped, noted once, never an error
     assert "G/tgan_s1" not in losses[0] and len(skip_notes(proc.stdout + proc.stderr)) == 1
 

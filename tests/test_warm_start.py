@@ -13,7 +13,7 @@ from vid2vid.checkpoint import export_generator
 from vid2vid.config import load_config
 from vid2vid.errors import ConfigError
 from vid2vid.models.build import build_generator
-from vid2vid.warm_start import warm_start
+from vid2vid.train.warm_start import warm_start
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_VIDEO = REPO / "configs" / "tiny_video.yaml"
@@ -112,8 +112,8 @@ def test_the_teacher_frames_are_the_per_frame_models(tmp_path):
     """loss.teacher's frames: what the exported per-frame model (model.init_from) makes of each frame's labels."""
     from einops import rearrange
 
-    from vid2vid.data.encoding import semantic_input
     from vid2vid.checkpoint import build_teacher
+    from vid2vid.data.encoding import semantic_input
 
     image_G, export = per_frame_export(tmp_path / "export")
     cfg = video_cfg(export, "loss.teacher=1")

@@ -73,8 +73,8 @@ class Scene:
 
 
 def mse(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean squared error in [0, 1] of two uint8 images (vid2vid.metrics.psnr's definition, undone)."""
-    from vid2vid.metrics import psnr
+    """Mean squared error in [0, 1] of two uint8 images (vid2vid.eval.metrics.psnr's definition, undone)."""
+    from vid2vid.eval.metrics import psnr
 
     return 10 ** (-psnr(torch.from_numpy(a), torch.from_numpy(b), (0, 255)) / 10)
 
@@ -92,7 +92,7 @@ def sharpness(rgb: np.ndarray) -> float:
 def render_both(per_frame, vid, scene: Scene, frames: int, out: Path) -> list[dict]:
     """Both renderers (per-frame, video) frame by frame over the scene -> per-frame records; writes the stacked
     video."""
-    from vid2vid.render import to_uint8
+    from vid2vid.imaging import to_uint8
     from vid2vid.video_io import VideoWriter
 
     captured = {}  # the video generator's outputs of the current frame (none for the seed frames)

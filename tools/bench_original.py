@@ -8,8 +8,8 @@ and the benchmark goes on.
 
 The original's CompositeGenerator is built with the reference configuration through its own constructor and norm
 (instance norm with running statistics, called in train mode under no_grad, as its test.py runs it), loaded
-with OUR export's weights (our key map read backwards: vid2vid.originals.vid2vid_g0_name), and called on the very
-inputs our renderer's step used (the history before the step + the current frame's semantics). Each frame times
+with OUR export's weights (our key map read backwards: vid2vid.interop.originals.vid2vid_g0_name), and called on
+the very inputs our renderer's step used (the history before the step + the current frame's semantics). Each frame times
 ours (VideoRenderer.step: input checks, semantics, history, the uint8 copy included) and then the original's
 forward; both medians, their ratio, and the largest difference between the two outputs (uint8 levels) are reported.
 """
@@ -31,8 +31,9 @@ import torch.nn.functional as F
 from bench import figure
 from einops import rearrange
 
-from vid2vid.originals import vid2vid_g0_name
-from vid2vid.render import VideoRenderer, to_uint8
+from vid2vid.imaging import to_uint8
+from vid2vid.interop.originals import vid2vid_g0_name
+from vid2vid.render import VideoRenderer
 
 ENV = "VID2VID_ORIGINAL_CODE"
 

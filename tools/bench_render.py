@@ -41,9 +41,10 @@ from bench_original import ENV, original_code, original_rows
 
 from vid2vid.checkpoint import export_generator
 from vid2vid.config import Size, from_dict, parse_size
-from vid2vid.metrics import psnr
+from vid2vid.eval.metrics import psnr
 from vid2vid.models.build import build_generator
-from vid2vid.render import VideoRenderer, cpu_has_fast_bf16
+from vid2vid.render import VideoRenderer
+from vid2vid.render.renderer import cpu_has_fast_bf16
 
 REFERENCE = {"ngf": 64, "n_downsample": 3, "n_blocks": 9, "n_frames_G": 3, "use_fg": True, "norm": "instance",
              "warp_mode": "bilinear"}
@@ -83,7 +84,7 @@ MODES = {  # name -> (precision, channels_last, compile)
 def sequence_labels(sequence: Path):
     """t -> (labels [H,W], instances [H,W] or None): frame t (cyclically) of a dataset sequence (<root>/<phase>_A/<seq>,
     with its <phase>_inst/<seq> instances)."""
-    from vid2vid.render import iter_labels, open_input
+    from vid2vid.render.renderer import iter_labels, open_input
 
     frames = list(iter_labels(open_input(sequence), label_nc=256))  # ids are checked by the renderer
     return lambda t: frames[t % len(frames)]

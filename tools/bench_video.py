@@ -43,7 +43,7 @@ print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_ma
 
 def native_bf16() -> bool:
     """True on CUDA or a CPU that runs bf16 natively (else autocast emulates it, ~100x slower here)."""
-    from vid2vid.render import cpu_has_fast_bf16
+    from vid2vid.render.renderer import cpu_has_fast_bf16
 
     return torch.cuda.is_available() or cpu_has_fast_bf16()
 

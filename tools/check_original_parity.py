@@ -34,9 +34,9 @@ from flow.errors import load_failure_reason
 from vid2vid.config import Config
 from vid2vid.data.encoding import semantic_input
 from vid2vid.errors import UserError, run_cli
-from vid2vid.import_originals import generator_from_original
+from vid2vid.interop.import_originals import generator_from_original
+from vid2vid.interop.originals import vid2vid_state_dict
 from vid2vid.models.video import VideoOutput
-from vid2vid.originals import vid2vid_state_dict
 
 FORMAT = "original-code-fixture-v1"
 Comparison = tuple[str, torch.Tensor, torch.Tensor]  # (what, ours, the original's)

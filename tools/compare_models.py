@@ -8,13 +8,13 @@ For every sequence of the split, both models render through the product's render
 VideoRenderer, as `vid2vid render` does): the per-frame model every frame from its labels (and instances),
 the video model with its first n_frames_G-1 frames made by that same per-frame model (first frame
 image-model:PATH), so both start equal. Two baselines are made from the per-frame model's output: "per-frame
-+ blur", Gaussian-blurred to the video model's detail (sigma bisected, vid2vid.detail.blur_to_detail), and
-"per-frame filtered", through the flow-guided recursive filter (vid2vid.postprocess, current-frame weight
++ blur", Gaussian-blurred to the video model's detail (sigma bisected, vid2vid.eval.detail.blur_to_detail), and
+"per-frame filtered", through the flow-guided recursive filter (vid2vid.eval.postprocess, current-frame weight
 --blend, DIS flow between consecutive per-frame outputs); both rounded to 8 bits. Frames, real frames and mp4s
 are written under --out. Every figure is measured on the frames t >= --skip (default: the video model's
 n_frames_G-1 seed frames are left out): tools/eval_flicker.py measures each video's warping error E_warp on the
 dataset's exact flow (gt:<root>/<phase>_flow/<seq>) and tOF against the real frames; PSNR against the real
-frames ([0, 1], from the 8-bit frames); detail and aligned detail against the real frames (vid2vid.detail);
+frames ([0, 1], from the 8-bit frames); detail and aligned detail against the real frames (vid2vid.eval.detail);
 and for every row, E_warp(vid2vid) / E_warp(row) raw and at matched detail (the sharper of the two blurred to
 the other's high-frequency energy, then E_warp on the same exact flow and masks). The real frames' own E_warp
 is the floor. Prints one table (means over sequences) and, with --json, every number.
@@ -37,7 +37,8 @@ from einops import rearrange
 from flow import get_estimator, read_flo
 from vid2vid.checkpoint import load_export
 from vid2vid.data.sequences import whole_sequences
-from vid2vid.detail import (
+from vid2vid.errors import UserError, run_cli
+from vid2vid.eval.detail import (
     DEFINITIONS,
     as_frames,
     blur_to_detail,
@@ -46,11 +47,11 @@ from vid2vid.detail import (
     matched_warping_error,
     measure_detail,
 )
-from vid2vid.errors import UserError, run_cli
-from vid2vid.metrics import pair_flows, psnr
+from vid2vid.eval.metrics import pair_flows, psnr
+from vid2vid.eval.postprocess import DEFAULT_WEIGHT, recursive_filter
+from vid2vid.imaging import to_uint8
 from vid2vid.models.build import spec
-from vid2vid.postprocess import DEFAULT_WEIGHT, recursive_filter
-from vid2vid.render import VideoRenderer, to_uint8
+from vid2vid.render import VideoRenderer
 from vid2vid.video_io import VideoWriter, write_image
 
 TOOLS = Path(__file__).resolve().parent
@@ -158,7 +159,7 @@ def baselines(per_frame: np.ndarray, vid: np.ndarray, skip: int, blend: float) -
 
 
 def against_vid2vid(frames: np.ndarray, vid: np.ndarray, real: np.ndarray, flows, skip: int) -> dict:
-    """E_warp(vid2vid) / E_warp(frames), raw and at matched detail (vid2vid.detail.matched_warping_error)."""
+    """E_warp(vid2vid) / E_warp(frames), raw and at matched detail (vid2vid.eval.detail.matched_warping_error)."""
     record = matched_warping_error(vid, frames, real, flows, (0, 255), skip).as_dict()
     record["blurred"] = {"a": "vid2vid", "b": "this", "": None}[record["blurred"]]
     return record

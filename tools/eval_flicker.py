@@ -36,7 +36,7 @@ from flow.estimators import CLASSIC_NAMES
 from vid2vid.config import Size, parse_size
 from vid2vid.data.transforms import apply_image, centre_transform
 from vid2vid.errors import UserError, run_cli
-from vid2vid.metrics import (
+from vid2vid.eval.metrics import (
     WarpingError,
     farneback_flow,
     frame_pair_batches,

@@ -15,7 +15,7 @@ mIoU: confusion matrix over all frames of all sequences, IoU per class (classes 
 prediction excluded), mean over classes. PSNR / L1 against the real frames in [0, 1], mean over sequences.
 detail: high-frequency energy mean |Y - Gaussian(Y, sigma 1.5)| of the luma (BT.601, 0..255) over the real
 frames' on the same frames; aligned detail: sum h h_real / sum h_real^2 of the two high-passes (noise does not
-raise it, blur lowers it); both over frames t >= --detail-skip, at the label maps' size (vid2vid.detail).
+raise it, blur lowers it); both over frames t >= --detail-skip, at the label maps' size (vid2vid.eval.detail).
 The scores measure whether frames carry their labels' semantics as a segmenter trained on real frames sees
 them; they do not measure temporal stability (tools/eval_flicker.py) nor realism beyond that.
 """
@@ -31,7 +31,7 @@ from pathlib import Path
 from flow import atomic_path
 from vid2vid.data.sequences import scan
 from vid2vid.errors import UserError, run_cli
-from vid2vid.quality import REAL, SegmenterSettings, evaluate_quality
+from vid2vid.eval.quality import REAL, SegmenterSettings, evaluate_quality
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -140,7 +140,7 @@ def _add_render_parser(sub) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    from vid2vid.import_originals import import_checkpoint
+    from vid2vid.interop.import_originals import import_checkpoint
 
     if len(args.paths) < 2:
         raise UserError("import: give CHECKPOINT... OUT_EXPORT (the original checkpoint, then our export folder)")

@@ -103,7 +103,7 @@ class ModelConfig:
     # image-model:PATH (an exported per-frame model generates them) or zeros (raw-only output until the history fills)
     first_frame: str = "real"
     # vid2vid: start the image branch (label encoder, image decoder) from an exported per-frame pix2pixhd model of
-    # the same ngf / n_downsample / n_blocks / norm (vid2vid.warm_start); read at a fresh start, not on resume
+    # the same ngf / n_downsample / n_blocks / norm (vid2vid.train.warm_start); read at a fresh start, not on resume
     init_from: str = ""
     # vid2vid: the blend weight w of the hallucinated frame at a fresh start, the same at every pixel (the weight
     # head's conv starts at zero, its bias at logit(w)); null: PyTorch's default init (w ~ 0.5, the reference's).

@@ -7,7 +7,7 @@ Stages, each with its share of the budget (20 minutes: 6 + 11 + 2, plus about a 
   1. data       generate and check the synthetic street dataset (configs/demo*.yaml's data.root)
   2. per-frame  train pix2pixHD (configs/demo_image.yaml) for 30% of the minutes
   3. vid2vid    train the video model (configs/demo.yaml) for 55% of the minutes, its image branch started from
-                the per-frame model (model.init_from, vid2vid.warm_start)
+                the per-frame model (model.init_from, vid2vid.train.warm_start)
   4. segmenter  train the quality metric's segmentation network on the real training frames (500 steps,
                 about 2 minutes on 2 idle cores; a fixed step count, so its ceiling does not depend on the
                 machine's load; cached in the dataset folder)
@@ -52,7 +52,7 @@ class Demo:
     video_config: Path
     overrides: list[str]  # --set KEY=VALUE for both configs (tests shrink the demo with them)
     device: str  # auto | cpu | cuda
-    segmenter_steps: int = 500  # the quality segmenter's training (vid2vid.quality.SegmenterSettings.steps)
+    segmenter_steps: int = 500  # the quality segmenter's training (vid2vid.eval.quality.SegmenterSettings.steps)
 
     def budget(self, stage: str) -> float:
         return SHARES[stage] * self.minutes
@@ -133,10 +133,10 @@ def train_for(config: Path, overrides: list[str], minutes: float, out: Path) -> 
 
 
 def train_segmenter(cfg, steps: int):
-    """The quality metric's segmenter (vid2vid.quality), trained for a fixed number of steps (not minutes: the
+    """The quality metric's segmenter (vid2vid.eval.quality), trained for a fixed number of steps (not minutes: the
     ceiling must not depend on the machine's load) and cached in the dataset folder."""
-    from vid2vid.quality import SegmenterSettings
-    from vid2vid.quality import train_segmenter as train
+    from vid2vid.eval.quality import SegmenterSettings
+    from vid2vid.eval.quality import train_segmenter as train
 
     segmenter = train(cfg.data, SegmenterSettings(steps=steps), log=print)
     meta = segmenter.meta
@@ -158,8 +158,8 @@ def measure(demo: Demo, segmenter, trained: dict) -> dict:
     sys.path.insert(0, str(REPO / "tools"))
     import compare_models
 
-    from vid2vid.postprocess import DEFAULT_WEIGHT
-    from vid2vid.quality import evaluate_quality
+    from vid2vid.eval.postprocess import DEFAULT_WEIGHT
+    from vid2vid.eval.quality import evaluate_quality
 
     image, video = Path(trained["per-frame"]["export"]), Path(trained["vid2vid"]["export"])
     key = f"{_fingerprint(image, video)}-{MEASURE_VERSION}"
@@ -191,7 +191,7 @@ def write_pictures(demo: Demo, result: dict) -> dict:
     PNG strip of frames STRIP_FRAMES."""
     from vid2vid.config import load_config
     from vid2vid.data.sequences import whole_sequences
-    from vid2vid.render import label_palette
+    from vid2vid.imaging import label_palette
     from vid2vid.video_io import VideoWriter, iter_frames
 
     cfg = load_config(demo.video_config, demo.overrides)

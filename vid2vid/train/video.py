@@ -44,7 +44,7 @@ from vid2vid.losses import feature_matching, l1_loss, mix
 from vid2vid.models.discriminators import temporal_windows
 from vid2vid.models.video import pyramid, resize_flow
 from vid2vid.temporal import History, start_history, unroll
-from vid2vid.train import Trainer, set_requires_grad
+from vid2vid.train.trainer import Trainer, set_requires_grad
 
 log = logging.getLogger(__name__)
 
@@ -494,10 +494,10 @@ def generate_clip(trainer: VideoTrainer, G: torch.nn.Module, clip: dict) -> torc
 
 def sample_video(trainer: VideoTrainer, clip: dict, out_dir, step: int) -> dict[str, float]:
     """Write samples/step_XXXXXXX.mp4 (labels | generated | real) and return held-out PSNR, E_warp and the detail
-    figures (vid2vid.detail), all over the frames after the n_frames_G-1 seed frames."""
-    from vid2vid.detail import val_detail
+    figures (vid2vid.eval.detail), all over the frames after the n_frames_G-1 seed frames."""
+    from vid2vid.eval.detail import val_detail
+    from vid2vid.eval.metrics import psnr, warping_error
     from vid2vid.imaging import label_colours, to_uint8
-    from vid2vid.metrics import psnr, warping_error
     from vid2vid.video_io import VideoWriter
 
     G = trainer.export_model()

@@ -220,7 +220,7 @@ def build_groups(cfg: Config, acc: Accelerator, loader, clock: TrainClock | None
     ema, prepared loader)."""
     networks = build_networks(cfg)
     if fresh and cfg.model.init_from:
-        from vid2vid.warm_start import warm_start
+        from vid2vid.train.warm_start import warm_start
 
         copied = warm_start(networks["G"]["G"], cfg)
         acc.print(f"model.init_from: the image branch starts from {cfg.model.init_from} ({copied} tensors)")
@@ -723,7 +723,7 @@ def build_trainer(cfg: Config, acc: Accelerator, groups: dict[str, Group], losse
 
     if not spec(cfg).sequential:
         return ImageTrainer(cfg, acc, groups, losses, ema)
-    from vid2vid.video_trainer import VideoTrainer
+    from vid2vid.train.video import VideoTrainer
 
     return VideoTrainer(cfg, acc, groups, losses, ema, video_losses=build_video_losses(cfg),
                         reference_flow=build_reference_flow(cfg, acc.device),

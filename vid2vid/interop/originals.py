@@ -252,7 +252,8 @@ def _require_label_maps(options: Mapping) -> None:
            "face dataset)" if options.get("dataset_mode") == "face" else ""
     raise ConfigError(
         f"original options: label_nc 0: this model takes {options.get('input_nc')} real-valued input channels per "
-        f"frame{face}, not label ids. Its weights convert (vid2vid.originals.vid2vid_g0_from_original), but our "
+        f"frame{face}, not label ids. Its weights convert (vid2vid.interop.originals.vid2vid_g0_from_original), but "
+        "our "
         "data pipeline and renderer build one-hot label maps only, so an export of it could not be rendered; only "
         "label-map models import. Fix: none yet (a multi-channel input format and the face keypoint drawing are "
         "not part of this project)")

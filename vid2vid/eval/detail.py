@@ -226,7 +226,7 @@ def matched_warping_error(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.nda
     """E_warp of videos a and b (frames as measure_detail takes them) on the same flows (fw, bw [T-1,2,H,W]:
     metrics.warping_error's, e.g. a dataset's exact flow) over the frames t >= skip, raw and after bringing the
     sharper video (higher hf_energy) down to the other's detail with blur_to_detail."""
-    from vid2vid.metrics import warping_error
+    from vid2vid.eval.metrics import warping_error
 
     videos = [_measured(as_frames(v, value_range), skip, "matched E_warp") for v in (a, b)]
     truth = _measured(as_frames(real, value_range), skip, "matched E_warp")

@@ -5,7 +5,7 @@
     vid2vid import vid2vid latest_net_G0.pth latest_net_G1.pth latest_net_G2.pth exports/city --preset label2city_2048
 
 The original's options (with the ORIGINAL's names) come from the original's defaults, then a preset or the
-opt.txt its training wrote, then --option NAME=VALUE. vid2vid.originals maps them to our config and renames the
+opt.txt its training wrote, then --option NAME=VALUE. vid2vid.interop.originals maps them to our config and renames the
 state dict strictly; the result is written with checkpoint.export_generator, so that load_generator /
 load_export / render read it like a trained model. tools/check_original_parity.py goes through the same
 `generator_from_original`.
@@ -27,7 +27,7 @@ from torch import nn
 from flow.errors import load_failure_reason
 from vid2vid.config import Config, from_dict
 from vid2vid.errors import ConfigError, UserError
-from vid2vid.originals import OPTION_MAPS, load_original, vid2vid_state_dict
+from vid2vid.interop.originals import OPTION_MAPS, load_original, vid2vid_state_dict
 
 # Our command's architecture name -> (the originals' key-map / option-map name, the original project).
 ARCHITECTURES = {"pix2pixhd": ("pix2pixhd", "NVIDIA/pix2pixHD"), "spade": ("spade", "NVlabs/SPADE"),
@@ -50,7 +50,8 @@ ORIGINAL_DEFAULTS: dict[str, dict] = {
                 "use_single_G": False},
 }
 # vid2vid's single-frame generators read these of vid2vid's options (and take its presets): load_single_G picks
-# the network by loadSize; n_blocks, n_local_enhancers and n_blocks_local size it (vid2vid.originals.VID2VID_SINGLE_G).
+# the network by loadSize; n_blocks, n_local_enhancers and n_blocks_local size it
+# (vid2vid.interop.originals.VID2VID_SINGLE_G).
 ORIGINAL_DEFAULTS["vid2vid-single"] = {"label_nc": 0, "loadSize": 512, "n_blocks": 9, "n_local_enhancers": 1,
                                        "n_blocks_local": 3, "dataset_mode": "temporal"}
 # Our architecture -> the one whose presets it takes.
@@ -207,7 +208,7 @@ def read_checkpoints(arch: str, options: Mapping, checkpoints: Sequence[str | Pa
 
 
 def import_config(arch: str, options: Mapping, *, overrides: Sequence[str] = ()) -> Config:
-    """The original options -> our checked Config (vid2vid.originals.OPTION_MAPS)."""
+    """The original options -> our checked Config (vid2vid.interop.originals.OPTION_MAPS)."""
     tree = OPTION_MAPS[ARCHITECTURES[arch][0]](options)
     return from_dict(tree, list(overrides))
 

@@ -9,7 +9,7 @@ INPUT frames (OpenCV DIS medium by default, on grey images as flow.classic makes
 flow.backward_warp (bilinear, border clamp): the previous output is sampled where each pixel of frame t was in
 frame t-1. No occlusion handling: newly uncovered pixels blend with whatever the border-clamped warp brings.
 
-    from vid2vid.postprocess import recursive_filter
+    from vid2vid.eval.postprocess import recursive_filter
     smooth = recursive_filter(frames, 0.3)                  # frames [T,3,H,W] in [0, 1]
     filt = RecursiveFilter(0.3); out = [filt.step(f) for f in stream]   # one frame [3,H,W] at a time
 """

@@ -55,10 +55,10 @@ from flow import atomic_path
 from vid2vid.config import DataConfig, Size
 from vid2vid.data.sequences import SequenceFiles, read_ids, scan
 from vid2vid.data.transforms import apply_image, centre_transform
-from vid2vid.detail import DEFINITIONS as DETAIL_DEFINITIONS
-from vid2vid.detail import detail_record
 from vid2vid.errors import DataError, UserError
-from vid2vid.metrics import mean_abs_error, psnr
+from vid2vid.eval.detail import DEFINITIONS as DETAIL_DEFINITIONS
+from vid2vid.eval.detail import detail_record
+from vid2vid.eval.metrics import mean_abs_error, psnr
 from vid2vid.video_io import VideoIndex, iter_frames, probe, read_image
 
 REAL = "real frames"
@@ -513,7 +513,7 @@ class _Row:
     """Accumulates one video set's scores over the sequences."""
 
     ignore_ids: tuple[int, ...]
-    detail_skip: int = 0  # frames left out of the detail figures (vid2vid.detail)
+    detail_skip: int = 0  # frames left out of the detail figures (vid2vid.eval.detail)
     conf: np.ndarray = field(default_factory=lambda: np.zeros((N_IDS, N_IDS), np.int64))
     sequences: list[dict] = field(default_factory=list)
     features: list[np.ndarray] = field(default_factory=list)
@@ -576,7 +576,7 @@ def evaluate_quality(data: Dataset, phase: str, videos: Mapping[str, Sequence[st
     prior_only_miou, ...}, "rows": {"real frames": row, name: row, ...}, "definitions": {metric: text}} with
     row = {"miou", "pixel_accuracy", "per_class_iou": {"id": IoU}, "psnr", "l1", "fid", "sequences":
     [{"sequence", "path", "miou", "pixel_accuracy", "psnr", "l1", "detail", "detail_aligned", ...}]} and the
-    row's detail, detail_aligned: means over sequences of vid2vid.detail's figures (frames t >= detail_skip).
+    row's detail, detail_aligned: means over sequences of vid2vid.eval.detail's figures (frames t >= detail_skip).
     The row's miou and pixel_accuracy pool every frame of every sequence (one confusion matrix); psnr and l1
     are means over sequences; psnr, l1 are None for the real frames, fid None without fid_weights. Per-sequence
     mIoU is for inspection: its mean is not the row's mIoU.
