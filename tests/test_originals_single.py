@@ -3,7 +3,8 @@
 The original layouts are rebuilt here as small torch modules written from the key layouts in
 shared/fixtures/README_originals.md (vid2vid's 'instance' norm is InstanceNorm2d(track_running_stats=True)),
 without vid2vid.interop.originals: their state dicts are what the original saves, and their train-mode forward is
-what the original's test.py computes (it never calls .eval()). Released sizes are checked on the meta device; numbers on small ones."""
+what the original's test.py computes (it never calls .eval()).
+Released sizes are checked on the meta device; numbers on small ones."""
 
 import copy
 from pathlib import Path
