@@ -19,6 +19,9 @@ import torch
 from flow.errors import FlowError, run_command
 from flow.io import atomic_path
 
+# Imports inside the command functions are on purpose: the estimators (OpenCV, RAFT weights) and the RAFT trainer
+# load only for the command that runs them.
+
 MODELS = ("raft_small", "raft_large", "dis", "farneback")
 
 

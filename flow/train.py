@@ -260,14 +260,8 @@ def train(
     log=print,
 ) -> dict:
     """Train and evaluate; writes <out>/<model>.pth, <out>/log.jsonl and <out>/report.json. Returns the report."""
-    if steps < 1 or batch_size < 1 or iters < 1:
-        raise FlowError(f"steps, batch size and iters must be >= 1, got {steps}, {batch_size}, {iters}")
-    if not (0 <= warm_start <= 1 and 0 <= own_flow <= 1 and init_noise >= 0 and own_chain >= 1):
-        raise FlowError(f"warm start and own flow must be fractions in [0, 1], init noise >= 0 px and own chain "
-                        f">= 1, got {warm_start}, {own_flow}, {init_noise} and {own_chain}")
+    _check_options(model, steps, batch_size, iters, warm_start, own_flow, init_noise, own_chain)
     builders = {"raft_small": raft_small, "raft_large": raft_large}
-    if model not in builders:
-        raise FlowError(f"unknown model {model!r} for training: use raft_small or raft_large")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -288,29 +282,9 @@ def train(
                                                  generator=loader_rng)
             if len(loader) == 0:
                 raise FlowError(f"{len(dataset)} training pairs in {data} but batch size {batch_size}: lower it")
-            for batch in loader:
-                target, flow_init = batch["flow"], own_starts(net, batch, iters=iters)
-                flows = net(batch["image1"], batch["image2"], iters=iters, flow_init=flow_init, return_all=True)
-                loss = sequence_loss(flows, target, gamma=gamma)
-                if not math.isfinite(loss.item()):
-                    raise FlowError(f"training diverged at step {step} (loss {loss.item()}): lower --lr")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                optimizer.step()
-                schedule.step()
-                step += 1
-                record = {"step": step, "loss": loss.item(), "epe": end_point_error(flows[-1].detach(), target)
-                          .mean().item(), "lr": schedule.get_last_lr()[0], "seconds": time.time() - start}
-                log_file.write(json.dumps(record) + "\n")
-                if step % log_every == 0 or step == steps:
-                    log_file.flush()
-                    log(f"step {step}/{steps} loss {record['loss']:.3f} train EPE {record['epe']:.3f} "
-                        f"lr {record['lr']:.2e} {record['seconds'] / 60:.1f} min")
-                if step % save_every == 0 or step == steps:
-                    save_weights(net, weights_path)
-                if step == steps:
-                    break
+            step = _epoch(net, loader, optimizer, schedule, log_file, step=step, steps=steps, iters=iters,
+                          gamma=gamma, start=start, log_every=log_every, save_every=save_every,
+                          weights_path=weights_path, log=log)
             epoch += 1
     train_minutes = (time.time() - start) / 60
     test = find_pairs(data, "test", both_directions=False)
@@ -319,10 +293,63 @@ def train(
               "warm_start": warm_start, "init_noise": init_noise, "own_flow": own_flow, "own_chain": own_chain,
               "train_minutes": train_minutes, "threads": torch.get_num_threads(), "weights": str(weights_path),
               "test": evaluate(net, test, iters=eval_iters)}
+    _write_report(report, out, weights_path, log)
+    return report
+
+
+def _epoch(net: RAFT, loader, optimizer, schedule, log_file, *, step: int, steps: int, iters: int, gamma: float,
+           start: float, log_every: int, save_every: int, weights_path: Path, log) -> int:
+    """One pass over the loader (or until `steps`): a step per batch, a log.jsonl line each, a log line every
+    log_every steps, the weights every save_every steps. Returns the step count reached."""
+    for batch in loader:
+        loss, epe = _train_step(net, batch, optimizer, schedule, iters, gamma, step)
+        step += 1
+        record = {"step": step, "loss": loss, "epe": epe, "lr": schedule.get_last_lr()[0],
+                  "seconds": time.time() - start}
+        log_file.write(json.dumps(record) + "\n")
+        if step % log_every == 0 or step == steps:
+            log_file.flush()
+            log(f"step {step}/{steps} loss {record['loss']:.3f} train EPE {record['epe']:.3f} "
+                f"lr {record['lr']:.2e} {record['seconds'] / 60:.1f} min")
+        if step % save_every == 0 or step == steps:
+            save_weights(net, weights_path)
+        if step == steps:
+            break
+    return step
+
+
+def _check_options(model: str, steps: int, batch_size: int, iters: int, warm_start: float, own_flow: float,
+                   init_noise: float, own_chain: int) -> None:
+    if steps < 1 or batch_size < 1 or iters < 1:
+        raise FlowError(f"steps, batch size and iters must be >= 1, got {steps}, {batch_size}, {iters}")
+    if not (0 <= warm_start <= 1 and 0 <= own_flow <= 1 and init_noise >= 0 and own_chain >= 1):
+        raise FlowError(f"warm start and own flow must be fractions in [0, 1], init noise >= 0 px and own chain "
+                        f">= 1, got {warm_start}, {own_flow}, {init_noise} and {own_chain}")
+    if model not in ("raft_small", "raft_large"):
+        raise FlowError(f"unknown model {model!r} for training: use raft_small or raft_large")
+
+
+def _train_step(net: RAFT, batch: dict, optimizer, schedule, iters: int, gamma: float, step: int
+                ) -> tuple[float, float]:
+    """One optimizer step on a batch (flow from the model's own starts); returns (loss, train EPE)."""
+    target, flow_init = batch["flow"], own_starts(net, batch, iters=iters)
+    flows = net(batch["image1"], batch["image2"], iters=iters, flow_init=flow_init, return_all=True)
+    loss = sequence_loss(flows, target, gamma=gamma)
+    if not math.isfinite(loss.item()):
+        raise FlowError(f"training diverged at step {step} (loss {loss.item()}): lower --lr")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    optimizer.step()
+    schedule.step()
+    return loss.item(), end_point_error(flows[-1].detach(), target).mean().item()
+
+
+def _write_report(report: dict, out: Path, weights_path: Path, log) -> None:
+    """<out>/report.json (atomically) and one line of held-out EPE."""
     with atomic_path(out / "report.json") as tmp:
         tmp.write_text(json.dumps(report, indent=1) + "\n")
     t = report["test"]
     log(f"held-out EPE {t['epe']:.3f} px (zero flow {t['zero_flow_epe']:.3f}, ratio "
         f"{t['epe'] / max(t['zero_flow_epe'], 1e-9):.3f}) on {t['pairs']} pairs; valid pixels: "
         f"{t['epe_valid']:.3f} vs {t['zero_flow_epe_valid']:.3f}; weights {weights_path}")
-    return report

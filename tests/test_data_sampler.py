@@ -14,7 +14,7 @@ from accelerate import Accelerator
 from vid2vid.config import load_config
 from vid2vid.data.sampler import ClipKey, ClipSampler, endless_batches
 from vid2vid.errors import DataError
-from vid2vid.train import _build_data
+from vid2vid.train.loop import _build_data
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"

@@ -16,16 +16,13 @@ from vid2vid.data.sequences import read_ids, scan
 from vid2vid.errors import UserError
 from vid2vid.eval.quality import (
     REAL,
-    SegmenterSettings,
-    cache_key,
     confusion_matrix,
     evaluate_quality,
     frechet_distance,
-    learning_rate,
     scores_from_confusion,
     segmentation_scores,
-    train_segmenter,
 )
+from vid2vid.eval.segmenter import SegmenterSettings, cache_key, learning_rate, train_segmenter
 from vid2vid.video_io import VideoWriter, iter_frames, write_image
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -196,7 +196,7 @@ def test_render_all_and_overwrite(data, video_export, tmp_path, capsys):
 
 def test_memory_is_bounded_by_the_queues():
     """The reader runs ahead of the model by at most the queue size (no whole-video buffering)."""
-    from vid2vid.render.renderer import QUEUE_FRAMES, Reader
+    from vid2vid.render.streaming import QUEUE_FRAMES, Reader
 
     produced = []
 

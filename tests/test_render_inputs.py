@@ -17,7 +17,7 @@ from vid2vid.config import Size, from_dict, load_config
 from vid2vid.data.prepare import CENTRES_FILE, prepare_video
 from vid2vid.errors import ConfigError
 from vid2vid.models.build import build_generator
-from vid2vid.render.renderer import iter_labels, open_input
+from vid2vid.render.inputs import iter_labels, open_input
 from vid2vid.video_io import VideoWriter, image_files, read_image, write_image
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,8 +13,12 @@ from safetensors.torch import load_file
 
 from vid2vid import checkpoint as ckpt
 from vid2vid.config import load_config
+from vid2vid.data.sampler import EpochSampler
 from vid2vid.errors import ConfigError, UserError
-from vid2vid.train import EMA, EpochSampler, JsonlLog, check_trainable, learning_rates, lr_factor, train
+from vid2vid.train import train
+from vid2vid.train.checks import check_trainable
+from vid2vid.train.logs import JsonlLog
+from vid2vid.train.schedule import EMA, learning_rates, lr_factor
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
@@ -153,7 +157,9 @@ def test_d_update_has_no_generator_gradient(tmp_path, tiny_data):
     from accelerate import Accelerator
 
     from vid2vid.models.build import build_losses
-    from vid2vid.train import ImageTrainer, _build_data, build_groups
+    from vid2vid.train.image import ImageTrainer
+    from vid2vid.train.loop import _build_data
+    from vid2vid.train.trainer import build_groups
 
     cfg = tiny(tmp_path, tiny_data, "data.batch_size=1", "optim.grad_accum=2")
     acc = Accelerator(step_scheduler_with_optimizer=False)
@@ -175,7 +181,7 @@ def test_d_update_has_no_generator_gradient(tmp_path, tiny_data):
     D.load_state_dict(D_before)
     D.zero_grad()
     for mb in micro:
-        from vid2vid.train import frames_as_images
+        from vid2vid.train.trainer import frames_as_images
 
         images = frames_as_images(mb)
         sem = trainer.semantics(images)

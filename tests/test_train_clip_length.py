@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from vid2vid.config import load_config
-from vid2vid.train import clip_length, train
+from vid2vid.train import train
+from vid2vid.train.checks import clip_length
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_VIDEO = REPO / "configs" / "tiny_video.yaml"

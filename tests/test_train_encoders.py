@@ -15,7 +15,8 @@ from test_train import REPO, read_log, tiny
 from vid2vid import checkpoint as ckpt
 from vid2vid.config import load_config
 from vid2vid.errors import ConfigError, UserError
-from vid2vid.train import check_trainable, train
+from vid2vid.train import train
+from vid2vid.train.checks import check_trainable
 
 TINY = REPO / "configs" / "tiny.yaml"
 QUIET = ("train.checkpoint_every=1000", "train.sample_every=1000")

@@ -14,7 +14,10 @@ from safetensors.torch import load_file
 
 from vid2vid import checkpoint as ckpt
 from vid2vid.config import load_config
-from vid2vid.train import build_groups, build_trainer, learning_rates, lr_factor, train
+from vid2vid.train import train
+from vid2vid.train.loop import build_trainer
+from vid2vid.train.schedule import learning_rates, lr_factor
+from vid2vid.train.trainer import build_groups
 from vid2vid.train.video import ScaleStage, scale_stage
 
 REPO = Path(__file__).resolve().parents[1]

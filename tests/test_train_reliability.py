@@ -241,7 +241,7 @@ def test_max_bad_steps_in_a_row_stop_the_run_with_one_line(tmp_path, video_data,
 def test_image_model_non_finite_generator_loss_skips_g_and_ema(tmp_path, tiny_data, monkeypatch):
     """The image models update D before G's loss exists: a NaN G loss at step 2 skips G's update and the EMA;
     that step's D update (from finite values) stands."""
-    from vid2vid.train import ImageTrainer
+    from vid2vid.train.image import ImageTrainer
 
     g_losses, calls = ImageTrainer.g_losses, {"n": 0}
 

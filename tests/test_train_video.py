@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 
 from vid2vid import checkpoint as ckpt
 from vid2vid.config import load_config
-from vid2vid.train import TrainClock, make_schedulers, train
+from vid2vid.train import train
+from vid2vid.train.schedule import TrainClock, make_schedulers
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"

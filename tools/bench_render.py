@@ -84,7 +84,7 @@ MODES = {  # name -> (precision, channels_last, compile)
 def sequence_labels(sequence: Path):
     """t -> (labels [H,W], instances [H,W] or None): frame t (cyclically) of a dataset sequence (<root>/<phase>_A/<seq>,
     with its <phase>_inst/<seq> instances)."""
-    from vid2vid.render.renderer import iter_labels, open_input
+    from vid2vid.render.inputs import iter_labels, open_input
 
     frames = list(iter_labels(open_input(sequence), label_nc=256))  # ids are checked by the renderer
     return lambda t: frames[t % len(frames)]

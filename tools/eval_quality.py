@@ -31,7 +31,8 @@ from pathlib import Path
 from flow import atomic_path
 from vid2vid.data.sequences import scan
 from vid2vid.errors import UserError, run_cli
-from vid2vid.eval.quality import REAL, SegmenterSettings, evaluate_quality
+from vid2vid.eval.quality import REAL, evaluate_quality
+from vid2vid.eval.segmenter import SegmenterSettings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

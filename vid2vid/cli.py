@@ -7,6 +7,9 @@ import sys
 
 from vid2vid.errors import UserError, run_cli
 
+# Imports inside the command functions are on purpose: each command imports what it runs, so that `vid2vid --help`,
+# argument errors and the light commands start without importing torch and the models (heavy).
+
 
 def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--config", "-c", required=required, help="YAML config file, e.g. configs/demo.yaml")
@@ -75,21 +78,21 @@ def cmd_prepare_video(args: argparse.Namespace) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> None:
-    from vid2vid.render import render_all, render_video
+    from vid2vid.render import RenderOptions, render_all, render_video
 
-    options = {key: getattr(args, key) for key in (
+    options = RenderOptions(**{key: getattr(args, key) for key in (
         "palette", "labels", "centres", "first_frame", "instances", "size", "start", "max_frames", "fps", "crf",
         "frames_dir", "side_by_side", "overwrite", "keep_partial", "device", "precision", "channels_last",
-        "compile", "feature_cluster", "style", "seed")}
+        "compile", "feature_cluster", "style", "seed")})
     if args.all is not None:
         if args.input is not None or args.instances is not None:
             raise UserError("render --all PHASE_DIR OUTPUT_DIR: give no INPUT and no --instances "
                              "(each sequence brings its own <phase>_inst)")
-        summaries = render_all(args.checkpoint, args.all, args.output, **options)
+        summaries = render_all(args.checkpoint, args.all, args.output, options)
     elif args.input is None:
         raise UserError("render: give INPUT OUTPUT, or --all PHASE_DIR OUTPUT_DIR")
     else:
-        summaries = [render_video(args.checkpoint, args.input, args.output, **options)]
+        summaries = [render_video(args.checkpoint, args.input, args.output, options)]
     for summary in summaries:
         print(summary)
 

@@ -38,6 +38,9 @@ import numpy as np
 
 from vid2vid.errors import UserError
 
+# Imports inside functions are on purpose: the demo drives training and rendering in subprocesses, and its own
+# process imports torch, the segmenter and tools/compare_models.py (heavy) only for the steps that need them.
+
 REPO = Path(__file__).resolve().parent.parent
 SHARES = {"per-frame": 0.30, "vid2vid": 0.55, "segmenter": 0.10}  # of --minutes (the segmenter's: an estimate)
 MEASURE_VERSION = "detail1"  # part of the fingerprint: a results.json of older measurements is measured again
@@ -135,8 +138,8 @@ def train_for(config: Path, overrides: list[str], minutes: float, out: Path) -> 
 def train_segmenter(cfg, steps: int):
     """The quality metric's segmenter (vid2vid.eval.quality), trained for a fixed number of steps (not minutes: the
     ceiling must not depend on the machine's load) and cached in the dataset folder."""
-    from vid2vid.eval.quality import SegmenterSettings
-    from vid2vid.eval.quality import train_segmenter as train
+    from vid2vid.eval.segmenter import SegmenterSettings
+    from vid2vid.eval.segmenter import train_segmenter as train
 
     segmenter = train(cfg.data, SegmenterSettings(steps=steps), log=print)
     meta = segmenter.meta

@@ -240,7 +240,7 @@ def load_vgg19_features(path: str | Path | None = None) -> nn.Sequential:
     Accepts torchvision's full vgg19 state dict (classifier keys are ignored) or one holding only
     `features.*`. Never downloads; raises UserError saying what to fetch and where when absent.
     """
-    from torchvision.models.vgg import cfgs, make_layers
+    from torchvision.models.vgg import cfgs, make_layers  # here: torchvision's model zoo, only with loss.vgg
 
     file = find_vgg19_weights(path)
     try:

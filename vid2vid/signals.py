@@ -43,7 +43,7 @@ class StopSignals:
     def agreed(self, acc) -> int:
         """The signal every process of an accelerate run stops for now (the highest any process received; one
         reduce), 0 for none."""
-        import torch
+        import torch  # here: heavy, and the CLI imports this module before it needs torch
 
         return int(acc.reduce(torch.tensor(float(self.signum), device=acc.device), "max"))
 

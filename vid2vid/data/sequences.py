@@ -15,7 +15,7 @@ no state has to reach the workers; dataset[int] uses the dataset's own epoch and
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -28,6 +28,7 @@ from flow.io import read_flo
 from vid2vid.config import Size
 from vid2vid.data import transforms
 from vid2vid.data.sampler import ClipKey
+from vid2vid.data.synthetic import ensure_dataset
 from vid2vid.errors import DataError
 from vid2vid.video_io import VideoIndex, image_files, probe, read_image
 
@@ -314,8 +315,6 @@ def build_dataset(data_cfg, phase: str | None = None, seed: int = 0) -> ClipData
     """The clip dataset of data_cfg (generating the synthetic dataset first when configured).
     Training phase: random start, stride, zoom, crop, flip; any other phase: the first n_frames
     frames of each sequence, resized and centre-cropped."""
-    from vid2vid.data.synthetic import ensure_dataset
-
     phase = phase or data_cfg.phase
     root = ensure_dataset(data_cfg)
     return ClipDataset(scan(root, phase), n_frames=data_cfg.n_frames, max_t_step=data_cfg.max_t_step,
@@ -326,8 +325,6 @@ def build_dataset(data_cfg, phase: str | None = None, seed: int = 0) -> ClipData
 def whole_sequences(data_cfg, phase: str, max_frames: int = 0) -> list[tuple[str, dict]]:
     """(name, item) for every sequence of a split as evaluation sees it: whole frames (resized to
     data.load_size, not cropped), unaugmented, the first max_frames frames (0: the shortest sequence's length)."""
-    from dataclasses import replace
-
     data = replace(data_cfg, n_frames=1, crop_size=data_cfg.load_size)
     shortest = build_dataset(data, phase=phase).shortest
     n = shortest if max_frames <= 0 else min(max_frames, shortest)

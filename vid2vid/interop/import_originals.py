@@ -25,9 +25,11 @@ import torch
 from torch import nn
 
 from flow.errors import load_failure_reason
+from vid2vid.checkpoint import EXPORT_CONFIG, EXPORT_WEIGHTS, export_generator
 from vid2vid.config import Config, from_dict
 from vid2vid.errors import ConfigError, UserError
 from vid2vid.interop.originals import OPTION_MAPS, load_original, vid2vid_state_dict
+from vid2vid.models.build import build_generator
 
 # Our command's architecture name -> (the originals' key-map / option-map name, the original project).
 ARCHITECTURES = {"pix2pixhd": ("pix2pixhd", "NVIDIA/pix2pixHD"), "spade": ("spade", "NVlabs/SPADE"),
@@ -216,8 +218,6 @@ def import_config(arch: str, options: Mapping, *, overrides: Sequence[str] = ())
 def generator_from_original(arch: str, options: Mapping, state_dict: Mapping[str, torch.Tensor], *,
                             source: str | Path = "the checkpoint") -> tuple[nn.Module, Config]:
     """(our generator holding the original weights, strictly converted; its Config), on the CPU."""
-    from vid2vid.models.build import build_generator
-
     cfg = import_config(arch, options)
     model = build_generator(cfg)
     return load_original(ARCHITECTURES[arch][0], model, state_dict, source=source), cfg
@@ -227,8 +227,6 @@ def import_checkpoint(arch: str, checkpoints: Sequence[str | Path], out_dir: str
                       preset: str | None = None, opt_file: str | Path | None = None,
                       options: Sequence[str] = ()) -> str:
     """`vid2vid import`: convert and write our export folder -> a summary for the user."""
-    from vid2vid.checkpoint import EXPORT_CONFIG, EXPORT_WEIGHTS, export_generator
-
     if arch not in ARCHITECTURES:
         raise UserError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     opts = original_options(arch, preset=preset, opt_file=opt_file, options=options)

@@ -27,6 +27,7 @@ from torch import nn
 
 from vid2vid.errors import ConfigError
 from vid2vid.families import SPADE_UPSAMPLINGS
+from vid2vid.models.video import VideoGenerator
 
 # ----------------------------------------------------------------------------------------------
 # pix2pixHD: the original GlobalGenerator / LocalEnhancer -> vid2vid.models.image (same classes' layout)
@@ -422,6 +423,4 @@ def load_original(arch: str, model: nn.Module, state_dict: Mapping[str, torch.Te
 def vid2vid_g0_from_original(options: Mapping, state_dict: Mapping[str, torch.Tensor], *,
                              source: str | Path = "the checkpoint") -> nn.Module:
     """A VideoGenerator built from the original's options, holding the original G0 weights (strict)."""
-    from vid2vid.models.video import VideoGenerator
-
     return load_original("vid2vid_G0", VideoGenerator(**vid2vid_g0_kwargs(options)), state_dict, source=source)

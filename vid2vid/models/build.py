@@ -22,8 +22,9 @@ from torch import nn
 
 from vid2vid.config import Config
 from vid2vid.families import FAMILIES, Family, family
-from vid2vid.losses import ImageLosses
-from vid2vid.models.discriminators import MultiscaleDiscriminator
+from vid2vid.losses import ImageLosses, VideoLosses
+from vid2vid.models.discriminators import MultiscaleDiscriminator, temporal_input_nc
+from vid2vid.models.discriminators import build_temporal_discriminators as temporal_discriminators
 from vid2vid.models.image import (
     FeatureBank,
     FeatureEncoder,
@@ -32,7 +33,12 @@ from vid2vid.models.image import (
     SPADEGenerator,
     UnetGenerator,
     VAEEncoder,
+    use_batch_stats_at_inference,
 )
+from vid2vid.models.unet_discriminator import UNetDiscriminator
+from vid2vid.models.video import build_video_generator
+from vid2vid.models.video_spade import build_spade_video_generator
+from vid2vid.reference_flow import build_reference_flow as reference_flow
 
 VAE_IMAGE_SIZE = 256  # SPADE's encoder always sees the frame resized to 256x256
 
@@ -79,11 +85,7 @@ def _build_spade(cfg: Config) -> nn.Module:
 
 def _build_vid2vid(cfg: Config) -> nn.Module:
     if cfg.model.backbone == "spade":
-        from vid2vid.models.video_spade import build_spade_video_generator
-
         return build_spade_video_generator(cfg)
-    from vid2vid.models.video import build_video_generator
-
     return build_video_generator(cfg)
 
 
@@ -119,8 +121,6 @@ def spec(cfg_or_name: Config | str) -> GeneratorSpec:
 def build_generator(cfg: Config) -> nn.Module:
     """The generator of cfg; with model.norm_at_inference batch_stats its BatchNorms use batch statistics in eval
     mode too."""
-    from vid2vid.models.image import use_batch_stats_at_inference
-
     return use_batch_stats_at_inference(spec(cfg).build(cfg), cfg.model.norm_at_inference == "batch_stats")
 
 
@@ -129,8 +129,6 @@ def build_discriminator(cfg: Config) -> nn.Module:
     list of branches, each a list of features whose last entry is a prediction."""
     d = cfg.discriminator
     if d.type == "unet":
-        from vid2vid.models.unet_discriminator import UNetDiscriminator
-
         return UNetDiscriminator(discriminator_input_channels(cfg), ndf=d.ndf, depth=d.depth, norm=d.norm,
                                  self_attention=d.self_attention)
     return MultiscaleDiscriminator(discriminator_input_channels(cfg), ndf=d.ndf, n_layers=d.n_layers,
@@ -182,24 +180,19 @@ def build_losses(cfg: Config) -> ImageLosses:
 
 def build_temporal_discriminators(cfg: Config) -> dict[str, nn.Module]:
     """One multi-scale PatchGAN per temporal scale, named D_temporal0, D_temporal1, ... (the D group)."""
-    from vid2vid.models.discriminators import build_temporal_discriminators as build
-    from vid2vid.models.discriminators import temporal_input_nc
-
     d = cfg.discriminator
-    nets = build(temporal_input_nc(d.n_frames_D), d.ndf, d.n_layers, d.num_D, d.norm, d.temporal_scales)
+    nets = temporal_discriminators(temporal_input_nc(d.n_frames_D), d.ndf, d.n_layers, d.num_D, d.norm,
+                                   d.temporal_scales)
     return {f"D_temporal{s}": net for s, net in enumerate(nets)}
 
 
 def build_video_losses(cfg: Config):
-    from vid2vid.losses import VideoLosses
-
     loss = cfg.loss
     return VideoLosses(flow=loss.flow, warp=loss.warp, warp_output=loss.warp_output, mask=loss.mask)
 
 
 def build_reference_flow(cfg: Config, device):
     """callable(frames [B,T,3,H,W], flow_bw | None) -> (flow [B,T-1,2,H,W], confidence [B,T-1,1,H,W])."""
-    from vid2vid.reference_flow import build_reference_flow as build
-
     f = cfg.flow
-    return build(f.model, f.weights, f.corr, f.iters, device, flow_folder=f"{cfg.data.root}/{cfg.data.phase}_flow")
+    return reference_flow(f.model, f.weights, f.corr, f.iters, device,
+                          flow_folder=f"{cfg.data.root}/{cfg.data.phase}_flow")

@@ -36,15 +36,25 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from einops import rearrange
 
+from vid2vid.config import Size
+from vid2vid.data.encoding import semantic_input
+from vid2vid.data.sequences import whole_sequences
+from vid2vid.eval.detail import val_detail
+from vid2vid.eval.metrics import psnr, warping_error
+from vid2vid.imaging import label_colours, to_uint8
 from vid2vid.losses import feature_matching, l1_loss, mix
 from vid2vid.models.discriminators import temporal_windows
 from vid2vid.models.video import pyramid, resize_flow
 from vid2vid.temporal import History, start_history, unroll
+from vid2vid.train.accel import retarget_optimizer
 from vid2vid.train.trainer import Trainer, set_requires_grad
+from vid2vid.video_io import VideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +75,6 @@ def scale_stage(cfg, step: int) -> ScaleStage:
         return ScaleStage(n, True)
     active = min(n, 1 + step // every)
     return ScaleStage(active, active == 1 or step - (active - 1) * every >= cfg.train.fix_coarse_steps)
-
-
-def temporal_names(scales: int) -> list[str]:
-    """Network names of the temporal discriminators, one per temporal scale."""
-    return [f"D_temporal{s}" for s in range(scales)]
 
 
 class VideoTrainer(Trainer):
@@ -127,22 +132,9 @@ class VideoTrainer(Trainer):
         hyperparameters and learning rate, Adam state kept for the parameters that stay; the LR schedule goes on
         from where it was."""
         g = self.groups[group]
-        params = [p for p in g.parameters() if p.requires_grad]
-        old = getattr(g.optimizer, "optimizer", g.optimizer)  # accelerate's wrapper -> torch's optimizer
-        if [id(p) for pg in old.param_groups for p in pg["params"]] == [id(p) for p in params]:
-            return
-        settings = {k: v for k, v in old.param_groups[0].items() if k != "params"}
-        new = type(old)(params, lr=settings["lr"])
-        new.param_groups[0].update(settings)
-        for p in params:
-            if p in old.state:
-                new.state[p] = old.state[p]
-        scheduler = torch.optim.lr_scheduler.LambdaLR(new, g.scheduler.lr_lambdas[0])
-        scheduler.load_state_dict(g.scheduler.state_dict())
-        new.param_groups[0].update(lr=settings["lr"], initial_lr=settings["initial_lr"])
-        if hasattr(self.acc, "_optimizers"):  # accelerate keeps its prepared optimizers (fp16 unscaling)
-            self.acc._optimizers = [o for o in self.acc._optimizers if o is not g.optimizer]
-        g.optimizer, g.scheduler = self.acc.prepare_optimizer(new), scheduler
+        rebuilt = retarget_optimizer(self.acc, g.optimizer, g.scheduler, [p for p in g.parameters() if p.requires_grad])
+        if rebuilt is not None:
+            g.optimizer, g.scheduler = rebuilt
 
     def at_active_scale(self, x: torch.Tensor) -> torch.Tensor:
         """A full-resolution clip tensor [B,T,C,H,W] -> the active resolution (the generator's avg-pool pyramid;
@@ -170,8 +162,6 @@ class VideoTrainer(Trainer):
     def export_config(self):
         """The config of the exported model: while scales are still to come, a model of the active scales at the
         active resolution."""
-        from vid2vid.config import Size
-
         cfg = self.cfg
         levels = cfg.model.n_scales_spatial - self.stage.active
         if not levels:
@@ -192,8 +182,6 @@ class VideoTrainer(Trainer):
     def clip_semantics(self, batch: dict, t0: int = 0, t1: int | None = None) -> torch.Tensor:
         """labels [B,T,H,W] (+ inst) of frames t0..t1-1 -> semantics [B,t1-t0,C,h,w] at the active resolution
         (made per chunk in training, so that memory does not grow with the clip length)."""
-        from vid2vid.data.encoding import semantic_input
-
         inst = batch.get("inst")
         sem = semantic_input(batch["labels"][:, t0:t1], None if inst is None else inst[:, t0:t1],
                              self.cfg.data.label_nc, self.cfg.data.use_instance)
@@ -236,8 +224,6 @@ class VideoTrainer(Trainer):
         """All-reduce (mean) of the group's gradients over processes (what DDP would have done)."""
         if self.acc.num_processes == 1:
             return
-        import torch.distributed as dist
-
         params = self.groups[group].parameters()
         # a parameter no process used (a skipped temporal scale) keeps no gradient, as in one process
         used = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=self.acc.device)
@@ -471,10 +457,6 @@ class Chunk:
 def held_out_clip(cfg, max_frames: int = 30) -> dict:
     """The first held-out sequence (test phase; train when absent) as a batch of one clip of whole frames, its
     first max_frames frames (or the whole sequence when shorter), with the dataset's flow when it has one."""
-    from pathlib import Path
-
-    from vid2vid.data.sequences import whole_sequences
-
     phase = "test" if (Path(cfg.data.root) / "test_A").is_dir() else cfg.data.phase
     _, item = whole_sequences(cfg.data, phase, max_frames)[0]
     return {k: v[None] for k, v in item.items() if isinstance(v, torch.Tensor)}
@@ -495,11 +477,6 @@ def generate_clip(trainer: VideoTrainer, G: torch.nn.Module, clip: dict) -> torc
 def sample_video(trainer: VideoTrainer, clip: dict, out_dir, step: int) -> dict[str, float]:
     """Write samples/step_XXXXXXX.mp4 (labels | generated | real) and return held-out PSNR, E_warp and the detail
     figures (vid2vid.eval.detail), all over the frames after the n_frames_G-1 seed frames."""
-    from vid2vid.eval.detail import val_detail
-    from vid2vid.eval.metrics import psnr, warping_error
-    from vid2vid.imaging import label_colours, to_uint8
-    from vid2vid.video_io import VideoWriter
-
     G = trainer.export_model()
     was_training = G.training
     G.eval()
