@@ -34,22 +34,9 @@ def cmd_check_data(args: argparse.Namespace) -> None:
 def cmd_config(args: argparse.Namespace) -> None:
     import yaml
 
-    from vid2vid.config import NOT_YET_USED, to_dict
+    from vid2vid.config import to_dict
 
-    print(mark_keys(yaml.safe_dump(to_dict(_load(args)), sort_keys=False), NOT_YET_USED), end="")
-
-
-def mark_keys(text: str, notes: dict[str, str]) -> str:
-    """YAML as safe_dump writes it (2-space indents) with `  # not yet used: <note>` after each key in notes."""
-    lines, path = [], []
-    for line in text.splitlines():
-        key = line.strip().split(":", 1)[0]
-        if line.strip() and not line.lstrip().startswith("-"):
-            path = path[: (len(line) - len(line.lstrip())) // 2] + [key]
-            note = notes.get(".".join(path))
-            line += f"  # not yet used: {note}" if note else ""
-        lines.append(line)
-    return "\n".join(lines) + "\n"
+    print(yaml.safe_dump(to_dict(_load(args)), sort_keys=False), end="")
 
 
 def cmd_train(args: argparse.Namespace) -> None:

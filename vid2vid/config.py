@@ -248,10 +248,6 @@ class Config:
 # Paths that resolve against the current directory at load time.
 PATH_KEYS = ("data.root", "loss.vgg_weights", "flow.weights", "train.out_dir", "model.init_from")
 
-# Keys that are checked and stored but that no code reads yet: key -> what will read it. `vid2vid config`
-# marks them "not yet used". Remove a key here in the change that makes it used.
-NOT_YET_USED: dict[str, str] = {}
-
 # Keys renamed since configs were first written: old key -> (new key, old value -> new value). Exports written
 # before the rename (render.dtype) still load.
 RENAMED_KEYS = {

@@ -80,7 +80,7 @@ def _build_data(cfg: Config, acc: Accelerator):
     return dataset, sampler, loader
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainResult:
     step: int
     out_dir: Path
@@ -119,7 +119,7 @@ def train(cfg: Config, resume: str | None = None, stop_at: int | None = None) ->
         acc.end_training()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Run:
     """Everything one training run holds between steps."""
 
@@ -170,7 +170,8 @@ def _setup(cfg: Config, acc: Accelerator, out_dir: Path, resume_from: Path | Non
     batches = endless_batches(loader, sampler, dataset, state["epoch"],
                               state["samples_in_epoch"] // indices_per_batch, indices_per_batch)
     samples = trainer.sample_inputs() if acc.is_main_process else None
-    return Run(cfg, acc, out_dir, trainer, batches, state, log, samples, clock)
+    return Run(cfg=cfg, acc=acc, out_dir=out_dir, trainer=trainer, batches=batches, state=state, log=log,
+               samples=samples, clock=clock)
 
 
 def _loop(run: Run, last_step: int) -> TrainResult:
@@ -186,8 +187,9 @@ def _loop(run: Run, last_step: int) -> TrainResult:
         write_export(trainer, export_dir)  # resumed at the last step (or its export cut short)
     acc.wait_for_everyone()
     unwrapped = {name: acc.unwrap_model(net) for name, net in trainer.networks.items()}
-    return TrainResult(state["step"], run.out_dir, run.last_checkpoint, run.out_dir / "export", unwrapped["G"],
-                       unwrapped["D"], trainer.ema.model if trainer.ema is not None else None, unwrapped)
+    return TrainResult(step=state["step"], out_dir=run.out_dir, checkpoint=run.last_checkpoint,
+                       export=run.out_dir / "export", generator=unwrapped["G"], discriminator=unwrapped["D"],
+                       ema=trainer.ema.model if trainer.ema is not None else None, networks=unwrapped)
 
 
 class _TimeBar(tqdm):

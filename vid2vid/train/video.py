@@ -251,7 +251,8 @@ class VideoTrainer(Trainer):
             sem = self.clip_semantics(batch, t0, t1)  # [B,t1-t0,C,H,W]
             with self.acc.autocast():
                 out, history = unroll(self.net("G"), history, sem)
-            chunk = Chunk(t0, t1, sem, real, ref_flow, confidence, sequence, out, share=share, n_seed=n_seed,
+            chunk = Chunk(t0=t0, t1=t1, sem=sem, real=real, ref_flow=ref_flow, confidence=confidence,
+                          sequence=sequence, out=out, share=share, n_seed=n_seed,
                           n_frames_D=self.cfg.discriminator.n_frames_D)
             self.d_phase(chunk, parts)
             self.g_phase(chunk, parts, self.teacher_frames(batch, t0, t1))
@@ -411,7 +412,7 @@ def windows_ending_in(t0: int, t1: int, span: int) -> int:
 class Chunk:
     """One chunk of generated frames t0..t1-1 of a clip and what its losses need."""
 
-    def __init__(self, t0, t1, sem, real, ref_flow, confidence, sequence, out, *, share=1.0, n_seed=0, n_frames_D=3):
+    def __init__(self, *, t0, t1, sem, real, ref_flow, confidence, sequence, out, share=1.0, n_seed=0, n_frames_D=3):
         self.t0, self.t1, self.share, self.n_seed, self.n_frames_D = t0, t1, share, n_seed, n_frames_D
         self.real, self.ref_flow, self.confidence = real, ref_flow, confidence
         self.sequence = sequence  # [B,t0,3,H,W] detached first frames + earlier generated frames
