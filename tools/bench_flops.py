@@ -70,7 +70,8 @@ def one_frame(config: str, size: tuple[int, int], device: torch.device):
     """(generator, a function that generates one frame) at size, random inputs, called once already (a warm-up);
     a video generator gets a full history with the previous frame's features (that first step made them)."""
     from vid2vid.config import load_config
-    from vid2vid.models.build import build_generator, semantic_channels, spec
+    from vid2vid.families import is_sequential
+    from vid2vid.models.build import build_generator, semantic_channels
     from vid2vid.temporal import start_history, step
 
     cfg = load_config(ROOT / config)
@@ -78,7 +79,7 @@ def one_frame(config: str, size: tuple[int, int], device: torch.device):
     G = build_generator(cfg).to(device).eval()
     h, w = size
     c = semantic_channels(cfg)
-    if not spec(cfg).sequential:
+    if not is_sequential(cfg):
         sem = torch.randn(1, c, h, w, device=device)
         with torch.no_grad():
             G(sem)

@@ -49,8 +49,8 @@ from vid2vid.eval.detail import (
 )
 from vid2vid.eval.metrics import pair_flows, psnr
 from vid2vid.eval.postprocess import DEFAULT_WEIGHT, recursive_filter
+from vid2vid.families import is_sequential
 from vid2vid.imaging import to_uint8
-from vid2vid.models.build import spec
 from vid2vid.render import VideoRenderer
 from vid2vid.video_io import VideoWriter, write_image
 
@@ -185,7 +185,7 @@ def measure_sequence(name: str, real: np.ndarray, made: dict[str, np.ndarray], r
 
 def compare(args: argparse.Namespace) -> dict:
     image, video = load_export(args.image), load_export(args.video)
-    if spec(video.cfg).sequential is False or spec(image.cfg).sequential:
+    if not is_sequential(video.cfg) or is_sequential(image.cfg):
         raise UserError(f"--image must be a per-frame model and --video a vid2vid model; got {image.cfg.model.name} "
                         f"and {video.cfg.model.name}")
     skip = video.cfg.model.n_frames_G - 1 if args.skip is None else args.skip
