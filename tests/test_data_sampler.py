@@ -129,10 +129,10 @@ def first_error(cfg) -> str:
 
 def test_data_error_in_a_worker_is_the_plain_one_line_message(data_root, tmp_path, monkeypatch):
     """As if the file broke after the up-front check_dataset (which would name it first)."""
-    import vid2vid.data.check
+    import vid2vid.train.loop  # where the trainer's up-front check_dataset is looked up
 
     root = corrupt_copy(data_root, tmp_path)
-    monkeypatch.setattr(vid2vid.data.check, "check_dataset", lambda data_cfg: None)
+    monkeypatch.setattr(vid2vid.train.loop, "check_dataset", lambda data_cfg: None)
     message = first_error(config(root, "data.source=folder"))
     assert f"train_B/{BAD_SEQUENCE}/" in message and "cannot decode it" in message
     assert "\n" not in message and "Traceback" not in message and "DataLoader worker" not in message
