@@ -113,6 +113,26 @@ def test_flow_uses_nothing_of_vid2vid():
     assert not leaks, leaks
 
 
+def test_every_imported_project_module_exists():
+    """vid2vid/, flow/, tools/ and tests/ import only modules of this tree (a module moved away but still imported
+    somewhere would otherwise be found in another checkout that an editable install points at)."""
+
+    def exists(module: str) -> bool:
+        path = ROOT.joinpath(*module.split("."))
+        return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+    missing = []
+    for folder in ("vid2vid", "flow", "tools", "tests"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    modules.append(node.module)
+                missing += [f"{path.relative_to(ROOT)}:{node.lineno}: {m}" for m in modules
+                            if m.split(".")[0] in ("vid2vid", "flow") and not exists(m)]
+    assert not missing, missing
+
+
 @pytest.mark.parametrize("graph, circle", [
     ({"a": {"b": ["x"]}, "b": {"c": ["y"]}, "c": {"a": ["z"]}}, ["a", "b", "c", "a"]),
     ({"a": {"b": ["x"]}, "b": {}, "c": {"a": ["z"]}}, None),
