@@ -29,6 +29,7 @@ import torch
 from einops import rearrange
 
 from vid2vid.errors import UserError
+from vid2vid.eval.metrics import warping_error
 
 SIGMA = 1.5  # the high-pass Gaussian, px
 LUMA = (0.299, 0.587, 0.114)  # BT.601 weights on R, G, B
@@ -226,8 +227,6 @@ def matched_warping_error(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.nda
     """E_warp of videos a and b (frames as measure_detail takes them) on the same flows (fw, bw [T-1,2,H,W]:
     metrics.warping_error's, e.g. a dataset's exact flow) over the frames t >= skip, raw and after bringing the
     sharper video (higher hf_energy) down to the other's detail with blur_to_detail."""
-    from vid2vid.eval.metrics import warping_error
-
     videos = [_measured(as_frames(v, value_range), skip, "matched E_warp") for v in (a, b)]
     truth = _measured(as_frames(real, value_range), skip, "matched E_warp")
     if not videos[0].shape == videos[1].shape == truth.shape:
