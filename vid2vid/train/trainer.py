@@ -37,6 +37,7 @@ from vid2vid.models.build import (
     build_image_encoder,
     build_temporal_discriminators,
 )
+from vid2vid.models.video import init_blend_weight
 from vid2vid.train.schedule import EMA, TrainClock, learning_rates, make_schedulers
 from vid2vid.train.warm_start import warm_start
 
@@ -81,8 +82,6 @@ def build_groups(cfg: Config, acc: Accelerator, loader, clock: TrainClock | None
         copied = warm_start(networks["G"]["G"], cfg)
         acc.print(f"model.init_from: the image branch starts from {cfg.model.init_from} ({copied} tensors)")
     if fresh and cfg.model.blend_init is not None:
-        from vid2vid.models.video import init_blend_weight
-
         init_blend_weight(networks["G"]["G"], cfg.model.blend_init)
     lr_G, lr_D, betas = learning_rates(cfg)
     rates = {"G": lr_G, "D": lr_D}
