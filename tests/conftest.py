@@ -49,3 +49,16 @@ def vtest_avi():
     if not path.is_file():
         pytest.skip(f"{path} not found (sample video of the development workspace)")
     return path
+
+
+@pytest.fixture(scope="session")
+def parity_tool():
+    """tools/check_original_parity.py as a module (tools/ is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "check_original_parity.py"
+    spec = importlib.util.spec_from_file_location("check_original_parity", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,7 +3,6 @@ conversion, `vid2vid import` end to end on the fixtures (preset / opt.txt / --op
 released configurations' parameter counts, don't-care labels, batch statistics at inference, and
 tools/check_original_parity.py on every available fixture."""
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -34,7 +33,6 @@ from vid2vid.models.video import VideoGenerator
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
-TOOL = ROOT / "tools" / "check_original_parity.py"
 
 
 def load_fixture(name: str) -> dict:
@@ -42,14 +40,6 @@ def load_fixture(name: str) -> dict:
     if not path.is_file():
         pytest.skip(f"{path} not found (original-code fixtures of the development workspace)")
     return torch.load(path, weights_only=True)
-
-
-@pytest.fixture(scope="module")
-def parity_tool():
-    spec = importlib.util.spec_from_file_location("check_original_parity", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------------------------------------- inverses

@@ -2,7 +2,6 @@
 (tests/fixtures/originals: no instance maps, no foreground branch, 2 frames, depth 2, don't-care labels, SPADE
 'more'), and its one-line exit 2 for fixtures it cannot read."""
 
-import importlib.util
 import pickle
 import subprocess
 import sys
@@ -15,14 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "originals"
 TOOL = ROOT / "tools" / "check_original_parity.py"
 NAMES = ["pix2pixhd_noinst", "spade_noinst_more_dontcare", "vid2vid_G0_nofg_noinst"]
-
-
-@pytest.fixture(scope="module")
-def parity_tool():
-    spec = importlib.util.spec_from_file_location("check_original_parity_fixtures", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def load(name: str) -> dict:

@@ -312,11 +312,13 @@ class ImageLosses(nn.Module):
 
     def generator(self, *, fake_outputs: Outputs, real_outputs: Outputs | None = None,
                   fake: torch.Tensor | None = None, real: torch.Tensor | None = None,
-                  mu: torch.Tensor | None = None, logvar: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                  mu: torch.Tensor | None = None, logvar: torch.Tensor | None = None,
+                  l1: float | None = None) -> dict[str, torch.Tensor]:
         """Weighted generator terms {"gan", "feat", "vgg", "l1", "kl" (those with weight > 0 and inputs),
         "total"}. fake_outputs / real_outputs: D(semantics + fake) and D(semantics + real); fake / real:
-        frames [B,3,H,W]; mu / logvar: the VAE encoder's output (KL only when given)."""
-        w = self.weights
+        frames [B,3,H,W]; mu / logvar: the VAE encoder's output (KL only when given); l1: this call's L1 weight
+        instead of the configured one (None: the configured one)."""
+        w = self.weights if l1 is None else {**self.weights, "l1": l1}
         parts = {}
         if w["gan"] > 0:
             parts["gan"] = w["gan"] * self.gan_loss.generator(fake_outputs)

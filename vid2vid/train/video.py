@@ -327,11 +327,8 @@ class VideoTrainer(Trainer):
             preds = D(torch.cat([torch.cat([sem, final], 1), torch.cat([sem, raw], 1), torch.cat([sem, real], 1)]))
             n = len(sem)
             final_out, raw_out, real_out = (_rows(preds, i * n, (i + 1) * n) for i in range(3))
-            g = self.losses.generator(fake_outputs=final_out, real_outputs=real_out, fake=final, real=real)
-            if cfg.loss.l1_final is not None:  # the final frame's own L1 weight
-                g.pop("l1", None)
-                if cfg.loss.l1_final > 0:
-                    g["l1"] = cfg.loss.l1_final * l1_loss(final, real)
+            g = self.losses.generator(fake_outputs=final_out, real_outputs=real_out, fake=final, real=real,
+                                      l1=cfg.loss.l1_final)  # the final frame's own L1 weight (None: loss.l1)
             # the raw (hallucinated) frame gets every image term too: through `final` it only sees the share
             # w_t of the gradient, and what it learns is what a long render converges to
             raw_parts = self.losses.generator(fake_outputs=raw_out, real_outputs=real_out, fake=raw, real=real)
