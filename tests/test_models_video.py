@@ -269,3 +269,16 @@ def test_blend_init_sets_every_scales_blend_weight_everywhere():
     for bad in (["model.blend_init=1"], ["model.blend_init=0.1", "model.name=pix2pixhd"]):
         with pytest.raises(ConfigError, match="model.blend_init"):
             load_config(tiny, bad)
+
+
+def test_a_new_generator_starts_at_zero_flow_and_its_flow_head_learns():
+    """Every scale's flow head is zero-initialised: a new model warps with the identity (PyTorch's default init
+    gave random flows of ~6 px mean), and the head still gets gradients."""
+    g = VideoGenerator(LABEL_NC + 1, 3, ngf=8, n_downsample=2, n_blocks=2, use_fg=False, n_scales=2)
+    prev = torch.rand(2, 2, 3, 32, 32) * 2 - 1
+    out = g(random_semantics(2, 3, size=(32, 32)), prev)
+    for o in (out, *out.coarser):
+        assert torch.equal(o.flow, torch.zeros_like(o.flow))
+    torch.testing.assert_close(out.warped, prev[:, -1])
+    sum(o.final.square().mean() for o in (out, *out.coarser)).backward()
+    assert all(s.to_flow[1].weight.grad.abs().sum() > 0 for s in g.scales)

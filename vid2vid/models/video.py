@@ -159,6 +159,16 @@ def foreground_layers(label_nc: int, fg_ngf: int, n_downsample: int, n_blocks: i
             Decoder(fg_ngf, n_downsample, n_blocks, norm), nn.Sequential(*image_layers(fg_ngf, 3)))
 
 
+def flow_head(ngf: int) -> nn.Sequential:
+    """features [B,ngf,H,W] -> flow [B,2,H,W] (before flow_scale): pad, 7x7 conv, zero-initialised so that a new
+    model starts at zero flow (the identity warp). PyTorch's default init starts it at random flow of about 6 px
+    mean, 60 px max (x flow_scale 20), which 300 CPU steps did not unlearn (worse than zero flow; BENCHMARKS)."""
+    head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 2, 7))
+    nn.init.zeros_(head[1].weight)
+    nn.init.zeros_(head[1].bias)
+    return head
+
+
 def zero_fusion_convs(widths: Sequence[int]) -> nn.ModuleList:
     """warp_features' 1x1 convs, one per decoder level width, zero-initialised: at initialisation the model is
     the plain one."""
@@ -204,7 +214,7 @@ class CoarseVideoScale(nn.Module):
         self.image_decoder = Decoder(ngf, n_downsample, top_blocks, norm)
         self.to_image = nn.Sequential(*image_layers(ngf, 3))
         self.flow_decoder = Decoder(ngf, n_downsample, top_blocks, norm)
-        self.to_flow = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 2, 7))
+        self.to_flow = flow_head(ngf)
         self.to_weight = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 1, 7), nn.Sigmoid())
         if use_fg:
             self.fg_encoder, self.fg_decoder, self.fg_to_image = foreground_layers(
@@ -265,7 +275,7 @@ class FineVideoScale(nn.Module):
         self.image_decoder = nn.Sequential(*local_decoder_layers(ngf, n_blocks, norm))
         self.to_image = nn.Sequential(*image_layers(ngf, 3))
         self.flow_decoder = nn.Sequential(*local_decoder_layers(ngf, n_blocks, norm))
-        self.to_flow = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 2, 7))
+        self.to_flow = flow_head(ngf)
         self.to_weight = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 1, 7), nn.Sigmoid())
         if use_fg:
             self.fg_encoder = nn.Sequential(*encoder_layers(label_nc, fg_ngf, 1, 0, norm))

@@ -51,6 +51,7 @@ from vid2vid.models.video import (
     check_fg_labels,
     compose,
     encoder_layers,
+    flow_head,
     foreground_layers,
     resize_flow,
     zero_fusion_convs,
@@ -94,7 +95,7 @@ class SpadeVideoGenerator(nn.Module):
                   label_nc_per_frame + (4 if i >= self.first_warp_level else 0)) for i in range(d))
         self.conv_img = nn.Conv2d(ngf, 3, 3, padding=1)
         self.flow_decoder = nn.Sequential(*up_layers(4 * ngf, 2 * ngf, norm), *up_layers(2 * ngf, ngf, norm))
-        self.to_flow = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 2, 7))
+        self.to_flow = flow_head(ngf)
         self.to_weight = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 1, 7), nn.Sigmoid())
         if use_fg:  # the pix2pixHD backbone's foreground branch, as it is
             self.fg_encoder, self.fg_decoder, self.fg_to_image = foreground_layers(
