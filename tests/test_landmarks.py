@@ -53,7 +53,8 @@ def blank_face(image: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module", params=["dlib", "mediapipe"])
 def backend(request):
     if request.param == "mediapipe" and sys.version_info >= (3, 13):
-        pytest.skip("mediapipe 0.10.14 has no wheels for Python 3.13+ (the backend says so: test_mediapipe_newer_python)")
+        pytest.skip("mediapipe 0.10.14 has no wheels for Python 3.13+ (the backend says so there: "
+                    "test_mediapipe_newer_python)")
     backend = open_backend(request.param)
     yield backend
     backend.close()

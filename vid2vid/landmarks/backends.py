@@ -15,6 +15,8 @@ import importlib.util
 import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +81,10 @@ class MediapipeBackend:
 
     def __init__(self, max_faces: int = 4, min_confidence: float = 0.5):
         face_mesh = _import_face_mesh()
-        self.mesh = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=max_faces, refine_landmarks=True,
-                                       min_detection_confidence=min_confidence)
+        with _stderr_silenced():  # the graph's start writes C++ log lines (TFLite delegate, absl notices) to fd 2
+            self.mesh = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=max_faces, refine_landmarks=True,
+                                           min_detection_confidence=min_confidence)
+            self.detect(np.zeros((32, 32, 3), np.uint8))  # returns once every model has started
 
     def detect(self, frame: np.ndarray) -> list[np.ndarray]:
         """RGB uint8 [H,W,3] -> the 68 points [68,2] float32 of each face the mesh finds."""
@@ -99,13 +103,26 @@ class MediapipeBackend:
         self.mesh.close()
 
 
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 points to /dev/null inside the block (C++ libraries write to it directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _import_face_mesh():
     """mediapipe's legacy face mesh module, or a UserError saying what to install."""
     if sys.version_info >= (3, 13):
         raise UserError(f"--landmarks mediapipe: mediapipe 0.10.14 (the last release with the offline face mesh) "
                         f"has no wheels for Python {sys.version_info.major}.{sys.version_info.minor}; use "
                         "--landmarks dlib, or a Python 3.10-3.12 environment")
-    os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ log lines on stderr
     try:
         from mediapipe.python.solutions import face_mesh
     except ImportError:
