@@ -91,8 +91,9 @@ def evaluate(name: str, frames: list[np.ndarray], backends: dict) -> list[str]:
     if len(errors):
         per_face = errors.mean(1)
         parts = ", ".join(f"{part} {errors[:, s].mean():.3f}" for part, s in PARTS.items())
-        rows.append(f"| {name} | mediapipe -> 68 vs dlib | | {len(errors)} faces paired | NME mean {errors.mean():.3f}, "
-                    f"median {np.median(per_face):.3f}, without the jaw {errors[:, 17:].mean():.3f} ({parts}) |")
+        rows.append(f"| {name} | mediapipe -> 68 vs dlib | | {len(errors)} faces paired | "
+                    f"NME mean {errors.mean():.3f}, median {np.median(per_face):.3f}, without the jaw "
+                    f"{errors[:, 17:].mean():.3f} ({parts}) |")
     return rows
 
 
