@@ -10,9 +10,12 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# tools/one_opencv.py: every OpenCV wheel installs `cv2`; a .venv made before pyproject.toml switched to
+# opencv-contrib-python (mediapipe's) still has opencv-python-headless, and two of them break each other.
+$(STAMP): pyproject.toml tools/one_opencv.py
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) tools/one_opencv.py
 	touch $(STAMP)
 
 # The demo (vid2vid/demo.py): generate the synthetic street dataset, train the per-frame model (pix2pixHD)

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
     ["errors"],
     ["families", "imaging", "signals", "video_io"],
-    ["config"],
+    ["config", "landmarks"],
     ["data", "reference_flow"],
     ["losses", "eval"],
     ["models"],

@@ -59,9 +59,15 @@ def cmd_prepare_video(args: argparse.Namespace) -> None:
     from vid2vid.data.prepare import prepare_video
 
     size = parse_size(args.size, "--size") if args.size else None
-    summary = prepare_video(args.input, args.out, labels=args.labels, size=size, seq_len=args.seq_len,
-                            test_fraction=args.test_fraction)
-    print(summary)
+    split = dict(size=size, seq_len=args.seq_len, test_fraction=args.test_fraction)
+    if args.labels == "face":
+        from vid2vid.data.prepare_face import prepare_face_video
+
+        print(prepare_face_video(args.input, args.out, landmarks=args.landmarks or "dlib", **split))
+        return
+    if args.landmarks:
+        raise UserError(f"--landmarks {args.landmarks}: only with --labels face (the labels here are {args.labels})")
+    print(prepare_video(args.input, args.out, labels=args.labels, **split))
 
 
 def cmd_render(args: argparse.Namespace) -> None:
@@ -189,8 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = prep_sub.add_parser("video", help="a paired dataset from any video: edge maps or colour clusters")
     p.add_argument("input", help="input video file (any container PyAV reads)")
     p.add_argument("out", help="output dataset folder")
-    p.add_argument("--labels", default="edges", help="edges (Canny, label_nc 2) or kmeans:K (Lab colour clusters; "
-                   "the centres are saved as OUT/kmeans_centres.json for render --centres)")
+    p.add_argument("--labels", default="edges", help="edges (Canny, label_nc 2), kmeans:K (Lab colour clusters; "
+                   "the centres are saved as OUT/kmeans_centres.json for render --centres), or face (the original's "
+                   "face layout: <phase>_img frames + <phase>_keypoints, 68 landmarks per frame)")
+    p.add_argument("--landmarks", default=None, choices=["dlib", "mediapipe"],
+                   help="with --labels face: the landmark detector (default dlib, the original's)")
     p.add_argument("--size", default=None, help="resize frames to HxW (default: keep)")
     p.add_argument("--seq-len", type=int, default=30, help="frames per sequence")
     p.add_argument("--test-fraction", type=float, default=0.2, help="last fraction of the video held out as test_*")

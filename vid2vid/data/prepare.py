@@ -94,7 +94,7 @@ class FrameLabeller:
         self.table = None if centres is None else cluster_table(centres)
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        frame = _resized(frame, self.size)
+        frame = resized(frame, self.size)
         ids = edge_labels(frame) if self.kind == "edges" else cluster_labels(frame, self.table)
         return frame, ids
 
@@ -106,7 +106,7 @@ def fit_labeller(spec: str, video: str | os.PathLike, n: int, size: Size | None 
     if kind != "kmeans":
         return FrameLabeller(spec, size)
     picks = set(np.linspace(0, n - 1, min(SAMPLE_FRAMES, n)).round().astype(int).tolist())
-    sample = [_resized(f, size) for i, f in zip(range(n), iter_frames(video)) if i in picks]
+    sample = [resized(f, size) for i, f in zip(range(n), iter_frames(video)) if i in picks]
     return FrameLabeller(spec, size, fit_colour_clusters(sample, k))
 
 
@@ -152,7 +152,37 @@ def split_sequences(n: int, seq_len: int, test_fraction: float) -> list[tuple[st
     return out
 
 
-def _resized(frame: np.ndarray, size: Size | None) -> np.ndarray:
+def plan_sequences(input: Path, out: Path, seq_len: int, test_fraction: float,
+                   max_frames: int | None) -> tuple[int, list[tuple[str, int, int]]]:
+    """The checks every `prepare video` makes (arguments, a new output folder) and its plan: (frames used,
+    split_sequences of them)."""
+    if seq_len < 2:
+        raise UserError(f"--seq-len {seq_len}: a sequence needs at least 2 frames")
+    if not 0.0 <= test_fraction < 1.0:
+        raise UserError(f"--test-fraction {test_fraction}: must be in [0, 1)")
+    if out.exists():
+        raise UserError(f"{out} already exists; remove it or choose another output folder")
+    n = probe(input).n_frames
+    if max_frames is not None:
+        n = min(n, max_frames)
+    plan = split_sequences(n, seq_len, test_fraction)
+    if not plan:
+        raise DataError(f"{input}: only {n} frames; too few for one sequence of at least 2 frames")
+    return n, plan
+
+
+def frame_places(plan: list[tuple[str, int, int]]) -> tuple[dict[int, tuple[str, str, int]], dict[str, int]]:
+    """({frame index: (phase, sequence name, index in the sequence)}, {phase: sequence count}) of a plan."""
+    where = {}
+    counters = {"train": 0, "test": 0}
+    for phase, start, count in plan:
+        name = f"seq_{counters[phase]:04d}"
+        counters[phase] += 1
+        where.update({start + j: (phase, name, j) for j in range(count)})
+    return where, counters
+
+
+def resized(frame: np.ndarray, size: Size | None) -> np.ndarray:
     """The frame at `size` (None: unchanged), resampled by the dataset transforms' rule (area when shrinking)."""
     if size is None:
         return frame
@@ -164,26 +194,10 @@ def prepare_video(input: str | os.PathLike, out: str | os.PathLike, *, labels: s
                   max_frames: int | None = None) -> str:
     """Write a vid2vid-layout dataset (train_A/B, test_A/B) made from one video. Returns a summary."""
     kind, label_nc = parse_labels(labels)
-    if seq_len < 2:
-        raise UserError(f"--seq-len {seq_len}: a sequence needs at least 2 frames")
-    if not 0.0 <= test_fraction < 1.0:
-        raise UserError(f"--test-fraction {test_fraction}: must be in [0, 1)")
     input, out = Path(input), Path(out)
-    if out.exists():
-        raise UserError(f"{out} already exists; remove it or choose another output folder")
-    n = probe(input).n_frames
-    if max_frames is not None:
-        n = min(n, max_frames)
-    plan = split_sequences(n, seq_len, test_fraction)
-    if not plan:
-        raise DataError(f"{input}: only {n} frames; too few for one sequence of at least 2 frames")
+    n, plan = plan_sequences(input, out, seq_len, test_fraction, max_frames)
     labeller = fit_labeller(labels, input, n, size)
-    where = {}  # frame index -> (phase, sequence name, index in sequence)
-    counters = {"train": 0, "test": 0}
-    for phase, start, count in plan:
-        name = f"seq_{counters[phase]:04d}"
-        counters[phase] += 1
-        where.update({start + j: (phase, name, j) for j in range(count)})
+    where, counters = frame_places(plan)
     with atomic_dir(out) as tmp:
         if labeller.centres is not None:
             save_centres(labeller, tmp / CENTRES_FILE)

@@ -1,0 +1,84 @@
+"""`vid2vid prepare video IN OUT --labels face`: the original's face layout (frames + 68 landmarks per frame) from a
+tiny clip of the astronaut's head (scikit-image's public-domain photo), through the command line."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from test_landmarks import affine, blank_face, head, moved
+
+from vid2vid.data.keypoint_files import read_keypoints
+from vid2vid.landmarks import open_backend
+from vid2vid.video_io import VideoWriter, read_image
+
+
+def prepare(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vid2vid", "prepare", "video", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def face_clip(tmp_path_factory):
+    """8 frames (256x256) of the head moving right 2 px a frame, the face blanked in frames 3 and 4."""
+    path = tmp_path_factory.mktemp("clip") / "talk.mp4"
+    image = head()
+    with VideoWriter(path, fps=10, crf=12) as writer:
+        for t in range(8):
+            frame = moved(image, affine(2 * t - 8, 0, 0, 1.0))
+            writer.write(blank_face(frame) if t in (3, 4) else frame)
+    return path
+
+
+@pytest.mark.parametrize("landmarks", ["dlib", "mediapipe"])
+def test_prepare_face_layout(face_clip, tmp_path, landmarks):
+    if landmarks == "mediapipe" and sys.version_info >= (3, 13):
+        pytest.skip("mediapipe 0.10.14 has no wheels for Python 3.13+")
+    out = tmp_path / "face"
+    done = prepare(face_clip, out, "--labels", "face", "--landmarks", landmarks, "--seq-len", "3",
+                   "--test-fraction", "0.25")
+    assert done.returncode == 0, done.stderr
+    assert "2 of 8 frames had no face" in done.stdout
+    sequences = {"train": {"seq_0000": 3, "seq_0001": 3}, "test": {"seq_0000": 2}}
+    assert sorted(p.name for p in out.iterdir()) == ["test_img", "test_keypoints", "train_img", "train_keypoints"]
+    tracks = []
+    for phase, names in sequences.items():
+        assert sorted(p.name for p in (out / f"{phase}_img").iterdir()) == sorted(names)
+        for name, count in names.items():
+            stems = [f"{j:05d}" for j in range(count)]
+            assert sorted(p.stem for p in (out / f"{phase}_img" / name).glob("*.png")) == stems
+            assert sorted(p.stem for p in (out / f"{phase}_keypoints" / name).glob("*.txt")) == stems
+            tracks += [read_keypoints(out / f"{phase}_keypoints" / name / f"{s}.txt") for s in stems]
+    track = np.stack(tracks)  # [8,68,2] in frame order
+    assert read_image(out / "train_img" / "seq_0000" / "00000.png").shape == (256, 256, 3)
+    shift = (track - track[0]).mean(1)[:, 0]  # the face's x motion per frame
+    np.testing.assert_allclose(shift, 2 * np.arange(8), atol=1.5)  # the blanked frames 3, 4 interpolated too
+
+
+def test_prepare_face_size_scales_points(face_clip, tmp_path):
+    """With --size the points are in the written frames' pixels."""
+    out = tmp_path / "face"
+    done = prepare(face_clip, out, "--labels", "face", "--size", "192x192", "--seq-len", "8", "--test-fraction", "0")
+    assert done.returncode == 0, done.stderr
+    frame = read_image(out / "train_img" / "seq_0000" / "00000.png")
+    assert frame.shape == (192, 192, 3)
+    points = read_keypoints(out / "train_keypoints" / "seq_0000" / "00000.txt")
+    (full,) = open_backend("dlib").detect(moved(head(), affine(-8, 0, 0, 1.0)))
+    assert np.abs(points - ((full + 0.5) * 0.75 - 0.5)).mean() < 2.0
+
+
+def test_prepare_no_face_exits_2_naming_the_video(tmp_path):
+    video = tmp_path / "noface.mp4"
+    with VideoWriter(video, fps=10) as writer:
+        for t in range(6):
+            writer.write(np.tile(np.linspace(0, 255, 96, dtype=np.uint8)[None, :, None], (64, 1, 3)) // (t + 1))
+    out = tmp_path / "face"
+    done = prepare(video, out, "--labels", "face", "--seq-len", "3")
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and str(video) in done.stderr and "no face" in done.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == [video]  # nothing half-written
+
+
+def test_landmarks_only_with_face_labels(face_clip, tmp_path):
+    done = prepare(face_clip, tmp_path / "out", "--labels", "edges", "--landmarks", "dlib")
+    assert done.returncode == 2 and "--labels face" in done.stderr
