@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from PIL import Image
-from scipy.optimize import OptimizeWarning, curve_fit
 
 from vid2vid.config import Size
 
@@ -118,9 +117,11 @@ def fitted_curve(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray] 
     count = int(last - first)  # numpy < 1.18's linspace truncated a float count, as the original relied on
     if count == 0:
         return np.zeros(0, int), np.zeros(0, int)
+    from scipy.optimize import curve_fit  # here: scipy is slow to import and only faces need it
+
     model = _quadratic if len(x) >= 3 else _line
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", OptimizeWarning)
+        warnings.simplefilter("ignore")  # scipy's OptimizeWarning: no covariance for an exact fit
         params, _ = curve_fit(model, x, y)  # on the points in their own order, as the original fits them
     if len(x) >= 3 and abs(params[0]) > 1:
         return None
@@ -188,12 +189,14 @@ def draw_face(points: np.ndarray, frame_rgb: np.ndarray | None, box: Box, size: 
     dist_maps = []
     for part in FACE_PARTS:
         for edge in part:
-            draw_edge_list(edges, pts, edge)
-            if not options.no_dist_map:
-                single = np.zeros_like(edges)
-                draw_edge_list(single, pts, edge)
-                dist = cv2.distanceTransform(255 - single, cv2.DIST_L1, 3)
-                dist_maps.append(np.clip(dist / 3, 0, 255).astype(np.uint8))
+            if options.no_dist_map:
+                draw_edge_list(edges, pts, edge)
+                continue
+            single = np.zeros_like(edges)
+            draw_edge_list(single, pts, edge)
+            edges |= single
+            dist = cv2.distanceTransform(255 - single, cv2.DIST_L1, 3)
+            dist_maps.append(np.clip(dist / 3, 0, 255).astype(np.uint8))
     if not options.no_canny_edge:
         if frame_rgb is None:
             raise ValueError("draw_face: the Canny edges need the frame (or FaceOptions(no_canny_edge=True))")
