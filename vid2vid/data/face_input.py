@@ -212,7 +212,7 @@ def draw_face(points: np.ndarray, frame_rgb: np.ndarray | None, box: Box, size: 
 def crop_frame(frame_rgb: np.ndarray, box: Box, size: Size) -> np.ndarray:
     """The real frame uint8 [H,W,3] -> the box (black past the frame), resized bicubically -> uint8 [h,w,3]."""
     image = Image.fromarray(frame_rgb).crop((box.x0, box.y0, box.x1, box.y1))
-    return np.asarray(image.resize((size.w, size.h), Image.BICUBIC))
+    return np.array(image.resize((size.w, size.h), Image.BICUBIC))  # a writable copy
 
 
 def mirror_channels(n_channels: int) -> list[int]:
@@ -223,3 +223,22 @@ def mirror_channels(n_channels: int) -> list[int]:
         for a, b in MIRRORED_DIST_MAPS:
             order[1 + a], order[1 + b] = order[1 + b], order[1 + a]
     return order
+
+
+class FaceSequence:
+    """The face input of one sequence's frames, one at a time: the crop square comes from its first frame's
+    landmarks (reset() before the next sequence). For rendering and live trackers; the dataset draws clips itself."""
+
+    def __init__(self, size: Size, options: FaceOptions = FaceOptions()):
+        self.size, self.options = Size(*size), options
+        self.box: Box | None = None
+
+    def reset(self) -> None:
+        self.box = None
+
+    def draw(self, points: np.ndarray, frame_rgb: np.ndarray) -> tuple[FaceInput, np.ndarray]:
+        """points [68,2], frame uint8 [H,W,3] -> (the face input at size, the face-cropped frame uint8 [h,w,3])."""
+        if self.box is None:
+            self.box = face_crop_box(points, frame_rgb.shape[1], frame_rgb.shape[0])
+        return draw_face(points, frame_rgb, self.box, self.size, self.options), crop_frame(frame_rgb, self.box,
+                                                                                             self.size)
