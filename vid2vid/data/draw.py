@@ -74,6 +74,7 @@ def draw_dataset(data_cfg, out: str | Path, frames: int | None = None) -> int:
                 for k, i in enumerate(idx):
                     name = Path(seq.labels[i]).stem
                     np.save(tmp / seq.name / f"{name}.npy", cond[k].astype(np.float32))
-                    write_image(tmp / seq.name / f"{name}.png", picture(cond[k], labels[k], d.label_nc, face, d.use_instance))
+                    image = picture(cond[k], labels[k], d.label_nc, face, d.use_instance)
+                    write_image(tmp / seq.name / f"{name}.png", image)
                 drawn += len(idx)
     return drawn

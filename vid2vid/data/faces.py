@@ -23,8 +23,17 @@ from einops import rearrange
 from vid2vid.data import transforms
 from vid2vid.data.face_input import FaceOptions, crop_frame, draw_face, face_crop_box, mirror_channels
 from vid2vid.data.keypoint_files import read_keypoints
-from vid2vid.data.sequences import LAYOUT, ClipDataset, SequenceFiles, _count, _frame_sources, _match, _same_size
-from vid2vid.data.sequences import _subfolders, phases
+from vid2vid.data.sequences import (
+    LAYOUT,
+    ClipDataset,
+    SequenceFiles,
+    _count,
+    _frame_sources,
+    _match,
+    _same_size,
+    _subfolders,
+    phases,
+)
 from vid2vid.errors import DataError
 from vid2vid.video_io import probe
 

@@ -55,8 +55,8 @@ from einops import rearrange
 from torch import nn
 
 from flow import backward_warp
-from vid2vid.errors import ConfigError
 from vid2vid.data.encoding import semantic_channels
+from vid2vid.errors import ConfigError
 from vid2vid.families import fg_labels_problem, fg_width, foreground_labels, scales_problem
 from vid2vid.models.layers import ResnetBlock, down_layers, downsample, front_layers, image_layers, up_layers
 
@@ -357,8 +357,8 @@ class VideoGenerator(nn.Module):
 
 def build_video_generator(cfg) -> VideoGenerator:
     """VideoGenerator from a Config (model.*: ngf, n_downsample, n_blocks, norm, n_frames_G, use_fg,
-    warp_features, n_scales_spatial, n_blocks_local; data.*: label_nc, use_instance, condition, face, fg_labels), every scale
-    built (progressive training only changes the active ones). The registry's `vid2vid` entry."""
+    warp_features, n_scales_spatial, n_blocks_local; data.*: label_nc, use_instance, condition, face, fg_labels),
+    every scale built (progressive training only changes the active ones). The registry's `vid2vid` entry."""
     m, d = cfg.model, cfg.data
     check_fg_labels(cfg)
     return VideoGenerator(semantic_channels(d), m.n_frames_G, ngf=m.ngf,

@@ -147,8 +147,8 @@ class SpadeVideoGenerator(nn.Module):
 
 def build_spade_video_generator(cfg) -> SpadeVideoGenerator:
     """SpadeVideoGenerator from a Config (model.*: ngf, n_downsample, n_blocks, norm, n_frames_G, use_fg,
-    warp_features, warp_mode; data.*: label_nc, use_instance, condition, face, fg_labels). The registry's `vid2vid` entry with
-    model.backbone: spade."""
+    warp_features, warp_mode; data.*: label_nc, use_instance, condition, face, fg_labels). The registry's `vid2vid`
+    entry with model.backbone: spade."""
     m, d = cfg.model, cfg.data
     check_fg_labels(cfg)
     return SpadeVideoGenerator(semantic_channels(d), m.n_frames_G, ngf=m.ngf,

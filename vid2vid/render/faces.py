@@ -48,8 +48,9 @@ def open_face_input(path: str | Path) -> FaceSource:
         phase = path.parent.name.removesuffix("_keypoints")
         frames = _frames_of(path.parent.parent / f"{phase}_img" / path.name)
     if frames is None:
-        raise UserError(f"{path}: the frames of this keypoint sequence were not found (<root>/<phase>_img/{path.name}); "
-                        "the face input needs each frame (its size for the face crop, its Canny background edges)")
+        raise UserError(f"{path}: the frames of this keypoint sequence were not found (<root>/<phase>_img/"
+                        f"{path.name}); the face input needs each frame (its size for the face crop, its Canny "
+                        "background edges)")
     n = probe(frames).n_frames if isinstance(frames, Path) else len(frames)
     if n != len(keypoints):
         raise UserError(f"{frames}: {n} frames for the {len(keypoints)} keypoint files of {path}; they pair by sorted "
