@@ -436,9 +436,9 @@ def ensure_dataset(data_cfg, timeout: float = 600.0) -> Path:
             os.write(fd, f"{socket.gethostname()}:{os.getpid()}".encode())
             os.close(fd)
             if not root.exists():
-                print(f"generating the synthetic {'face' if faces else 'street'} dataset into {root} ({syn.sequences}"
-                      f"+{syn.test_sequences} sequences of {syn.frames} frames, {Size(*syn.size)})", file=sys.stderr,
-                      flush=True)
+                print(f"generating the synthetic dataset into {root} ({'talking faces, ' if faces else ''}"
+                      f"{syn.sequences}+{syn.test_sequences} sequences of {syn.frames} frames, {Size(*syn.size)})",
+                      file=sys.stderr, flush=True)
                 generate_synthetic(root, sequences=syn.sequences, test_sequences=syn.test_sequences,
                                    frames=syn.frames, size=Size(*syn.size), seed=syn.seed, faces=faces)
         finally:
