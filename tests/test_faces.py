@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from vid2vid import cli
+from vid2vid.checkpoint import image_model_frames
 from vid2vid.config import Size, load_config
 from vid2vid.data.encoding import semantic_input
 from vid2vid.data.face_input import crop_frame, draw_face, face_crop_box, mirror_channels
@@ -49,6 +50,14 @@ def test_face_config_rules_and_channels(faces):
                      ("model.use_fg=true", "model.use_fg")):
         with pytest.raises(ConfigError, match=key):
             face_config(faces, "model.use_fg=false", bad)
+
+
+@pytest.mark.parametrize("name, channels", [("face", 15), ("face_image", 15 + 16), ("demo_face", 15),
+                                            ("demo_face_image", 15)])
+def test_the_face_configs_load(name, channels):
+    cfg = load_config(f"configs/{name}.yaml")
+    assert cfg.data.condition == "face" and cfg.data.crop_size == cfg.data.load_size
+    assert generator_input_channels(cfg) == channels
 
 
 def test_the_face_clip_is_drawn_from_the_files(faces):
@@ -154,6 +163,8 @@ def test_train_and_render_face_models_through_the_cli(tmp_path, capsys):
     assert cli.main(["render", "--all", str(root / "test_keypoints"), str(tmp_path / "all"), "-m",
                      str(runs / "video" / "export")]) == 0  # first frames: the input frames, face-cropped
     assert probe(tmp_path / "all" / "seq_0000.mp4").n_frames == 6
+    with pytest.raises(UserError, match="data.condition face"):  # a face model cannot seed a label-map video model
+        image_model_frames(str(runs / "image" / "export"), "cpu", "labels")
     frames_dir = tmp_path / "frames"
     assert cli.main(["render", str(seq), str(frames_dir), "-m", str(runs / "video" / "export"), "--frames-dir",
                      "--first-frame", f"image-model:{runs / 'image' / 'export'}"]) == 0

@@ -415,19 +415,22 @@ def build_first_frames(cfg: Config, device):
     """For model.first_frame image-model:PATH: callable(labels [B,N,H,W], inst | None) -> frames [B,N,3,H,W]
     made by that exported per-frame model (frozen); None for the other modes."""
     prefix, _, path = cfg.model.first_frame.partition(":")
-    return image_model_frames(path, device) if prefix == "image-model" else None
+    return image_model_frames(path, device, cfg.data.condition) if prefix == "image-model" else None
 
 
 def build_teacher(cfg: Config, device):
     """For loss.teacher > 0: the frames of the per-frame model model.init_from, as build_first_frames; else None."""
-    return image_model_frames(cfg.model.init_from, device) if cfg.loss.teacher > 0 else None
+    return image_model_frames(cfg.model.init_from, device, cfg.data.condition) if cfg.loss.teacher > 0 else None
 
 
-def image_model_frames(path: str, device):
+def image_model_frames(path: str, device, condition: str = "labels"):
     """callable(labels [B,N,H,W], inst | None, cond [B,N,C,H,W] | None) -> frames [B,N,3,H,W] of the exported
     per-frame model at `path` (cond: the face input, labels then its part labels)
     (frozen; seed 0 for models that sample features or z)."""
     export = load_export(path, device)
+    if export.cfg.data.condition != condition:
+        raise UserError(f"{path}: a per-frame model of data.condition {export.cfg.data.condition}, but this model's "
+                        f"input is {condition}; use a per-frame model trained on the same input")
 
     def frames_of(labels, inst, cond=None):
         b = labels.shape[0]
