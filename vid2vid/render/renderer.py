@@ -215,7 +215,7 @@ class VideoRenderer:
         self.export.generator = torch.compile(generator) if compile else generator
         self._image_models: dict[str, ImageModelFirst] = {}
         d = self.cfg.data
-        self.face = (FaceSequence(d.crop_size, FaceOptions(d.face.no_dist_map, d.face.no_canny_edge))
+        self.face = (FaceSequence(d.load_size, FaceOptions(d.face.no_dist_map, d.face.no_canny_edge))
                      if d.condition == "face" else None)  # a face model draws its input from landmarks
         self.face_input: FaceInput | None = None  # the last frame's (for previews)
         self.reset(first_frame, real_start=real_start)
@@ -288,7 +288,8 @@ class VideoRenderer:
         """labels [H,W] integer ids (numpy or torch), instances [H,W] ids or None -> the next frame, uint8 [H,W,3].
         A face model (data.condition face) takes a frame's landmarks [68,2] (x, y pixels; dlib's scheme) and the
         frame itself (uint8 [H,W,3] RGB: its size places the face crop, its Canny edges are the background) and
-        returns the generated face crop at data.crop_size; the crop square comes from the video's first frame."""
+        returns the generated face crop (drawn at data.load_size, its centre data.crop_size as in the test phase); the
+        crop square comes from the video's first frame."""
         if self.face is not None:
             labels_t, inst_t, face = self._prepare_face(landmarks, frame)
         else:
@@ -345,13 +346,17 @@ class VideoRenderer:
                             f"{self._frame_size[0]}x{self._frame_size[1]}; every frame of a video must have the same "
                             "size (reset() starts a new video)")
         self._frame_size = rgb.shape[:2]
-        self.face_input, crop = self.face.draw(points, rgb)
-        self.size = Size(*self.face.size)
+        face, crop = self.face.draw(points, rgb)
+        load, self.size = self.face.size, Size(*self.cfg.data.crop_size)
+        rows = slice((load.h - self.size.h) // 2, (load.h + self.size.h) // 2)  # the centre, as the test phase crops
+        cols = slice((load.w - self.size.w) // 2, (load.w + self.size.w) // 2)
+        self.face_input = FaceInput(face.cond[:, rows, cols], face.parts[rows, cols])
         stride = self.stride
         padded = (-(-self.size.h // stride) * stride, -(-self.size.w // stride) * stride)
         parts = pad_to(torch.from_numpy(self.face_input.parts.astype(np.int64))[None].to(self.device), *padded)
-        cond = pad_to(torch.from_numpy(self.face_input.cond)[None].to(self.device), *padded)
-        return parts, None, {"cond": cond, "real": pad_to(from_uint8(crop, self.device), *padded)}
+        cond = pad_to(torch.from_numpy(np.ascontiguousarray(self.face_input.cond))[None].to(self.device), *padded)
+        real = from_uint8(np.ascontiguousarray(crop[rows, cols]), self.device)
+        return parts, None, {"cond": cond, "real": pad_to(real, *padded)}
 
     def _video_step(self, labels: torch.Tensor, inst: torch.Tensor | None, face: dict) -> torch.Tensor:
         """One frame of the video model: a seed frame while the history fills, then temporal.step -> [1,3,Hp,Wp].
