@@ -170,8 +170,10 @@ class Export:
 
     @torch.no_grad()
     def generate(self, labels: torch.Tensor, inst: torch.Tensor | None = None, *, style: torch.Tensor | None = None,
-                 cluster: int | None = None, seed: int | None = None) -> torch.Tensor:
-        """labels [B,H,W] (+ inst [B,H,W]) -> frames [B,3,H,W] in [-1,1].
+                 cluster: int | None = None, seed: int | None = None, cond: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+        """labels [B,H,W] (+ inst [B,H,W]) -> frames [B,3,H,W] in [-1,1]. A face model takes its input as cond
+        [B,C,H,W] (vid2vid.data.face_input), labels then being its part labels.
 
         pix2pixHD with features: from `style` (an image [1,3,Hs,Ws] in [-1,1], resized to the frame and pooled
         over its instances), else from the feature bank: centre `cluster` of each instance's class, or a random
@@ -183,7 +185,11 @@ class Export:
         inst = None if inst is None else inst.to(self.device)
         generator = None if seed is None else torch.Generator().manual_seed(seed)
         d = self.cfg.data
-        sem = semantic_input(labels, inst, d.label_nc, d.use_instance, d.contain_dontcare_label)  # [B,C,H,W]
+        cond = None if cond is None else cond.to(self.device)
+        if cond is None and d.condition != "labels":
+            raise UserError(f"this model's input is the {d.condition} input (data.condition {d.condition}); pass it "
+                            "as cond, drawn from landmarks (vid2vid.data.face_input)")
+        sem = semantic_input(labels, inst, d.label_nc, d.use_instance, d.contain_dontcare_label, cond)  # [B,C,H,W]
         if cluster is not None and m.feat_num == 0:
             raise UserError(f"a feature cluster was given but {m.name} has no feature bank (model.feat_num is 0)")
         if m.feat_num > 0:
@@ -409,23 +415,28 @@ def build_first_frames(cfg: Config, device):
     """For model.first_frame image-model:PATH: callable(labels [B,N,H,W], inst | None) -> frames [B,N,3,H,W]
     made by that exported per-frame model (frozen); None for the other modes."""
     prefix, _, path = cfg.model.first_frame.partition(":")
-    return image_model_frames(path, device) if prefix == "image-model" else None
+    return image_model_frames(path, device, cfg.data.condition) if prefix == "image-model" else None
 
 
 def build_teacher(cfg: Config, device):
     """For loss.teacher > 0: the frames of the per-frame model model.init_from, as build_first_frames; else None."""
-    return image_model_frames(cfg.model.init_from, device) if cfg.loss.teacher > 0 else None
+    return image_model_frames(cfg.model.init_from, device, cfg.data.condition) if cfg.loss.teacher > 0 else None
 
 
-def image_model_frames(path: str, device):
-    """callable(labels [B,N,H,W], inst | None) -> frames [B,N,3,H,W] of the exported per-frame model at `path`
+def image_model_frames(path: str, device, condition: str = "labels"):
+    """callable(labels [B,N,H,W], inst | None, cond [B,N,C,H,W] | None) -> frames [B,N,3,H,W] of the exported
+    per-frame model at `path` (cond: the face input, labels then its part labels)
     (frozen; seed 0 for models that sample features or z)."""
     export = load_export(path, device)
+    if export.cfg.data.condition != condition:
+        raise UserError(f"{path}: a per-frame model of data.condition {export.cfg.data.condition}, but this model's "
+                        f"input is {condition}; use a per-frame model trained on the same input")
 
-    def frames_of(labels, inst):
+    def frames_of(labels, inst, cond=None):
         b = labels.shape[0]
         flat_inst = None if inst is None else rearrange(inst, "b n h w -> (b n) h w")
-        frames = export.generate(rearrange(labels, "b n h w -> (b n) h w"), flat_inst, seed=0)
+        flat_cond = None if cond is None else rearrange(cond, "b n c h w -> (b n) c h w")
+        frames = export.generate(rearrange(labels, "b n h w -> (b n) h w"), flat_inst, seed=0, cond=flat_cond)
         return rearrange(frames.float(), "(b n) c h w -> b n c h w", b=b)
 
     return frames_of

@@ -29,6 +29,12 @@ def cmd_check_data(args: argparse.Namespace) -> None:
 
     summary = check_dataset(cfg.data)
     print(summary.format())
+    if args.draw is not None:
+        from vid2vid.data.draw import draw_dataset
+
+        drawn = draw_dataset(cfg.data, args.draw, args.frames)
+        print(f"drew what the generator sees for {drawn} frames into {args.draw} (<seq>/<frame>.npy: the frame's "
+              "condition [C,H,W]; .png: a picture of it)")
 
 
 def cmd_config(args: argparse.Namespace) -> None:
@@ -179,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-data", help="validate every file of a dataset and print a summary")
     _add_config_args(p)
+    p.add_argument("--draw", default=None, metavar="OUT", help="also write what the generator sees, per frame of "
+                   "data.phase: OUT/<seq>/<frame>.npy (the frame's condition [C,H,W] after the test-phase "
+                   "transforms) and a viewable .png")
+    p.add_argument("--frames", type=int, default=None, metavar="N", help="with --draw: the first N frames of each "
+                   "sequence (default: all)")
     p.set_defaults(func=cmd_check_data)
 
     prep = sub.add_parser("prepare", help="build a dataset in the vid2vid folder layout")

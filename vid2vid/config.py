@@ -65,8 +65,22 @@ class SyntheticConfig:
 
 
 @dataclass
+class FaceConfig:
+    """The face input's options (data.condition: face), named as the original's."""
+
+    no_dist_map: bool = False  # the edge map alone (1 channel) instead of edges + 14 distance maps (15)
+    no_canny_edge: bool = False  # no Canny edges of the real frame outside the face
+
+
+@dataclass
 class DataConfig:
     root: str = "data/synthetic"
+    # what conditions the generator: labels (<phase>_A label maps: one-hot + instance boundaries) or face (the
+    # original's face layout, <phase>_keypoints/<seq>/*.txt with 68 `x,y` lines + <phase>_img: the face input drawn
+    # from the landmarks, data.face; load_size is the size the face crop is resized to, crop_size equals it unless
+    # set, label_nc is the 7 part labels, which are the instance map and never a generator channel)
+    condition: Literal["labels", "face"] = "labels"
+    face: FaceConfig = field(default_factory=FaceConfig)
     source: Literal["folder", "synthetic"] = "folder"  # synthetic: generate into root when absent
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     phase: str = "train"
@@ -335,9 +349,26 @@ def _check_data(cfg: Config) -> None:
           cfg.data.max_frames, f"must be 0 (= data.n_frames) or >= data.n_frames ({cfg.data.n_frames})")
     _rule(cfg.data.source != "synthetic" or cfg.data.n_frames <= syn.frames, "data.n_frames", cfg.data.n_frames,
           f"must be <= data.synthetic.frames ({syn.frames}): a clip cannot be longer than a sequence")
+    if cfg.data.condition == "face":
+        _check_face_data(cfg.data)
+        return
     problem = fg_labels_problem(cfg.data.fg_labels, cfg.data.label_nc, required=False)
     _rule(problem is None, "data.fg_labels", cfg.data.fg_labels, str(problem))
     _check_palette(cfg.data.palette, cfg.data.label_nc)
+
+
+FACE_PART_LABELS = 7  # vid2vid.data.face_input.N_PART_LABELS (the part label ids 0..6)
+
+
+def _check_face_data(data: DataConfig) -> None:
+    """data.condition face: the part labels are the label ids (7) and the instance map, never a generator channel."""
+    why = "with data.condition face"
+    _rule(data.label_nc == FACE_PART_LABELS, "data.label_nc", data.label_nc,
+          f"must be {FACE_PART_LABELS} {why} (the face part labels 0..6); set data.label_nc={FACE_PART_LABELS}")
+    _rule(not data.use_instance, "data.use_instance", data.use_instance,
+          f"must be false {why}: the part label map is the instance map, not a generator channel")
+    _rule(not data.contain_dontcare_label, "data.contain_dontcare_label", data.contain_dontcare_label,
+          f"must be false {why}")
 
 
 def _check_training(cfg: Config) -> None:
@@ -545,6 +576,8 @@ def from_dict(tree: dict | None, overrides: list[str] = (), base_dir: str | Path
     for text in overrides:
         _apply_override(tree, *parse_override(text))
     cfg = _build(Config, tree)
+    if cfg.data.condition == "face" and "crop_size" not in (tree.get("data") or {}):
+        cfg.data.crop_size = cfg.data.load_size  # face crops are resized to load_size; crop_size follows unless set
     resolve_paths(cfg, base_dir)
     check(cfg)
     return cfg

@@ -108,6 +108,9 @@ def _vid2vid_rules(cfg: Any) -> Iterator[Problem]:
     if m.n_frames_G > d.n_frames:
         yield Problem("model.n_frames_G", m.n_frames_G,
                       f"must be <= data.n_frames ({d.n_frames}): a clip must hold the history")
+    if d.condition != "labels" and m.use_fg:
+        yield Problem("model.use_fg", m.use_fg, f"the foreground branch needs label maps (data.fg_labels); set it to "
+                      f"false with data.condition {d.condition}")
     if d.contain_dontcare_label:
         yield Problem("data.contain_dontcare_label", d.contain_dontcare_label,
                       "the video model has no don't-care channel: set it to false")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vid2vid.data.faces import scan_faces
+from vid2vid.data.keypoint_files import read_keypoints
 from vid2vid.data.sequences import SequenceFiles, phases, read_flow, read_ids, read_labels, scan
 from vid2vid.data.synthetic import ensure_dataset
 from vid2vid.errors import DataError
@@ -40,6 +42,7 @@ class DatasetSummary:
     label_nc: int
     use_instance: bool
     phases: list[PhaseSummary]
+    condition: str = "labels"
 
     def format(self) -> str:
         lines = [f"dataset {self.root}"]
@@ -51,6 +54,9 @@ class DatasetSummary:
                 "MISSING (data.use_instance is true: the boundary channel will be all zeros)"
                 if self.use_instance else "none")
             lines.append(f"  {p.phase}: {p.sequences} sequences, {p.frames} frames; sizes {sizes}")
+            if self.condition == "face":
+                lines.append(f"    RGB: {rgb}; 68 landmarks per frame (the face input is drawn from them)")
+                continue
             lines.append(f"    RGB: {rgb}; instance maps: {inst}; exact flow: {'yes' if p.has_flow else 'no'}")
             total = p.histogram.sum()
             used = [(i, c) for i, c in enumerate(p.histogram) if c]
@@ -103,12 +109,33 @@ def check_phase(root: Path, phase: str, label_nc: int) -> PhaseSummary:
     return summary
 
 
+def check_face_phase(root: Path, phase: str) -> PhaseSummary:
+    """The face layout: every keypoint file parses (68 points) and every frame decodes, one size per sequence."""
+    sequences = scan_faces(root, phase)
+    summary = PhaseSummary(phase, len(sequences), sum(len(s) for s in sequences))
+    for seq in sequences:
+        for path in seq.labels:
+            read_keypoints(path)
+        frames = iter_frames(seq.frames) if seq.is_video else (read_image(p) for p in seq.frames)
+        size = None
+        for i, frame in enumerate(frames):
+            size = size or frame.shape[:2]
+            if frame.shape[:2] != size:
+                where = seq.frames if seq.is_video else seq.frames[i]
+                raise DataError(f"{where}: size {frame.shape[0]}x{frame.shape[1]} differs from the sequence's first "
+                                f"frame ({size[0]}x{size[1]}); every frame of a sequence must have the same size")
+        summary.video_sequences += seq.is_video
+        summary.sizes[f"{size[0]}x{size[1]}"] += len(seq)
+    return summary
+
+
 def check_dataset(data_cfg) -> DatasetSummary:
     """Validate every file of every phase of the dataset (data_cfg.phase must be among them)."""
     root = ensure_dataset(data_cfg)
-    names = phases(root)
+    face = data_cfg.condition == "face"
+    names = phases(root, data_cfg.condition)
     if data_cfg.phase not in names:
-        scan(root, data_cfg.phase)  # raises the error that explains what is missing
+        (scan_faces if face else scan)(root, data_cfg.phase)  # raises the error that explains what is missing
     ordered = [data_cfg.phase] + [p for p in names if p != data_cfg.phase]
-    return DatasetSummary(root, data_cfg.label_nc, data_cfg.use_instance,
-                          [check_phase(root, p, data_cfg.label_nc) for p in ordered])
+    checked = [check_face_phase(root, p) if face else check_phase(root, p, data_cfg.label_nc) for p in ordered]
+    return DatasetSummary(root, data_cfg.label_nc, data_cfg.use_instance, checked, data_cfg.condition)

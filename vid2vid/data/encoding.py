@@ -1,9 +1,12 @@
-"""Semantic input encoding, on any device and batched: one-hot labels and instance boundaries."""
+"""The generator's per-frame input, on any device and batched: one-hot labels and instance boundaries, or a dense
+condition drawn by the dataset (the face input) taken as it is. semantic_channels says how many channels either has."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from vid2vid.data.face_input import FaceOptions
 
 
 def one_hot(labels: torch.Tensor, label_nc: int) -> torch.Tensor:
@@ -27,12 +30,25 @@ def instance_edges(inst: torch.Tensor) -> torch.Tensor:
 DONTCARE_ID = 255  # SPADE's "don't care" label id (COCO-Stuff, ADE20K)
 
 
+def semantic_channels(data) -> int:
+    """Channels of one frame's generator input for a data config section: the face input's (15, or 1 with
+    data.face.no_dist_map, as the original counts them), or one-hot labels (+ SPADE's don't-care channel) + the
+    instance-boundary channel."""
+    if data.condition == "face":
+        return FaceOptions(data.face.no_dist_map, data.face.no_canny_edge).channels
+    return data.label_nc + data.contain_dontcare_label + (1 if data.use_instance else 0)
+
+
 def semantic_input(labels: torch.Tensor, inst: torch.Tensor | None, label_nc: int,
-                   use_instance: bool, contain_dontcare_label: bool = False) -> torch.Tensor:
+                   use_instance: bool, contain_dontcare_label: bool = False,
+                   cond: torch.Tensor | None = None) -> torch.Tensor:
     """labels [...,H,W] (+ inst [...,H,W]) -> [...,label_nc(+1)(+1),H,W]: one-hot, then the boundary map.
 
     With contain_dontcare_label, id 255 becomes one more one-hot channel, label_nc (SPADE's rule).
-    With use_instance and no instance map, the boundary channel is all zeros (same channel count)."""
+    With use_instance and no instance map, the boundary channel is all zeros (same channel count).
+    A dense condition cond [...,C,H,W] (the face input; labels are then its part labels) is the input as it is."""
+    if cond is not None:
+        return cond.float()
     if contain_dontcare_label:
         labels = torch.where(labels == DONTCARE_ID, label_nc, labels)
     semantics = one_hot(labels, label_nc + contain_dontcare_label)

@@ -75,12 +75,21 @@ def _frame_sources(folder: Path) -> dict[str, list[Path] | Path]:
     return out
 
 
-def phases(root: str | os.PathLike) -> list[str]:
-    """Phases present under root (folders named <phase>_A), e.g. ['test', 'train']."""
-    root = Path(root)
+# The folders of each data.condition: (<phase>_<condition folder>, <phase>_<frames folder>)
+LAYOUT = {"labels": ("A", "B"), "face": ("keypoints", "img")}
+
+
+def phases(root: str | os.PathLike, condition: str = "labels") -> list[str]:
+    """Phases present under root (folders named <phase>_A, or <phase>_keypoints for faces), e.g. ['test', 'train']."""
+    root, suffix = Path(root), "_" + LAYOUT[condition][0]
     if not root.is_dir():
         return []
-    return sorted(p.name[:-2] for p in root.iterdir() if p.is_dir() and p.name.endswith("_A"))
+    return sorted(p.name[: -len(suffix)] for p in root.iterdir() if p.is_dir() and p.name.endswith(suffix))
+
+
+def held_out_phase(data_cfg) -> str:
+    """The phase samples and held-out metrics come from: test when the dataset has it, else data.phase."""
+    return "test" if "test" in phases(data_cfg.root, data_cfg.condition) else data_cfg.phase
 
 
 def _match(names: dict, reference: dict, what: str, folder: Path, ref_folder: Path) -> None:
@@ -278,6 +287,11 @@ class ClipDataset(torch.utils.data.Dataset):
         seq = self.sequences[key.index % len(self.sequences)]
         start, step, tf = self.sample(key)
         idx = [start + k * step for k in range(key.n_frames)]
+        return {**self.load(seq, idx, tf), "sequence": seq.name, "start": start, "step": step}
+
+    def load(self, seq: SequenceFiles, idx: list[int], tf: transforms.ClipTransform, anchor: int | None = None
+             ) -> dict:
+        """Frames idx of a sequence, transformed -> {labels, frames, inst?, flow_*?} (anchor: see FaceClipDataset)."""
         labels = [read_labels(seq.labels[i], self.label_nc) for i in idx]
         size = labels[0].shape
         rgb = self._rgb(seq, idx)
@@ -289,7 +303,6 @@ class ClipDataset(torch.utils.data.Dataset):
             "labels": torch.from_numpy(np.stack([transforms.apply_ids(x, tf) for x in labels]).astype(np.int64)),
             "frames": rearrange(torch.from_numpy(np.stack([transforms.apply_image(x, tf) for x in rgb])),
                                 "t h w c -> t c h w").float() / 127.5 - 1.0,  # [T,3,H,W] in [-1,1]
-            "sequence": seq.name, "start": start, "step": step,
         }
         if seq.inst is not None:
             inst = [read_ids(seq.inst[i], "instance") for i in idx]
@@ -297,6 +310,7 @@ class ClipDataset(torch.utils.data.Dataset):
                 _same_size(x, size, seq.inst[i], seq.labels[idx[0]])
             out["inst"] = torch.from_numpy(np.stack([transforms.apply_ids(x, tf) for x in inst]).astype(np.int64))
         if seq.flow_fw is not None:
+            step = idx[1] - idx[0] if len(idx) > 1 else 1
             for key, files in (("flow_fw", seq.flow_fw), ("flow_bw", seq.flow_bw)):
                 flows = []
                 for a in idx[:-1]:
@@ -311,15 +325,21 @@ class ClipDataset(torch.utils.data.Dataset):
         return out
 
 
-def build_dataset(data_cfg, phase: str | None = None, seed: int = 0) -> ClipDataset:
-    """The clip dataset of data_cfg (generating the synthetic dataset first when configured).
-    Training phase: random start, stride, zoom, crop, flip; any other phase: the first n_frames
-    frames of each sequence, resized and centre-cropped."""
+def build_dataset(data_cfg, phase: str | None = None, seed: int = 0, augment: bool | None = None) -> ClipDataset:
+    """The clip dataset of data_cfg (generating the synthetic dataset first when configured): the label layout, or
+    the face layout with data.condition face (vid2vid.data.faces). Training phase (or augment True): random start,
+    stride, zoom, crop, flip; any other phase (or augment False): the first n_frames frames of each sequence,
+    resized and centre-cropped."""
     phase = phase or data_cfg.phase
     root = ensure_dataset(data_cfg)
-    return ClipDataset(scan(root, phase), n_frames=data_cfg.n_frames, max_t_step=data_cfg.max_t_step,
-                       label_nc=data_cfg.label_nc, load_size=data_cfg.load_size, crop_size=data_cfg.crop_size,
-                       max_zoom=data_cfg.max_zoom, flip=data_cfg.flip, augment=phase == "train", seed=seed)
+    settings = dict(n_frames=data_cfg.n_frames, max_t_step=data_cfg.max_t_step, label_nc=data_cfg.label_nc,
+                    load_size=data_cfg.load_size, crop_size=data_cfg.crop_size, max_zoom=data_cfg.max_zoom,
+                    flip=data_cfg.flip, augment=phase == "train" if augment is None else augment, seed=seed)
+    if data_cfg.condition == "face":
+        from vid2vid.data.faces import FaceClipDataset, scan_faces  # faces.py builds on this module
+
+        return FaceClipDataset(scan_faces(root, phase), face=data_cfg.face, **settings)
+    return ClipDataset(scan(root, phase), **settings)
 
 
 def whole_sequences(data_cfg, phase: str, max_frames: int = 0) -> list[tuple[str, dict]]:

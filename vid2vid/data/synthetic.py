@@ -27,6 +27,7 @@ import numpy as np
 
 from flow import atomic_dir, write_flo
 from vid2vid.config import Size
+from vid2vid.data.synthetic_faces import write_faces
 from vid2vid.errors import DataError
 from vid2vid.video_io import write_image
 
@@ -352,14 +353,16 @@ def write_sequence(root: Path, phase: str, name: str, rng: np.random.Generator, 
         write_flo(folders["flow"] / f"bw_{t:05d}.flo", layer_flow(layers, tops[t + 1], t + 1, t))
 
 
-def _params(sequences: int, test_sequences: int, frames: int, size: Size, seed: int) -> dict:
-    return {"format": FORMAT_VERSION, "sequences": sequences, "test_sequences": test_sequences,
+def _params(sequences: int, test_sequences: int, frames: int, size: Size, seed: int, faces: bool = False) -> dict:
+    kind = {"kind": "faces"} if faces else {}  # street datasets keep the parameter file they always had
+    return {"format": FORMAT_VERSION, **kind, "sequences": sequences, "test_sequences": test_sequences,
             "frames": frames, "size": str(Size(*size)), "seed": seed}
 
 
 def generate_synthetic(out: str | os.PathLike, *, sequences: int, test_sequences: int, frames: int, size: Size,
-                       seed: int) -> Path:
-    """Write a synthetic street dataset to `out` (which must not exist), atomically. Returns the path."""
+                       seed: int, faces: bool = False) -> Path:
+    """Write a synthetic street dataset (or, with faces, talking faces in the original face layout:
+    vid2vid.data.synthetic_faces) to `out` (which must not exist), atomically. Returns the path."""
     out = Path(out)
     size = Size(*size)
     for name, value, low in (("sequences", sequences, 1), ("test_sequences", test_sequences, 0),
@@ -369,11 +372,13 @@ def generate_synthetic(out: str | os.PathLike, *, sequences: int, test_sequences
     if out.exists():
         raise DataError(f"{out} already exists; remove it or choose another output folder")
     with atomic_dir(out) as tmp:
-        for phase, count, phase_id in (("train", sequences, 0), ("test", test_sequences, 1)):
-            for i in range(count):
-                rng = np.random.default_rng([seed, phase_id, i])
-                write_sequence(tmp, phase, f"seq_{i:04d}", rng, size, frames)
-        params = _params(sequences, test_sequences, frames, size, seed)
+        if faces:
+            write_faces(tmp, sequences, test_sequences, frames, size, seed)
+        else:
+            for phase, count, phase_id in (("train", sequences, 0), ("test", test_sequences, 1)):
+                for i in range(count):
+                    write_sequence(tmp, phase, f"seq_{i:04d}", np.random.default_rng([seed, phase_id, i]), size, frames)
+        params = _params(sequences, test_sequences, frames, size, seed, faces)
         (tmp / PARAMS_FILE).write_text(json.dumps(params, indent=1) + "\n")
     return out
 
@@ -416,8 +421,8 @@ def ensure_dataset(data_cfg, timeout: float = 600.0) -> Path:
     root = Path(data_cfg.root)
     if data_cfg.source != "synthetic":
         return root
-    syn = data_cfg.synthetic
-    want = _params(syn.sequences, syn.test_sequences, syn.frames, Size(*syn.size), syn.seed)
+    syn, faces = data_cfg.synthetic, data_cfg.condition == "face"
+    want = _params(syn.sequences, syn.test_sequences, syn.frames, Size(*syn.size), syn.seed, faces)
     lock = root.parent / f".{root.name}.lock"
     deadline = time.monotonic() + timeout
     while not root.exists():
@@ -431,10 +436,11 @@ def ensure_dataset(data_cfg, timeout: float = 600.0) -> Path:
             os.write(fd, f"{socket.gethostname()}:{os.getpid()}".encode())
             os.close(fd)
             if not root.exists():
-                print(f"generating the synthetic dataset into {root} ({syn.sequences}+{syn.test_sequences} "
-                      f"sequences of {syn.frames} frames, {Size(*syn.size)})", file=sys.stderr, flush=True)
+                print(f"generating the synthetic dataset into {root} ({'talking faces, ' if faces else ''}"
+                      f"{syn.sequences}+{syn.test_sequences} sequences of {syn.frames} frames, {Size(*syn.size)})",
+                      file=sys.stderr, flush=True)
                 generate_synthetic(root, sequences=syn.sequences, test_sequences=syn.test_sequences,
-                                   frames=syn.frames, size=Size(*syn.size), seed=syn.seed)
+                                   frames=syn.frames, size=Size(*syn.size), seed=syn.seed, faces=faces)
         finally:
             lock.unlink(missing_ok=True)
     _check_params(root, want)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from vid2vid.config import Config
+from vid2vid.data.encoding import semantic_channels as data_semantic_channels
 from vid2vid.families import FAMILIES, Family, family
 from vid2vid.losses import ImageLosses, VideoLosses
 from vid2vid.models.discriminators import MultiscaleDiscriminator, temporal_input_nc
@@ -44,8 +45,9 @@ VAE_IMAGE_SIZE = 256  # SPADE's encoder always sees the frame resized to 256x256
 
 
 def semantic_channels(cfg: Config) -> int:
-    """One-hot labels (plus SPADE's don't-care channel) plus the instance-boundary channel."""
-    return cfg.data.label_nc + cfg.data.contain_dontcare_label + (1 if cfg.data.use_instance else 0)
+    """One-hot labels (plus SPADE's don't-care channel) plus the instance-boundary channel, or the face input's
+    channels (vid2vid.data.encoding.semantic_channels)."""
+    return data_semantic_channels(cfg.data)
 
 
 def generator_input_channels(cfg: Config) -> int:

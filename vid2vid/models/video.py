@@ -55,6 +55,7 @@ from einops import rearrange
 from torch import nn
 
 from flow import backward_warp
+from vid2vid.data.encoding import semantic_channels
 from vid2vid.errors import ConfigError
 from vid2vid.families import fg_labels_problem, fg_width, foreground_labels, scales_problem
 from vid2vid.models.layers import ResnetBlock, down_layers, downsample, front_layers, image_layers, up_layers
@@ -366,11 +367,11 @@ class VideoGenerator(nn.Module):
 
 def build_video_generator(cfg) -> VideoGenerator:
     """VideoGenerator from a Config (model.*: ngf, n_downsample, n_blocks, norm, n_frames_G, use_fg,
-    warp_features, n_scales_spatial, n_blocks_local; data.*: label_nc, use_instance, fg_labels), every scale
-    built (progressive training only changes the active ones). The registry's `vid2vid` entry."""
+    warp_features, n_scales_spatial, n_blocks_local; data.*: label_nc, use_instance, condition, face, fg_labels),
+    every scale built (progressive training only changes the active ones). The registry's `vid2vid` entry."""
     m, d = cfg.model, cfg.data
     check_fg_labels(cfg)
-    return VideoGenerator(d.label_nc + (1 if d.use_instance else 0), m.n_frames_G, ngf=m.ngf,
+    return VideoGenerator(semantic_channels(d), m.n_frames_G, ngf=m.ngf,
                           n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm, use_fg=m.use_fg,
                           fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode,
                           n_scales=m.n_scales_spatial, n_blocks_local=m.n_blocks_local)

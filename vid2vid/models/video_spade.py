@@ -43,6 +43,7 @@ from einops import rearrange
 from torch import nn
 
 from flow import backward_warp
+from vid2vid.data.encoding import semantic_channels
 from vid2vid.families import fg_width, foreground_labels
 from vid2vid.models.layers import SPADEResnetBlock, base_norm, is_spectral, up_layers
 from vid2vid.models.video import (
@@ -147,10 +148,10 @@ class SpadeVideoGenerator(nn.Module):
 
 def build_spade_video_generator(cfg) -> SpadeVideoGenerator:
     """SpadeVideoGenerator from a Config (model.*: ngf, n_downsample, n_blocks, norm, n_frames_G, use_fg,
-    warp_features, warp_mode; data.*: label_nc, use_instance, fg_labels). The registry's `vid2vid` entry with
-    model.backbone: spade."""
+    warp_features, warp_mode; data.*: label_nc, use_instance, condition, face, fg_labels). The registry's `vid2vid`
+    entry with model.backbone: spade."""
     m, d = cfg.model, cfg.data
     check_fg_labels(cfg)
-    return SpadeVideoGenerator(d.label_nc + (1 if d.use_instance else 0), m.n_frames_G, ngf=m.ngf,
+    return SpadeVideoGenerator(semantic_channels(d), m.n_frames_G, ngf=m.ngf,
                                n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm, use_fg=m.use_fg,
                                fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode)

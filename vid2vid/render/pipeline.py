@@ -22,6 +22,7 @@ from vid2vid.config import Size, parse_size
 from vid2vid.data.encoding import DONTCARE_ID
 from vid2vid.errors import UserError
 from vid2vid.imaging import label_palette
+from vid2vid.render.faces import FaceSource, iter_faces, open_face_input
 from vid2vid.render.inputs import LabelInput, iter_labels, open_input, resolve_palette
 from vid2vid.render.renderer import VideoRenderer
 from vid2vid.render.streaming import Encoder, FramesDirSink, Mp4Sink, Reader, check_output
@@ -108,6 +109,8 @@ def render_video(checkpoint: str | Path, inputs: str | Path, output: str | Path,
         raise UserError(f"--palette {o.palette}: maps colour-coded label PNGs; {inputs} is a video file "
                         "(its labels come from --labels), so leave --palette out")
     renderer = o.renderer(checkpoint)
+    if renderer.face is not None:
+        return render_input(renderer, open_face_source(inputs, o), output, o)
     size = parse_size(o.size, "--size") if o.size is not None else None
     source = open_input(inputs, instances=o.instances, use_instance=renderer.uses_instances,
                         palette=resolve_palette(o.palette, renderer), labels=o.labels, centres=o.centres, size=size,
@@ -136,12 +139,23 @@ def render_all(checkpoint: str | Path, phase_dir: str | Path, out_dir: str | Pat
     suffix = "" if o.frames_dir else ".mp4"
     outputs = [check_output(out_dir / f"{seq.name}{suffix}", frames_dir=o.frames_dir, overwrite=o.overwrite)
                for seq in sequences]
-    sources = [open_input(seq, instances=None, use_instance=renderer.uses_instances, palette=palette)
+    sources = [open_face_source(seq, o) if renderer.face is not None else
+               open_input(seq, instances=None, use_instance=renderer.uses_instances, palette=palette)
                for seq in sequences]
     return [render_input(renderer, source, output, o) for source, output in zip(sources, outputs)]
 
 
-def render_input(renderer: VideoRenderer, source: LabelInput, output: Path,
+def open_face_source(inputs: str | Path, o: RenderOptions) -> FaceSource:
+    """A face model's input: a keypoint sequence folder with its frames (options for label inputs refused)."""
+    given = [flag for flag, value in (("--palette", o.palette), ("--labels", o.labels), ("--centres", o.centres),
+                                      ("--instances", o.instances), ("--size", o.size)) if value is not None]
+    if given:
+        raise UserError(f"{given[0]}: not for a face model, which draws its input from the keypoint files of "
+                        f"{inputs} and their frames; leave it out")
+    return open_face_input(inputs)
+
+
+def render_input(renderer: VideoRenderer, source: LabelInput | FaceSource, output: Path,
                  options: RenderOptions | None = None) -> RenderSummary:
     """Stream one LabelInput through a renderer into `output` (checked by check_output).
 
@@ -154,7 +168,8 @@ def render_input(renderer: VideoRenderer, source: LabelInput, output: Path,
     _check_encoding(o)
     _reset(renderer, source, o.first_frame, o.start)
     sink = _sink(renderer, output, o)
-    reader = Reader(iter_labels(source, renderer.label_nc, size=size, start=o.start, count=n,
+    reader = Reader(iter_faces(source, o.start, n) if isinstance(source, FaceSource) else
+                    iter_labels(source, renderer.label_nc, size=size, start=o.start, count=n,
                                 dontcare=renderer.dontcare))
     encoder = Encoder(sink)
     disable = None if o.progress is None else not o.progress  # None: a bar only on a terminal
@@ -192,10 +207,10 @@ def _stream(renderer: VideoRenderer, reader: Reader, encoder: Encoder, bar, n: i
     done = 0
     with StopSignals() as stop:
         try:
-            for labels, inst in reader:
-                frame = renderer.step(labels, inst)  # uint8 [H,W,3]
+            for item in reader:  # (labels, inst), or a face model's {"landmarks", "frame"}
+                frame = renderer.step(**item) if isinstance(item, dict) else renderer.step(*item)  # uint8 [H,W,3]
                 if palette is not None:
-                    frame = np.concatenate([palette[labels], frame], axis=1)
+                    frame = np.concatenate([_input_picture(renderer, item, palette), frame], axis=1)
                 encoder.put(frame)
                 done += 1
                 bar.update()
@@ -215,6 +230,14 @@ def _stream(renderer: VideoRenderer, reader: Reader, encoder: Encoder, bar, n: i
             reader.close()
             bar.close()
     return done, stopped
+
+
+def _input_picture(renderer: VideoRenderer, item, palette: np.ndarray) -> np.ndarray:
+    """What --side-by-side shows of the input: the labels in colour, or a face model's edge map (grey)."""
+    if isinstance(item, dict):
+        edges = np.round(renderer.face_input.cond[0] * 255).astype(np.uint8)  # [h,w]
+        return np.repeat(edges[..., None], 3, axis=2)
+    return palette[item[0]]
 
 
 def _stopped(signum: int, done: int, n: int, kept: Path | None) -> None:

@@ -35,6 +35,7 @@ from vid2vid import temporal
 from vid2vid.checkpoint import load_export, read_style
 from vid2vid.config import Size, model_stride
 from vid2vid.data.encoding import DONTCARE_ID, semantic_input
+from vid2vid.data.face_input import N_POINTS, FaceInput, FaceOptions, FaceSequence
 from vid2vid.errors import ConfigError, UserError
 from vid2vid.families import is_sequential
 from vid2vid.imaging import from_uint8, to_uint8
@@ -108,7 +109,7 @@ class ZerosFirst:
 
     mode = "zeros"
 
-    def frame(self, index: int, labels: torch.Tensor, inst: torch.Tensor | None, size: Size) -> torch.Tensor:
+    def frame(self, index: int, labels: torch.Tensor, inst: torch.Tensor | None, size: Size, **face) -> torch.Tensor:
         return labels.new_zeros(1, 3, *labels.shape[-2:], dtype=torch.float32)  # [1,3,Hp,Wp]
 
 
@@ -129,7 +130,7 @@ class RealFirst:
                             "--first-frame image-model:PATH or zeros")
         self.frames = list(islice(iter_frames(self.path), start, start + n_seed))  # uint8 [H,W,3] each
 
-    def frame(self, index: int, labels: torch.Tensor, inst: torch.Tensor | None, size: Size) -> torch.Tensor:
+    def frame(self, index: int, labels: torch.Tensor, inst: torch.Tensor | None, size: Size, **face) -> torch.Tensor:
         rgb = self.frames[index]
         if rgb.shape[:2] != tuple(size):
             rgb = cv2.resize(rgb, (size.w, size.h), interpolation=cv2.INTER_AREA)
@@ -144,28 +145,42 @@ class NoRealFrames:
     def __init__(self, error: UserError):
         self.error = error
 
-    def frame(self, index: int, labels: torch.Tensor, inst: torch.Tensor | None, size: Size) -> torch.Tensor:
+    def frame(self, index: int, labels: torch.Tensor, inst: torch.Tensor | None, size: Size, **face) -> torch.Tensor:
         raise self.error
+
+
+class FaceFramesFirst:
+    """A face model's first_frame real: the face-cropped frames given to step() with the landmarks."""
+
+    mode = "real"
+
+    def frame(self, index: int, labels: torch.Tensor, inst: torch.Tensor | None, size: Size, *,
+              cond: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return real  # [1,3,Hp,Wp]
 
 
 class ImageModelFirst:
     """first_frame image-model:PATH: an exported per-frame model generates the seed frames."""
 
-    def __init__(self, path: str, device: torch.device, label_nc: int, options: dict):
+    def __init__(self, path: str, device: torch.device, label_nc: int, options: dict, condition: str = "labels"):
         self.mode = f"image-model:{path}"
         self.export = load_model(path, device)
         cfg = self.export.cfg
         if is_sequential(cfg):
             raise UserError(f"first frame image-model:{path} is a video model; pass an exported per-frame model "
                             "(pix2pix, pix2pixhd or spade)")
+        if cfg.data.condition != condition:
+            raise UserError(f"first frame image-model:{path} takes data.condition {cfg.data.condition} but the video "
+                            f"model takes {condition}; use a per-frame model trained on the same input")
         if cfg.data.label_nc < label_nc:
             raise UserError(f"first frame image-model:{path} has label_nc {cfg.data.label_nc} but the video model "
                             f"has {label_nc}; use an image model trained on the same labels")
         self.options = {**options, "seed": 0 if options.get("seed") is None else options["seed"]}
         self.stride = model_stride(cfg.model)
 
-    def frame(self, index: int, labels: torch.Tensor, inst: torch.Tensor | None, size: Size) -> torch.Tensor:
-        return self.export.generate(labels, inst, **self.options).float()  # [1,3,Hp,Wp]
+    def frame(self, index: int, labels: torch.Tensor, inst: torch.Tensor | None, size: Size, *,
+              cond: torch.Tensor | None = None, real: torch.Tensor | None = None) -> torch.Tensor:
+        return self.export.generate(labels, inst, cond=cond, **self.options).float()  # [1,3,Hp,Wp]
 
 
 class VideoRenderer:
@@ -199,6 +214,10 @@ class VideoRenderer:
         # (inductor's freezing was ~10% faster here but renders garbage when ATen's CPU capability is AVX2: not used)
         self.export.generator = torch.compile(generator) if compile else generator
         self._image_models: dict[str, ImageModelFirst] = {}
+        d = self.cfg.data
+        self.face = (FaceSequence(d.load_size, FaceOptions(d.face.no_dist_map, d.face.no_canny_edge))
+                     if d.condition == "face" else None)  # a face model draws its input from landmarks
+        self.face_input: FaceInput | None = None  # the last frame's (for previews)
         self.reset(first_frame, real_start=real_start)
 
     @property
@@ -221,6 +240,8 @@ class VideoRenderer:
             lazy = first_frame is None
             self.first = self._first_frames(first_frame, real_start, lazy=lazy) if self.is_video else None
         self.history: temporal.History | None = None
+        if self.face is not None:
+            self.face.reset()
         self._seed_labels: list[torch.Tensor] = []  # [1,C,Hp,Wp] each
         self._seed_frames: list[torch.Tensor] = []  # [1,3,Hp,Wp] each
         self.index, self.size = 0, None
@@ -232,6 +253,11 @@ class VideoRenderer:
         kind, _, path = spec.partition(":")
         if kind == "zeros" and not path:
             return ZerosFirst()
+        if kind == "real" and self.face is not None:
+            if path:
+                raise UserError(f"first frame {spec!r}: a face model's real first frames are the frames given with "
+                                "the landmarks, cropped to the face; pass real (no folder), image-model:PATH or zeros")
+            return FaceFramesFirst()
         if kind == "real" and path:
             return RealFirst(path, self.n_seed, real_start)
         if kind == "real" and lazy:
@@ -240,7 +266,8 @@ class VideoRenderer:
             raise self._no_real_frames()
         if kind == "image-model" and path:
             if path not in self._image_models:
-                self._image_models[path] = ImageModelFirst(path, self.device, self.label_nc, self.options)
+                self._image_models[path] = ImageModelFirst(path, self.device, self.label_nc, self.options,
+                                                           self.cfg.data.condition)
             return self._image_models[path]
         raise UserError(f"first frame {spec!r}: expected image-model:PATH, real:DIR or zeros")
 
@@ -257,16 +284,25 @@ class VideoRenderer:
         return math.lcm(stride, self.first.stride) if isinstance(self.first, ImageModelFirst) else stride
 
     @torch.inference_mode()
-    def step(self, labels, instances=None) -> np.ndarray:
-        """labels [H,W] integer ids (numpy or torch), instances [H,W] ids or None -> the next frame, uint8 [H,W,3]."""
-        labels_t, inst_t = self._prepare(labels, instances)  # [1,Hp,Wp] int64 on the device
+    def step(self, labels=None, instances=None, *, landmarks=None, frame=None) -> np.ndarray:
+        """labels [H,W] integer ids (numpy or torch), instances [H,W] ids or None -> the next frame, uint8 [H,W,3].
+        A face model (data.condition face) takes a frame's landmarks [68,2] (x, y pixels; dlib's scheme) and the
+        frame itself (uint8 [H,W,3] RGB: its size places the face crop, its Canny edges are the background) and
+        returns the generated face crop (drawn at data.load_size, its centre data.crop_size as in the test phase); the
+        crop square comes from the video's first frame."""
+        if self.face is not None:
+            labels_t, inst_t, face = self._prepare_face(landmarks, frame)
+        else:
+            if labels is None:
+                raise UserError("step(labels, instances): this model takes label maps, not landmarks")
+            (labels_t, inst_t), face = self._prepare(labels, instances), {}  # [1,Hp,Wp] int64 on the device
         autocast = (contextlib.nullcontext() if self.precision == "fp32"
                     else torch.autocast(self.device.type, dtype=PRECISIONS[self.precision]))
         with autocast:
             if self.is_video:
-                frame = self._video_step(labels_t, inst_t)
+                frame = self._video_step(labels_t, inst_t, face)
             else:
-                frame = self.export.generate(labels_t, inst_t, **self.options)
+                frame = self.export.generate(labels_t, inst_t, cond=face.get("cond"), **self.options)
         self.index += 1
         return to_uint8(frame[..., : self.size.h, : self.size.w])[0]
 
@@ -293,11 +329,41 @@ class VideoRenderer:
         labels = pad_to(labels.to(self.device), *padded)
         return labels, None if inst is None else pad_to(inst.to(self.device), *padded)
 
-    def _video_step(self, labels: torch.Tensor, inst: torch.Tensor | None) -> torch.Tensor:
-        """One frame of the video model: a seed frame while the history fills, then temporal.step -> [1,3,Hp,Wp]."""
-        sem = semantic_input(labels, inst, self.label_nc, self.uses_instances)  # [1,C,Hp,Wp]
+    def _prepare_face(self, landmarks, frame) -> tuple[torch.Tensor, None, dict[str, torch.Tensor]]:
+        """Checks the landmarks and the frame; draws the face input (vid2vid.data.face_input) -> (part labels
+        [1,Hp,Wp], None, {"cond": [1,C,Hp,Wp], "real": the face-cropped frame [1,3,Hp,Wp]}) on the device."""
+        points = np.asarray(landmarks if landmarks is not None else [], dtype=np.float32)
+        if points.shape != (N_POINTS, 2) or not np.isfinite(points).all():
+            raise UserError(f"frame {self.index}: landmarks must be {N_POINTS} finite (x, y) points (dlib's scheme), "
+                            f"got shape {points.shape}; a face model takes step(landmarks=..., frame=...)")
+        rgb = np.asarray(frame) if frame is not None else None
+        if rgb is None or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            got = "none" if rgb is None else f"{rgb.dtype} {rgb.shape}"
+            raise UserError(f"frame {self.index}: a face model needs the frame as uint8 [H,W,3] RGB with its landmarks "
+                            f"(for the face crop and the Canny background edges), got {got}")
+        if self.face.box is not None and rgb.shape[:2] != self._frame_size:
+            raise UserError(f"frame {self.index}: {rgb.shape[0]}x{rgb.shape[1]}, earlier frames "
+                            f"{self._frame_size[0]}x{self._frame_size[1]}; every frame of a video must have the same "
+                            "size (reset() starts a new video)")
+        self._frame_size = rgb.shape[:2]
+        face, crop = self.face.draw(points, rgb)
+        load, self.size = self.face.size, Size(*self.cfg.data.crop_size)
+        rows = slice((load.h - self.size.h) // 2, (load.h + self.size.h) // 2)  # the centre, as the test phase crops
+        cols = slice((load.w - self.size.w) // 2, (load.w + self.size.w) // 2)
+        self.face_input = FaceInput(face.cond[:, rows, cols], face.parts[rows, cols])
+        stride = self.stride
+        padded = (-(-self.size.h // stride) * stride, -(-self.size.w // stride) * stride)
+        parts = pad_to(torch.from_numpy(self.face_input.parts.astype(np.int64))[None].to(self.device), *padded)
+        cond = pad_to(torch.from_numpy(np.ascontiguousarray(self.face_input.cond))[None].to(self.device), *padded)
+        real = from_uint8(np.ascontiguousarray(crop[rows, cols]), self.device)
+        return parts, None, {"cond": cond, "real": pad_to(real, *padded)}
+
+    def _video_step(self, labels: torch.Tensor, inst: torch.Tensor | None, face: dict) -> torch.Tensor:
+        """One frame of the video model: a seed frame while the history fills, then temporal.step -> [1,3,Hp,Wp].
+        face: {"cond", "real"} of a face model, else empty."""
+        sem = semantic_input(labels, inst, self.label_nc, self.uses_instances, cond=face.get("cond"))  # [1,C,Hp,Wp]
         if self.history is None:
-            seed = self.first.frame(self.index, labels, inst, self.size)  # [1,3,Hp,Wp]
+            seed = self.first.frame(self.index, labels, inst, self.size, **face)  # [1,3,Hp,Wp]
             self._seed_labels.append(sem)
             self._seed_frames.append(seed)
             if len(self._seed_labels) == self.n_seed:

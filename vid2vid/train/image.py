@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from vid2vid.config import Config
 from vid2vid.data.sampler import ClipKey
-from vid2vid.data.sequences import build_dataset
+from vid2vid.data.sequences import build_dataset, held_out_phase
 from vid2vid.losses import mix
 from vid2vid.models.build import (
     build_feature_bank,
@@ -194,8 +194,7 @@ class ImageTrainer(Trainer):
 
 def sample_images(cfg: Config, n: int = 4) -> dict:
     """A fixed batch for sample grids: the first items of the test phase (train when absent)."""
-    phase = "test" if (Path(cfg.data.root) / "test_A").is_dir() else cfg.data.phase
-    dataset = build_dataset(replace(cfg.data, n_frames=1), phase=phase, seed=cfg.train.seed)
+    dataset = build_dataset(replace(cfg.data, n_frames=1), phase=held_out_phase(cfg.data), seed=cfg.train.seed)
     items = [dataset[i] for i in range(min(n, len(dataset)))]
     return frames_as_images(default_collate([{k: v for k, v in it.items() if isinstance(v, torch.Tensor)}
                                              for it in items]))

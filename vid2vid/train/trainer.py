@@ -130,7 +130,7 @@ class Trainer:
 
     def semantics(self, images: dict) -> torch.Tensor:
         return semantic_input(images["labels"], images.get("inst"), self.cfg.data.label_nc,
-                              self.cfg.data.use_instance)  # [N, C_in, H, W]
+                              self.cfg.data.use_instance, cond=images.get("cond"))  # [N, C_in, H, W]
 
     def _sync(self, model, last: bool):
         """No gradient all-reduce until the last micro-batch of an accumulated step."""
@@ -231,7 +231,7 @@ class Trainer:
 def frames_as_images(batch: dict) -> dict:
     """Clips [B,T,...] -> images [B*T,...] (the image models' T = 1 view of the video loop)."""
     return {k: rearrange(v, "b t ... -> (b t) ...") for k, v in batch.items()
-            if isinstance(v, torch.Tensor) and k in ("labels", "frames", "inst")}
+            if isinstance(v, torch.Tensor) and k in ("labels", "frames", "inst", "cond")}
 
 
 def add_parts(total: dict[str, float], parts: dict[str, torch.Tensor], prefix: str, k: int) -> None:

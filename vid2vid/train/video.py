@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -44,7 +43,7 @@ from einops import rearrange
 
 from vid2vid.config import Size
 from vid2vid.data.encoding import semantic_input
-from vid2vid.data.sequences import whole_sequences
+from vid2vid.data.sequences import held_out_phase, whole_sequences
 from vid2vid.eval.detail import val_detail
 from vid2vid.eval.metrics import psnr, warping_error
 from vid2vid.imaging import label_colours, to_uint8
@@ -182,10 +181,17 @@ class VideoTrainer(Trainer):
     def clip_semantics(self, batch: dict, t0: int = 0, t1: int | None = None) -> torch.Tensor:
         """labels [B,T,H,W] (+ inst) of frames t0..t1-1 -> semantics [B,t1-t0,C,h,w] at the active resolution
         (made per chunk in training, so that memory does not grow with the clip length)."""
-        inst = batch.get("inst")
+        inst, cond = (batch.get(k) for k in ("inst", "cond"))
         sem = semantic_input(batch["labels"][:, t0:t1], None if inst is None else inst[:, t0:t1],
-                             self.cfg.data.label_nc, self.cfg.data.use_instance)
+                             self.cfg.data.label_nc, self.cfg.data.use_instance,
+                             cond=None if cond is None else cond[:, t0:t1])
         return self.at_active_scale(sem)
+
+    @staticmethod
+    def frames_slice(batch: dict, t0: int, t1: int) -> tuple:
+        """(labels, inst, cond) of frames t0..t1-1 of a clip batch (inst, cond None when absent): what a per-frame
+        model generates those frames from."""
+        return tuple(None if batch.get(k) is None else batch[k][:, t0:t1] for k in ("labels", "inst", "cond"))
 
     def history_for(self, batch: dict, sem: torch.Tensor) -> History:
         """The history before the clip's first generated frame, at the active resolution (sem: the clip's
@@ -193,9 +199,8 @@ class VideoTrainer(Trainer):
         n = self.cfg.model.n_frames_G - 1
         mode = self.cfg.model.first_frame
         if mode.startswith("image-model:"):
-            inst = batch.get("inst")
             with torch.no_grad():
-                frames = self.first_frames(batch["labels"][:, :n], None if inst is None else inst[:, :n])
+                frames = self.first_frames(*self.frames_slice(batch, 0, n))
             return start_history(mode, sem[:, :n], self.at_active_scale(frames))
         return start_history(mode, sem[:, :n], self.at_active_scale(batch["frames"][:, :n]))
 
@@ -264,9 +269,8 @@ class VideoTrainer(Trainer):
         or None."""
         if self.teacher is None:
             return None
-        inst = batch.get("inst")
         with torch.no_grad():
-            frames = self.teacher(batch["labels"][:, t0:t1], None if inst is None else inst[:, t0:t1])
+            frames = self.teacher(*self.frames_slice(batch, t0, t1))
         return self.at_active_scale(frames)
 
     def note_skipped_scales(self, n_frames: int) -> None:
@@ -455,8 +459,7 @@ class Chunk:
 def held_out_clip(cfg, max_frames: int = 30) -> dict:
     """The first held-out sequence (test phase; train when absent) as a batch of one clip of whole frames, its
     first max_frames frames (or the whole sequence when shorter), with the dataset's flow when it has one."""
-    phase = "test" if (Path(cfg.data.root) / "test_A").is_dir() else cfg.data.phase
-    _, item = whole_sequences(cfg.data, phase, max_frames)[0]
+    _, item = whole_sequences(cfg.data, held_out_phase(cfg.data), max_frames)[0]
     return {k: v[None] for k, v in item.items() if isinstance(v, torch.Tensor)}
 
 

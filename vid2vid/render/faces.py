@@ -1,0 +1,67 @@
+"""Face render inputs: a sequence folder of keypoint files in the original face layout
+(<root>/<phase>_keypoints/<seq>/*.txt, 68 `x,y` lines each) with its frames (<root>/<phase>_img/<seq>, images or a
+video file), which give each frame's size and its Canny background edges, as the original's test does.
+open_face_input opens one, iter_faces reads it frame by frame for VideoRenderer.step(landmarks=..., frame=...)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+from vid2vid.data.keypoint_files import read_keypoints
+from vid2vid.errors import UserError
+from vid2vid.video_io import image_files, iter_frames, probe, read_image
+
+
+@dataclass
+class FaceSource:
+    name: str
+    keypoints: list[Path]  # one file per frame, sorted by name
+    frames: list[Path] | Path  # image files, or a video file
+    real: Path | None = None  # (a label input's real frames; a face model takes its first frames from `frames`)
+
+    def __len__(self) -> int:
+        return len(self.keypoints)
+
+
+def _frames_of(folder: Path) -> list[Path] | Path | None:
+    """<root>/<phase>_img/<seq> (a folder of images) or <root>/<phase>_img/<seq>.<ext> (a video), or None."""
+    if folder.is_dir():
+        return image_files(folder)
+    videos = sorted(p for p in folder.parent.glob(f"{folder.name}.*") if p.is_file()) if folder.parent.is_dir() else []
+    return videos[0] if videos else None
+
+
+def open_face_input(path: str | Path) -> FaceSource:
+    """A keypoint sequence folder of the face layout -> FaceSource (its frames found beside it)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"{path}: no such folder; a face model renders a keypoint sequence folder such as "
+                        "data/face/test_keypoints/seq0 (68 `x,y` lines per frame)")
+    keypoints = sorted(p for p in path.iterdir() if p.suffix == ".txt" and p.is_file())
+    if not keypoints:
+        raise UserError(f"{path}: no keypoint .txt files; a face model renders a keypoint sequence folder such as "
+                        "data/face/test_keypoints/seq0 (one file of 68 `x,y` lines per frame)")
+    frames = None
+    if path.parent.name.endswith("_keypoints"):
+        phase = path.parent.name.removesuffix("_keypoints")
+        frames = _frames_of(path.parent.parent / f"{phase}_img" / path.name)
+    if frames is None:
+        raise UserError(f"{path}: the frames of this keypoint sequence were not found (<root>/<phase>_img/"
+                        f"{path.name}); the face input needs each frame (its size for the face crop, its Canny "
+                        "background edges)")
+    n = probe(frames).n_frames if isinstance(frames, Path) else len(frames)
+    if n != len(keypoints):
+        raise UserError(f"{frames}: {n} frames for the {len(keypoints)} keypoint files of {path}; they pair by sorted "
+                        "name, one per frame")
+    return FaceSource(path.name, keypoints, frames)
+
+
+def iter_faces(source: FaceSource, start: int = 0, count: int | None = None):
+    """{"landmarks": float32 [68,2], "frame": uint8 [H,W,3]} per frame from `start` (VideoRenderer.step's keywords)."""
+    stop = len(source) if count is None else min(len(source), start + count)
+    frames = (islice(iter_frames(source.frames), start, stop) if isinstance(source.frames, Path)
+              else (read_image(p) for p in source.frames[start:stop]))
+    for file, frame in zip(source.keypoints[start:stop], frames):
+        yield {"landmarks": read_keypoints(file), "frame": frame}
