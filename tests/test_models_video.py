@@ -282,3 +282,31 @@ def test_a_new_generator_starts_at_zero_flow_and_its_flow_head_learns():
     torch.testing.assert_close(out.warped, prev[:, -1])
     sum(o.final.square().mean() for o in (out, *out.coarser)).backward()
     assert all(s.to_flow[1].weight.grad.abs().sum() > 0 for s in g.scales)
+
+
+@pytest.mark.parametrize("trained_by", ["all", "flow_terms"])
+def test_flow_trained_by_flow_terms_keeps_image_gradients_out_of_the_flow_head(trained_by):
+    """model.flow_trained_by: with flow_terms the composition warps with the detached flow, so a loss on the final
+    frame gives the flow head no gradient while a loss on the flow itself still does; with all (the reference's)
+    the final frame's loss reaches it through the warp. The outputs are the same either way."""
+    from vid2vid.models.video import set_flow_training
+
+    torch.manual_seed(0)
+    g = VideoGenerator(LABEL_NC + 1, 3, ngf=8, n_downsample=2, n_blocks=2, use_fg=False, n_scales=2)
+    for scale in g.scales:  # a flow head that moves pixels (a new one predicts zero flow)
+        torch.nn.init.normal_(scale.to_flow[1].weight, std=0.01)
+    labels, prev = random_semantics(2, 3, size=(32, 32)), torch.rand(2, 2, 3, 32, 32) * 2 - 1
+    reference = g(labels, prev, g(labels, prev).coarser[0].image_features)  # scale 0's features
+    assert set_flow_training(g, trained_by) == 2
+    first = g(labels, prev)
+    out = g(labels, prev, first.coarser[0].image_features)
+    torch.testing.assert_close(out.final, reference.final, rtol=0, atol=0)
+    sum(o.final.square().mean() for o in (out, *out.coarser)).backward()  # every scale's final frame
+    reached = [bool(s.to_flow[1].weight.grad is not None and s.to_flow[1].weight.grad.abs().sum() > 0)
+               for s in g.scales]
+    assert reached == [trained_by == "all"] * 2
+    g.zero_grad()
+    g(labels, prev).flow.square().mean().backward()
+    assert g.scales[-1].to_flow[1].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="flow_trained_by"):
+        set_flow_training(g, "image")

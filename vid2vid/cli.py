@@ -80,8 +80,8 @@ def cmd_render(args: argparse.Namespace) -> None:
     from vid2vid.render import RenderOptions, render_all, render_video
 
     options = RenderOptions(**{key: getattr(args, key) for key in (
-        "palette", "labels", "centres", "first_frame", "instances", "size", "start", "max_frames", "fps", "crf",
-        "frames_dir", "side_by_side", "overwrite", "keep_partial", "device", "precision", "channels_last",
+        "palette", "labels", "landmarks", "centres", "first_frame", "instances", "size", "start", "max_frames", "fps",
+        "crf", "frames_dir", "side_by_side", "overwrite", "keep_partial", "device", "precision", "channels_last",
         "compile", "feature_cluster", "style", "seed")})
     if args.all is not None:
         if args.input is not None or args.instances is not None:
@@ -115,8 +115,11 @@ def _add_render_parser(sub) -> None:
     p.add_argument("--palette", default=None, metavar="FILE",
                    help="colour-coded label PNGs: a YAML or JSON list of [R, G, B] per label id (id = position); "
                         "default: the model's data.palette. Single-channel PNGs stay ids")
-    p.add_argument("--labels", default=None, metavar="edges|kmeans:K",
-                   help="a video file INPUT: its frames become labels as `vid2vid prepare video --labels` makes them")
+    p.add_argument("--labels", default=None, metavar="edges|kmeans:K|face",
+                   help="a video file INPUT: its frames become labels as `vid2vid prepare video --labels` makes them "
+                        "(a face model: face, the landmarks detected per frame)")
+    p.add_argument("--landmarks", default=None, choices=["dlib", "mediapipe"],
+                   help="a face model's video INPUT: the landmark detector (default dlib, the original's)")
     p.add_argument("--centres", default=None, metavar="FILE",
                    help="a video file INPUT with kmeans labels: the dataset's kmeans_centres.json (written by "
                         "prepare video), so the ids are the model's; without it the clusters are fitted on INPUT")

@@ -128,6 +128,11 @@ class ModelConfig:
     warp_mode: Literal["bilinear", "bicubic"] = "bicubic"
     # vid2vid: also warp the previous frame's decoder features with the predicted flow (off = the original)
     warp_features: bool = True
+    # vid2vid: which losses train the flow head. all (the reference's): the flow and warp terms plus every image
+    # term, through the warp of the previous generated frame; flow_terms: only the flow and warp terms (the
+    # composition warps with the flow detached). Through the warp of generated frames the image terms are noise
+    # the size of the signal: in 300 CPU steps the flow head learned nothing with all (BENCHMARKS.md, issue 25)
+    flow_trained_by: Literal["all", "flow_terms"] = "all"
     # vid2vid's decoder: pix2pixhd (the original's residual/transposed-conv heads) or spade (SPADE residual blocks
     # conditioned on the current labels, the warped previous frame and the weight; vid2vid.models.video_spade)
     backbone: Literal["pix2pixhd", "spade"] = "pix2pixhd"

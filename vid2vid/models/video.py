@@ -170,6 +170,23 @@ def flow_head(ngf: int) -> nn.Sequential:
     return head
 
 
+def composition_flow(scale: nn.Module, flow: torch.Tensor) -> torch.Tensor:
+    """The flow a scale warps its previous output and features with: detached when the scale's
+    `detach_composition_flow` is set (model.flow_trained_by: flow_terms, set_flow_training), so that only the flow
+    and warp terms train the flow head."""
+    return flow.detach() if getattr(scale, "detach_composition_flow", False) else flow
+
+
+def set_flow_training(G: nn.Module, trained_by: str) -> int:
+    """model.flow_trained_by on every flow head of G (modules with `to_flow`) -> how many were set."""
+    if trained_by not in ("all", "flow_terms"):
+        raise ValueError(f"flow_trained_by must be all or flow_terms, got {trained_by!r}")
+    scales = [m for m in G.modules() if hasattr(m, "to_flow")]
+    for scale in scales:
+        scale.detach_composition_flow = trained_by == "flow_terms"
+    return len(scales)
+
+
 def zero_fusion_convs(widths: Sequence[int]) -> nn.ModuleList:
     """warp_features' 1x1 convs, one per decoder level width, zero-initialised: at initialisation the model is
     the plain one."""
@@ -234,9 +251,9 @@ class CoarseVideoScale(nn.Module):
         flow_features = self.flow_decoder(bottleneck)[-1]  # [B,ngf,H,W]
         flow = self.to_flow(flow_features) * self.flow_scale
         weight = self.to_weight(flow_features)
-        image_features = self.image_decoder(bottleneck, self._fusion(flow, prev_features))
+        image_features = self.image_decoder(bottleneck, self._fusion(composition_flow(self, flow), prev_features))
         raw = self.to_image(image_features[-1])
-        warped = backward_warp(prev_frames[:, -1], flow, self.warp_mode)
+        warped = backward_warp(prev_frames[:, -1], composition_flow(self, flow), self.warp_mode)
         foreground = fg_features = None
         if self.fg_labels:
             fg_features = self.fg_decoder(self.fg_encoder(label_stack))[-1]
@@ -296,7 +313,7 @@ class FineVideoScale(nn.Module):
         flow = self.to_flow(own_flow_features) * self.flow_scale
         weight = self.to_weight(own_flow_features)
         raw = self.to_image(own_image_features)
-        warped = backward_warp(prev_frames[:, -1], flow, self.warp_mode)
+        warped = backward_warp(prev_frames[:, -1], composition_flow(self, flow), self.warp_mode)
         foreground = own_fg_features = None
         if self.fg_labels:
             own_fg_features = self.fg_decoder(self.fg_encoder(label_stack) + fg_features)  # [B,fg_ngf,H,W]
@@ -371,7 +388,9 @@ def build_video_generator(cfg) -> VideoGenerator:
     every scale built (progressive training only changes the active ones). The registry's `vid2vid` entry."""
     m, d = cfg.model, cfg.data
     check_fg_labels(cfg)
-    return VideoGenerator(semantic_channels(d), m.n_frames_G, ngf=m.ngf,
-                          n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm, use_fg=m.use_fg,
-                          fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode,
-                          n_scales=m.n_scales_spatial, n_blocks_local=m.n_blocks_local)
+    G = VideoGenerator(semantic_channels(d), m.n_frames_G, ngf=m.ngf,
+                       n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm, use_fg=m.use_fg,
+                       fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode,
+                       n_scales=m.n_scales_spatial, n_blocks_local=m.n_blocks_local)
+    set_flow_training(G, m.flow_trained_by)
+    return G

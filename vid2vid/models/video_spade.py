@@ -51,10 +51,12 @@ from vid2vid.models.video import (
     VideoOutput,
     check_fg_labels,
     compose,
+    composition_flow,
     encoder_layers,
     flow_head,
     foreground_layers,
     resize_flow,
+    set_flow_training,
     zero_fusion_convs,
 )
 
@@ -120,12 +122,12 @@ class SpadeVideoGenerator(nn.Module):
                 flow_features = self.flow_decoder(x)  # [B,ngf,H,W]
                 flow = self.to_flow(flow_features) * self.flow_scale
                 weight = self.to_weight(flow_features)
-                warped = backward_warp(prev_frames[:, -1], flow, self.warp_mode)
+                warped = backward_warp(prev_frames[:, -1], composition_flow(self, flow), self.warp_mode)
                 cond = torch.cat([labels_t, warped, weight], dim=1)  # [B,C+4,H,W]
             x = block(F.interpolate(x, scale_factor=2, mode="nearest"),
                       cond if level >= self.first_warp_level else labels_t)
             if level >= self.first_warp_level:
-                x = self._fuse(level, x, flow, prev_features)
+                x = self._fuse(level, x, composition_flow(self, flow), prev_features)
             image_features.append(x)
         raw = torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
         foreground = fg_features = None
@@ -152,6 +154,8 @@ def build_spade_video_generator(cfg) -> SpadeVideoGenerator:
     entry with model.backbone: spade."""
     m, d = cfg.model, cfg.data
     check_fg_labels(cfg)
-    return SpadeVideoGenerator(semantic_channels(d), m.n_frames_G, ngf=m.ngf,
-                               n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm, use_fg=m.use_fg,
-                               fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode)
+    G = SpadeVideoGenerator(semantic_channels(d), m.n_frames_G, ngf=m.ngf,
+                            n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm, use_fg=m.use_fg,
+                            fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode)
+    set_flow_training(G, m.flow_trained_by)
+    return G

@@ -1,28 +1,36 @@
 """Face render inputs: a sequence folder of keypoint files in the original face layout
 (<root>/<phase>_keypoints/<seq>/*.txt, 68 `x,y` lines each) with its frames (<root>/<phase>_img/<seq>, images or a
-video file), which give each frame's size and its Canny background edges, as the original's test does.
-open_face_input opens one, iter_faces reads it frame by frame for VideoRenderer.step(landmarks=..., frame=...)."""
+video file), which give each frame's size and its Canny background edges, as the original's test does; or a video
+file whose landmarks a detector finds while it streams (vid2vid.landmarks: FaceTracker, the largest face first,
+then the nearest; a frame without the face keeps the last points). open_face_input opens one, iter_faces reads it
+frame by frame for VideoRenderer.step(landmarks=..., frame=...)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+import numpy as np
+
 from vid2vid.data.keypoint_files import read_keypoints
 from vid2vid.errors import UserError
-from vid2vid.video_io import image_files, iter_frames, probe, read_image
+from vid2vid.video_io import IMAGE_EXTENSIONS, image_files, iter_frames, probe, read_image
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class FaceSource:
     name: str
-    keypoints: list[Path]  # one file per frame, sorted by name
+    keypoints: list[Path] | None  # one file per frame, sorted by name; None: detected in the video `frames`
     frames: list[Path] | Path  # image files, or a video file
     real: Path | None = None  # (a label input's real frames; a face model takes its first frames from `frames`)
+    detector: str | None = None  # the landmark backend of a video without keypoint files ("dlib", "mediapipe")
 
     def __len__(self) -> int:
-        return len(self.keypoints)
+        return len(self.keypoints) if self.keypoints is not None else probe(self.frames).n_frames
 
 
 def _frames_of(folder: Path) -> list[Path] | Path | None:
@@ -33,9 +41,18 @@ def _frames_of(folder: Path) -> list[Path] | Path | None:
     return videos[0] if videos else None
 
 
-def open_face_input(path: str | Path) -> FaceSource:
-    """A keypoint sequence folder of the face layout -> FaceSource (its frames found beside it)."""
+def open_face_input(path: str | Path, landmarks: str | None = None) -> FaceSource:
+    """A keypoint sequence folder of the face layout (its frames found beside it), or a video file whose landmarks
+    the `landmarks` backend (default dlib) detects while rendering -> FaceSource."""
     path = Path(path)
+    if path.is_file() and path.suffix.lower() not in IMAGE_EXTENSIONS:
+        from vid2vid.landmarks import open_backend
+
+        open_backend(landmarks or "dlib").close()  # a missing package or unknown name fails before any output
+        return FaceSource(path.stem, None, path, detector=landmarks or "dlib")
+    if landmarks is not None:
+        raise UserError(f"--landmarks {landmarks}: detects the landmarks of a video file INPUT; {path} is not one "
+                        "(a keypoint sequence folder brings its own)")
     if not path.is_dir():
         raise UserError(f"{path}: no such folder; a face model renders a keypoint sequence folder such as "
                         "data/face/test_keypoints/seq0 (68 `x,y` lines per frame)")
@@ -60,8 +77,41 @@ def open_face_input(path: str | Path) -> FaceSource:
 
 def iter_faces(source: FaceSource, start: int = 0, count: int | None = None):
     """{"landmarks": float32 [68,2], "frame": uint8 [H,W,3]} per frame from `start` (VideoRenderer.step's keywords)."""
+    if source.keypoints is None:
+        yield from _detected_faces(source, start, count)
+        return
     stop = len(source) if count is None else min(len(source), start + count)
     frames = (islice(iter_frames(source.frames), start, stop) if isinstance(source.frames, Path)
               else (read_image(p) for p in source.frames[start:stop]))
     for file, frame in zip(source.keypoints[start:stop], frames):
         yield {"landmarks": read_keypoints(file), "frame": frame}
+
+
+def _detected_faces(source: FaceSource, start: int, count: int | None):
+    """iter_faces of a video without keypoint files: FaceTracker on each frame. Frames before the face is first
+    found wait for it and get its first points; a video without a face is a UserError naming it."""
+    from vid2vid.landmarks import FaceTracker, open_backend
+
+    backend = open_backend(source.detector)
+    tracker, waiting, total = FaceTracker(backend), [], 0
+    stop = None if count is None else start + count
+    try:
+        for frame in islice(iter_frames(source.frames), start, stop):
+            total += 1
+            points = tracker.update(frame)
+            if points is None:
+                waiting.append(frame)
+                continue
+            for earlier in waiting:
+                yield {"landmarks": np.array(points), "frame": earlier}
+            waiting = []
+            yield {"landmarks": points, "frame": frame}
+    finally:
+        backend.close()
+    if waiting and len(waiting) == total:
+        raise UserError(f"{source.frames}: no face found in its {total} frames by --landmarks {source.detector}; "
+                        "a face model needs a visible face (try --landmarks mediapipe, which finds turned faces more "
+                        "often)")
+    missed = tracker.missing
+    if missed:
+        log.warning("%s: %d of %d frames had no face; they kept the last landmarks", source.frames, missed, total)

@@ -56,7 +56,8 @@ class RenderOptions:
 
     # what is read
     palette: str | Path | None = None  # colour-coded label PNGs (default: the export's data.palette)
-    labels: str | None = None  # a video input: edges or kmeans:K
+    labels: str | None = None  # a video input: edges or kmeans:K (a face model: face)
+    landmarks: str | None = None  # a face model's video input: the landmark detector (dlib, the default; mediapipe)
     centres: str | Path | None = None  # a video input: a prepared dataset's kmeans_centres.json
     instances: str | Path | None = None  # a folder of instance-id PNGs
     size: Size | str | None = None  # HxW: frames resized to it (a video's before labelling, as prepare video does)
@@ -146,13 +147,17 @@ def render_all(checkpoint: str | Path, phase_dir: str | Path, out_dir: str | Pat
 
 
 def open_face_source(inputs: str | Path, o: RenderOptions) -> FaceSource:
-    """A face model's input: a keypoint sequence folder with its frames (options for label inputs refused)."""
-    given = [flag for flag, value in (("--palette", o.palette), ("--labels", o.labels), ("--centres", o.centres),
+    """A face model's input: a keypoint sequence folder with its frames, or a video file whose landmarks are
+    detected (--labels face, --landmarks); options for label inputs refused."""
+    if o.labels not in (None, "face"):
+        raise UserError(f"--labels {o.labels}: this is a face model; its video input takes --labels face (landmarks "
+                        "detected with --landmarks dlib|mediapipe)")
+    given = [flag for flag, value in (("--palette", o.palette), ("--centres", o.centres),
                                       ("--instances", o.instances), ("--size", o.size)) if value is not None]
     if given:
-        raise UserError(f"{given[0]}: not for a face model, which draws its input from the keypoint files of "
-                        f"{inputs} and their frames; leave it out")
-    return open_face_input(inputs)
+        raise UserError(f"{given[0]}: not for a face model, which draws its input from the landmarks of "
+                        f"{inputs} and its frames; leave it out")
+    return open_face_input(inputs, o.landmarks)
 
 
 def render_input(renderer: VideoRenderer, source: LabelInput | FaceSource, output: Path,
