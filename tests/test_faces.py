@@ -165,10 +165,39 @@ def test_train_and_render_face_models_through_the_cli(tmp_path, capsys):
     assert probe(tmp_path / "all" / "seq_0000.mp4").n_frames == 6
     with pytest.raises(UserError, match="data.condition face"):  # a face model cannot seed a label-map video model
         image_model_frames(str(runs / "image" / "export"), "cpu", "labels")
+    render_a_video_file(runs / "image" / "export", tmp_path, capsys)
     frames_dir = tmp_path / "frames"
     assert cli.main(["render", str(seq), str(frames_dir), "-m", str(runs / "video" / "export"), "--frames-dir",
                      "--first-frame", f"image-model:{runs / 'image' / 'export'}"]) == 0
     step_with_landmarks(runs / "video" / "export", runs / "image" / "export", root, sorted(frames_dir.iterdir()))
+
+
+def render_a_video_file(export, tmp_path, capsys):
+    """A face model renders a video file: its landmarks detected while streaming (--labels face --landmarks), a
+    video without a face exits 2 naming it, options for other inputs are refused."""
+    import skimage
+
+    from vid2vid.video_io import VideoWriter
+
+    head = np.ascontiguousarray(skimage.data.astronaut()[:256, 100:356])
+    talk, blank = tmp_path / "talk.mp4", tmp_path / "blank.mp4"
+    with VideoWriter(talk, fps=10) as writer, VideoWriter(blank, fps=10) as nothing:
+        for t in range(5):
+            writer.write(np.roll(head, 3 * t, axis=1))
+            nothing.write(np.full_like(head, 90 + t))
+    out = tmp_path / "talk_out.mp4"
+    assert cli.main(["render", str(talk), str(out), "-m", str(export), "--labels", "face", "--landmarks",
+                     "dlib"]) == 0
+    assert probe(out).n_frames == 5
+    capsys.readouterr()
+    assert cli.main(["render", str(blank), str(tmp_path / "b.mp4"), "-m", str(export), "--labels", "face"]) == 2
+    err = capsys.readouterr().err
+    assert "no face found" in err and str(blank) in err and not (tmp_path / "b.mp4").exists()
+    assert cli.main(["render", str(talk), str(tmp_path / "c.mp4"), "-m", str(export), "--labels", "edges"]) == 2
+    assert "--labels edges: this is a face model" in capsys.readouterr().err
+    seq = tmp_path / "faces" / "test_keypoints" / "seq_0000"
+    assert cli.main(["render", str(seq), str(tmp_path / "d.mp4"), "-m", str(export), "--landmarks", "dlib"]) == 2
+    assert "not one" in capsys.readouterr().err
 
 
 def step_with_landmarks(video_export, image_export, root, rendered):
