@@ -310,3 +310,46 @@ def test_flow_trained_by_flow_terms_keeps_image_gradients_out_of_the_flow_head(t
     assert g.scales[-1].to_flow[1].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="flow_trained_by"):
         set_flow_training(g, "image")
+
+
+def _shifted_label_maps(shift: int, size=(64, 96), classes=LABEL_NC, seed=0) -> torch.Tensor:
+    """Semantics [1,2,C+1,H,W] of a blobby random label map (frame t-1) and the same map moved `shift` px right
+    (frame t); the last channel is an empty edge channel."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.randint(0, classes, (1, 1, size[0] // 8, size[1] // 8 + 2), generator=g).float()
+    ids = torch.nn.functional.interpolate(coarse, scale_factor=8, mode="nearest")[0, 0].long()  # [H, W+16]
+    frames = torch.stack([ids[:, 8:8 + size[1]], ids[:, 8 - shift:8 - shift + size[1]]])  # t-1, t
+    onehot = torch.nn.functional.one_hot(frames, classes + 1).permute(0, 3, 1, 2).float()
+    onehot[:, classes] = 0
+    return onehot[None]
+
+
+def test_label_flow_finds_the_motion_of_the_label_maps():
+    """model.flow_prior labels: DIS between grey renderings of frames t and t-1 recovers a 3 px shift of a blobby
+    label map (frame t -> t-1: u = -3) away from the borders."""
+    from vid2vid.models.video import label_flow
+
+    flow = label_flow(_shifted_label_maps(3))  # [1,2,H,W]
+    inner = flow[0, :, 8:-8, 16:-16]
+    assert inner.shape[0] == 2 and abs(inner[0].median().item() + 3) < 0.5 and inner[1].abs().median() < 0.5
+
+
+def test_flow_prior_labels_is_the_new_models_flow_and_the_config_checks_it():
+    """With model.flow_prior labels a new generator's flow is exactly label_flow (its head starts at zero); other
+    model families and the spade backbone refuse the key."""
+    from vid2vid.config import load_config
+    from vid2vid.models.video import label_flow, set_flow_prior
+
+    g = VideoGenerator(LABEL_NC + 1, 2, ngf=8, n_downsample=2, n_blocks=2, use_fg=False)
+    labels = _shifted_label_maps(2, size=(32, 48))
+    assert set_flow_prior(g, "labels") == 1
+    out = g(labels, torch.rand(1, 1, 3, 32, 48) * 2 - 1)
+    assert torch.equal(out.flow, label_flow(labels)) and out.flow.abs().max() > 0
+    set_flow_prior(g, "none")
+    assert torch.equal(g(labels, torch.zeros(1, 1, 3, 32, 48)).flow, torch.zeros(1, 2, 32, 48))
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny_video.yaml"
+    assert load_config(tiny, ["model.flow_prior=labels"]).model.flow_prior == "labels"
+    for bad in (["model.flow_prior=labels", "model.name=pix2pixhd"],
+                ["model.flow_prior=labels", "model.backbone=spade"]):
+        with pytest.raises(ConfigError, match="model.flow_prior"):
+            load_config(tiny, bad)

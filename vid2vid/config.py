@@ -133,6 +133,12 @@ class ModelConfig:
     # composition warps with the flow detached). Through the warp of generated frames the image terms are noise
     # the size of the signal: in 300 CPU steps the flow head learned nothing with all (BENCHMARKS.md, issue 25)
     flow_trained_by: Literal["all", "flow_terms"] = "all"
+    # vid2vid: what the flow head's output is added to. none (the reference's): the head predicts the whole flow;
+    # labels: OpenCV DIS flow between grey renderings of frame t's and t-1's input channels (computed in the
+    # forward, train and render alike), the head a correction. In a CPU budget the head learns no motion from the
+    # labels (its flow was no better than zero flow after 300 steps); DIS on the label maps halves that error
+    # (BENCHMARKS.md, issue 25)
+    flow_prior: Literal["none", "labels"] = "none"
     # vid2vid's decoder: pix2pixhd (the original's residual/transposed-conv heads) or spade (SPADE residual blocks
     # conditioned on the current labels, the warped previous frame and the weight; vid2vid.models.video_spade)
     backbone: Literal["pix2pixhd", "spade"] = "pix2pixhd"

@@ -177,6 +177,22 @@ def composition_flow(scale: nn.Module, flow: torch.Tensor) -> torch.Tensor:
     return flow.detach() if getattr(scale, "detach_composition_flow", False) else flow
 
 
+def flow_prior(scale: nn.Module, labels: torch.Tensor) -> torch.Tensor | float:
+    """What a scale's flow head output is added to: label_flow(labels) when the scale's `label_flow_prior` is set
+    (model.flow_prior labels, set_flow_prior), else 0."""
+    return label_flow(labels) if getattr(scale, "label_flow_prior", False) else 0.0
+
+
+def set_flow_prior(G: nn.Module, prior: str) -> int:
+    """model.flow_prior on every flow head of G (modules with `to_flow`) -> how many were set."""
+    if prior not in ("none", "labels"):
+        raise ValueError(f"flow_prior must be none or labels, got {prior!r}")
+    scales = [m for m in G.modules() if hasattr(m, "to_flow")]
+    for scale in scales:
+        scale.label_flow_prior = prior == "labels"
+    return len(scales)
+
+
 def set_flow_training(G: nn.Module, trained_by: str) -> int:
     """model.flow_trained_by on every flow head of G (modules with `to_flow`) -> how many were set."""
     if trained_by not in ("all", "flow_terms"):
@@ -185,6 +201,35 @@ def set_flow_training(G: nn.Module, trained_by: str) -> int:
     for scale in scales:
         scale.detach_composition_flow = trained_by == "flow_terms"
     return len(scales)
+
+
+_DIS: list = []  # one OpenCV DIS instance per process, made on first use
+
+
+def label_flow(labels: torch.Tensor) -> torch.Tensor:
+    """model.flow_prior labels: labels [B,N,C,H,W] (semantics of frames t-N+1..t, N >= 2) -> flow [B,2,H,W] in
+    pixels, frame t -> t-1, no gradient: OpenCV DIS (fast preset down to full resolution, 10 variational
+    refinement iterations, 8 px patches at stride 3) between grey renderings of frames t and t-1 (each input
+    channel a fixed grey level: a one-hot map gives every class its own grey). On the CPU (a GPU tensor makes a
+    round trip)."""
+    import cv2
+    import numpy as np
+
+    if not _DIS:
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        dis.setFinestScale(0)
+        dis.setVariationalRefinementIterations(10)
+        dis.setPatchSize(8)
+        dis.setPatchStride(3)
+        _DIS.append(dis)
+    channels = labels.shape[2]
+    greys = torch.Generator().manual_seed(7)
+    levels = torch.randperm(256, generator=greys)[:channels].float().clamp(16, 240)  # [C]
+    with torch.no_grad():
+        grey = torch.einsum("bnchw,c->bnhw", labels[:, -2:].float().cpu(), levels).clamp(0, 255)
+        grey = grey.round().to(torch.uint8).numpy()  # [B,2,H,W]: frames t-1, t
+        flows = [_DIS[0].calc(np.ascontiguousarray(g[1]), np.ascontiguousarray(g[0]), None) for g in grey]
+    return rearrange(torch.from_numpy(np.stack(flows)), "b h w c -> b c h w").to(labels.device, labels.dtype)
 
 
 def zero_fusion_convs(widths: Sequence[int]) -> nn.ModuleList:
@@ -249,7 +294,7 @@ class CoarseVideoScale(nn.Module):
         frame_stack = rearrange(prev_frames, "b n c h w -> b (n c) h w")
         bottleneck = self.label_encoder(label_stack) + self.frame_encoder(frame_stack)  # [B,ngf*2^d,H/2^d,W/2^d]
         flow_features = self.flow_decoder(bottleneck)[-1]  # [B,ngf,H,W]
-        flow = self.to_flow(flow_features) * self.flow_scale
+        flow = self.to_flow(flow_features) * self.flow_scale + flow_prior(self, labels)
         weight = self.to_weight(flow_features)
         image_features = self.image_decoder(bottleneck, self._fusion(composition_flow(self, flow), prev_features))
         raw = self.to_image(image_features[-1])
@@ -310,7 +355,7 @@ class FineVideoScale(nn.Module):
         encoded = self.label_encoder(label_stack) + self.frame_encoder(frame_stack)  # [B,2ngf,H/2,W/2]
         own_image_features = self.image_decoder(encoded + image_features)  # [B,ngf,H,W]
         own_flow_features = self.flow_decoder(encoded + flow_features)
-        flow = self.to_flow(own_flow_features) * self.flow_scale
+        flow = self.to_flow(own_flow_features) * self.flow_scale + flow_prior(self, labels)
         weight = self.to_weight(own_flow_features)
         raw = self.to_image(own_image_features)
         warped = backward_warp(prev_frames[:, -1], composition_flow(self, flow), self.warp_mode)
@@ -393,4 +438,5 @@ def build_video_generator(cfg) -> VideoGenerator:
                        fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode,
                        n_scales=m.n_scales_spatial, n_blocks_local=m.n_blocks_local)
     set_flow_training(G, m.flow_trained_by)
+    set_flow_prior(G, m.flow_prior)
     return G
