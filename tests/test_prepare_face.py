@@ -82,3 +82,26 @@ def test_prepare_no_face_exits_2_naming_the_video(tmp_path):
 def test_landmarks_only_with_face_labels(face_clip, tmp_path):
     done = prepare(face_clip, tmp_path / "out", "--labels", "edges", "--landmarks", "dlib")
     assert done.returncode == 2 and "--labels face" in done.stderr
+
+
+def test_prepare_train_render_through_the_cli(face_clip, tmp_path):
+    """A tiny clip to a face model and back, every step a `vid2vid` command: prepare (dlib, the default), train the
+    per-frame face model a few steps on it, render its held-out keypoint sequence and the raw clip."""
+    from vid2vid.video_io import probe
+
+    data, run = tmp_path / "face", tmp_path / "run"
+    assert prepare(face_clip, data, "--labels", "face", "--seq-len", "4", "--test-fraction", "0.5").returncode == 0
+    small = ["model.ngf=8", "model.n_downsample=2", "model.n_blocks=1", "discriminator.ndf=8", "discriminator.num_D=1",
+             "discriminator.n_layers=2", "train.max_steps=2", "train.checkpoint_every=2", "train.sample_every=2"]
+    cli = [sys.executable, "-m", "vid2vid"]
+    train = subprocess.run([*cli, "train", "--config", "configs/demo_face_image.yaml", "--set", f"data.root={data}",
+                            "data.source=folder", "data.load_size=32x32", "data.batch_size=1", f"train.out_dir={run}",
+                            *small],
+                           capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stderr[-2000:]
+    for source, extra in ((data / "test_keypoints" / "seq_0000", []), (face_clip, ["--labels", "face"])):
+        out = tmp_path / f"{source.stem}.mp4"
+        done = subprocess.run([*cli, "render", str(source), str(out), "-m", str(run / "export"), *extra],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert probe(out).n_frames == (4 if extra == [] else 8) and probe(out).height == 32
