@@ -289,7 +289,7 @@ def test_flow_trained_by_flow_terms_keeps_image_gradients_out_of_the_flow_head(t
     """model.flow_trained_by: with flow_terms the composition warps with the detached flow, so a loss on the final
     frame gives the flow head no gradient while a loss on the flow itself still does; with all (the reference's)
     the final frame's loss reaches it through the warp. The outputs are the same either way."""
-    from vid2vid.models.video import set_flow_training
+    from vid2vid.models.video import set_flow_options
 
     torch.manual_seed(0)
     g = VideoGenerator(LABEL_NC + 1, 3, ngf=8, n_downsample=2, n_blocks=2, use_fg=False, n_scales=2)
@@ -297,7 +297,7 @@ def test_flow_trained_by_flow_terms_keeps_image_gradients_out_of_the_flow_head(t
         torch.nn.init.normal_(scale.to_flow[1].weight, std=0.01)
     labels, prev = random_semantics(2, 3, size=(32, 32)), torch.rand(2, 2, 3, 32, 32) * 2 - 1
     reference = g(labels, prev, g(labels, prev).coarser[0].image_features)  # scale 0's features
-    assert set_flow_training(g, trained_by) == 2
+    assert set_flow_options(g, trained_by=trained_by) == 2
     first = g(labels, prev)
     out = g(labels, prev, first.coarser[0].image_features)
     torch.testing.assert_close(out.final, reference.final, rtol=0, atol=0)
@@ -309,7 +309,7 @@ def test_flow_trained_by_flow_terms_keeps_image_gradients_out_of_the_flow_head(t
     g(labels, prev).flow.square().mean().backward()
     assert g.scales[-1].to_flow[1].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="flow_trained_by"):
-        set_flow_training(g, "image")
+        set_flow_options(g, trained_by="image")
 
 
 def _shifted_label_maps(shift: int, size=(64, 96), classes=LABEL_NC, seed=0) -> torch.Tensor:
@@ -338,14 +338,14 @@ def test_flow_prior_labels_is_the_new_models_flow_and_the_config_checks_it():
     """With model.flow_prior labels a new generator's flow is exactly label_flow (its head starts at zero); other
     model families and the spade backbone refuse the key."""
     from vid2vid.config import load_config
-    from vid2vid.models.video import label_flow, set_flow_prior
+    from vid2vid.models.video import label_flow, set_flow_options
 
     g = VideoGenerator(LABEL_NC + 1, 2, ngf=8, n_downsample=2, n_blocks=2, use_fg=False)
     labels = _shifted_label_maps(2, size=(32, 48))
-    assert set_flow_prior(g, "labels") == 1
+    assert set_flow_options(g, prior="labels") == 1
     out = g(labels, torch.rand(1, 1, 3, 32, 48) * 2 - 1)
     assert torch.equal(out.flow, label_flow(labels)) and out.flow.abs().max() > 0
-    set_flow_prior(g, "none")
+    set_flow_options(g, prior="none")
     assert torch.equal(g(labels, torch.zeros(1, 1, 3, 32, 48)).flow, torch.zeros(1, 2, 32, 48))
     tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny_video.yaml"
     assert load_config(tiny, ["model.flow_prior=labels"]).model.flow_prior == "labels"

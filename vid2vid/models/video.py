@@ -172,34 +172,28 @@ def flow_head(ngf: int) -> nn.Sequential:
 
 def composition_flow(scale: nn.Module, flow: torch.Tensor) -> torch.Tensor:
     """The flow a scale warps its previous output and features with: detached when the scale's
-    `detach_composition_flow` is set (model.flow_trained_by: flow_terms, set_flow_training), so that only the flow
+    `detach_composition_flow` is set (model.flow_trained_by: flow_terms, set_flow_options), so that only the flow
     and warp terms train the flow head."""
     return flow.detach() if getattr(scale, "detach_composition_flow", False) else flow
 
 
 def flow_prior(scale: nn.Module, labels: torch.Tensor) -> torch.Tensor | float:
     """What a scale's flow head output is added to: label_flow(labels) when the scale's `label_flow_prior` is set
-    (model.flow_prior labels, set_flow_prior), else 0."""
+    (model.flow_prior labels, set_flow_options), else 0."""
     return label_flow(labels) if getattr(scale, "label_flow_prior", False) else 0.0
 
 
-def set_flow_prior(G: nn.Module, prior: str) -> int:
-    """model.flow_prior on every flow head of G (modules with `to_flow`) -> how many were set."""
+def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "none") -> int:
+    """model.flow_trained_by (all | flow_terms) and model.flow_prior (none | labels) on every flow head of G (modules
+    with `to_flow`) -> how many were set."""
+    if trained_by not in ("all", "flow_terms"):
+        raise ValueError(f"flow_trained_by must be all or flow_terms, got {trained_by!r}")
     if prior not in ("none", "labels"):
         raise ValueError(f"flow_prior must be none or labels, got {prior!r}")
     scales = [m for m in G.modules() if hasattr(m, "to_flow")]
     for scale in scales:
-        scale.label_flow_prior = prior == "labels"
-    return len(scales)
-
-
-def set_flow_training(G: nn.Module, trained_by: str) -> int:
-    """model.flow_trained_by on every flow head of G (modules with `to_flow`) -> how many were set."""
-    if trained_by not in ("all", "flow_terms"):
-        raise ValueError(f"flow_trained_by must be all or flow_terms, got {trained_by!r}")
-    scales = [m for m in G.modules() if hasattr(m, "to_flow")]
-    for scale in scales:
         scale.detach_composition_flow = trained_by == "flow_terms"
+        scale.label_flow_prior = prior == "labels"
     return len(scales)
 
 
@@ -437,6 +431,5 @@ def build_video_generator(cfg) -> VideoGenerator:
                        n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm, use_fg=m.use_fg,
                        fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode,
                        n_scales=m.n_scales_spatial, n_blocks_local=m.n_blocks_local)
-    set_flow_training(G, m.flow_trained_by)
-    set_flow_prior(G, m.flow_prior)
+    set_flow_options(G, trained_by=m.flow_trained_by, prior=m.flow_prior)
     return G

@@ -56,7 +56,7 @@ from vid2vid.models.video import (
     flow_head,
     foreground_layers,
     resize_flow,
-    set_flow_training,
+    set_flow_options,
     zero_fusion_convs,
 )
 
@@ -157,5 +157,5 @@ def build_spade_video_generator(cfg) -> SpadeVideoGenerator:
     G = SpadeVideoGenerator(semantic_channels(d), m.n_frames_G, ngf=m.ngf,
                             n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm, use_fg=m.use_fg,
                             fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode)
-    set_flow_training(G, m.flow_trained_by)
+    set_flow_options(G, trained_by=m.flow_trained_by, prior=m.flow_prior)
     return G
