@@ -27,6 +27,7 @@ from torch import nn
 
 from vid2vid.errors import ConfigError
 from vid2vid.families import SPADE_UPSAMPLINGS
+from vid2vid.interop.original_faces import face_data, is_face
 from vid2vid.models.video import VideoGenerator
 
 # ----------------------------------------------------------------------------------------------
@@ -221,14 +222,17 @@ def vid2vid_state_dict(state_dicts: Sequence[Mapping[str, torch.Tensor]]) -> dic
 def vid2vid_config(options: Mapping) -> dict:
     """The original vid2vid options -> our config tree (model.name vid2vid, scale 0, warp_features off). The
     original's test.py never calls .eval(): its BatchNorm uses batch statistics at inference, and so does the
-    imported model (model.norm_at_inference batch_stats)."""
+    imported model (model.norm_at_inference batch_stats). dataset_mode face -> data.condition face
+    (vid2vid.interop.original_faces)."""
     kwargs = vid2vid_g0_kwargs(options)  # raises for what does not convert
     _require_label_maps(options)
     width = options.get("loadSize", 512)
+    data = face_data(options) if is_face(options) else {
+        "label_nc": options["label_nc"], "use_instance": bool(options.get("use_instance")),
+        "fg_labels": kwargs["fg_labels"] if kwargs["use_fg"] else [],
+        **_sizes(width // 2, width, 2 ** (kwargs["n_downsample"] + kwargs["n_scales"] - 1))}
     return {
-        "data": {"label_nc": options["label_nc"], "use_instance": bool(options.get("use_instance")),
-                 "fg_labels": kwargs["fg_labels"] if kwargs["use_fg"] else [],
-                 **_sizes(width // 2, width, 2 ** (kwargs["n_downsample"] + kwargs["n_scales"] - 1))},
+        "data": data,
         "model": {"name": "vid2vid", "ngf": kwargs["ngf"], "n_downsample": kwargs["n_downsample"],
                   "n_blocks": kwargs["n_blocks"], "norm": kwargs["norm"], "n_frames_G": kwargs["n_frames_G"],
                   "n_scales_spatial": kwargs["n_scales"], "n_blocks_local": kwargs["n_blocks_local"],
@@ -245,19 +249,15 @@ def vid2vid_input_nc(options: Mapping) -> int:
 
 
 def _require_label_maps(options: Mapping) -> None:
-    """Our data pipeline and renderer feed one-hot label maps (+ instance edges) only: refuse label_nc 0 models,
-    whose weights do convert (vid2vid_g0_from_original) but whose exports nothing here could feed."""
-    if options.get("label_nc", 0) != 0:
+    """Our pipeline feeds one-hot label maps (+ instance edges) or the face input (dataset_mode face): refuse other
+    label_nc 0 models (pose2body), whose weights convert (vid2vid_g0_from_original) but nothing here could feed."""
+    if options.get("label_nc", 0) != 0 or is_face(options):
         return
-    face = " (edge2face: per frame 1 edge map + 14 distance maps drawn from the 68 facial keypoints of its " \
-           "face dataset)" if options.get("dataset_mode") == "face" else ""
     raise ConfigError(
-        f"original options: label_nc 0: this model takes {options.get('input_nc')} real-valued input channels per "
-        f"frame{face}, not label ids. Its weights convert (vid2vid.interop.originals.vid2vid_g0_from_original), but "
-        "our "
-        "data pipeline and renderer build one-hot label maps only, so an export of it could not be rendered; only "
-        "label-map models import. Fix: none yet (a multi-channel input format and the face keypoint drawing are "
-        "not part of this project)")
+        f"original options: label_nc 0 with dataset_mode {options.get('dataset_mode')!r}: this model takes "
+        f"{options.get('input_nc')} real-valued input channels per frame, which only the face input (dataset_mode "
+        "face, --preset edge2face_512) makes here; its weights convert (vid2vid_g0_from_original) but could not be "
+        "rendered. Fix: none yet for pose inputs")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -284,9 +284,10 @@ def vid2vid_single_config(options: Mapping) -> dict:
     norms normalise with each frame's own statistics, which is what our InstanceNorm2d always does, so the
     running statistics in the checkpoint are checked and dropped (split_instance_norm_stats)."""
     _require(options.get("dataset_mode") != "face",
-             "dataset_mode face: edge2face's single-frame generator (Global_with_z, with encoder E and the "
-             "nearest-neighbour feature file features.npy) takes the face dataset's 15-channel keypoint maps, "
-             "which our pipeline cannot make (nor the edge2face G0's input); it is out of scope")
+             "dataset_mode face: edge2face's single-frame generator is a Global_with_z (its 16 instance-wise "
+             "features, from encoder latest_net_E.pth and features.npy, join every level, not the input alone as in "
+             "our pix2pixhd), which does not convert yet; import the G0 (vid2vid import vid2vid latest_net_G0.pth "
+             "OUT --preset edge2face_512) and render with --first-frame real or a per-frame face model of ours")
     _require(options.get("label_nc") == VID2VID_SINGLE_G_LABEL_NC,
              f"label_nc {options.get('label_nc')}: vid2vid's single-frame generators are the Cityscapes ones, "
              f"built with {VID2VID_SINGLE_G_LABEL_NC} label channels (--preset label2city_2048 or label2city_1024_g1)")
