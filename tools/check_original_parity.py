@@ -151,7 +151,10 @@ def video_comparisons(model: nn.Module, cfg: Config, fixture: Fixture) -> Iterat
     finer scale also checks the coarse inputs (our pyramid), the coarse scale's outputs and the fine scale alone on
     the stored coarse features (scale_comparisons). Without --fg there is no mask to compare."""
     n = cfg.model.n_frames_G
-    labels = semantics(cfg, fixture, ("inputs", "A_label_ids"), ("inputs", "inst_ids"), slice(0, n))  # [B,N,C,H,W]
+    if cfg.data.condition == "face":  # label_nc 0: the stored face input is the network input as it is
+        labels = fixture.tensor("inputs", "face_input_maps")[:, :n]
+    else:
+        labels = semantics(cfg, fixture, ("inputs", "A_label_ids"), ("inputs", "inst_ids"), slice(0, n))  # [B,N,C,H,W]
     prev = fixture.tensor("inputs", "B_real_frames")[:, : n - 1]  # the first call of test.py with --use_real_img
     yield "input input", rearrange(labels, "b n c h w -> b (n c) h w"), fixture.tensor("inputs", "input")
     yield "input img_prev", rearrange(prev, "b n c h w -> b (n c) h w"), fixture.tensor("inputs", "img_prev")

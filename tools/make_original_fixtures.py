@@ -75,6 +75,14 @@ SPECS: dict[str, Spec] = {
         seed=601, size=(32, 64), frames=2,
         notes="use_instance off (no edge channel, no inst_ids), fg off (no mask, no fg branch: the forward returns "
               "img_fg_feat None, so outputs have no img_fg_feat), n_frames_G 2, n_downsample_G 2, label_nc 6"),
+    "vid2vid_G0_edge2face": Spec(
+        "vid2vid", ("--name", "edge2face_small", "--dataset_mode", "face", "--label_nc", "0", "--input_nc", "15",
+                    "--ngf", "8", "--n_scales_spatial", "1", "--use_real_img", "--loadSize", "64",
+                    "--dataroot", "/nonexistent/face", "--gpu_ids", "-1"),
+        seed=701, size=(64, 64), frames=3,
+        notes="edge2face_512's options (dataset_mode face, label_nc 0, input_nc 15, n_frames_G 3, n_downsample_G 3, "
+              "n_blocks 9, batch norm, no fg, no instance edges) at ngf 8 and 64x64: A is 15 real-valued face-input "
+              "channels per frame (fixture face_input_maps), inst the 7 part labels (pool_map only)"),
 }
 
 
@@ -107,6 +115,16 @@ def real_frames(h: int, w: int, n: int, seed: int) -> torch.Tensor:
     coarse = torch.randn(1, 3, max(h // 8, 2), max(w // 8, 2), generator=g)
     image = torch.tanh(1.5 * F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False))[0]
     return torch.stack([torch.roll(image, 2 * t, dims=-1) for t in range(n)])
+
+
+def face_input_maps(h: int, w: int, n: int, channels: int, seed: int) -> torch.Tensor:
+    """n frames of an edge2face-like input in [0, 1] -> [1,n,channels,H,W]: channel 0 a sparse binary edge map,
+    the others smooth maps (distance-transform-like), each frame rolled 2*t px to the right."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, channels, max(h // 8, 2), max(w // 8, 2), generator=g)
+    maps = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)[0]
+    maps[0] = (torch.rand(h, w, generator=g) > 0.9).float()
+    return torch.stack([torch.roll(maps, 2 * t, dims=-1) for t in range(n)])[None]
 
 
 # ---------------------------------------------------------------------------------------------- running the originals
@@ -393,9 +411,12 @@ def make_vid2vid(spec: Spec) -> tuple[dict, nn.Module]:
     opt, model = vid2vid_model(spec)
     net = model.netG0
     h, w = spec.size
-    scenes = [make_scene(h, w, t, opt.label_nc) for t in range(opt.n_frames_G)]
+    face = opt.dataset_mode == "face"
+    scenes = [make_scene(h, w, t, 7 if face else opt.label_nc) for t in range(opt.n_frames_G)]
     labels = torch.stack([s[0] for s in scenes])[None, :, None]  # [1,tG,1,H,W]
-    inst = torch.stack([s[1] for s in scenes])[None, :, None] if opt.use_instance else None
+    inst = labels.clone() if face else torch.stack([s[1] for s in scenes])[None, :, None] if opt.use_instance else None
+    if face:  # label_nc 0: A is the real-valued face input, the part labels are the instance (pool) map
+        labels = face_input_maps(h, w, opt.n_frames_G, opt.input_nc, spec.seed + 4)
     frames = real_frames(h, w, opt.n_frames_G, spec.seed + 1)[None]  # [1,tG,3,H,W]
     clip = (labels, frames, inst)
     randomise_affine(net, spec.seed + 2)
@@ -405,13 +426,21 @@ def make_vid2vid(spec: Spec) -> tuple[dict, nn.Module]:
     args, outputs, extra = vid2vid_run(model, net, False, clip)
     _, outputs_train, extra_train = vid2vid_run(model, net, True, clip)
     model.netG0.load_state_dict(state_dict)  # a train-mode forward moves the running stats
-    inputs = {"A_label_ids": labels, **({"inst_ids": inst} if inst is not None else {}), "B_real_frames": frames,
+    inputs = {("face_input_maps" if face else "A_label_ids"): labels, **({"inst_ids": inst} if inst is not None else {}),
+              "B_real_frames": frames,
               "input": args[0], "img_prev": args[1], **({"mask": args[2]} if args[2] is not None else {})}
     return {
         "meta": vid2vid_meta(opt, spec), "options": options_dict(opt), "state_dict": state_dict, "inputs": inputs,
         "use_raw_only": bool(args[6]), "outputs": outputs, "extra": extra,
         "outputs_trainmode": {**outputs_train, **extra_train},
     }, net
+
+
+def vid2vid_input_words(opt) -> str:
+    if opt.label_nc == 0:
+        return (f"A as it is (label_nc 0: inputs.face_input_maps, {opt.input_nc} real-valued channels; inst = "
+                "inputs.inst_ids, the part labels, only the face pool_map)")
+    return f"one-hot of A over label_nc={opt.label_nc}"
 
 
 def vid2vid_meta(opt, spec: Spec) -> dict:
@@ -423,8 +452,7 @@ def vid2vid_meta(opt, spec: Spec) -> dict:
                       "running stats calibrated on one train-mode first call (momentum 1.0) and perturbed "
                       f"(mean += 0.25*std*N(0,1), var *= exp(U(-0.5,0.5)), then var >= {VAR_FLOOR} x the layer's mean)",
         "state_dict_source": "BaseModel.save_network(netG0, 'G0', 'latest', []) -> torch.load(weights_only=True)",
-        "input_construction": f"Vid2VidModelG.encode_input(A, B, inst): one-hot of A over label_nc={opt.label_nc}"
-                              f"{edges}; input = real_A[0,:tG].view(1,-1,H,W) (frame-major); img_prev = "
+        "input_construction": f"Vid2VidModelG.encode_input(A, B, inst): {vid2vid_input_words(opt)}{edges}; input = real_A[0,:tG].view(1,-1,H,W) (frame-major); img_prev = "
                               "B[0,:tG-1] (first call, --use_real_img)" + (
                                   "; mask = compute_mask(real_A, tG-1)[0]" if opt.fg else "; mask None (no --fg)"),
         "forward_call": "img_final, flow, weight, img_raw, img_feat, flow_feat, img_fg_feat = netG0.forward(input, "

@@ -150,7 +150,7 @@ def cmd_import(args: argparse.Namespace) -> None:
     if len(args.paths) < 2:
         raise UserError("import: give CHECKPOINT... OUT_EXPORT (the original checkpoint, then our export folder)")
     print(import_checkpoint(args.arch, args.paths[:-1], args.paths[-1], preset=args.preset, opt_file=args.opt_file,
-                            options=args.options))
+                            options=args.options, features=args.features))
 
 
 def _add_import_parser(sub) -> None:
@@ -168,6 +168,9 @@ def _add_import_parser(sub) -> None:
     group.add_argument("--opt-file", default=None, metavar="opt.txt", help="the opt.txt the original training wrote")
     p.add_argument("--option", dest="options", nargs="+", action="extend", default=[], metavar="NAME=VALUE",
                    help="an original option by its original name, e.g. --option ngf=32 no_instance=True")
+    p.add_argument("--features", default=None, metavar="features.npy",
+                   help="edge2face's single-frame generator's feature file (vid2vid-single --preset edge2face_512); "
+                        "read without running code: only arrays are admitted")
     p.set_defaults(func=cmd_import)
 
 

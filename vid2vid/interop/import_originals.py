@@ -28,6 +28,7 @@ from flow.errors import load_failure_reason
 from vid2vid.checkpoint import EXPORT_CONFIG, EXPORT_WEIGHTS, export_generator
 from vid2vid.config import Config, from_dict
 from vid2vid.errors import ConfigError, UserError
+from vid2vid.interop.original_faces import is_face, read_features
 from vid2vid.interop.originals import OPTION_MAPS, load_original, vid2vid_state_dict
 from vid2vid.models.build import build_generator
 
@@ -223,13 +224,25 @@ def generator_from_original(arch: str, options: Mapping, state_dict: Mapping[str
     return load_original(ARCHITECTURES[arch][0], model, state_dict, source=source), cfg
 
 
+def check_features(arch: str, options: Mapping, path: str | Path) -> dict:
+    """--features: only edge2face's single-frame generator has a features.npy; read it safely (never
+    allow_pickle) -> {part label: features}."""
+    if arch != "vid2vid-single" or not is_face(options):
+        raise UserError(f"--features {path}: features.npy belongs to edge2face's single-frame generator; give it "
+                        "with vid2vid-single --preset edge2face_512, or drop it")
+    return read_features(path)
+
+
 def import_checkpoint(arch: str, checkpoints: Sequence[str | Path], out_dir: str | Path, *,
                       preset: str | None = None, opt_file: str | Path | None = None,
-                      options: Sequence[str] = ()) -> str:
-    """`vid2vid import`: convert and write our export folder -> a summary for the user."""
+                      options: Sequence[str] = (), features: str | Path | None = None) -> str:
+    """`vid2vid import`: convert and write our export folder -> a summary for the user. `features`: edge2face's
+    features.npy (single-frame generator), read without running code (original_faces.read_features)."""
     if arch not in ARCHITECTURES:
         raise UserError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     opts = original_options(arch, preset=preset, opt_file=opt_file, options=options)
+    if features is not None:
+        check_features(arch, opts, features)
     try:
         import_config(arch, opts)  # refuse unsupported options before reading large files
     except ConfigError as e:
