@@ -20,7 +20,7 @@ from vid2vid.interop.import_originals import (
     parse_value,
     read_opt_file,
 )
-from vid2vid.interop.originals import convert_state_dict, pix2pixhd_name, spade_name, vid2vid_g0_kwargs
+from vid2vid.interop.originals import convert_state_dict, pix2pixhd_name, spade_name
 from vid2vid.models.build import build_generator, semantic_channels
 from vid2vid.models.image import (
     BatchStatsAtInference,
@@ -29,7 +29,6 @@ from vid2vid.models.image import (
     LocalEnhancer,
     use_batch_stats_at_inference,
 )
-from vid2vid.models.video import VideoGenerator
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -128,8 +127,7 @@ RELEASED = {
                                    411_335_241, 533, False),
     "vid2vid label2city_1024_g1 G0": (preset_model("vid2vid", "label2city_1024_g1", "n_scales_spatial=1"),
                                       137_792_649, 491, False),
-    "vid2vid edge2face_512 G0": (lambda: VideoGenerator(**vid2vid_g0_kwargs(original_options(
-        "vid2vid", preset="edge2face_512"))), 364_996_230, 356, False),  # maps, but its import is refused
+    "vid2vid edge2face_512 G0": (preset_model("vid2vid", "edge2face_512"), 364_996_230, 356, False),
     "vid2vid label2city_2048 single G": (preset_model("vid2vid-single", "label2city_2048"), 182_852_355, 182, True),
     "vid2vid label2city_1024_g1 single G": (preset_model("vid2vid-single", "label2city_1024_g1"),
                                             182_543_619, 137, True),
@@ -264,7 +262,7 @@ def test_a_checkpoint_that_needs_pickle_code_is_refused_and_never_executed(tmp_p
 @pytest.mark.parametrize(("args", "message"), [
     (["vid2vid", "--preset", "label2city_2048"], "expected 3 generator checkpoints"),  # one file given
     (["vid2vid", "--preset", "label2city_1024_g1"], "n_scales_spatial 3"),
-    (["vid2vid", "--preset", "edge2face_512"], "label_nc 0"),
+    (["vid2vid", "--option", "label_nc=0", "input_nc=6"], "label_nc 0"),  # pose2body: no input made here
     (["spade", "--preset", "label2city_1024p"], "is a pix2pixhd checkpoint"),
     (["spade", "--preset", "cocoo"], "did you mean coco"),
     (["spade", "--option", "ngff=3"], "did you mean ngf"),

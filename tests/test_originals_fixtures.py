@@ -13,7 +13,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "originals"
 TOOL = ROOT / "tools" / "check_original_parity.py"
-NAMES = ["pix2pixhd_noinst", "spade_noinst_more_dontcare", "vid2vid_G0_nofg_noinst"]
+NAMES = ["pix2pixhd_noinst", "spade_noinst_more_dontcare", "vid2vid_G0_nofg_noinst", "vid2vid_G0_edge2face"]
 
 
 def load(name: str) -> dict:

@@ -426,8 +426,8 @@ def make_vid2vid(spec: Spec) -> tuple[dict, nn.Module]:
     args, outputs, extra = vid2vid_run(model, net, False, clip)
     _, outputs_train, extra_train = vid2vid_run(model, net, True, clip)
     model.netG0.load_state_dict(state_dict)  # a train-mode forward moves the running stats
-    inputs = {("face_input_maps" if face else "A_label_ids"): labels, **({"inst_ids": inst} if inst is not None else {}),
-              "B_real_frames": frames,
+    inputs = {("face_input_maps" if face else "A_label_ids"): labels,
+              **({"inst_ids": inst} if inst is not None else {}), "B_real_frames": frames,
               "input": args[0], "img_prev": args[1], **({"mask": args[2]} if args[2] is not None else {})}
     return {
         "meta": vid2vid_meta(opt, spec), "options": options_dict(opt), "state_dict": state_dict, "inputs": inputs,
@@ -452,7 +452,8 @@ def vid2vid_meta(opt, spec: Spec) -> dict:
                       "running stats calibrated on one train-mode first call (momentum 1.0) and perturbed "
                       f"(mean += 0.25*std*N(0,1), var *= exp(U(-0.5,0.5)), then var >= {VAR_FLOOR} x the layer's mean)",
         "state_dict_source": "BaseModel.save_network(netG0, 'G0', 'latest', []) -> torch.load(weights_only=True)",
-        "input_construction": f"Vid2VidModelG.encode_input(A, B, inst): {vid2vid_input_words(opt)}{edges}; input = real_A[0,:tG].view(1,-1,H,W) (frame-major); img_prev = "
+        "input_construction": f"Vid2VidModelG.encode_input(A, B, inst): {vid2vid_input_words(opt)}{edges}; "
+                              "input = real_A[0,:tG].view(1,-1,H,W) (frame-major); img_prev = "
                               "B[0,:tG-1] (first call, --use_real_img)" + (
                                   "; mask = compute_mask(real_A, tG-1)[0]" if opt.fg else "; mask None (no --fg)"),
         "forward_call": "img_final, flow, weight, img_raw, img_feat, flow_feat, img_fg_feat = netG0.forward(input, "

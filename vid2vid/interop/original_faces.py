@@ -79,7 +79,10 @@ def read_features(path: str | Path) -> dict[int, np.ndarray]:
     try:
         with path.open("rb") as f:
             version = np.lib.format.read_magic(f)
-            _, _, dtype = np.lib.format._read_array_header(f, version)  # noqa: SLF001 - the header only, no data
+            header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in header:
+                raise ValueError(f".npy format version {version[0]}.{version[1]}, not 1.0 or 2.0")
+            _, _, dtype = header[version](f)  # the header only, no data
             payload = f.read()
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: not a readable .npy file ({e}); {fix}") from None
