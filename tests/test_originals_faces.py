@@ -130,3 +130,23 @@ def test_features_are_read_before_the_single_generator_is_refused(tmp_path, caps
     assert "Global_with_z" in capsys.readouterr().err
     assert cli.main(["import", "vid2vid", *base]) == 2
     assert "vid2vid-single --preset edge2face_512" in capsys.readouterr().err
+
+
+def test_an_imported_edge2face_g0_renders_a_face_video(tmp_path, capsys):
+    """`vid2vid render talk.mp4 out.mp4 -m IMPORTED --labels face`: dlib landmarks, the face input, the G0."""
+    import skimage
+
+    from vid2vid.video_io import VideoWriter, probe
+
+    fixture = torch.load(FIXTURE, weights_only=True)
+    torch.save(fixture["state_dict"], tmp_path / "latest_net_G0.pth")
+    assert cli.main(["import", "vid2vid", str(tmp_path / "latest_net_G0.pth"), str(tmp_path / "export"),
+                     "--preset", "edge2face_512", "--option", "ngf=8", "loadSize=64"]) == 0
+    head = np.ascontiguousarray(skimage.data.astronaut()[:256, 100:356])
+    talk, out = tmp_path / "talk.mp4", tmp_path / "out.mp4"
+    with VideoWriter(talk, fps=10) as writer:
+        for t in range(4):
+            writer.write(np.roll(head, 3 * t, axis=1))
+    assert cli.main(["render", str(talk), str(out), "-m", str(tmp_path / "export"), "--labels", "face",
+                     "--landmarks", "dlib"]) == 0
+    assert probe(out).n_frames == 4
