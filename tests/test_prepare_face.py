@@ -39,6 +39,8 @@ def test_prepare_face_layout(face_clip, tmp_path, landmarks):
                    "--test-fraction", "0.25")
     assert done.returncode == 0, done.stderr
     assert "2 of 8 frames had no face" in done.stdout
+    assert "warning: 25% of the frames had no face" in done.stdout  # 2 of 8: above the 20% that warns
+    assert ("--landmarks mediapipe finds turned faces" in done.stdout) == (landmarks == "dlib")
     sequences = {"train": {"seq_0000": 3, "seq_0001": 3}, "test": {"seq_0000": 2}}
     assert sorted(p.name for p in out.iterdir()) == ["test_img", "test_keypoints", "train_img", "train_keypoints"]
     tracks = []

@@ -24,6 +24,8 @@ from vid2vid.errors import DataError
 from vid2vid.landmarks import FaceTracker, NoFaceError, fill_gaps, open_backend
 from vid2vid.video_io import iter_frames, write_image
 
+MANY_MISSING = 0.2  # the share of frames without a face above which the summary warns
+
 
 def prepare_face_video(input: str | os.PathLike, out: str | os.PathLike, *, landmarks: str = "dlib",
                        size: Size | None = None, seq_len: int = 30, test_fraction: float = 0.2,
@@ -47,10 +49,15 @@ def prepare_face_video(input: str | os.PathLike, out: str | os.PathLike, *, land
         backend.close()
     frames = {p: sum(c for ph, _, c in plan if ph == p) for p in counters}
     no_face = len(found) - sum(found)
-    return (f"wrote {out}: {counters['train']} train sequences ({frames['train']} frames), {counters['test']} test "
-            f"sequences ({frames['test']} frames), {shape[0]}x{shape[1]}, face landmarks by {landmarks}\n"
-            f"{no_face} of {len(found)} frames had no face (their points are interpolated between the frames around "
-            "them)")
+    summary = (f"wrote {out}: {counters['train']} train sequences ({frames['train']} frames), {counters['test']} "
+               f"test sequences ({frames['test']} frames), {shape[0]}x{shape[1]}, face landmarks by {landmarks}\n"
+               f"{no_face} of {len(found)} frames had no face (their points are interpolated between the frames "
+               "around them)")
+    if no_face >= MANY_MISSING * len(found):
+        hint = "; --landmarks mediapipe finds turned faces more often" if landmarks == "dlib" else ""
+        summary += (f"\nwarning: {no_face / len(found):.0%} of the frames had no face: across long gaps the "
+                    f"interpolated points do not follow the head{hint}")
+    return summary
 
 
 def _write_frames(input: Path, n: int, size: Size | None, where: dict, tracker: FaceTracker, tmp: Path):
