@@ -24,17 +24,12 @@ from vid2vid.data import transforms
 from vid2vid.data.face_input import FaceOptions, crop_frame, draw_face, face_crop_box, mirror_channels
 from vid2vid.data.keypoint_files import read_keypoints
 from vid2vid.data.sequences import (
-    LAYOUT,
     ClipDataset,
     SequenceFiles,
     _count,
-    _frame_sources,
-    _match,
     _same_size,
-    _subfolders,
-    phases,
+    layout_sequences,
 )
-from vid2vid.errors import DataError
 from vid2vid.video_io import probe
 
 
@@ -42,22 +37,7 @@ def scan_faces(root: str | Path, phase: str) -> list[SequenceFiles]:
     """The sequences of one phase of the face layout (names and counts checked, not contents); `labels` holds each
     sequence's keypoint files."""
     root = Path(root)
-    kp_name, img_name = (f"{phase}_{part}" for part in LAYOUT["face"])
-    folder_k, folder_i = root / kp_name, root / img_name
-    if not root.is_dir():
-        raise DataError(f"{root}: dataset folder not found; set data.root to a folder in the original face layout "
-                        "(<phase>_keypoints, <phase>_img) or use data.source: synthetic")
-    for folder in (folder_k, folder_i):
-        if not folder.is_dir():
-            found = ", ".join(f"{p}_keypoints" for p in phases(root, "face")) or "none"
-            raise DataError(f"{folder}: folder not found (phase {phase!r}; phases found: {found}); check data.root "
-                            "and data.phase (data.condition face reads <phase>_keypoints and <phase>_img)")
-    keypoints = {name: sorted(p.glob("*.txt")) for name, p in _subfolders(folder_k).items()}
-    keypoints = {name: files for name, files in keypoints.items() if files}
-    if not keypoints:
-        raise DataError(f"{folder_k}: empty dataset: no sequence folder with keypoint .txt files")
-    frames = _frame_sources(folder_i)
-    _match(frames, keypoints, "frame", folder_i, folder_k)
+    folder_k, folder_i, keypoints, frames = layout_sequences(root, phase, "face", "*.txt", "keypoint .txt files")
     out = []
     for name, files in keypoints.items():
         source = frames[name]

@@ -108,25 +108,37 @@ def _count(name: str, n: int, expected: int, where: Path, ref: Path) -> None:
                         "every sequence needs one frame per label map")
 
 
+def layout_sequences(root: Path, phase: str, condition: str, pattern: str, what: str
+                     ) -> tuple[Path, Path, dict[str, list[Path]], dict[str, list[Path] | Path]]:
+    """The two folders of a phase in the layout of `condition` (LAYOUT: <phase>_A / <phase>_B, or <phase>_keypoints /
+    <phase>_img), checked to exist -> (condition folder, frame folder, {sequence: its files matching `pattern`
+    (`what` names them in the error when none)}, {sequence: its frame sources}), the sequence names matched."""
+    a, b = LAYOUT[condition]
+    first, second = root / f"{phase}_{a}", root / f"{phase}_{b}"
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder not found; set data.root to a folder in the "
+                        f"{'vid2vid' if condition == 'labels' else 'original face'} layout (<phase>_{a}, <phase>_{b}) "
+                        "or use data.source: synthetic")
+    for folder in (first, second):
+        if not folder.is_dir():
+            found = ", ".join(f"{p}_{a}" for p in phases(root, condition)) or "none"
+            extra = "" if condition == "labels" else f" (data.condition {condition} reads <phase>_{a} and <phase>_{b})"
+            raise DataError(f"{folder}: folder not found (phase {phase!r}; phases found: {found}); check data.root "
+                            f"and data.phase{extra}")
+    files = {name: sorted(p.glob(pattern)) for name, p in _subfolders(first).items()}
+    files = {name: found for name, found in files.items() if found}
+    if not files:
+        raise DataError(f"{first}: empty dataset: no sequence folder with {what}")
+    frames = _frame_sources(second)
+    _match(frames, files, "frame", second, first)
+    return first, second, files, frames
+
+
 def scan(root: str | os.PathLike, phase: str) -> list[SequenceFiles]:
     """The sequences of one phase, with their files; checks names and frame counts (not contents)."""
     root = Path(root)
-    folder_a, folder_b = root / f"{phase}_A", root / f"{phase}_B"
+    folder_a, folder_b, labels, frames = layout_sequences(root, phase, "labels", "*.png", "PNG label maps")
     folder_i, folder_f = root / f"{phase}_inst", root / f"{phase}_flow"
-    if not root.is_dir():
-        raise DataError(f"{root}: dataset folder not found; set data.root to a folder in the vid2vid layout "
-                        "(<phase>_A, <phase>_B) or use data.source: synthetic")
-    for folder in (folder_a, folder_b):
-        if not folder.is_dir():
-            found = ", ".join(f"{p}_A" for p in phases(root)) or "none"
-            raise DataError(f"{folder}: folder not found (phase {phase!r}; phases found: {found}); "
-                            "check data.root and data.phase")
-    labels = {name: sorted(p.glob("*.png")) for name, p in _subfolders(folder_a).items()}
-    labels = {name: files for name, files in labels.items() if files}
-    if not labels:
-        raise DataError(f"{folder_a}: empty dataset: no sequence folder with PNG label maps")
-    frames = _frame_sources(folder_b)
-    _match(frames, labels, "frame", folder_b, folder_a)
     inst = None
     if folder_i.is_dir():
         inst = {name: sorted(p.glob("*.png")) for name, p in _subfolders(folder_i).items()}
