@@ -139,6 +139,10 @@ class ModelConfig:
     # labels (its flow was no better than zero flow after 300 steps); DIS on the label maps halves that error
     # (BENCHMARKS.md, issue 25)
     flow_prior: Literal["none", "labels"] = "none"
+    # vid2vid: where the warped previous frame may be used. none (the reference's): wherever the weight head says;
+    # labels: only where frame t-1's input channels, warped by the flow, agree with frame t's (elsewhere the flow
+    # is wrong or the content new, and the hallucinated frame, which follows the labels, is used)
+    warp_gate: Literal["none", "labels"] = "none"
     # vid2vid's decoder: pix2pixhd (the original's residual/transposed-conv heads) or spade (SPADE residual blocks
     # conditioned on the current labels, the warped previous frame and the weight; vid2vid.models.video_spade)
     backbone: Literal["pix2pixhd", "spade"] = "pix2pixhd"

@@ -87,8 +87,9 @@ def _per_frame_rules(cfg: Any) -> Iterator[Problem]:
                       "vid2vid with the pix2pixhd backbone only; set it to 1")
     if m.blend_init is not None:
         yield Problem("model.blend_init", m.blend_init, "applies to model.name: vid2vid only; set it to null")
-    if m.flow_prior != "none":
-        yield Problem("model.flow_prior", m.flow_prior, "applies to model.name: vid2vid only; set it to none")
+    for key in ("flow_prior", "warp_gate"):
+        if getattr(m, key) != "none":
+            yield Problem(f"model.{key}", getattr(m, key), "applies to model.name: vid2vid only; set it to none")
 
 
 def _needs_norm(norm: str) -> Iterator[Problem]:
@@ -120,8 +121,9 @@ def _vid2vid_rules(cfg: Any) -> Iterator[Problem]:
         if m.init_from:
             yield Problem("model.init_from", m.init_from,
                           "starts a vid2vid model with backbone pix2pixhd only; leave it empty for this model")
-        if m.flow_prior != "none":
-            yield Problem("model.flow_prior", m.flow_prior, "applies to the pix2pixhd backbone only; set it to none")
+        for key in ("flow_prior", "warp_gate"):
+            if getattr(m, key) != "none":
+                yield Problem(f"model.{key}", getattr(m, key), "applies to the pix2pixhd backbone only; set it to none")
         yield from _needs_norm(m.norm)
         if m.n_downsample < 2:
             yield Problem("model.n_downsample", m.n_downsample, "must be >= 2 with model.backbone: spade (the warped "

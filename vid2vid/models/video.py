@@ -183,18 +183,39 @@ def flow_prior(scale: nn.Module, labels: torch.Tensor) -> torch.Tensor | float:
     return label_flow(labels) if getattr(scale, "label_flow_prior", False) else 0.0
 
 
-def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "none") -> int:
-    """model.flow_trained_by (all | flow_terms) and model.flow_prior (none | labels) on every flow head of G (modules
-    with `to_flow`) -> how many were set."""
-    if trained_by not in ("all", "flow_terms"):
-        raise ValueError(f"flow_trained_by must be all or flow_terms, got {trained_by!r}")
-    if prior not in ("none", "labels"):
-        raise ValueError(f"flow_prior must be none or labels, got {prior!r}")
+def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "none", gate: str = "none") -> int:
+    """model.flow_trained_by (all | flow_terms), model.flow_prior (none | labels) and model.warp_gate (none |
+    labels) on every flow head of G (modules with `to_flow`) -> how many were set."""
+    for key, value, allowed in (("flow_trained_by", trained_by, ("all", "flow_terms")),
+                                ("flow_prior", prior, ("none", "labels")), ("warp_gate", gate, ("none", "labels"))):
+        if value not in allowed:
+            raise ValueError(f"{key} must be {' or '.join(allowed)}, got {value!r}")
     scales = [m for m in G.modules() if hasattr(m, "to_flow")]
     for scale in scales:
         scale.detach_composition_flow = trained_by == "flow_terms"
         scale.label_flow_prior = prior == "labels"
+        scale.label_warp_gate = gate == "labels"
     return len(scales)
+
+
+def label_agreement(labels: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """labels [B,N,C,H,W] (frames ..t-1, t), flow [B,2,H,W] t -> t-1 -> [B,1,H,W] in [0,1]: how far frame t-1's
+    input channels, warped by the flow, agree with frame t's (1 - half the L1 distance over channels: 0 where a
+    one-hot class differs, 1 where all channels match). Where they disagree the flow is wrong (or the content is
+    new), so the warped previous frame must not be used there."""
+    warped = backward_warp(labels[:, -2], flow, "bilinear")  # [B,C,H,W]
+    return (1 - 0.5 * (warped - labels[:, -1]).abs().sum(1, keepdim=True)).clamp(0, 1)
+
+
+def gated_weight(scale: nn.Module, weight: torch.Tensor, labels: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """The blend weight of the hallucinated frame a scale composes with: its weight head's, raised to 1 where the
+    warped previous labels disagree with the current ones when the scale's `label_warp_gate` is set (model.warp_gate
+    labels, set_flow_options): w' = 1 - (1 - w) * agreement. No gradient flows through the agreement."""
+    if not getattr(scale, "label_warp_gate", False):
+        return weight
+    with torch.no_grad():
+        agreement = label_agreement(labels.float(), flow.float()).to(weight.dtype)
+    return 1 - (1 - weight) * agreement
 
 
 _DIS: list = []  # one OpenCV DIS instance per process, made on first use
@@ -289,7 +310,7 @@ class CoarseVideoScale(nn.Module):
         bottleneck = self.label_encoder(label_stack) + self.frame_encoder(frame_stack)  # [B,ngf*2^d,H/2^d,W/2^d]
         flow_features = self.flow_decoder(bottleneck)[-1]  # [B,ngf,H,W]
         flow = self.to_flow(flow_features) * self.flow_scale + flow_prior(self, labels)
-        weight = self.to_weight(flow_features)
+        weight = gated_weight(self, self.to_weight(flow_features), labels, flow)
         image_features = self.image_decoder(bottleneck, self._fusion(composition_flow(self, flow), prev_features))
         raw = self.to_image(image_features[-1])
         warped = backward_warp(prev_frames[:, -1], composition_flow(self, flow), self.warp_mode)
@@ -350,7 +371,7 @@ class FineVideoScale(nn.Module):
         own_image_features = self.image_decoder(encoded + image_features)  # [B,ngf,H,W]
         own_flow_features = self.flow_decoder(encoded + flow_features)
         flow = self.to_flow(own_flow_features) * self.flow_scale + flow_prior(self, labels)
-        weight = self.to_weight(own_flow_features)
+        weight = gated_weight(self, self.to_weight(own_flow_features), labels, flow)
         raw = self.to_image(own_image_features)
         warped = backward_warp(prev_frames[:, -1], composition_flow(self, flow), self.warp_mode)
         foreground = own_fg_features = None
@@ -431,5 +452,5 @@ def build_video_generator(cfg) -> VideoGenerator:
                        n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm, use_fg=m.use_fg,
                        fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode,
                        n_scales=m.n_scales_spatial, n_blocks_local=m.n_blocks_local)
-    set_flow_options(G, trained_by=m.flow_trained_by, prior=m.flow_prior)
+    set_flow_options(G, trained_by=m.flow_trained_by, prior=m.flow_prior, gate=m.warp_gate)
     return G
