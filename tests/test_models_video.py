@@ -353,3 +353,45 @@ def test_flow_prior_labels_is_the_new_models_flow_and_the_config_checks_it():
                 ["model.flow_prior=labels", "model.backbone=spade"]):
         with pytest.raises(ConfigError, match="model.flow_prior"):
             load_config(tiny, bad)
+
+
+def test_label_agreement_is_one_where_the_flow_aligns_the_labels_and_zero_where_it_does_not():
+    """label_agreement: frame t-1's channels warped by the true motion (t -> t-1: u = -3) agree with frame t's
+    everywhere away from the left border; warped by zero flow they disagree exactly where the shift changed the
+    class (0 there, 1 elsewhere); both up to the sampling positions' roundoff."""
+    from vid2vid.models.video import label_agreement
+
+    labels = _shifted_label_maps(3)  # [1,2,C+1,H,W]
+    true_flow = torch.zeros(1, 2, 64, 96)
+    true_flow[:, 0] = -3
+    torch.testing.assert_close(label_agreement(labels, true_flow)[..., 3:], torch.ones(1, 1, 64, 93))
+    changed = (labels[:, 0] != labels[:, 1]).any(1, keepdim=True)  # [1,1,H,W]
+    assert changed.any()
+    torch.testing.assert_close(label_agreement(labels, torch.zeros(1, 2, 64, 96)), (~changed).float())
+
+
+def test_warp_gate_labels_uses_the_hallucinated_frame_where_the_warped_labels_disagree():
+    """model.warp_gate labels: the blend weight becomes 1 (final = raw) where the warped previous labels disagree
+    with the current ones and stays the weight head's where they agree; off it is the head's everywhere. Other
+    model families and the spade backbone refuse the key."""
+    from vid2vid.config import load_config
+    from vid2vid.models.video import label_agreement, set_flow_options
+
+    torch.manual_seed(0)
+    g = VideoGenerator(LABEL_NC + 1, 2, ngf=8, n_downsample=2, n_blocks=2, use_fg=False)
+    labels, prev = _shifted_label_maps(2, size=(32, 48)), torch.rand(1, 1, 3, 32, 48) * 2 - 1
+    plain = g(labels, prev)
+    assert set_flow_options(g, gate="labels") == 1
+    gated = g(labels, prev)
+    agreement = label_agreement(labels, plain.flow)
+    assert 0 < agreement.mean() < 1
+    torch.testing.assert_close(gated.weight, 1 - (1 - plain.weight) * agreement)
+    disagree = agreement[0, 0] == 0
+    torch.testing.assert_close(gated.final[0][:, disagree], gated.raw[0][:, disagree])
+    with pytest.raises(ValueError, match="warp_gate"):
+        set_flow_options(g, gate="flow")
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny_video.yaml"
+    assert load_config(tiny, ["model.warp_gate=labels"]).model.warp_gate == "labels"
+    for bad in (["model.warp_gate=labels", "model.name=pix2pixhd"], ["model.warp_gate=labels", "model.backbone=spade"]):
+        with pytest.raises(ConfigError, match="model.warp_gate"):
+            load_config(tiny, bad)
