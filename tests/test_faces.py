@@ -189,6 +189,8 @@ def render_a_video_file(export, tmp_path, capsys):
     assert cli.main(["render", str(talk), str(out), "-m", str(export), "--labels", "face", "--landmarks",
                      "dlib"]) == 0
     assert probe(out).n_frames == 5
+    assert cli.main(["render", str(talk), str(tmp_path / "smooth.mp4"), "-m", str(export), "--labels", "face",
+                     "--landmarks", "dlib", "--smooth", "one-euro:2,0.05"]) == 0
     capsys.readouterr()
     assert cli.main(["render", str(blank), str(tmp_path / "b.mp4"), "-m", str(export), "--labels", "face"]) == 2
     err = capsys.readouterr().err
@@ -198,6 +200,8 @@ def render_a_video_file(export, tmp_path, capsys):
     seq = tmp_path / "faces" / "test_keypoints" / "seq_0000"
     assert cli.main(["render", str(seq), str(tmp_path / "d.mp4"), "-m", str(export), "--landmarks", "dlib"]) == 2
     assert "not one" in capsys.readouterr().err
+    assert cli.main(["render", str(seq), str(tmp_path / "e.mp4"), "-m", str(export), "--smooth", "one-euro"]) == 2
+    assert "--smooth one-euro:1,0.2: smooths the landmarks detected in a video file" in capsys.readouterr().err
 
 
 def step_with_landmarks(video_export, image_export, root, rendered):

@@ -107,3 +107,20 @@ def test_prepare_train_render_through_the_cli(face_clip, tmp_path):
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         assert probe(out).n_frames == (4 if extra == [] else 8) and probe(out).height == 32
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="mediapipe 0.10.14 has no wheels for Python 3.13+")
+def test_prepare_face_smooth(face_clip, tmp_path):
+    """--smooth one-euro: the summary says so; the points stay within a few px of the detector's (the head moves
+    2 px a frame) and differ from them after the first frame."""
+    tracks = {}
+    for smooth in ("none", "one-euro"):
+        out = tmp_path / smooth
+        done = prepare(face_clip, out, "--labels", "face", "--landmarks", "mediapipe", "--seq-len", "8",
+                       "--test-fraction", "0", "--smooth", smooth)
+        assert done.returncode == 0, done.stderr
+        assert ("smoothed (one-euro:1,0.2)" in done.stdout) == (smooth == "one-euro")
+        files = sorted((out / "train_keypoints" / "seq_0000").glob("*.txt"))
+        tracks[smooth] = np.stack([read_keypoints(f) for f in files])
+    difference = np.abs(tracks["one-euro"] - tracks["none"])
+    assert difference[0].max() < 1e-3 and 0 < difference[1:].mean() < 3

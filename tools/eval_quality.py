@@ -18,6 +18,14 @@ frames' on the same frames; aligned detail: sum h h_real / sum h_real^2 of the t
 raise it, blur lowers it); both over frames t >= --detail-skip, at the label maps' size (vid2vid.eval.detail).
 The scores measure whether frames carry their labels' semantics as a segmenter trained on real frames sees
 them; they do not measure temporal stability (tools/eval_flicker.py) nor realism beyond that.
+
+Face datasets (<phase>_keypoints + <phase>_img; --task face, chosen by itself when ROOT/<phase>_keypoints exists):
+no segmenter; landmarks are detected again on every frame (--landmarks dlib|mediapipe, default dlib, the detector
+the original was trained with) and compared with the conditioning keypoints mapped into the rendered face crop:
+NME (mean point distance / outer-eye-corner distance) and the share of frames with a face found, then PSNR, L1 and
+detail. The real frames, cropped as the model renders them, are the floor row (the detector's own error). Videos
+are face models' renders from each sequence's first frame; --face-size is the model's data.load_size (default: the
+config's, else the videos' frame size), the crop the videos' frame size (vid2vid.eval.face_quality).
 """
 
 from __future__ import annotations
@@ -29,10 +37,13 @@ import sys
 from pathlib import Path
 
 from flow import atomic_path
-from vid2vid.data.sequences import scan
+from vid2vid.config import parse_size
+from vid2vid.data.faces import scan_faces
+from vid2vid.data.sequences import LAYOUT, scan
 from vid2vid.errors import UserError, run_cli
 from vid2vid.eval.quality import REAL, evaluate_quality
 from vid2vid.eval.segmenter import SegmenterSettings
+from vid2vid.landmarks import BACKENDS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -65,6 +76,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--detail-skip", type=int, default=0, metavar="N",
                    help="leave the first N frames of each sequence out of the detail figures, e.g. the video model's "
                    "n_frames_G-1 seed frames (default 0)")
+    p.add_argument("--task", default="auto", choices=("auto", "labels", "face"),
+                   help="labels (segmentation consistency) or face (landmark consistency); auto: face when "
+                   "ROOT/<phase>_keypoints exists")
+    p.add_argument("--landmarks", default="dlib", choices=BACKENDS,
+                   help="--task face: the detector run again on the frames (default dlib, the original's)")
+    p.add_argument("--face-size", default=None, metavar="HxW",
+                   help="--task face: the model's data.load_size, which the face crop is resized to (default: the "
+                   "config's, else the videos' frame size)")
     p.add_argument("--device", default="cpu", help="device (default cpu)")
     p.add_argument("--json", metavar="FILE", help="write every number and definition as JSON")
     return p.parse_args(argv)
@@ -90,17 +109,45 @@ def expand_videos(specs: list[str], names: list[str]) -> dict[str, list[str]]:
     return videos
 
 
-def data_root(args: argparse.Namespace) -> Path:
+def data_config(args: argparse.Namespace):
+    """The config's data section (--config), or None (--data)."""
     if args.data:
-        return Path(args.data)
+        return None
     from vid2vid.config import load_config
+
+    return load_config(args.config).data
+
+
+def data_root(args: argparse.Namespace, data) -> Path:
+    if data is None:
+        return Path(args.data)
     from vid2vid.data.synthetic import ensure_dataset
 
-    return ensure_dataset(load_config(args.config).data)
+    return ensure_dataset(data)
+
+
+def task_of(args: argparse.Namespace, root: Path) -> str:
+    if args.task != "auto":
+        return args.task
+    return "face" if (root / f"{args.phase}_{LAYOUT['face'][0]}").is_dir() else "labels"
 
 
 def _cell(value: float | None, fmt: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
+
+
+def format_face_table(result: dict) -> str:
+    head = "model | NME | face found | PSNR dB | L1 | detail | aligned detail"
+    lines = [head, "|".join("---" for _ in head.split("|"))]
+    for name, row in result["rows"].items():
+        lines.append(" | ".join([name, _cell(row["nme"], ".4f"), _cell(row["found"], ".3f"), _cell(row["psnr"], ".2f"),
+                                 _cell(row["l1"], ".4f"), _cell(row["detail"], ".3f"),
+                                 _cell(row["detail_aligned"], ".3f")]))
+    lines.append(f"\nlandmarks by {result['landmarks']} on face crops of {result['crop_size']} (resized to "
+                 f"{result['load_size']}); the {REAL!r} row is the floor (the detector against the conditioning "
+                 f"keypoints); {len(result['sequences'])} sequences of {result['dataset']}/{result['phase']}, "
+                 f"{sum(result['frames'])} frames")
+    return "\n".join(lines)
 
 
 def format_table(result: dict) -> str:
@@ -122,16 +169,38 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> None:
-    root = data_root(args)
+def log(message: str) -> None:
+    print(f"eval_quality: {message}", file=sys.stderr, flush=True)
+
+
+def run_labels(args: argparse.Namespace, root: Path) -> dict:
     names = [s.name for s in scan(root, args.phase)]
     settings = SegmenterSettings(steps=args.seg_steps, minutes=args.seg_minutes, width=args.seg_width,
                                  max_side=args.seg_max_side, ignore_ids=parse_ids(args.ignore_ids))
     result = evaluate_quality(root, args.phase, expand_videos(args.video, names), settings=settings,
                               train_phase=args.train_phase, cache_dir=args.cache, max_frames=args.max_frames,
-                              fid_weights=args.fid_weights, device=args.device, detail_skip=args.detail_skip,
-                              log=lambda message: print(f"eval_quality: {message}", file=sys.stderr, flush=True))
+                              fid_weights=args.fid_weights, device=args.device, detail_skip=args.detail_skip, log=log)
     print(format_table(result))
+    return result
+
+
+def run_face(args: argparse.Namespace, root: Path, data) -> dict:
+    from vid2vid.eval.face_quality import evaluate_face_quality
+
+    names = [s.name for s in scan_faces(root, args.phase)]
+    load = parse_size(args.face_size, "--face-size") if args.face_size else data.load_size if data else None
+    crop = data.crop_size if data and not args.face_size else None
+    result = evaluate_face_quality(root, args.phase, expand_videos(args.video, names), landmarks=args.landmarks,
+                                   load_size=load, crop_size=crop, max_frames=args.max_frames,
+                                   detail_skip=args.detail_skip, log=log)
+    print(format_face_table(result))
+    return result
+
+
+def run(args: argparse.Namespace) -> None:
+    data = data_config(args)
+    root = data_root(args, data)
+    result = run_face(args, root, data) if task_of(args, root) == "face" else run_labels(args, root)
     if args.json:
         try:
             with atomic_path(args.json) as tmp:

@@ -11,6 +11,10 @@ from vid2vid.errors import UserError, run_cli
 # argument errors and the light commands start without importing torch and the models (heavy).
 
 
+SMOOTH_HELP = ("landmarks smoothed over time by the One-Euro filter: none (default), one-euro (min_cutoff 1 Hz, beta "
+               "0.2) or one-euro:MIN_CUTOFF,BETA")
+
+
 def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--config", "-c", required=required, help="YAML config file, e.g. configs/demo.yaml")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
@@ -68,21 +72,26 @@ def cmd_prepare_video(args: argparse.Namespace) -> None:
     split = dict(size=size, seq_len=args.seq_len, test_fraction=args.test_fraction)
     if args.labels == "face":
         from vid2vid.data.prepare_face import prepare_face_video
+        from vid2vid.landmarks.smoothing import parse_smoothing
 
-        print(prepare_face_video(args.input, args.out, landmarks=args.landmarks or "dlib", **split))
+        smooth = parse_smoothing(args.smooth or "none", "--smooth")
+        print(prepare_face_video(args.input, args.out, landmarks=args.landmarks or "dlib", smooth=smooth, **split))
         return
-    if args.landmarks:
-        raise UserError(f"--landmarks {args.landmarks}: only with --labels face (the labels here are {args.labels})")
+    for flag, value in (("--landmarks", args.landmarks), ("--smooth", args.smooth)):
+        if value not in (None, "none"):
+            raise UserError(f"{flag} {value}: only with --labels face (the labels here are {args.labels})")
     print(prepare_video(args.input, args.out, labels=args.labels, **split))
 
 
 def cmd_render(args: argparse.Namespace) -> None:
+    from vid2vid.landmarks.smoothing import parse_smoothing
     from vid2vid.render import RenderOptions, render_all, render_video
 
-    options = RenderOptions(**{key: getattr(args, key) for key in (
-        "palette", "labels", "landmarks", "centres", "first_frame", "instances", "size", "start", "max_frames", "fps",
-        "crf", "frames_dir", "side_by_side", "overwrite", "keep_partial", "device", "precision", "channels_last",
-        "compile", "feature_cluster", "style", "seed")})
+    smooth = parse_smoothing(args.smooth, "--smooth") if args.smooth is not None else None  # before the model loads
+    options = RenderOptions(smooth=smooth, **{key: getattr(args, key) for key in (
+        "palette", "labels", "landmarks", "centres", "first_frame", "instances", "size", "start",
+        "max_frames", "fps", "crf", "frames_dir", "side_by_side", "overwrite", "keep_partial", "device", "precision",
+        "channels_last", "compile", "feature_cluster", "style", "seed")})
     if args.all is not None:
         if args.input is not None or args.instances is not None:
             raise UserError("render --all PHASE_DIR OUTPUT_DIR: give no INPUT and no --instances "
@@ -120,6 +129,8 @@ def _add_render_parser(sub) -> None:
                         "(a face model: face, the landmarks detected per frame)")
     p.add_argument("--landmarks", default=None, choices=["dlib", "mediapipe"],
                    help="a face model's video INPUT: the landmark detector (default dlib, the original's)")
+    p.add_argument("--smooth", default=None, metavar="none|one-euro[:MIN_CUTOFF,BETA]",
+                   help=SMOOTH_HELP + " (a face model's video INPUT)")
     p.add_argument("--centres", default=None, metavar="FILE",
                    help="a video file INPUT with kmeans labels: the dataset's kmeans_centres.json (written by "
                         "prepare video), so the ids are the model's; without it the clusters are fitted on INPUT")
@@ -217,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "face layout: <phase>_img frames + <phase>_keypoints, 68 landmarks per frame)")
     p.add_argument("--landmarks", default=None, choices=["dlib", "mediapipe"],
                    help="with --labels face: the landmark detector (default dlib, the original's)")
+    p.add_argument("--smooth", default=None, metavar="none|one-euro[:MIN_CUTOFF,BETA]",
+                   help=SMOOTH_HELP + " (with --labels face)")
     p.add_argument("--size", default=None, help="resize frames to HxW (default: keep)")
     p.add_argument("--seq-len", type=int, default=30, help="frames per sequence")
     p.add_argument("--test-fraction", type=float, default=0.2, help="last fraction of the video held out as test_*")

@@ -215,6 +215,39 @@ def crop_frame(frame_rgb: np.ndarray, box: Box, size: Size) -> np.ndarray:
     return np.array(image.resize((size.w, size.h), Image.BICUBIC))  # a writable copy
 
 
+def crop_points(points: np.ndarray, box: Box, size: Size) -> np.ndarray:
+    """Points [K,2] (frame pixels) -> where they lie in crop_frame's output (and draw_face's): PIL resizes with pixel
+    centres aligned, so x' = (x - x0 + 0.5) * size.w / box width - 0.5 (y alike) -> float32 [K,2]."""
+    scale = np.array([size.w / (box.x1 - box.x0), size.h / (box.y1 - box.y0)])
+    return ((np.asarray(points, np.float64) - [box.x0, box.y0] + 0.5) * scale - 0.5).astype(np.float32)
+
+
+def centre_crop(load: Size, crop: Size) -> tuple[slice, slice]:
+    """(rows, cols) of the crop-sized centre of a load-sized face input: what the test phase and render keep."""
+    return (slice((load.h - crop.h) // 2, (load.h + crop.h) // 2),
+            slice((load.w - crop.w) // 2, (load.w + crop.w) // 2))
+
+
+@dataclass(frozen=True)
+class FaceView:
+    """Where a rendered face frame lies in its source frame: the sequence's crop box, resized to load (the model's
+    data.load_size), its centre crop (data.crop_size) kept, as VideoRenderer.step renders it."""
+
+    box: Box
+    load: Size
+    crop: Size
+
+    def frame(self, frame_rgb: np.ndarray) -> np.ndarray:
+        """uint8 [H,W,3] -> uint8 [crop.h, crop.w, 3]: the real frame as the rendered one is framed."""
+        rows, cols = centre_crop(self.load, self.crop)
+        return np.ascontiguousarray(crop_frame(frame_rgb, self.box, self.load)[rows, cols])
+
+    def points(self, points: np.ndarray) -> np.ndarray:
+        """Points [K,2] in frame pixels -> float32 [K,2] in the rendered frame's pixels."""
+        rows, cols = centre_crop(self.load, self.crop)
+        return crop_points(points, self.box, self.load) - np.float32([cols.start, rows.start])
+
+
 def mirror_channels(n_channels: int) -> list[int]:
     """The channel order of a mirrored face input: left and right parts' distance maps trade places, so that a
     flipped input reads as the input of the flipped face."""

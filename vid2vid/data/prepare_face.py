@@ -1,5 +1,5 @@
-"""`vid2vid prepare video IN OUT --labels face [--landmarks dlib|mediapipe]`: the original vid2vid's face layout
-from one video of a face.
+"""`vid2vid prepare video IN OUT --labels face [--landmarks dlib|mediapipe] [--smooth none|one-euro]`: the original
+vid2vid's face layout from one video of a face.
 
     OUT/<phase>_img/<seq>/00000.png        the frames (at --size when given)
     OUT/<phase>_keypoints/<seq>/00000.txt  dlib's 68 landmarks of that frame, `x,y` lines in its pixels
@@ -7,8 +7,10 @@ from one video of a face.
 The split into train/test sequences is the one of `prepare video` (split_sequences). One face is followed through
 the whole video (vid2vid.landmarks.FaceTracker: the largest face of the first frame with one, then the nearest);
 frames where it is not found get points interpolated between the frames around them (held at the ends), and the
-summary says how many there were. Landmarks are detected on the frames as written (after --size). A video with no
-face at all is a DataError naming it, and nothing is written.
+summary says how many there were. Landmarks are detected on the frames as written (after --size). With --smooth
+one-euro[:MIN_CUTOFF,BETA] the points are smoothed over time (vid2vid.landmarks.smoothing: the One-Euro filter at the
+video's frame rate, restarted after each frame without the face) before the gaps are filled. A video with no face at
+all is a DataError naming it, and nothing is written.
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ from vid2vid.data.keypoint_files import write_keypoints
 from vid2vid.data.prepare import frame_places, plan_sequences, resized
 from vid2vid.errors import DataError
 from vid2vid.landmarks import FaceTracker, NoFaceError, fill_gaps, open_backend
-from vid2vid.video_io import iter_frames, write_image
+from vid2vid.landmarks.smoothing import DEFAULT_FPS, OneEuro, smooth_points
+from vid2vid.video_io import iter_frames, probe, write_image
 
 MANY_MISSING = 0.2  # the share of frames without a face above which the summary warns
 
 
 def prepare_face_video(input: str | os.PathLike, out: str | os.PathLike, *, landmarks: str = "dlib",
                        size: Size | None = None, seq_len: int = 30, test_fraction: float = 0.2,
-                       max_frames: int | None = None) -> str:
+                       max_frames: int | None = None, smooth: OneEuro | None = None) -> str:
     """Write the face layout (<phase>_img, <phase>_keypoints) of one video. Returns a summary."""
     input, out = Path(input), Path(out)
     n, plan = plan_sequences(input, out, seq_len, test_fraction, max_frames)
@@ -38,6 +41,8 @@ def prepare_face_video(input: str | os.PathLike, out: str | os.PathLike, *, land
     try:
         with atomic_dir(out) as tmp:
             shape, places, points, found = _write_frames(input, n, size, where, FaceTracker(backend), tmp)
+            if smooth is not None:
+                points = smooth_points(points, found, probe(input).fps or DEFAULT_FPS, smooth)
             try:
                 track = fill_gaps(points, found)  # [T,68,2]
             except NoFaceError:
@@ -50,7 +55,8 @@ def prepare_face_video(input: str | os.PathLike, out: str | os.PathLike, *, land
     frames = {p: sum(c for ph, _, c in plan if ph == p) for p in counters}
     no_face = len(found) - sum(found)
     summary = (f"wrote {out}: {counters['train']} train sequences ({frames['train']} frames), {counters['test']} "
-               f"test sequences ({frames['test']} frames), {shape[0]}x{shape[1]}, face landmarks by {landmarks}\n"
+               f"test sequences ({frames['test']} frames), {shape[0]}x{shape[1]}, face landmarks by {landmarks}"
+               f"{f' smoothed ({smooth})' if smooth else ''}\n"
                f"{no_face} of {len(found)} frames had no face (their points are interpolated between the frames "
                "around them)")
     if no_face >= MANY_MISSING * len(found):

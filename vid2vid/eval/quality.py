@@ -48,7 +48,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from vid2vid.config import Size
-from vid2vid.data.sequences import SequenceFiles, read_ids, scan
+from vid2vid.data.sequences import LAYOUT, SequenceFiles, read_ids, scan
 from vid2vid.errors import DataError, UserError
 from vid2vid.eval.detail import DEFINITIONS as DETAIL_DEFINITIONS
 from vid2vid.eval.detail import detail_record
@@ -232,15 +232,17 @@ class _Row:
         return {**scores, **means, "fid": fid, "sequences": self.sequences}
 
 
-def _check_videos(videos: Mapping[str, Sequence[str | os.PathLike]], names: list[str], root: Path,
-                  phase: str) -> None:
+def check_videos(videos: Mapping[str, Sequence[str | os.PathLike]], names: list[str], root: Path,
+                 phase: str, condition: str = "labels") -> None:
+    """One existing video per held-out sequence for each video set, none named like the real frames' row."""
+    folder = f"{root}/{phase}_{LAYOUT[condition][0]}"
     for model, paths in videos.items():
         if model == REAL:
             raise UserError(f"{REAL!r} is the name of the real frames' row; name the video set otherwise")
         if isinstance(paths, (str, os.PathLike)) or len(paths) != len(names):
             count = 1 if isinstance(paths, (str, os.PathLike)) else len(paths)
-            raise UserError(f"videos[{model!r}]: {count} paths for {len(names)} held-out sequences of {root}/"
-                            f"{phase}_A ({', '.join(names[:6])}); give one video per sequence, in that order")
+            raise UserError(f"videos[{model!r}]: {count} paths for {len(names)} held-out sequences of {folder} "
+                            f"({', '.join(names[:6])}); give one video per sequence, in that order")
         for path in paths:
             if not Path(path).exists():
                 raise DataError(f"{path}: no such video file or folder of frames (videos[{model!r}])")
@@ -279,7 +281,7 @@ def evaluate_quality(data: Dataset, phase: str, videos: Mapping[str, Sequence[st
         raise UserError(f"max_frames must be >= 0, got {max_frames}")
     held_out = scan(root, phase)
     names = [s.name for s in held_out]
-    _check_videos(videos, names, root, phase)
+    check_videos(videos, names, root, phase)
     inception = load_inception(fid_weights, device) if fid_weights else None
     if segmenter is None:
         segmenter = train_segmenter(root, settings, phase=train_phase, cache_dir=cache_dir, device=device, log=log)
@@ -289,10 +291,7 @@ def evaluate_quality(data: Dataset, phase: str, videos: Mapping[str, Sequence[st
     real_features = [] if inception is not None else None
     frame_counts = []
     for k, seq in enumerate(held_out):
-        n = len(seq) if max_frames == 0 else min(max_frames, len(seq))
-        if not 0 <= detail_skip < n:
-            raise UserError(f"detail_skip {detail_skip}: held-out sequence {seq.name!r} has {n} measured frames; "
-                            f"use 0..{n - 1} (the video model's n_frames_G - 1 seed frames, or 0)")
+        n = measured_frames(seq, max_frames, detail_skip)
         frame_counts.append(n)
         labels = _sequence_labels(seq, n, root, phase)
         size = Size(*labels.shape[1:])
@@ -308,6 +307,15 @@ def evaluate_quality(data: Dataset, phase: str, videos: Mapping[str, Sequence[st
     return {"dataset": str(root), "phase": phase, "sequences": names, "frames": frame_counts, "segmenter": info,
             "rows": {name: row.summary(real_features) for name, row in rows.items()},
             "definitions": DEFINITIONS}
+
+
+def measured_frames(seq: SequenceFiles, max_frames: int, detail_skip: int) -> int:
+    """The frames of a held-out sequence that are measured (all, or the first max_frames); detail_skip checked."""
+    n = len(seq) if max_frames == 0 else min(max_frames, len(seq))
+    if not 0 <= detail_skip < n:
+        raise UserError(f"detail_skip {detail_skip}: held-out sequence {seq.name!r} has {n} measured frames; "
+                        f"use 0..{n - 1} (the video model's n_frames_G - 1 seed frames, or 0)")
+    return n
 
 
 def _sequence_labels(seq: SequenceFiles, n: int, root: Path, phase: str) -> np.ndarray:

@@ -2,7 +2,8 @@
 (<root>/<phase>_keypoints/<seq>/*.txt, 68 `x,y` lines each) with its frames (<root>/<phase>_img/<seq>, images or a
 video file), which give each frame's size and its Canny background edges, as the original's test does; or a video
 file whose landmarks a detector finds while it streams (vid2vid.landmarks: FaceTracker, the largest face first,
-then the nearest; a frame without the face keeps the last points). open_face_input opens one, iter_faces reads it
+then the nearest; a frame without the face keeps the last points; optionally smoothed over time by the One-Euro filter,
+restarted after each frame without the face). open_face_input opens one, iter_faces reads it
 frame by frame for VideoRenderer.step(landmarks=..., frame=...)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from vid2vid.data.keypoint_files import read_keypoints
 from vid2vid.errors import UserError
+from vid2vid.landmarks.smoothing import DEFAULT_FPS, OneEuro, OneEuroFilter
 from vid2vid.video_io import IMAGE_EXTENSIONS, image_files, iter_frames, probe, read_image
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ class FaceSource:
     frames: list[Path] | Path  # image files, or a video file
     real: Path | None = None  # (a label input's real frames; a face model takes its first frames from `frames`)
     detector: str | None = None  # the landmark backend of a video without keypoint files ("dlib", "mediapipe")
+    smooth: OneEuro | None = None  # detected landmarks smoothed over time (vid2vid.landmarks.smoothing)
 
     def __len__(self) -> int:
         return len(self.keypoints) if self.keypoints is not None else probe(self.frames).n_frames
@@ -41,15 +44,18 @@ def _frames_of(folder: Path) -> list[Path] | Path | None:
     return videos[0] if videos else None
 
 
-def open_face_input(path: str | Path, landmarks: str | None = None) -> FaceSource:
+def open_face_input(path: str | Path, landmarks: str | None = None, smooth: OneEuro | None = None) -> FaceSource:
     """A keypoint sequence folder of the face layout (its frames found beside it), or a video file whose landmarks
-    the `landmarks` backend (default dlib) detects while rendering -> FaceSource."""
+    the `landmarks` backend (default dlib) detects while rendering, smoothed over time with `smooth` -> FaceSource."""
     path = Path(path)
     if path.is_file() and path.suffix.lower() not in IMAGE_EXTENSIONS:
         from vid2vid.landmarks import open_backend
 
         open_backend(landmarks or "dlib").close()  # a missing package or unknown name fails before any output
-        return FaceSource(path.stem, None, path, detector=landmarks or "dlib")
+        return FaceSource(path.stem, None, path, detector=landmarks or "dlib", smooth=smooth)
+    if smooth is not None:
+        raise UserError(f"--smooth {smooth}: smooths the landmarks detected in a video file INPUT; {path} is not one "
+                        "(smooth keypoint files when preparing them: vid2vid prepare video --labels face --smooth)")
     if landmarks is not None:
         raise UserError(f"--landmarks {landmarks}: detects the landmarks of a video file INPUT; {path} is not one "
                         "(a keypoint sequence folder brings its own)")
@@ -94,11 +100,18 @@ def _detected_faces(source: FaceSource, start: int, count: int | None):
 
     backend = open_backend(source.detector)
     tracker, waiting, total = FaceTracker(backend), [], 0
+    smoother = OneEuroFilter(probe(source.frames).fps or DEFAULT_FPS, source.smooth) if source.smooth else None
     stop = None if count is None else start + count
     try:
         for frame in islice(iter_frames(source.frames), start, stop):
             total += 1
             points = tracker.update(frame)
+            if smoother is not None and points is not None:
+                if tracker.found:
+                    smoothed = smoother(points).astype(np.float32)
+                else:
+                    smoother.reset()  # a gap: the filter restarts at the face's next frame; the gap keeps the last
+                points = smoothed.copy()
             if points is None:
                 waiting.append(frame)
                 continue

@@ -22,6 +22,7 @@ from vid2vid.config import Size, parse_size
 from vid2vid.data.encoding import DONTCARE_ID
 from vid2vid.errors import UserError
 from vid2vid.imaging import label_palette
+from vid2vid.landmarks.smoothing import OneEuro, parse_smoothing
 from vid2vid.render.faces import FaceSource, iter_faces, open_face_input
 from vid2vid.render.inputs import LabelInput, iter_labels, open_input, resolve_palette
 from vid2vid.render.renderer import VideoRenderer
@@ -58,6 +59,7 @@ class RenderOptions:
     palette: str | Path | None = None  # colour-coded label PNGs (default: the export's data.palette)
     labels: str | None = None  # a video input: edges or kmeans:K (a face model: face)
     landmarks: str | None = None  # a face model's video input: the landmark detector (dlib, the default; mediapipe)
+    smooth: str | OneEuro | None = None  # a face model's video input: none, one-euro[:MIN_CUTOFF,BETA] or OneEuro
     centres: str | Path | None = None  # a video input: a prepared dataset's kmeans_centres.json
     instances: str | Path | None = None  # a folder of instance-id PNGs
     size: Size | str | None = None  # HxW: frames resized to it (a video's before labelling, as prepare video does)
@@ -112,6 +114,9 @@ def render_video(checkpoint: str | Path, inputs: str | Path, output: str | Path,
     renderer = o.renderer(checkpoint)
     if renderer.face is not None:
         return render_input(renderer, open_face_source(inputs, o), output, o)
+    if _smoothing(o) is not None:
+        raise UserError(f"--smooth {o.smooth}: smooths a face model's detected landmarks; this model takes label "
+                        "maps, so leave it out")
     size = parse_size(o.size, "--size") if o.size is not None else None
     source = open_input(inputs, instances=o.instances, use_instance=renderer.uses_instances,
                         palette=resolve_palette(o.palette, renderer), labels=o.labels, centres=o.centres, size=size,
@@ -157,7 +162,12 @@ def open_face_source(inputs: str | Path, o: RenderOptions) -> FaceSource:
     if given:
         raise UserError(f"{given[0]}: not for a face model, which draws its input from the landmarks of "
                         f"{inputs} and its frames; leave it out")
-    return open_face_input(inputs, o.landmarks)
+    return open_face_input(inputs, o.landmarks, _smoothing(o))
+
+
+def _smoothing(o: RenderOptions) -> OneEuro | None:
+    """RenderOptions.smooth as text (--smooth's forms) or OneEuro -> OneEuro, or None for no smoothing."""
+    return parse_smoothing(o.smooth) if isinstance(o.smooth, str) else o.smooth
 
 
 def render_input(renderer: VideoRenderer, source: LabelInput | FaceSource, output: Path,

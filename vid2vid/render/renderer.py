@@ -35,7 +35,7 @@ from vid2vid import temporal
 from vid2vid.checkpoint import load_export, read_style
 from vid2vid.config import Size, model_stride
 from vid2vid.data.encoding import DONTCARE_ID, semantic_input
-from vid2vid.data.face_input import N_POINTS, FaceInput, FaceOptions, FaceSequence
+from vid2vid.data.face_input import N_POINTS, FaceInput, FaceOptions, FaceSequence, centre_crop
 from vid2vid.errors import ConfigError, UserError
 from vid2vid.families import is_sequential
 from vid2vid.imaging import from_uint8, to_uint8
@@ -348,8 +348,7 @@ class VideoRenderer:
         self._frame_size = rgb.shape[:2]
         face, crop = self.face.draw(points, rgb)
         load, self.size = self.face.size, Size(*self.cfg.data.crop_size)
-        rows = slice((load.h - self.size.h) // 2, (load.h + self.size.h) // 2)  # the centre, as the test phase crops
-        cols = slice((load.w - self.size.w) // 2, (load.w + self.size.w) // 2)
+        rows, cols = centre_crop(load, self.size)  # the centre, as the test phase crops
         self.face_input = FaceInput(face.cond[:, rows, cols], face.parts[rows, cols])
         stride = self.stride
         padded = (-(-self.size.h // stride) * stride, -(-self.size.w // stride) * stride)
