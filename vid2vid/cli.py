@@ -65,7 +65,7 @@ def cmd_prepare_video(args: argparse.Namespace) -> None:
     from vid2vid.data.prepare import prepare_video
 
     size = parse_size(args.size, "--size") if args.size else None
-    split = dict(size=size, seq_len=args.seq_len, test_fraction=args.test_fraction)
+    split = dict(size=size, seq_len=args.seq_len, test_fraction=args.test_fraction, test_seq_len=args.test_seq_len)
     if args.labels == "face":
         from vid2vid.data.prepare_face import prepare_face_video
 
@@ -220,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default=None, help="resize frames to HxW (default: keep)")
     p.add_argument("--seq-len", type=int, default=30, help="frames per sequence")
     p.add_argument("--test-fraction", type=float, default=0.2, help="last fraction of the video held out as test_*")
+    p.add_argument("--test-seq-len", type=int, default=None, metavar="N", help="frames per held-out sequence "
+                   "(default: --seq-len; 0: the whole held-out tail as one sequence)")
     p.set_defaults(func=cmd_prepare_video)
 
     _add_render_parser(sub)
