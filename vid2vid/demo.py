@@ -434,12 +434,14 @@ def landmark_nme(result: dict) -> None:
 
 
 def face_input_pictures(clip: dict, n_parts: int) -> np.ndarray:
-    """The landmark input as a picture: the edge map (channel 0 of the face input) in white over the part labels'
-    colours, darkened -> uint8 [T,H,W,3]."""
+    """The landmark input as a picture: the edge map (channel 0 of the face input; brightened, as thin lines drawn
+    at a large frame's size fade when resized to the crop) in white over the part labels' colours, darkened ->
+    uint8 [T,H,W,3]."""
     from vid2vid.imaging import label_palette
 
     parts = label_palette(n_parts)[clip["labels"].numpy()].astype(np.float32) * 0.4  # [T,H,W,3]
-    edges = clip["cond"][:, 0].numpy().clip(0, 1)[..., None] * 255  # [T,H,W,1]
+    edges = clip["cond"][:, 0].numpy().clip(0, 1)[..., None]  # [T,H,W,1]
+    edges = np.sqrt(edges / max(float(edges.max()), 1e-3)) * 255
     return np.maximum(parts, edges).round().astype(np.uint8)
 
 
