@@ -5,7 +5,8 @@ at matched detail, with the two baselines a user would pick instead of a video m
         [--data DATA_ROOT] [--phase test] [--out runs/compare] [--json FILE] [--skip N] [--blend 0.3]
 
 For every sequence of the split, both models render through the product's renderer (vid2vid.render.
-VideoRenderer, as `vid2vid render` does): the per-frame model every frame from its labels (and instances),
+VideoRenderer, as `vid2vid render` does): the per-frame model every frame from its labels (and instances; face
+models, data.condition face: from each frame's landmarks and frame, against the face-cropped real frames),
 the video model with its first n_frames_G-1 frames made by that same per-frame model (first frame
 image-model:PATH), so both start equal. Two baselines are made from the per-frame model's output: "per-frame
 + blur", Gaussian-blurred to the video model's detail (sigma bisected, vid2vid.eval.detail.blur_to_detail), and
@@ -81,12 +82,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def render(renderer: VideoRenderer, clip: dict) -> np.ndarray:
-    """A clip's label maps (and instances) through the product's renderer -> uint8 frames [T,H,W,3]."""
+def render(renderer: VideoRenderer, clip: dict, faces: list[dict] | None = None) -> np.ndarray:
+    """A clip's label maps (and instances) through the product's renderer -> uint8 frames [T,H,W,3]; a face model's
+    from `faces`, each frame's {"landmarks", "frame"} (face_inputs)."""
     renderer.reset()
+    if faces is not None:
+        return np.stack([renderer.step(**face) for face in faces])
     inst = clip.get("inst")
     return np.stack([renderer.step(labels, None if inst is None else inst[t])
                      for t, labels in enumerate(clip["labels"])])
+
+
+def face_inputs(root: Path, phase: str, name: str, n: int) -> list[dict]:
+    """The first n frames of a face sequence as the renderer takes them (vid2vid render's keypoint-folder input):
+    {"landmarks" [68,2], "frame" uint8 [H,W,3]} each."""
+    from vid2vid.render.faces import iter_faces, open_face_input
+
+    return list(iter_faces(open_face_input(root / f"{phase}_keypoints" / name), 0, n))
 
 
 def write_video(frames: np.ndarray, folder: Path, fps: float) -> None:
@@ -204,11 +216,15 @@ def compare(args: argparse.Namespace) -> dict:
         if len(real) - skip < 2:
             raise UserError(f"--skip {skip}: sequence {name} has {len(real)} frames; at least 2 must be left "
                             "(lower --skip or raise --max-frames)")
+        faces = face_inputs(Path(root), args.phase, name, len(real)) if data.condition == "face" else None
         made, seconds = {}, {}
         for label, renderer in renderers.items():
             start = time.perf_counter()
-            made[label] = render(renderer, clip)
+            made[label] = render(renderer, clip, faces)
             seconds[label] = time.perf_counter() - start
+            if made[label].shape != real.shape:
+                raise UserError(f"{label}: rendered {made[label].shape[1:3]} frames but the real frames of {name} are "
+                                f"{real.shape[1:3]}; compare models trained at the dataset's data.load_size")
         post, post_s, info = baselines(made["per-frame"], made["vid2vid"], skip, args.blend)
         made.update(post)
         seconds.update({k: seconds["per-frame"] + v for k, v in post_s.items()})

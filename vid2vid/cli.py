@@ -69,7 +69,7 @@ def cmd_prepare_video(args: argparse.Namespace) -> None:
     from vid2vid.data.prepare import prepare_video
 
     size = parse_size(args.size, "--size") if args.size else None
-    split = dict(size=size, seq_len=args.seq_len, test_fraction=args.test_fraction)
+    split = dict(size=size, seq_len=args.seq_len, test_fraction=args.test_fraction, test_seq_len=args.test_seq_len)
     if args.labels == "face":
         from vid2vid.data.prepare_face import prepare_face_video
         from vid2vid.landmarks.smoothing import parse_smoothing
@@ -233,12 +233,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default=None, help="resize frames to HxW (default: keep)")
     p.add_argument("--seq-len", type=int, default=30, help="frames per sequence")
     p.add_argument("--test-fraction", type=float, default=0.2, help="last fraction of the video held out as test_*")
+    p.add_argument("--test-seq-len", type=int, default=None, metavar="N", help="frames per held-out sequence "
+                   "(default: --seq-len; 0: the whole held-out tail as one sequence)")
     p.set_defaults(func=cmd_prepare_video)
 
     _add_render_parser(sub)
     _add_import_parser(sub)
     _add_demo_parser(sub)
     return parser
+
+
+DEMO_DEFAULTS = {"street": ("runs/demo", "configs/demo_image.yaml", "configs/demo.yaml"),
+                 "face": ("runs/demo_face", "configs/demo_face_image.yaml", "configs/demo_face.yaml")}
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -248,21 +254,41 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     if not args.minutes > 0:
         raise UserError(f"--minutes: {args.minutes} must be > 0 (the demo's training budget), e.g. --minutes 20")
-    run_demo(Demo(args.minutes, Path(args.out) / f"{args.minutes:g}min", Path(args.image_config),
-                  Path(args.video_config), args.overrides, args.device, args.segmenter_steps))
+    face = args.task == "face"
+    if face and args.video is None:
+        raise UserError("demo --task face: give your talking-head video with --video FILE, e.g. --video talk.mp4")
+    for given, option in ((args.video, "--video"), (args.landmarks, "--landmarks")):
+        if given is not None and not face:
+            raise UserError(f"{option} {given}: only with --task face (the street demo uses its synthetic dataset)")
+    if face and args.segmenter_steps is not None:
+        raise UserError(f"--segmenter-steps {args.segmenter_steps}: the face demo has no segmenter (faces are not "
+                        "segmented); leave it out")
+    out, image_config, video_config = DEMO_DEFAULTS[args.task]
+    run_demo(Demo(args.minutes, Path(args.out or out) / f"{args.minutes:g}min", Path(args.image_config or image_config),
+                  Path(args.video_config or video_config), args.overrides, args.device,
+                  500 if args.segmenter_steps is None else args.segmenter_steps, task=args.task,
+                  video=None if args.video is None else Path(args.video), landmarks=args.landmarks))
 
 
 def _add_demo_parser(sub) -> None:
-    p = sub.add_parser("demo", help="train a per-frame and a video model on the synthetic dataset and compare them "
-                       "(what `make demo` runs)")
+    p = sub.add_parser("demo", help="train a per-frame and a video model on the synthetic dataset (or your own "
+                       "talking-head video: --task face) and compare them (what `make demo` runs)")
+    p.add_argument("--task", default="street", choices=("street", "face"), help="street (default): the built-in "
+                   "synthetic street dataset; face: your talking-head video (--video), its last 20%% held out")
+    p.add_argument("--video", default=None, metavar="FILE", help="--task face: the video of one talking face")
+    p.add_argument("--landmarks", default=None, choices=["dlib", "mediapipe"], help="--task face: the landmark "
+                   "detector (default: mediapipe when it can be imported, fast; else dlib)")
     p.add_argument("--minutes", type=float, default=20.0, help="training budget of the whole demo (default 20: "
-                   "6 per-frame + 11 vid2vid + 2 segmenter, about 1 more to render and measure)")
-    p.add_argument("--out", default="runs/demo", help="runs, videos and pictures go to OUT/<minutes>min")
-    p.add_argument("--image-config", default="configs/demo_image.yaml", help="the per-frame model's config")
-    p.add_argument("--video-config", default="configs/demo.yaml", help="the video model's config")
+                   "6 per-frame + 11 vid2vid + 2 segmenter, about 1 more to render and measure; face: 7 + 12)")
+    p.add_argument("--out", default=None, help="runs, videos and pictures go to OUT/<minutes>min (default runs/demo; "
+                   "face: runs/demo_face, its prepared video in OUT/data)")
+    p.add_argument("--image-config", default=None, help="the per-frame model's config (default "
+                   "configs/demo_image.yaml; face: configs/demo_face_image.yaml)")
+    p.add_argument("--video-config", default=None, help="the video model's config (default configs/demo.yaml; "
+                   "face: configs/demo_face.yaml)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu or cuda")
-    p.add_argument("--segmenter-steps", type=int, default=500, help="training steps of the quality metric's "
-                   "segmenter (default 500; cached)")
+    p.add_argument("--segmenter-steps", type=int, default=None, help="training steps of the quality metric's "
+                   "segmenter (default 500; cached; street only)")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override keys of both configs (e.g. a smaller dataset)")
     p.set_defaults(func=cmd_demo)

@@ -1,8 +1,11 @@
-"""`vid2vid demo` (what `make demo` runs): the product end to end on the built-in synthetic street dataset.
+"""`vid2vid demo` (what `make demo` runs): the product end to end, on the built-in synthetic street dataset or on
+a user's own talking-head video.
 
     vid2vid demo [--minutes 20] [--out runs/demo]
+    vid2vid demo --task face --video talk.mp4 [--minutes 20] [--landmarks dlib|mediapipe] [--out runs/demo_face]
 
-Stages, each with its share of the budget (20 minutes: 6 + 11 + 2, plus about a minute to render and measure):
+The street demo's stages, each with its share of the budget (20 minutes: 6 + 11 + 2, plus about a minute to render
+and measure):
 
   1. data       generate and check the synthetic street dataset (configs/demo*.yaml's data.root)
   2. per-frame  train pix2pixHD (configs/demo_image.yaml) for 30% of the minutes
@@ -17,15 +20,33 @@ Stages, each with its share of the budget (20 minutes: 6 + 11 + 2, plus about a 
                 segmentation mIoU, detail, E_warp raw and at matched detail, and tOF against the real frames
                 (tools/compare_models.py); the side-by-side mp4, a PNG strip and the flicker plot
 
+The face demo (--task face) runs the same pipeline on the video given, with four stages (20 minutes: 7 + 12, plus
+about a minute to prepare, render and measure):
+
+  1. prepare    `vid2vid prepare video FILE <out>/data --labels face --landmarks B`: the original's face layout,
+                split by time: train = the first 80% of the frames, test = the last 20% as one held-out sequence;
+                B is mediapipe when it can be imported (fast), else dlib; the banner says which
+  2. per-frame  train pix2pixHD on the face input (configs/demo_face_image.yaml, 64x64 face crops) for 35%
+  3. vid2vid    train the video model (configs/demo_face.yaml), its image branch from the per-frame model, for 60%
+  4. measure    as the street demo's stage 5 without the segmenter (no segmentation of faces): PSNR, detail, E_warp
+                raw and at matched detail (on OpenCV DIS flow between the real frames: a video has no exact flow),
+                both baselines, tOF and render speed against the face-cropped real frames; every row's "nme" (the
+                landmark consistency, vid2vid/landmarks/consistency.py, to come) is None for now and the table
+                prints "-"; the side-by-side mp4 (landmark input drawn | per-frame | vid2vid | real), the strip and
+                the flicker plot
+
 Training stops on time (train.max_minutes), so the table says how long and how many steps each model
-trained. Every stage resumes or reuses what exists: a second run with the same minutes finishes in
-seconds. Runs go to <out>/<minutes>min, so another budget never mixes with this one.
+trained. Every stage resumes or reuses what exists: a second run with the same minutes (and video) finishes in
+seconds. Runs go to <out>/<minutes>min, so another budget never mixes with this one; the face demo's prepared video
+is <out>/data, shared by every budget (another video needs another --out).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -42,9 +63,16 @@ from vid2vid.errors import UserError
 # process imports torch, the segmenter and tools/compare_models.py (heavy) only for the steps that need them.
 
 REPO = Path(__file__).resolve().parent.parent
-SHARES = {"per-frame": 0.30, "vid2vid": 0.55, "segmenter": 0.10}  # of --minutes (the segmenter's: an estimate)
+# of --minutes, per task (the segmenter's: an estimate); the stages between the data stage and the measurement
+SHARES = {"street": {"per-frame": 0.30, "vid2vid": 0.55, "segmenter": 0.10},
+          "face": {"per-frame": 0.35, "vid2vid": 0.60}}
 MEASURE_VERSION = "detail1"  # part of the fingerprint: a results.json of older measurements is measured again
-MEASURE_MINUTES = 1.0  # the estimate for stage 5 at the default size (2 sequences x 30 frames)
+MEASURE_MINUTES = 1.0  # the estimate for the last stage at the default size (2 sequences x 30 frames)
+FACE_TEST_FRACTION = 0.2  # the face demo's held-out tail (the last 20% of the video's frames)
+FACE_SEQ_LEN = 30  # frames per training sequence (prepare's --seq-len); the held-out tail is one sequence
+FACE_MIN_FRAMES = 56  # the fewest that split into 2 training sequences (the per-frame model's batch of 2 takes one
+#                      frame from each of 2 sequences) and a held-out tail of >= 4 frames (the video model's 2 seed
+#                      frames and 2 to measure): face_split_ok
 
 
 @dataclass
@@ -56,38 +84,90 @@ class Demo:
     overrides: list[str]  # --set KEY=VALUE for both configs (tests shrink the demo with them)
     device: str  # auto | cpu | cuda
     segmenter_steps: int = 500  # the quality segmenter's training (vid2vid.eval.quality.SegmenterSettings.steps)
+    task: str = "street"  # street (the synthetic dataset) | face (a user's talking-head video)
+    video: Path | None = None  # face: the user's video
+    landmarks: str | None = None  # face: the landmark backend (None: mediapipe when importable, else dlib)
+
+    @property
+    def shares(self) -> dict[str, float]:
+        return SHARES[self.task]
+
+    @property
+    def stages(self) -> int:
+        return len(self.shares) + 2  # the data stage, the trained ones, the measurement
 
     def budget(self, stage: str) -> float:
-        return SHARES[stage] * self.minutes
+        return self.shares[stage] * self.minutes
+
+    @property
+    def data(self) -> Path:
+        """face: the prepared video, shared by every budget (<out>/data)."""
+        return self.out.parent / "data"
+
+    @property
+    def settings(self) -> list[str]:
+        """--set for both configs: the user's, then (face) the prepared folder as the dataset."""
+        if self.task == "face":
+            return [*self.overrides, f"data.root={self.data.resolve()}", "data.source=folder"]
+        return self.overrides
 
 
 def run_demo(demo: Demo) -> dict:
-    """All five stages; returns the results (also in <out>/results.json) and prints the table."""
+    """All stages of the task; returns the results (also in <out>/results.json) and prints the table."""
+    started, clock = time.perf_counter(), Estimate(demo)
+    if demo.task == "face":
+        frames = check_face_video(demo)  # bad input stops here, before anything is written
+        announce_device(demo.device)
+        result = face_stages(demo, clock, frames)
+    else:
+        demo.out.mkdir(parents=True, exist_ok=True)
+        announce_device(demo.device)
+        result = street_stages(demo, clock)
+    result["this_run_minutes"] = (time.perf_counter() - started) / 60
+    result.setdefault("wall_minutes", result["this_run_minutes"])  # a reused measurement keeps its demo's time
+    (demo.out / "results.json").write_text(json.dumps(result, indent=1))
+    print(format_report(result))
+    return result
+
+
+def street_stages(demo: Demo, clock: Estimate) -> dict:
+    """The synthetic street dataset: data, both models, the segmenter, the measurement."""
     from vid2vid.config import load_config
 
-    started, clock = time.perf_counter(), Estimate(demo)
-    demo.out.mkdir(parents=True, exist_ok=True)
-    announce_device(demo.device)
     image_cfg = load_config(demo.image_config, demo.overrides)
     clock.stage(1, "data", "generate and check the synthetic street dataset")
     _vid2vid("check-data", "--config", str(demo.image_config), *_set(demo.overrides))
+    trained = train_models(demo, clock)
+    clock.stage(4, "segmenter", f"train the segmentation network for the quality metric ({demo.segmenter_steps} "
+                f"steps, about {demo.budget('segmenter'):.3g} min on 2 idle cores; cached in {image_cfg.data.root})")
+    segmenter = train_segmenter(image_cfg, demo.segmenter_steps)
+    clock.stage(5, "measure", "render the held-out sequences with both models and measure them")
+    return measure(demo, segmenter, trained)
+
+
+def face_stages(demo: Demo, clock: Estimate, frames: int) -> dict:
+    """A talking-head video: prepare it, both models, the measurement (no segmenter)."""
+    backend, why = landmark_backend(demo.landmarks)
+    n_test = int(round(frames * FACE_TEST_FRACTION))
+    clock.stage(1, "prepare", f"prepare {demo.video} -> {demo.data}: face landmarks by {backend} ({why}); train = "
+                f"its first {frames - n_test} frames, test = the last {n_test} (one held-out sequence)")
+    prepare_face(demo, backend)
+    demo.out.mkdir(parents=True, exist_ok=True)
+    trained = train_models(demo, clock)
+    clock.stage(4, "measure", "render the held-out sequence with both models and measure it")
+    return measure_face(demo, trained, backend)
+
+
+def train_models(demo: Demo, clock: Estimate) -> dict:
+    """Stages 2 and 3: the per-frame model, then the video model with its image branch from it (both on time)."""
     trained = {}
     image_export = demo.out / "per_frame" / "export"
     for n, (name, config, out, extra) in enumerate((
             ("per-frame", demo.image_config, demo.out / "per_frame", []),
             ("vid2vid", demo.video_config, demo.out / "vid2vid", [f"model.init_from={image_export}"])), start=2):
         clock.stage(n, name, f"train {name} for {demo.budget(name):.3g} min -> {out}")
-        trained[name] = train_for(config, demo.overrides + extra + [f"train.out_dir={out}"], demo.budget(name), out)
-    clock.stage(4, "segmenter", f"train the segmentation network for the quality metric ({demo.segmenter_steps} "
-                f"steps, about {demo.budget('segmenter'):.3g} min on 2 idle cores; cached in {image_cfg.data.root})")
-    segmenter = train_segmenter(image_cfg, demo.segmenter_steps)
-    clock.stage(5, "measure", "render the held-out sequences with both models and measure them")
-    result = measure(demo, segmenter, trained)
-    result["this_run_minutes"] = (time.perf_counter() - started) / 60
-    result.setdefault("wall_minutes", result["this_run_minutes"])  # a reused measurement keeps its demo's time
-    (demo.out / "results.json").write_text(json.dumps(result, indent=1))
-    print(format_report(result))
-    return result
+        trained[name] = train_for(config, demo.settings + extra + [f"train.out_dir={out}"], demo.budget(name), out)
+    return trained
 
 
 class Estimate:
@@ -97,9 +177,10 @@ class Estimate:
         self.demo, self.start = demo, time.perf_counter()
 
     def stage(self, n: int, name: str, what: str) -> None:
-        ahead = sum(self.demo.budget(s) for s in list(SHARES)[max(0, n - 2):]) + MEASURE_MINUTES
+        ahead = sum(self.demo.budget(s) for s in list(self.demo.shares)[max(0, n - 2):]) + MEASURE_MINUTES
         spent = (time.perf_counter() - self.start) / 60
-        print(f"\n[demo {n}/5] {what}  (demo: {spent:.1f} min spent, at most ~{ahead:.0f} min left)", flush=True)
+        print(f"\n[demo {n}/{self.demo.stages}] {what}  (demo: {spent:.1f} min spent, at most ~{ahead:.0f} min left)",
+              flush=True)
 
 
 def announce_device(device: str) -> None:
@@ -156,23 +237,38 @@ def _fingerprint(*folders: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def measure(demo: Demo, segmenter, trained: dict) -> dict:
-    """Stage 5: render through tools/compare_models.py's comparison, add segmentation scores, write the pictures."""
+def measured_before(demo: Demo, trained: dict) -> tuple[str, dict | None]:
+    """(the fingerprint of both exports and of the measurement, the results.json measured with it or None)."""
+    key = f"{_fingerprint(Path(trained['per-frame']['export']), Path(trained['vid2vid']['export']))}-{MEASURE_VERSION}"
+    cached = demo.out / "results.json"
+    if cached.is_file() and json.loads(cached.read_text()).get("fingerprint") == key:
+        print(f"demo: both models unchanged since the last measurement; reusing {cached}")
+        return key, json.loads(cached.read_text())
+    return key, None
+
+
+def compare(demo: Demo, trained: dict) -> dict:
+    """Both models on the held-out sequences through tools/compare_models.py's comparison (frames and mp4s in
+    <out>/videos, the flicker plots beside them)."""
     sys.path.insert(0, str(REPO / "tools"))
     import compare_models
 
     from vid2vid.eval.postprocess import DEFAULT_WEIGHT
+
+    args = Namespace(image=trained["per-frame"]["export"], video=trained["vid2vid"]["export"], data=None,
+                     phase="test", out=str(demo.out / "videos"), max_frames=0, json=None, device=demo.device,
+                     plot=True, skip=None, blend=DEFAULT_WEIGHT)
+    return compare_models.compare(args)
+
+
+def measure(demo: Demo, segmenter, trained: dict) -> dict:
+    """Stage 5: render through tools/compare_models.py's comparison, add segmentation scores, write the pictures."""
     from vid2vid.eval.quality import evaluate_quality
 
-    image, video = Path(trained["per-frame"]["export"]), Path(trained["vid2vid"]["export"])
-    key = f"{_fingerprint(image, video)}-{MEASURE_VERSION}"
-    cached = demo.out / "results.json"
-    if cached.is_file() and json.loads(cached.read_text()).get("fingerprint") == key:
-        print(f"demo: both models unchanged since the last measurement; reusing {cached}")
-        return json.loads(cached.read_text())
-    args = Namespace(image=str(image), video=str(video), data=None, phase="test", out=str(demo.out / "videos"),
-                     max_frames=0, json=None, device=demo.device, plot=True, skip=None, blend=DEFAULT_WEIGHT)
-    result = compare_models.compare(args)
+    key, cached = measured_before(demo, trained)
+    if cached is not None:
+        return cached
+    result = compare(demo, trained)
     made = {label: [Path(r["mp4"]).with_suffix("") for r in rows]  # the lossless PNG folders beside each mp4
             for label, rows in result["rows"].items() if label != "real frames"}
     quality = evaluate_quality(result["data"], result["phase"], made, segmenter=segmenter, device="cpu")
@@ -180,33 +276,45 @@ def measure(demo: Demo, segmenter, trained: dict) -> dict:
                          for label, row in quality["rows"].items()}
     result["segmenter"] = {k: quality["segmenter"].get(k) for k in ("steps_done", "train_seconds", "cache",
                                                                      "prior_only_miou")}
+    from vid2vid.imaging import label_palette
+
+    name, clip, cfg = first_sequence(demo, result)
+    colours = label_palette(cfg.data.label_nc)[clip["labels"].numpy()]  # [T,H,W,3]
     result.update(fingerprint=key, trained=trained, minutes=demo.minutes,
-                  pictures=write_pictures(demo, result))
+                  pictures=write_pictures(demo, result, name, colours, PANELS, cfg.render.fps))
     return result
 
 
 STRIP_FRAMES = (0, 10, 20, 29)  # the PNG strip's rows (clamped to the sequence's length)
 PANELS = ("per-frame", "per-frame filtered", "vid2vid", "real frames")  # after the label colours
+FACE_PANELS = ("per-frame", "vid2vid", "real frames")  # after the landmark input
+LEGEND = {"street": "labels | per-frame | per-frame filtered | vid2vid | real",
+          "face": "landmark input | per-frame | vid2vid | real"}
 
 
-def write_pictures(demo: Demo, result: dict) -> dict:
-    """The first sequence side by side (labels | per-frame | per-frame filtered | vid2vid | real) as an mp4 and a
-    PNG strip of frames STRIP_FRAMES."""
+def first_sequence(demo: Demo, result: dict) -> tuple[str, dict, object]:
+    """The first held-out sequence as the comparison loaded it (whole frames at data.load_size), and the video
+    model's config: (name, item, config)."""
     from vid2vid.config import load_config
     from vid2vid.data.sequences import whole_sequences
-    from vid2vid.imaging import label_palette
+
+    cfg = load_config(demo.video_config, demo.settings)
+    return *whole_sequences(replace(cfg.data, root=result["data"]), result["phase"])[0], cfg
+
+
+def write_pictures(demo: Demo, result: dict, name: str, first: np.ndarray, panels: tuple[str, ...], fps: float
+                   ) -> dict:
+    """The first sequence side by side (first [T,H,W,3], the input as a picture | the rows `panels` of the
+    comparison) as an mp4 and a PNG strip of frames STRIP_FRAMES."""
     from vid2vid.video_io import VideoWriter, iter_frames
 
-    cfg = load_config(demo.video_config, demo.overrides)
-    name, clip = whole_sequences(replace(cfg.data, root=result["data"]), result["phase"])[0]
-    colours = label_palette(cfg.data.label_nc)[clip["labels"].numpy()]  # [T,H,W,3]
-    first = {label: Path(rows[0]["mp4"]).with_suffix("") for label, rows in result["rows"].items()}  # PNG folders
-    streams = [iter(colours)] + [iter_frames(first[k]) for k in PANELS]
+    folders = {label: Path(rows[0]["mp4"]).with_suffix("") for label, rows in result["rows"].items()}  # PNG folders
+    streams = [iter(first)] + [iter_frames(folders[k]) for k in panels]
     side_by_side, strip_rows = demo.out / "side_by_side.mp4", []
-    picks = {min(t, len(colours) - 1) for t in STRIP_FRAMES}
-    with VideoWriter(side_by_side, fps=cfg.render.fps) as writer:
+    picks = {min(t, len(first) - 1) for t in STRIP_FRAMES}
+    with VideoWriter(side_by_side, fps=fps) as writer:
         for t, frames in enumerate(zip(*streams, strict=False)):
-            row = np.concatenate([np.asarray(f)[..., :3] for f in frames], axis=1)  # [H,5W,3]
+            row = np.concatenate([np.asarray(f)[..., :3] for f in frames], axis=1)  # [H,(1+panels)W,3]
             writer.write(row)
             if t in picks:
                 strip_rows.append(row)
@@ -215,6 +323,126 @@ def write_pictures(demo: Demo, result: dict) -> dict:
     plot = Path(result["rows"]["vid2vid"][0]["mp4"]).parent / "flicker.png"
     return {"side_by_side": str(side_by_side), "strip": str(strip), "flicker_plot": str(plot),
             "sequence": name, "strip_frames": sorted(picks)}
+
+
+# ---- the face demo: the user's video ----
+
+def check_face_video(demo: Demo) -> int:
+    """The video's frame count; a UserError naming the file and the fix when it cannot make a face demo (missing,
+    not a video, too short for the split, or prepared before from another video under this --out)."""
+    from vid2vid.video_io import probe
+
+    video = demo.video
+    if video is None:
+        raise UserError("demo --task face: give the talking-head video with --video FILE, e.g. --video talk.mp4")
+    if not video.is_file():
+        raise UserError(f"--video {video}: no such file; give a video of one talking face (any container PyAV "
+                        "reads, e.g. talk.mp4)")
+    frames = probe(video).n_frames
+    if not face_split_ok(frames):
+        raise UserError(f"--video {video}: {frames} frames; the face demo needs at least {FACE_MIN_FRAMES} (its first "
+                        f"{1 - FACE_TEST_FRACTION:.0%} make at least 2 training sequences of {FACE_SEQ_LEN} frames, "
+                        f"its last {FACE_TEST_FRACTION:.0%} the held-out one, of at least 4 frames); use a longer "
+                        "video (a few seconds)")
+    stamp = demo.data / STAMP
+    if demo.data.exists():
+        before = json.loads(stamp.read_text()) if stamp.is_file() else None
+        wanted = data_stamp(demo, landmark_backend(demo.landmarks)[0])
+        if before != wanted:
+            what = (f"from {before['video']} with --landmarks {before['landmarks']}" if before else
+                    f"without {STAMP} (not by the demo, or interrupted)")
+            raise UserError(f"{demo.data} was prepared {what}; this run asks for {video.resolve()} with --landmarks "
+                            f"{wanted['landmarks']}: pass another --out for another video (or backend), or remove "
+                            f"{demo.out.parent} to start over")
+    return frames
+
+
+def face_split_ok(frames: int) -> bool:
+    """Whether the face demo's split of `frames` has 2 training sequences and a held-out one of >= 4 frames."""
+    from vid2vid.data.prepare import split_sequences
+
+    plan = split_sequences(frames, FACE_SEQ_LEN, FACE_TEST_FRACTION, 0)
+    return (sum(phase == "train" for phase, _, _ in plan) >= 2
+            and sum(count for phase, _, count in plan if phase == "test") >= 4)
+
+
+STAMP = "demo_source.json"  # in the prepared folder: which video and settings made it
+
+
+def data_stamp(demo: Demo, backend: str) -> dict:
+    stat = demo.video.stat()
+    return {"video": str(demo.video.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "landmarks": backend, "seq_len": FACE_SEQ_LEN, "test_fraction": FACE_TEST_FRACTION, "test_seq_len": 0}
+
+
+def landmark_backend(asked: str | None) -> tuple[str, str]:
+    """(the landmark backend, why): the one asked for, else mediapipe when it can be imported, else dlib."""
+    if asked is not None:
+        return asked, "--landmarks"
+    try:
+        import mediapipe  # noqa: F401
+    except Exception:  # not installed (Python 3.13+), or its native libraries missing
+        return "dlib", "the default: mediapipe cannot be imported here; dlib is slower (~0.2 s a frame)"
+    return "mediapipe", "the default: importable here, fast; --landmarks dlib for the original's detector"
+
+
+def prepare_face(demo: Demo, backend: str) -> None:
+    """Stage 1: `vid2vid prepare video FILE <out>/data --labels face --landmarks B --test-seq-len 0` (in this
+    process, so that its errors are the demo's), or the folder a run before prepared from the same video. A
+    failure leaves nothing behind: prepare writes atomically, and an --out folder made for it is removed."""
+    from vid2vid.data.prepare_face import prepare_face_video
+
+    if demo.data.exists():  # check_face_video made sure it is this video's
+        print(f"demo: reusing {demo.data} (prepared from {demo.video} with --landmarks {backend})")
+        return
+    made = [p for p in (demo.data.parent, *demo.data.parent.parents) if not p.exists()]
+    try:
+        print(prepare_face_video(demo.video, demo.data, landmarks=backend, seq_len=FACE_SEQ_LEN,
+                                 test_fraction=FACE_TEST_FRACTION, test_seq_len=0), flush=True)
+        (demo.data / STAMP).write_text(json.dumps(data_stamp(demo, backend), indent=1))
+    except BaseException:
+        shutil.rmtree(demo.data, ignore_errors=True)
+        for folder in made:  # innermost first; only the empty ones this run made
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def measure_face(demo: Demo, trained: dict, backend: str) -> dict:
+    """Stage 4: tools/compare_models.py's comparison on the held-out tail (no segmenter), the landmark NME's place,
+    the pictures."""
+    key, cached = measured_before(demo, trained)
+    if cached is not None:
+        return cached
+    result = compare(demo, trained)
+    landmark_nme(result)
+    name, clip, cfg = first_sequence(demo, result)
+    pictures = write_pictures(demo, result, name, face_input_pictures(clip, cfg.data.label_nc), FACE_PANELS,
+                              cfg.render.fps)
+    result.update(fingerprint=key, trained=trained, minutes=demo.minutes, task="face", video=str(demo.video),
+                  landmarks=backend, pictures=pictures)
+    return result
+
+
+def landmark_nme(result: dict) -> None:
+    """THE PLACE FOR THE LANDMARK NME: each row's landmark consistency (landmarks re-detected on its frames against
+    the input's, normalised by the inter-ocular distance; vid2vid/landmarks/consistency.py, being written). Until
+    then every row's "nme" is None and the table prints "-"."""
+    for rows in result["rows"].values():
+        for row in rows:
+            row["nme"] = None
+
+
+def face_input_pictures(clip: dict, n_parts: int) -> np.ndarray:
+    """The landmark input as a picture: the edge map (channel 0 of the face input; brightened, as thin lines drawn
+    at a large frame's size fade when resized to the crop) in white over the part labels' colours, darkened ->
+    uint8 [T,H,W,3]."""
+    from vid2vid.imaging import label_palette
+
+    parts = label_palette(n_parts)[clip["labels"].numpy()].astype(np.float32) * 0.4  # [T,H,W,3]
+    edges = clip["cond"][:, 0].numpy().clip(0, 1)[..., None]  # [T,H,W,1]
+    edges = np.sqrt(edges / max(float(edges.max()), 1e-3)) * 255
+    return np.maximum(parts, edges).round().astype(np.uint8)
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
@@ -239,18 +467,24 @@ def _cell(v, fmt) -> str:
 
 
 def table_rows(result: dict) -> list[str]:
-    """The table's header and one line per row (means over the held-out sequences)."""
-    lines = ["model | trained | PSNR dB | seg. mIoU % (pixel acc. %) | detail (aligned) | E_warp x1e3 | "
-             "vid2vid/this E_warp: raw, matched | tOF px | render frames/s", "---|---|---|---|---|---|---|---|---"]
+    """The table's header and one line per row (means over the held-out sequences). The street demo has a
+    segmentation column; the face demo a landmark NME column instead (each row's "nme"; "-" until it is measured)."""
+    face = result.get("task") == "face"
+    columns = ["model", "trained", "PSNR dB", "landmark NME" if face else "seg. mIoU % (pixel acc. %)",
+               "detail (aligned)", "E_warp x1e3", "vid2vid/this E_warp: raw, matched", "tOF px", "render frames/s"]
+    lines = [" | ".join(columns), "|".join(["---"] * len(columns))]
     for label, rows in result["rows"].items():
         t = result["trained"].get(label)
         run = f"{t['minutes']:.1f} min, {t['steps']} steps" if t else "-"
-        quality = result["quality"].get(label, {})
-        miou, acc = quality.get("miou"), quality.get("pixel_accuracy")  # one confusion matrix over all frames
+        if face:
+            third = _cell(_mean(rows, "nme"), ".3f")
+        else:
+            quality = result["quality"].get(label, {})
+            miou, acc = quality.get("miou"), quality.get("pixel_accuracy")  # one confusion matrix over all frames
+            third = f"{_cell(miou and 100 * miou, '.1f')} ({_cell(acc and 100 * acc, '.1f')})"
         e_warp = _mean(rows, "e_warp")
         raw, matched = _vs_vid2vid(rows)
-        lines.append(f"{NAMES.get(label, label)} | {run} | {_cell(_mean(rows, 'psnr'), '.2f')} | "
-                     f"{_cell(miou and 100 * miou, '.1f')} ({_cell(acc and 100 * acc, '.1f')}) | "
+        lines.append(f"{NAMES.get(label, label)} | {run} | {_cell(_mean(rows, 'psnr'), '.2f')} | {third} | "
                      f"{_cell(_mean(rows, 'detail'), '.2f')} ({_cell(_mean(rows, 'detail_aligned'), '.2f')}) | "
                      f"{_cell(e_warp and 1e3 * e_warp, '.3f')} | {_cell(raw, '.2f')}, {_cell(matched, '.2f')} | "
                      f"{_cell(_mean(rows, 'tof'), '.3f')} | {_cell(_mean(rows, 'fps'), '.1f')}")
@@ -259,12 +493,18 @@ def table_rows(result: dict) -> list[str]:
 
 def verdict(result: dict) -> list[str]:
     """The comparison against issue 25's bar: detail, E_warp at matched detail against the per-frame model and
-    both baselines, PSNR and mIoU."""
-    rows, quality = result["rows"], result["quality"]
+    both baselines, PSNR and mIoU. The face demo: the same figures, without a bar (none is set for faces)."""
+    rows = result["rows"]
     raw, matched = _vs_vid2vid(rows["per-frame"])
     blur, filtered = _vs_vid2vid(rows["per-frame + blur"])[1], _vs_vid2vid(rows["per-frame filtered"])[1]
     detail = _mean(rows["vid2vid"], "detail")
     d_psnr = _mean(rows["vid2vid"], "psnr") - _mean(rows["per-frame"], "psnr")
+    if result.get("task") == "face":
+        return [f"vid2vid vs per-frame: E_warp x{raw:.2f} raw, x{matched:.2f} at matched detail; at matched detail "
+                f"vs per-frame + blur x{blur:.2f}, vs per-frame filtered x{filtered:.2f}; detail {detail:.2f} of the "
+                f"real frames'; PSNR {d_psnr:+.2f} dB (lower E_warp ratios: vid2vid steadier; no bar is set for "
+                "faces)"]
+    quality = result["quality"]
     d_miou = 100 * (quality["vid2vid"]["miou"] - quality["per-frame"]["miou"])
     ok = detail >= 0.9 and matched <= 0.6 and blur < 1 and filtered < 1 and d_psnr >= -1 and d_miou >= -3
     return [f"vid2vid vs per-frame: E_warp x{raw:.2f} raw, x{matched:.2f} at matched detail (bar: <= 0.6); "
@@ -276,19 +516,25 @@ def verdict(result: dict) -> list[str]:
 def format_report(result: dict) -> str:
     """The table (means over the held-out sequences), the checks against the issue's bar, and the paths."""
     per = result["rows"]["per-frame"]
-    segmenter = result.get("segmenter", {})
+    task = result.get("task", "street")
+    if task == "face":
+        third = (f"landmark NME: not measured yet ('-'; its place: vid2vid.demo.landmark_nme); E_warp on OpenCV DIS "
+                 f"flow between the real frames; the video {result['video']}, landmarks by {result['landmarks']}")
+    else:
+        segmenter = result.get("segmenter", {})
+        third = (f"mIoU: the segmenter of tools/eval_quality.py trained {segmenter.get('steps_done')} steps on "
+                 f"the real training frames ({segmenter.get('cache')}); 'real frames' is its ceiling")
     lines = table_rows(result) + [""] + verdict(result) + [
         f"{len(per)} held-out sequences of {result['data']}, frames t >= {result.get('skip', 0)} (the video model's "
         f"seed frames left out); demo wall time {result.get('wall_minutes', 0):.1f} min (this run: "
         f"{result.get('this_run_minutes', 0):.1f} min)",
         "detail: high-frequency energy (mean |Y - Gaussian(Y, 1.5)|) / the real frames'; aligned: in-place gain on "
         "the real frames' high-pass; matched: the sharper of vid2vid and the row blurred to the other's detail",
-        f"mIoU: the segmenter of tools/eval_quality.py trained {segmenter.get('steps_done')} steps on "
-        f"the real training frames ({segmenter.get('cache')}); 'real frames' is its ceiling", ""]
+        third, ""]
     for label, rows in result["rows"].items():
         lines.append(f"{NAMES.get(label, label)}: {', '.join(r['mp4'] for r in rows)}")
     pictures = result["pictures"]
-    lines += [f"side by side (labels | per-frame | per-frame filtered | vid2vid | real): {pictures['side_by_side']}",
+    lines += [f"side by side ({LEGEND[task]}): {pictures['side_by_side']}",
               f"PNG strip (frames {pictures['strip_frames']}): {pictures['strip']}",
               f"per-frame flicker of both models: {pictures['flicker_plot']}"]
     return "\n".join(lines)

@@ -139,25 +139,31 @@ def load_labeller(path: str | os.PathLike, spec: str | None = None, size: Size |
     return FrameLabeller(f"kmeans:{k}", size, centres)
 
 
-def split_sequences(n: int, seq_len: int, test_fraction: float) -> list[tuple[str, int, int]]:
-    """(phase, first frame, frame count) per sequence. A remainder shorter than seq_len/2 joins the
-    sequence before it."""
+def split_sequences(n: int, seq_len: int, test_fraction: float, test_seq_len: int | None = None
+                    ) -> list[tuple[str, int, int]]:
+    """(phase, first frame, frame count) per sequence, by time: train = the first frames, test = the last
+    round(n * test_fraction), each cut into sequences of seq_len frames (the test tail: of test_seq_len; None: seq_len;
+    0: the whole tail as one sequence). A remainder shorter than half a sequence joins the sequence before it."""
     n_test = int(round(n * test_fraction))
     out = []
-    for phase, start, count in (("train", 0, n - n_test), ("test", n - n_test, n_test)):
-        chunks = [[s, min(seq_len, start + count - s)] for s in range(start, start + count, seq_len)]
-        if len(chunks) > 1 and chunks[-1][1] < max(2, seq_len / 2):
+    tail = seq_len if test_seq_len is None else test_seq_len or max(n_test, 1)
+    for phase, start, count, length in (("train", 0, n - n_test, seq_len), ("test", n - n_test, n_test, tail)):
+        chunks = [[s, min(length, start + count - s)] for s in range(start, start + count, length)]
+        if len(chunks) > 1 and chunks[-1][1] < max(2, length / 2):
             chunks[-2][1] += chunks.pop()[1]
         out += [(phase, s, c) for s, c in chunks if c >= 2]
     return out
 
 
 def plan_sequences(input: Path, out: Path, seq_len: int, test_fraction: float,
-                   max_frames: int | None) -> tuple[int, list[tuple[str, int, int]]]:
+                   max_frames: int | None, test_seq_len: int | None = None) -> tuple[int, list[tuple[str, int, int]]]:
     """The checks every `prepare video` makes (arguments, a new output folder) and its plan: (frames used,
     split_sequences of them)."""
     if seq_len < 2:
         raise UserError(f"--seq-len {seq_len}: a sequence needs at least 2 frames")
+    if test_seq_len is not None and test_seq_len != 0 and test_seq_len < 2:
+        raise UserError(f"--test-seq-len {test_seq_len}: a sequence needs at least 2 frames (0: the whole held-out "
+                        "tail as one sequence)")
     if not 0.0 <= test_fraction < 1.0:
         raise UserError(f"--test-fraction {test_fraction}: must be in [0, 1)")
     if out.exists():
@@ -165,7 +171,7 @@ def plan_sequences(input: Path, out: Path, seq_len: int, test_fraction: float,
     n = probe(input).n_frames
     if max_frames is not None:
         n = min(n, max_frames)
-    plan = split_sequences(n, seq_len, test_fraction)
+    plan = split_sequences(n, seq_len, test_fraction, test_seq_len)
     if not plan:
         raise DataError(f"{input}: only {n} frames; too few for one sequence of at least 2 frames")
     return n, plan
@@ -191,11 +197,11 @@ def resized(frame: np.ndarray, size: Size | None) -> np.ndarray:
 
 def prepare_video(input: str | os.PathLike, out: str | os.PathLike, *, labels: str = "edges",
                   size: Size | None = None, seq_len: int = 30, test_fraction: float = 0.2,
-                  max_frames: int | None = None) -> str:
+                  max_frames: int | None = None, test_seq_len: int | None = None) -> str:
     """Write a vid2vid-layout dataset (train_A/B, test_A/B) made from one video. Returns a summary."""
     kind, label_nc = parse_labels(labels)
     input, out = Path(input), Path(out)
-    n, plan = plan_sequences(input, out, seq_len, test_fraction, max_frames)
+    n, plan = plan_sequences(input, out, seq_len, test_fraction, max_frames, test_seq_len)
     labeller = fit_labeller(labels, input, n, size)
     where, counters = frame_places(plan)
     with atomic_dir(out) as tmp:

@@ -4,7 +4,8 @@ vid2vid's face layout from one video of a face.
     OUT/<phase>_img/<seq>/00000.png        the frames (at --size when given)
     OUT/<phase>_keypoints/<seq>/00000.txt  dlib's 68 landmarks of that frame, `x,y` lines in its pixels
 
-The split into train/test sequences is the one of `prepare video` (split_sequences). One face is followed through
+The split into train/test sequences is the one of `prepare video` (split_sequences: by time, the test phase the
+video's last frames). One face is followed through
 the whole video (vid2vid.landmarks.FaceTracker: the largest face of the first frame with one, then the nearest);
 frames where it is not found get points interpolated between the frames around them (held at the ends), and the
 summary says how many there were. Landmarks are detected on the frames as written (after --size). With --smooth
@@ -32,10 +33,11 @@ MANY_MISSING = 0.2  # the share of frames without a face above which the summary
 
 def prepare_face_video(input: str | os.PathLike, out: str | os.PathLike, *, landmarks: str = "dlib",
                        size: Size | None = None, seq_len: int = 30, test_fraction: float = 0.2,
-                       max_frames: int | None = None, smooth: OneEuro | None = None) -> str:
+                       max_frames: int | None = None, test_seq_len: int | None = None,
+                       smooth: OneEuro | None = None) -> str:
     """Write the face layout (<phase>_img, <phase>_keypoints) of one video. Returns a summary."""
     input, out = Path(input), Path(out)
-    n, plan = plan_sequences(input, out, seq_len, test_fraction, max_frames)
+    n, plan = plan_sequences(input, out, seq_len, test_fraction, max_frames, test_seq_len)
     where, counters = frame_places(plan)
     backend = open_backend(landmarks)
     try:
