@@ -54,14 +54,18 @@ def test_face_demo_prepares_trains_measures_and_reuses_its_work(tmp_path):
     assert sorted(p.name for p in (data / "test_img").iterdir()) == ["seq_0000"]  # the held-out tail: one sequence
     assert len(list((data / "test_img" / "seq_0000").glob("*.png"))) == 12
     table = first.stdout[first.stdout.index("model | trained"):]
-    assert table.splitlines()[0].startswith("model | trained | PSNR dB | landmark NME | detail (aligned)")
+    header = "model | trained | PSNR dB | landmark NME (face found %) | detail (aligned)"
+    assert table.splitlines()[0].startswith(header)
     for row in ("real frames |", "per-frame pix2pixHD |", "per-frame + blur |", "per-frame filtered |", "vid2vid |",
-                "vid2vid vs per-frame: E_warp x", "landmark NME: not measured yet"):
+                "vid2vid vs per-frame: E_warp x", "landmark NME: landmarks detected again"):
         assert row in table, table
     result = json.loads((out / "results.json").read_text())
     assert result["task"] == "face" and result["video"] == str(video) and "quality" not in result
     assert set(result["rows"]) == {"real frames", "per-frame", "per-frame + blur", "per-frame filtered", "vid2vid"}
-    assert all(row["nme"] is None for rows in result["rows"].values() for row in rows)  # the landmark NME's place
+    for label, rows in result["rows"].items():  # landmarks detected again on every row's frames
+        assert all(0 <= row["found"] <= 1 and (row["nme"] is None) == (row["found"] == 0) for row in rows), label
+    if result["landmarks"] == "mediapipe":  # it finds the procedural face in the real crops (dlib does not)
+        assert result["rows"]["real frames"][0]["found"] == 1 and result["rows"]["real frames"][0]["nme"] < 0.15
     assert all(r["psnr"] > 0 for r in result["rows"]["vid2vid"])
     trained = result["trained"]
     assert set(trained) == {"per-frame", "vid2vid"} and all(t["steps"] >= 1 for t in trained.values())
