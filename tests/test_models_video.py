@@ -356,18 +356,35 @@ def test_flow_prior_labels_is_the_new_models_flow_and_the_config_checks_it():
 
 
 def test_label_agreement_is_one_where_the_flow_aligns_the_labels_and_zero_where_it_does_not():
-    """label_agreement: frame t-1's channels warped by the true motion (t -> t-1: u = -3) agree with frame t's
-    everywhere away from the left border; warped by zero flow they disagree exactly where the shift changed the
-    class (0 there, 1 elsewhere); both up to the sampling positions' roundoff."""
+    """label_agreement per pixel (window 1): frame t-1's channels warped by the true motion (t -> t-1: u = -3)
+    agree with frame t's everywhere away from the left border; warped by zero flow they disagree exactly where the
+    shift changed the class (0 there, 1 elsewhere); both up to the sampling positions' roundoff."""
     from vid2vid.models.video import label_agreement
 
     labels = _shifted_label_maps(3)  # [1,2,C+1,H,W]
     true_flow = torch.zeros(1, 2, 64, 96)
     true_flow[:, 0] = -3
-    torch.testing.assert_close(label_agreement(labels, true_flow)[..., 3:], torch.ones(1, 1, 64, 93))
+    torch.testing.assert_close(label_agreement(labels, true_flow, window=1)[..., 3:], torch.ones(1, 1, 64, 93))
     changed = (labels[:, 0] != labels[:, 1]).any(1, keepdim=True)  # [1,1,H,W]
     assert changed.any()
-    torch.testing.assert_close(label_agreement(labels, torch.zeros(1, 2, 64, 96)), (~changed).float())
+    torch.testing.assert_close(label_agreement(labels, torch.zeros(1, 2, 64, 96), window=1), (~changed).float())
+
+
+def test_label_agreement_over_its_window_ignores_pixel_noise_but_not_a_displaced_region():
+    """The default window (5 px): a label map whose classes flip at 2% of the pixels between frames (the labels of
+    a noisy clip) still agrees at >= 0.8 everywhere under zero flow (0.96 for one flip in a whole window), where per pixel it is 0 at every flip; a
+    region displaced by 8 px (zero flow: the wrong flow) disagrees completely (0) inside its cells."""
+    from vid2vid.models.video import GATE_WINDOW, label_agreement
+
+    assert GATE_WINDOW == 5
+    labels = _shifted_label_maps(0)  # [1,2,C+1,H,W], frames t-1 = t
+    flips = torch.rand(64, 96, generator=torch.Generator().manual_seed(1)) < 0.02
+    noisy = labels[0, 1].argmax(0).masked_fill(flips, LABEL_NC - 1)  # [H,W] class ids, 2% set to the last class
+    labels[0, 1, :LABEL_NC] = torch.nn.functional.one_hot(noisy, LABEL_NC).permute(2, 0, 1).float()
+    zero = torch.zeros(1, 2, 64, 96)
+    pooled = label_agreement(labels, zero)
+    assert label_agreement(labels, zero, window=1).min() == 0 and pooled.min() >= 0.8 and pooled.mean() > 0.97
+    assert label_agreement(_shifted_label_maps(8), zero).min() == 0
 
 
 def test_warp_gate_labels_uses_the_hallucinated_frame_where_the_warped_labels_disagree():
@@ -379,7 +396,7 @@ def test_warp_gate_labels_uses_the_hallucinated_frame_where_the_warped_labels_di
 
     torch.manual_seed(0)
     g = VideoGenerator(LABEL_NC + 1, 2, ngf=8, n_downsample=2, n_blocks=2, use_fg=False)
-    labels, prev = _shifted_label_maps(2, size=(32, 48)), torch.rand(1, 1, 3, 32, 48) * 2 - 1
+    labels, prev = _shifted_label_maps(8, size=(32, 48)), torch.rand(1, 1, 3, 32, 48) * 2 - 1
     plain = g(labels, prev)
     assert set_flow_options(g, gate="labels") == 1
     gated = g(labels, prev)

@@ -198,13 +198,20 @@ def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "non
     return len(scales)
 
 
-def label_agreement(labels: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+GATE_WINDOW = 5  # px: label_agreement compares box-filtered label maps (BENCHMARKS.md, issue 25)
+
+
+def label_agreement(labels: torch.Tensor, flow: torch.Tensor, window: int = GATE_WINDOW) -> torch.Tensor:
     """labels [B,N,C,H,W] (frames ..t-1, t), flow [B,2,H,W] t -> t-1 -> [B,1,H,W] in [0,1]: how far frame t-1's
-    input channels, warped by the flow, agree with frame t's (1 - half the L1 distance over channels: 0 where a
-    one-hot class differs, 1 where all channels match). Where they disagree the flow is wrong (or the content is
-    new), so the warped previous frame must not be used there."""
+    input channels, warped by the flow, agree with frame t's: 1 - half the L1 distance over channels of the two
+    maps box-filtered over window x window px (window 1: per pixel, 0 where a one-hot class differs). Where they
+    disagree the flow is wrong (or the content new), so the warped previous frame must not be used there; the
+    window makes a displacement of a whole region count and a pixel's class noise (labels of a noisy clip) not."""
     warped = backward_warp(labels[:, -2], flow, "bilinear")  # [B,C,H,W]
-    return (1 - 0.5 * (warped - labels[:, -1]).abs().sum(1, keepdim=True)).clamp(0, 1)
+    difference = warped - labels[:, -1]
+    if window > 1:
+        difference = F.avg_pool2d(difference, window, stride=1, padding=window // 2, count_include_pad=False)
+    return (1 - 0.5 * difference.abs().sum(1, keepdim=True)).clamp(0, 1)
 
 
 def gated_weight(scale: nn.Module, weight: torch.Tensor, labels: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
