@@ -372,8 +372,9 @@ def test_label_agreement_is_one_where_the_flow_aligns_the_labels_and_zero_where_
 
 def test_label_agreement_over_its_window_ignores_pixel_noise_but_not_a_displaced_region():
     """The default window (5 px): a label map whose classes flip at 2% of the pixels between frames (the labels of
-    a noisy clip) still agrees at >= 0.8 everywhere under zero flow (0.96 for one flip in a whole window), where per pixel it is 0 at every flip; a
-    region displaced by 8 px (zero flow: the wrong flow) disagrees completely (0) inside its cells."""
+    a noisy clip) still agrees at >= 0.8 everywhere under zero flow (0.96 for one flip in a whole window), where
+    per pixel it is 0 at every flip; a region displaced by 8 px (zero flow: the wrong flow) disagrees completely (0)
+    inside its cells."""
     from vid2vid.models.video import GATE_WINDOW, label_agreement
 
     assert GATE_WINDOW == 5
