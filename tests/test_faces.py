@@ -149,7 +149,8 @@ def test_train_and_render_face_models_through_the_cli(tmp_path, capsys):
     assert cli.main(["train", "--config", "configs/demo_face_image.yaml", "--set", *data, *SMALL,
                      f"train.out_dir={runs / 'image'}"]) == 0
     assert cli.main(["train", "--config", "configs/demo_face.yaml", "--set", *data, *SMALL, "data.n_frames=4",
-                     "data.max_frames=4", f"train.out_dir={runs / 'video'}"]) == 0
+                     "data.max_frames=4", f"train.out_dir={runs / 'video'}",
+                     f"model.init_from={runs / 'image' / 'export'}"]) == 0
     seq = root / "test_keypoints" / "seq_0000"
     out = tmp_path / "face.mp4"
     assert cli.main(["render", str(seq), str(out), "-m", str(runs / "video" / "export"), "--first-frame",

@@ -413,3 +413,16 @@ def test_warp_gate_labels_uses_the_hallucinated_frame_where_the_warped_labels_di
     for bad in (["model.warp_gate=labels", "model.name=pix2pixhd"], ["model.warp_gate=labels", "model.backbone=spade"]):
         with pytest.raises(ConfigError, match="model.warp_gate"):
             load_config(tiny, bad)
+
+
+def test_label_flow_of_edge_maps_follows_their_motion():
+    """model.flow_prior edges: DIS between the first input channel (an edge map, as the face input's) x 255 of frames
+    t and t-1 recovers the 3 px shift of the blob boundaries; the other channels do not matter."""
+    from vid2vid.models.video import label_flow
+
+    ids = _shifted_label_maps(3).argmax(2)  # [1,2,H,W]
+    edges = ((ids[..., 1:, :] != ids[..., :-1, :])[..., :, 1:] | (ids[..., :, 1:] != ids[..., :, :-1])[..., 1:, :])
+    edge_map = torch.nn.functional.pad(edges.float(), (1, 0, 1, 0))[:, :, None]  # [1,2,1,H,W]
+    noise = torch.rand(1, 2, 4, 64, 96, generator=torch.Generator().manual_seed(2))
+    flow = label_flow(torch.cat([edge_map, noise], 2), "edges")[0, :, 8:-8, 16:-16]
+    assert abs(flow[0].median().item() + 3) < 0.5 and flow[1].abs().median() < 0.5

@@ -132,7 +132,7 @@ def test_the_teacher_frames_are_the_per_frame_models(tmp_path):
 def test_teacher_and_mask_terms_join_the_generator_loss(tmp_path, tiny_data):
     """loss.teacher w adds G/teacher = w * L1(raw, the teacher's frames) (doubling w doubles it on the same first
     step); loss.mask_first_frame: any adds the mask term although the first frames are real; neither by default;
-    loss.teacher without model.init_from is a config error naming the key."""
+    loss.teacher without model.init_from is refused before training, naming the key."""
     import json
 
     from vid2vid.train import train
@@ -155,5 +155,7 @@ def test_teacher_and_mask_terms_join_the_generator_loss(tmp_path, tiny_data):
     half = first_step("half", "loss.l1=10", "loss.l1_final=5")
     assert l1["G/l1"] > 0 and "G/l1" not in no_final and no_final["G/l1_raw"] == pytest.approx(l1["G/l1_raw"], rel=1e-5)
     assert half["G/l1"] == pytest.approx(l1["G/l1"] / 2, rel=1e-5)
-    with pytest.raises(ConfigError, match="loss.teacher"):
-        load_config(TINY_VIDEO, ["loss.teacher=1"])
+    from vid2vid.train.checks import check_trainable
+
+    with pytest.raises(ConfigError, match="loss.teacher: 1.0 needs model.init_from"):
+        check_trainable(load_config(TINY_VIDEO, ["loss.teacher=1"]))

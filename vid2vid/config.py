@@ -135,10 +135,11 @@ class ModelConfig:
     flow_trained_by: Literal["all", "flow_terms"] = "all"
     # vid2vid: what the flow head's output is added to. none (the reference's): the head predicts the whole flow;
     # labels: OpenCV DIS flow between grey renderings of frame t's and t-1's input channels (computed in the
-    # forward, train and render alike), the head a correction. In a CPU budget the head learns no motion from the
+    # forward, train and render alike), the head a correction; edges: the same on the first input channel alone (an
+    # edge map: the face input's). In a CPU budget the head learns no motion from the
     # labels (its flow was no better than zero flow after 300 steps); DIS on the label maps halves that error
     # (BENCHMARKS.md, issue 25)
-    flow_prior: Literal["none", "labels"] = "none"
+    flow_prior: Literal["none", "labels", "edges"] = "none"
     # vid2vid: where the warped previous frame may be used. none (the reference's): wherever the weight head says;
     # labels: only where frame t-1's input channels, warped by the flow, agree with frame t's (elsewhere the flow
     # is wrong or the content new, and the hallucinated frame, which follows the labels, is used)
@@ -201,7 +202,7 @@ class LossConfig:
     # the mask term applies when model.first_frame is zeros (the reference's rule) or whatever it is ("any")
     mask_first_frame: Literal["zeros", "any"] = "zeros"
     # L1(raw frame, the frame of the per-frame model model.init_from on the same labels): the video model's
-    # hallucination keeps the per-frame model's detail (0 = off; needs model.init_from)
+    # hallucination keeps the per-frame model's detail (0 = off; training needs model.init_from)
     teacher: float = 0.0
     temporal_gan: float = 1.0  # per temporal discriminator scale
     temporal_feat: float = 10.0
@@ -396,8 +397,6 @@ def _check_training(cfg: Config) -> None:
           "model.first_frame", ff, "must be real, zeros or image-model:PATH (an exported per-frame model)")
     _rule(cfg.model.blend_init is None or 0 < cfg.model.blend_init < 1, "model.blend_init", cfg.model.blend_init,
           "must be in (0, 1) (the starting weight of the hallucinated frame), or null for the default init")
-    _rule(cfg.loss.teacher == 0 or cfg.model.init_from, "loss.teacher", cfg.loss.teacher,
-          "needs model.init_from (the per-frame model whose frames teach the raw frame); set it or loss.teacher: 0")
 
 
 def _check_unet_discriminator(cfg: Config) -> None:

@@ -178,22 +178,24 @@ def composition_flow(scale: nn.Module, flow: torch.Tensor) -> torch.Tensor:
 
 
 def flow_prior(scale: nn.Module, labels: torch.Tensor) -> torch.Tensor | float:
-    """What a scale's flow head output is added to: label_flow(labels) when the scale's `label_flow_prior` is set
-    (model.flow_prior labels, set_flow_options), else 0."""
-    return label_flow(labels) if getattr(scale, "label_flow_prior", False) else 0.0
+    """What a scale's flow head output is added to: label_flow(labels, prior) when the scale's `flow_prior` is
+    labels or edges (model.flow_prior, set_flow_options), else 0."""
+    prior = getattr(scale, "flow_prior", "none")
+    return 0.0 if prior == "none" else label_flow(labels, prior)
 
 
 def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "none", gate: str = "none") -> int:
-    """model.flow_trained_by (all | flow_terms), model.flow_prior (none | labels) and model.warp_gate (none |
+    """model.flow_trained_by (all | flow_terms), model.flow_prior (none | labels | edges) and model.warp_gate (none |
     labels) on every flow head of G (modules with `to_flow`) -> how many were set."""
     for key, value, allowed in (("flow_trained_by", trained_by, ("all", "flow_terms")),
-                                ("flow_prior", prior, ("none", "labels")), ("warp_gate", gate, ("none", "labels"))):
+                                ("flow_prior", prior, ("none", "labels", "edges")),
+                                ("warp_gate", gate, ("none", "labels"))):
         if value not in allowed:
             raise ValueError(f"{key} must be {' or '.join(allowed)}, got {value!r}")
     scales = [m for m in G.modules() if hasattr(m, "to_flow")]
     for scale in scales:
         scale.detach_composition_flow = trained_by == "flow_terms"
-        scale.label_flow_prior = prior == "labels"
+        scale.flow_prior = prior
         scale.label_warp_gate = gate == "labels"
     return len(scales)
 
@@ -228,12 +230,13 @@ def gated_weight(scale: nn.Module, weight: torch.Tensor, labels: torch.Tensor, f
 _DIS: list = []  # one OpenCV DIS instance per process, made on first use
 
 
-def label_flow(labels: torch.Tensor) -> torch.Tensor:
-    """model.flow_prior labels: labels [B,N,C,H,W] (semantics of frames t-N+1..t, N >= 2) -> flow [B,2,H,W] in
-    pixels, frame t -> t-1, no gradient: OpenCV DIS (fast preset down to full resolution, 10 variational
-    refinement iterations, 8 px patches at stride 3) between grey renderings of frames t and t-1 (each input
-    channel a fixed grey level: a one-hot map gives every class its own grey). On the CPU (a GPU tensor makes a
-    round trip)."""
+def label_flow(labels: torch.Tensor, render: str = "labels") -> torch.Tensor:
+    """model.flow_prior: labels [B,N,C,H,W] (input channels of frames t-N+1..t, N >= 2) -> flow [B,2,H,W] in pixels,
+    frame t -> t-1, no gradient: OpenCV DIS (fast preset down to full resolution, 10 variational refinement
+    iterations, 8 px patches at stride 3) between grey renderings of frames t and t-1. render labels: each input
+    channel a fixed grey level (a one-hot map gives every class its own grey); edges: the first channel (an edge map
+    in [0,1], the face input's) x 255 (greys of the face input's 14 distance maps follow the motion worse:
+    BENCHMARKS.md, issue 28). On the CPU (a GPU tensor makes a round trip)."""
     import cv2
     import numpy as np
 
@@ -244,12 +247,14 @@ def label_flow(labels: torch.Tensor) -> torch.Tensor:
         dis.setPatchSize(8)
         dis.setPatchStride(3)
         _DIS.append(dis)
-    channels = labels.shape[2]
-    greys = torch.Generator().manual_seed(7)
-    levels = torch.randperm(256, generator=greys)[:channels].float().clamp(16, 240)  # [C]
     with torch.no_grad():
-        grey = torch.einsum("bnchw,c->bnhw", labels[:, -2:].float().cpu(), levels).clamp(0, 255)
-        grey = grey.round().to(torch.uint8).numpy()  # [B,2,H,W]: frames t-1, t
+        last_two = labels[:, -2:].float().cpu()  # [B,2,C,H,W]: frames t-1, t
+        if render == "edges":
+            grey = last_two[:, :, 0] * 255
+        else:
+            levels = torch.randperm(256, generator=torch.Generator().manual_seed(7))[:labels.shape[2]]
+            grey = torch.einsum("bnchw,c->bnhw", last_two, levels.float().clamp(16, 240))
+        grey = grey.clamp(0, 255).round().to(torch.uint8).numpy()  # [B,2,H,W]
         flows = [_DIS[0].calc(np.ascontiguousarray(g[1]), np.ascontiguousarray(g[0]), None) for g in grey]
     return rearrange(torch.from_numpy(np.stack(flows)), "b h w c -> b c h w").to(labels.device, labels.dtype)
 

@@ -18,6 +18,9 @@ def check_trainable(cfg: Config, num_processes: int = 1) -> None:
     """Refuse settings this trainer cannot honour, naming the key and the fix."""
     if family(cfg).sequential:
         check_first_frame_model(cfg)
+    if cfg.loss.teacher > 0 and not cfg.model.init_from:  # a config may leave it to the command line (the demos)
+        raise ConfigError(f"loss.teacher: {cfg.loss.teacher} needs model.init_from (the per-frame model whose frames "
+                          "teach the raw frame); set model.init_from=PATH/export or loss.teacher=0")
     for key, on in (("model.feat_num", cfg.model.feat_num > 0), ("model.use_vae", cfg.model.use_vae)):
         if on and key not in family(cfg).encoders:  # the family names the encoders each model trains
             owner = next(name for name, row in FAMILIES.items() if key in row.encoders)
