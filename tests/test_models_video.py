@@ -371,21 +371,20 @@ def test_label_agreement_is_one_where_the_flow_aligns_the_labels_and_zero_where_
 
 
 def test_label_agreement_over_its_window_ignores_pixel_noise_but_not_a_displaced_region():
-    """The default window (5 px): a label map whose classes flip at 2% of the pixels between frames (the labels of
+    """A window of 5 px: a label map whose classes flip at 2% of the pixels between frames (the labels of
     a noisy clip) still agrees at >= 0.8 everywhere under zero flow (0.96 for one flip in a whole window), where
     per pixel it is 0 at every flip; a region displaced by 8 px (zero flow: the wrong flow) disagrees completely (0)
     inside its cells."""
-    from vid2vid.models.video import GATE_WINDOW, label_agreement
+    from vid2vid.models.video import label_agreement
 
-    assert GATE_WINDOW == 5
     labels = _shifted_label_maps(0)  # [1,2,C+1,H,W], frames t-1 = t
     flips = torch.rand(64, 96, generator=torch.Generator().manual_seed(1)) < 0.02
     noisy = labels[0, 1].argmax(0).masked_fill(flips, LABEL_NC - 1)  # [H,W] class ids, 2% set to the last class
     labels[0, 1, :LABEL_NC] = torch.nn.functional.one_hot(noisy, LABEL_NC).permute(2, 0, 1).float()
     zero = torch.zeros(1, 2, 64, 96)
-    pooled = label_agreement(labels, zero)
-    assert label_agreement(labels, zero, window=1).min() == 0 and pooled.min() >= 0.8 and pooled.mean() > 0.97
-    assert label_agreement(_shifted_label_maps(8), zero).min() == 0
+    pooled = label_agreement(labels, zero, window=5)
+    assert label_agreement(labels, zero).min() == 0 and pooled.min() >= 0.8 and pooled.mean() > 0.97
+    assert label_agreement(_shifted_label_maps(8), zero, window=5).min() == 0
 
 
 def test_warp_gate_labels_uses_the_hallucinated_frame_where_the_warped_labels_disagree():
@@ -406,11 +405,16 @@ def test_warp_gate_labels_uses_the_hallucinated_frame_where_the_warped_labels_di
     torch.testing.assert_close(gated.weight, 1 - (1 - plain.weight) * agreement)
     disagree = agreement[0, 0] == 0
     torch.testing.assert_close(gated.final[0][:, disagree], gated.raw[0][:, disagree])
+    set_flow_options(g, gate="labels", gate_window=5)  # model.warp_gate_window
+    torch.testing.assert_close(g(labels, prev).weight, 1 - (1 - plain.weight) * label_agreement(labels, plain.flow, 5))
     with pytest.raises(ValueError, match="warp_gate"):
         set_flow_options(g, gate="flow")
+    with pytest.raises(ValueError, match="warp_gate_window"):
+        set_flow_options(g, gate="labels", gate_window=4)
     tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny_video.yaml"
     assert load_config(tiny, ["model.warp_gate=labels"]).model.warp_gate == "labels"
-    for bad in (["model.warp_gate=labels", "model.name=pix2pixhd"], ["model.warp_gate=labels", "model.backbone=spade"]):
+    for bad in (["model.warp_gate=labels", "model.name=pix2pixhd"], ["model.warp_gate=labels", "model.backbone=spade"],
+                ["model.warp_gate_window=0"], ["model.warp_gate_window=4"]):
         with pytest.raises(ConfigError, match="model.warp_gate"):
             load_config(tiny, bad)
 

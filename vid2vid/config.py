@@ -144,6 +144,10 @@ class ModelConfig:
     # labels: only where frame t-1's input channels, warped by the flow, agree with frame t's (elsewhere the flow
     # is wrong or the content new, and the hallucinated frame, which follows the labels, is used)
     warp_gate: Literal["none", "labels"] = "none"
+    # vid2vid: the gate compares the label maps box-filtered over this many pixels (odd). 1: per pixel (clean label
+    # maps: any misplaced boundary counts); 5: a displaced region counts, a pixel's class noise does not (labels of a
+    # noisy real clip flicker pixel by pixel, and a per-pixel gate passes that flicker on; BENCHMARKS.md, issue 25)
+    warp_gate_window: int = 1
     # vid2vid's decoder: pix2pixhd (the original's residual/transposed-conv heads) or spade (SPADE residual blocks
     # conditioned on the current labels, the warped previous frame and the weight; vid2vid.models.video_spade)
     backbone: Literal["pix2pixhd", "spade"] = "pix2pixhd"
@@ -395,6 +399,8 @@ def _check_training(cfg: Config) -> None:
     ff = cfg.model.first_frame
     _rule(ff in ("real", "zeros") or (ff.startswith("image-model:") and len(ff) > len("image-model:")),
           "model.first_frame", ff, "must be real, zeros or image-model:PATH (an exported per-frame model)")
+    _rule(cfg.model.warp_gate_window >= 1 and cfg.model.warp_gate_window % 2 == 1, "model.warp_gate_window",
+          cfg.model.warp_gate_window, "must be an odd number of pixels >= 1 (1: per pixel)")
     _rule(cfg.model.blend_init is None or 0 < cfg.model.blend_init < 1, "model.blend_init", cfg.model.blend_init,
           "must be in (0, 1) (the starting weight of the hallucinated frame), or null for the default init")
 

@@ -184,26 +184,27 @@ def flow_prior(scale: nn.Module, labels: torch.Tensor) -> torch.Tensor | float:
     return 0.0 if prior == "none" else label_flow(labels, prior)
 
 
-def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "none", gate: str = "none") -> int:
+def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "none", gate: str = "none",
+                     gate_window: int = 1) -> int:
     """model.flow_trained_by (all | flow_terms), model.flow_prior (none | labels | edges) and model.warp_gate (none |
-    labels) on every flow head of G (modules with `to_flow`) -> how many were set."""
+    labels, over gate_window px: model.warp_gate_window) on every flow head of G (modules with `to_flow`) -> how many
+    were set."""
     for key, value, allowed in (("flow_trained_by", trained_by, ("all", "flow_terms")),
                                 ("flow_prior", prior, ("none", "labels", "edges")),
                                 ("warp_gate", gate, ("none", "labels"))):
         if value not in allowed:
             raise ValueError(f"{key} must be {' or '.join(allowed)}, got {value!r}")
+    if gate_window < 1 or gate_window % 2 == 0:
+        raise ValueError(f"warp_gate_window must be an odd number of pixels >= 1, got {gate_window}")
     scales = [m for m in G.modules() if hasattr(m, "to_flow")]
     for scale in scales:
         scale.detach_composition_flow = trained_by == "flow_terms"
         scale.flow_prior = prior
-        scale.label_warp_gate = gate == "labels"
+        scale.warp_gate_window = gate_window if gate == "labels" else 0
     return len(scales)
 
 
-GATE_WINDOW = 5  # px: label_agreement compares box-filtered label maps (BENCHMARKS.md, issue 25)
-
-
-def label_agreement(labels: torch.Tensor, flow: torch.Tensor, window: int = GATE_WINDOW) -> torch.Tensor:
+def label_agreement(labels: torch.Tensor, flow: torch.Tensor, window: int = 1) -> torch.Tensor:
     """labels [B,N,C,H,W] (frames ..t-1, t), flow [B,2,H,W] t -> t-1 -> [B,1,H,W] in [0,1]: how far frame t-1's
     input channels, warped by the flow, agree with frame t's: 1 - half the L1 distance over channels of the two
     maps box-filtered over window x window px (window 1: per pixel, 0 where a one-hot class differs). Where they
@@ -218,12 +219,13 @@ def label_agreement(labels: torch.Tensor, flow: torch.Tensor, window: int = GATE
 
 def gated_weight(scale: nn.Module, weight: torch.Tensor, labels: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """The blend weight of the hallucinated frame a scale composes with: its weight head's, raised to 1 where the
-    warped previous labels disagree with the current ones when the scale's `label_warp_gate` is set (model.warp_gate
+    warped previous labels disagree with the current ones when the scale's `warp_gate_window` is set (model.warp_gate
     labels, set_flow_options): w' = 1 - (1 - w) * agreement. No gradient flows through the agreement."""
-    if not getattr(scale, "label_warp_gate", False):
+    window = getattr(scale, "warp_gate_window", 0)
+    if not window:
         return weight
     with torch.no_grad():
-        agreement = label_agreement(labels.float(), flow.float()).to(weight.dtype)
+        agreement = label_agreement(labels.float(), flow.float(), window).to(weight.dtype)
     return 1 - (1 - weight) * agreement
 
 
@@ -464,5 +466,6 @@ def build_video_generator(cfg) -> VideoGenerator:
                        n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm, use_fg=m.use_fg,
                        fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode,
                        n_scales=m.n_scales_spatial, n_blocks_local=m.n_blocks_local)
-    set_flow_options(G, trained_by=m.flow_trained_by, prior=m.flow_prior, gate=m.warp_gate)
+    set_flow_options(G, trained_by=m.flow_trained_by, prior=m.flow_prior, gate=m.warp_gate,
+                     gate_window=m.warp_gate_window)
     return G
