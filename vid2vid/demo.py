@@ -502,7 +502,7 @@ def table_rows(result: dict) -> list[str]:
 
 def verdict(result: dict) -> list[str]:
     """The comparison against issue 25's bar: detail, E_warp at matched detail against the per-frame model and
-    both baselines, PSNR and mIoU. The face demo: the same figures, without a bar (none is set for faces)."""
+    both baselines, PSNR and mIoU. The face demo: issue 28's bar (E_warp, detail, PSNR and landmark NME)."""
     rows = result["rows"]
     raw, matched = _vs_vid2vid(rows["per-frame"])
     blur, filtered = _vs_vid2vid(rows["per-frame + blur"])[1], _vs_vid2vid(rows["per-frame filtered"])[1]
