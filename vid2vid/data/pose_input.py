@@ -94,21 +94,34 @@ def _kept(points: np.ndarray, groups: tuple[tuple[int, ...], ...] | None, min_co
     return out
 
 
-def _paint(canvas: np.ndarray, xs: np.ndarray, ys: np.ndarray, colour: tuple[int, int, int]) -> None:
-    """One pen offset along a whole segment (the original's setColor): the pixels (ys, xs), clipped to the canvas,
-    take the colour if all of them are still black; otherwise every one of them becomes (pixel + colour) // 2, the
-    black ones too."""
+def _pen(pen: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(dy, dx) offsets in the original's order: the square pen (-pen..pen-1 both ways), the disc at a segment's ends
+    (-2pen..2pen-1 with dx^2 + dy^2 < 4 pen^2)."""
+    near, far = range(-pen, pen), range(-2 * pen, 2 * pen)
+    square = [(dy, dx) for dy in near for dx in near]
+    disc = [(dy, dx) for dy in far for dx in far if dx * dx + dy * dy < 4 * pen * pen]
+    return square, disc
+
+
+PENS = {pen: _pen(pen) for pen in (BODY_PEN, HAND_PEN)}
+
+
+def _paint(canvas: np.ndarray, xs: np.ndarray, ys: np.ndarray, offsets: list[tuple[int, int]], colour) -> None:
+    """The pen's offsets one after another (the original's setColor): for each, the pixels (ys + dy, xs + dx), clipped
+    to the canvas, take the colour if all of them are still black; otherwise every one of them becomes
+    (pixel + colour) // 2, the black ones too."""
     h, w = canvas.shape[:2]
-    ys, xs = np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)
-    if canvas[ys, xs].any():
-        canvas[ys, xs] = (canvas[ys, xs] + np.uint16(colour)) // 2  # uint16: no overflow before halving
-    else:
-        canvas[ys, xs] = colour
+    flat = canvas.reshape(-1, 3)  # a view: [H*W,3]
+    colour = np.uint16(colour)
+    for dy, dx in offsets:
+        index = np.minimum(np.maximum(ys + dy, 0), h - 1) * w + np.minimum(np.maximum(xs + dx, 0), w - 1)
+        pixels = flat[index]
+        flat[index] = (pixels + colour) // 2 if pixels.any() else colour  # uint16: no overflow before halving
 
 
 def _draw_segment(canvas: np.ndarray, xy: np.ndarray, pair: tuple[int, int], colour, pen: int) -> None:
-    """The fitted curve between two points of xy [K,2] with a 2pen x 2pen square pen (offsets -pen..pen-1), then discs
-    (offsets with dx^2 + dy^2 < 4 pen^2) at its two ends; nothing when an end is missing (x == 0)."""
+    """The fitted curve between two points of xy [K,2] drawn with the square pen, then discs at its two ends (_pen);
+    nothing when an end is missing (x == 0)."""
     x, y = xy[list(pair), 0], xy[list(pair), 1]
     if 0 in x:
         return
@@ -116,14 +129,9 @@ def _draw_segment(canvas: np.ndarray, xy: np.ndarray, pair: tuple[int, int], col
     if curve is None or not curve[0].size:
         return
     xs, ys = curve  # int [N] each
-    for dy in range(-pen, pen):
-        for dx in range(-pen, pen):
-            _paint(canvas, xs + dx, ys + dy, colour)
-    ends_x, ends_y = xs[[0, -1]], ys[[0, -1]]
-    for dy in range(-2 * pen, 2 * pen):
-        for dx in range(-2 * pen, 2 * pen):
-            if dx * dx + dy * dy < 4 * pen * pen:
-                _paint(canvas, ends_x + dx, ends_y + dy, colour)
+    square, disc = PENS[pen]
+    _paint(canvas, xs, ys, square, colour)
+    _paint(canvas, xs[[0, -1]], ys[[0, -1]], disc, colour)
 
 
 def _draw_person(person: Person, h: int, w: int, options: PoseOptions, rng: np.random.Generator | None) -> np.ndarray:
