@@ -1,14 +1,16 @@
 """The original vid2vid's pose input, drawn from OpenPose keypoints (and DensePose IUV) as its pose dataset draws it.
 
-    people = read_openpose("00012.json")                       # vid2vid.data.openpose
-    picture = draw_openpose(people, frame_h, frame_w)          # uint8 [H,W,3]: the OpenPose rendering
-    cond = pose_input(people, iuv)                             # float32 [6,H,W'] in [-1,1] (3 without DensePose)
+    people = read_openpose("00012.json")             # vid2vid.data.openpose
+    picture = draw_openpose(people, h, w)            # uint8 [h,w,3]: the OpenPose rendering
+    cond = pose_input(people, iuv, h, w)             # float32 [6,h,W'] in [-1,1]: DensePose (3), OpenPose (3)
 
 The rendering, exactly as the original's (tests/fixtures/pose, equal to the last bit): per person, on a black
 canvas, the body's limbs (6x6 pen, discs of radius 6 at the ends, the limb colours below), then both hands (2x2
 pen, 3x3 ends, a colour per finger), then the face's eyebrows, nose, eyes and outer lips in white (no jaw, no inner
 lips, no pupils); the people's canvases are added as uint8, so where two people overlap the colours wrap around
-modulo 256. A pen stroke over a pixel already drawn on the same canvas averages with it (rounded down); see _paint.
+modulo 256. Within a person the pen is applied one offset at a time along a whole segment: if any pixel under that
+offset is already drawn, every pixel under it becomes (pixel + colour) // 2, the black ones too (_paint), which
+leaves half-bright fringes where strokes meet and at a stroke's own ends.
 
 Which points count: a body point with confidence > 0.01; a hand's finger (with the wrist) only if all of its 5
 points have confidence > 0.01; a face edge list only if all of its points have confidence > 0.1. A segment is drawn
@@ -16,9 +18,10 @@ when both ends count and neither has x == 0 exactly (the original marks missing 
 the left column is taken for missing). Each segment is sampled as the original's fitted curve (face_input's
 fitted_curve: one point per whole pixel of its longer axis, truncated, nothing for a segment shorter than 1 px).
 
-The network input (pose_input): the rendering as the original normalises it, v / 255 * 2 - 1, after the DensePose IUV
-(its part channel rescaled, densepose_input), and only the central 2 * (W // 4 // 32 * 32) columns (central_columns):
-the original crops them to save time. Resizing to the load size (PIL NEAREST in the original) is the dataset's.
+The network input (pose_input): the DensePose IUV (its part channel rescaled, densepose_input), then the rendering,
+both normalised as the original does, (v / 255 - 0.5) / 0.5 in float32 (to_signed), and only the central
+2 * (W // 4 // 32 * 32) columns (central_columns): the original crops them to save time. Resizing to the load size
+(PIL NEAREST in the original, before normalising) is the dataset's.
 """
 
 from __future__ import annotations
