@@ -70,7 +70,9 @@ def _person(path: Path, index: int, entry: object, fix: str) -> Person:
         where = f"{path}: people[{index}].{_key(part)}"
         if not isinstance(values, list) or len(values) not in (0, 3 * n):
             count = len(values) if isinstance(values, list) else type(values).__name__
-            raise DataError(f"{where} has {count} values, expected {3 * n} ({n} points of x, y, confidence) or none")
+            model = ": OpenPose's BODY_25 model, its default --model_pose" if part == "pose" else ""
+            raise DataError(f"{where} has {count} values, expected {3 * n} ({n} points of x, y, confidence{model}) "
+                            "or none")
         bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))]
         if bad:
             raise DataError(f"{where} holds {bad[0]!r}, not a number; write {3 * n} numbers")
