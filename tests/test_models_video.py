@@ -387,6 +387,28 @@ def test_label_agreement_over_its_window_ignores_pixel_noise_but_not_a_displaced
     assert label_agreement(_shifted_label_maps(8), zero, window=5).min() == 0
 
 
+
+def test_label_agreement_with_a_margin_is_hard_and_refuses_the_pixels_next_to_a_disagreement():
+    """model.warp_gate_margin m: agreement is 0 or 1, 1 only where the maps agree (to 1e-3) at every pixel within m
+    px. A half-pixel flow error makes every class boundary agree partly per pixel (bilinear sampling: 0.5, which
+    would pass half the other class's colour on); with a margin of 1 those pixels and their neighbours get 0, the
+    rest 1."""
+    import torch.nn.functional as F
+
+    from vid2vid.models.video import label_agreement
+
+    labels = _shifted_label_maps(3)  # [1,2,C+1,H,W]
+    flow = torch.zeros(1, 2, 64, 96)
+    flow[:, 0] = -2.5  # the true motion is -3
+    soft = label_agreement(labels, flow)
+    partial = (soft > 1e-3) & (soft < 1 - 1e-3)
+    assert partial.any()
+    hard = label_agreement(labels, flow, margin=1)
+    assert set(hard.unique().tolist()) == {0.0, 1.0}
+    near = F.max_pool2d((soft < 1 - 1e-3).float(), 3, stride=1, padding=1).bool()  # within 1 px of a disagreement
+    torch.testing.assert_close(hard, (~near).float())
+    assert torch.equal(label_agreement(labels, flow, margin=0), soft)
+
 def test_warp_gate_labels_uses_the_hallucinated_frame_where_the_warped_labels_disagree():
     """model.warp_gate labels: the blend weight becomes 1 (final = raw) where the warped previous labels disagree
     with the current ones and stays the weight head's where they agree; off it is the head's everywhere. Other
@@ -411,10 +433,15 @@ def test_warp_gate_labels_uses_the_hallucinated_frame_where_the_warped_labels_di
         set_flow_options(g, gate="flow")
     with pytest.raises(ValueError, match="warp_gate_window"):
         set_flow_options(g, gate="labels", gate_window=4)
+    set_flow_options(g, gate="labels", gate_margin=1)  # model.warp_gate_margin
+    torch.testing.assert_close(g(labels, prev).weight,
+                               1 - (1 - plain.weight) * label_agreement(labels, plain.flow, margin=1))
+    with pytest.raises(ValueError, match="warp_gate_margin"):
+        set_flow_options(g, gate="labels", gate_margin=-1)
     tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny_video.yaml"
     assert load_config(tiny, ["model.warp_gate=labels"]).model.warp_gate == "labels"
     for bad in (["model.warp_gate=labels", "model.name=pix2pixhd"], ["model.warp_gate=labels", "model.backbone=spade"],
-                ["model.warp_gate_window=0"], ["model.warp_gate_window=4"]):
+                ["model.warp_gate_window=0"], ["model.warp_gate_window=4"], ["model.warp_gate_margin=-1"]):
         with pytest.raises(ConfigError, match="model.warp_gate"):
             load_config(tiny, bad)
 

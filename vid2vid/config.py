@@ -148,6 +148,10 @@ class ModelConfig:
     # maps: any misplaced boundary counts); 5: a displaced region counts, a pixel's class noise does not (labels of a
     # noisy real clip flicker pixel by pixel, and a per-pixel gate passes that flicker on; BENCHMARKS.md, issue 25)
     warp_gate_window: int = 1
+    # vid2vid: > 0 makes the gate hard: the warped previous frame only where the label maps agree exactly at every
+    # pixel within this many px (a boundary's partly agreeing pixels carry the other class's colour, which a region
+    # that keeps agreeing, a road, then drags along frame after frame: the streaks behind cars; BENCHMARKS.md)
+    warp_gate_margin: int = 0
     # vid2vid's decoder: pix2pixhd (the original's residual/transposed-conv heads) or spade (SPADE residual blocks
     # conditioned on the current labels, the warped previous frame and the weight; vid2vid.models.video_spade)
     backbone: Literal["pix2pixhd", "spade"] = "pix2pixhd"
@@ -401,6 +405,8 @@ def _check_training(cfg: Config) -> None:
           "model.first_frame", ff, "must be real, zeros or image-model:PATH (an exported per-frame model)")
     _rule(cfg.model.warp_gate_window >= 1 and cfg.model.warp_gate_window % 2 == 1, "model.warp_gate_window",
           cfg.model.warp_gate_window, "must be an odd number of pixels >= 1 (1: per pixel)")
+    _rule(cfg.model.warp_gate_margin >= 0, "model.warp_gate_margin", cfg.model.warp_gate_margin,
+          "must be >= 0 pixels (0: the gate is as soft as the warped labels' agreement)")
     _rule(cfg.model.blend_init is None or 0 < cfg.model.blend_init < 1, "model.blend_init", cfg.model.blend_init,
           "must be in (0, 1) (the starting weight of the hallucinated frame), or null for the default init")
 

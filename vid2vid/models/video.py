@@ -185,10 +185,10 @@ def flow_prior(scale: nn.Module, labels: torch.Tensor) -> torch.Tensor | float:
 
 
 def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "none", gate: str = "none",
-                     gate_window: int = 1) -> int:
+                     gate_window: int = 1, gate_margin: int = 0) -> int:
     """model.flow_trained_by (all | flow_terms), model.flow_prior (none | labels | edges) and model.warp_gate (none |
-    labels, over gate_window px: model.warp_gate_window) on every flow head of G (modules with `to_flow`) -> how many
-    were set."""
+    labels, over gate_window px: model.warp_gate_window, hard within gate_margin px: model.warp_gate_margin) on every
+    flow head of G (modules with `to_flow`) -> how many were set."""
     for key, value, allowed in (("flow_trained_by", trained_by, ("all", "flow_terms")),
                                 ("flow_prior", prior, ("none", "labels", "edges")),
                                 ("warp_gate", gate, ("none", "labels"))):
@@ -196,25 +196,35 @@ def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "non
             raise ValueError(f"{key} must be {' or '.join(allowed)}, got {value!r}")
     if gate_window < 1 or gate_window % 2 == 0:
         raise ValueError(f"warp_gate_window must be an odd number of pixels >= 1, got {gate_window}")
+    if gate_margin < 0:
+        raise ValueError(f"warp_gate_margin must be >= 0 pixels, got {gate_margin}")
     scales = [m for m in G.modules() if hasattr(m, "to_flow")]
     for scale in scales:
         scale.detach_composition_flow = trained_by == "flow_terms"
         scale.flow_prior = prior
         scale.warp_gate_window = gate_window if gate == "labels" else 0
+        scale.warp_gate_margin = gate_margin
     return len(scales)
 
 
-def label_agreement(labels: torch.Tensor, flow: torch.Tensor, window: int = 1) -> torch.Tensor:
+def label_agreement(labels: torch.Tensor, flow: torch.Tensor, window: int = 1, margin: int = 0) -> torch.Tensor:
     """labels [B,N,C,H,W] (frames ..t-1, t), flow [B,2,H,W] t -> t-1 -> [B,1,H,W] in [0,1]: how far frame t-1's
     input channels, warped by the flow, agree with frame t's: 1 - half the L1 distance over channels of the two
     maps box-filtered over window x window px (window 1: per pixel, 0 where a one-hot class differs). Where they
     disagree the flow is wrong (or the content new), so the warped previous frame must not be used there; the
-    window makes a displacement of a whole region count and a pixel's class noise (labels of a noisy clip) not."""
+    window makes a displacement of a whole region count and a pixel's class noise (labels of a noisy clip) not.
+    margin > 0: hard, 1 only where the maps agree (to 1e-3) at every pixel within `margin` px, else 0: a boundary
+    pixel's partial agreement (bilinear sampling across it) passes no colour of the other class on, which a
+    region where the labels keep agreeing (a road) would otherwise carry along, frame after frame."""
     warped = backward_warp(labels[:, -2], flow, "bilinear")  # [B,C,H,W]
     difference = warped - labels[:, -1]
     if window > 1:
         difference = F.avg_pool2d(difference, window, stride=1, padding=window // 2, count_include_pad=False)
-    return (1 - 0.5 * difference.abs().sum(1, keepdim=True)).clamp(0, 1)
+    agreement = (1 - 0.5 * difference.abs().sum(1, keepdim=True)).clamp(0, 1)  # [B,1,H,W]
+    if margin > 0:
+        exact = (agreement > 1 - 1e-3).to(agreement.dtype)
+        agreement = -F.max_pool2d(-exact, 2 * margin + 1, stride=1, padding=margin)  # a min over the margin
+    return agreement
 
 
 def gated_weight(scale: nn.Module, weight: torch.Tensor, labels: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -225,7 +235,7 @@ def gated_weight(scale: nn.Module, weight: torch.Tensor, labels: torch.Tensor, f
     if not window:
         return weight
     with torch.no_grad():
-        agreement = label_agreement(labels.float(), flow.float(), window).to(weight.dtype)
+        agreement = label_agreement(labels.float(), flow.float(), window, scale.warp_gate_margin).to(weight.dtype)
     return 1 - (1 - weight) * agreement
 
 
@@ -467,5 +477,5 @@ def build_video_generator(cfg) -> VideoGenerator:
                        fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode,
                        n_scales=m.n_scales_spatial, n_blocks_local=m.n_blocks_local)
     set_flow_options(G, trained_by=m.flow_trained_by, prior=m.flow_prior, gate=m.warp_gate,
-                     gate_window=m.warp_gate_window)
+                     gate_window=m.warp_gate_window, gate_margin=m.warp_gate_margin)
     return G
