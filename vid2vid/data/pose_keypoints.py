@@ -158,24 +158,29 @@ def _pixels(landmarks, size: tuple[int, int], visibility: bool = False) -> np.nd
 
 class HolisticBackend:
     """MediaPipe Holistic on each frame -> BodyFrame. video: frames of one video in order (each frame starts from
-    the last one's landmarks: the same person is followed, and the landmarks and the mask are smoothed over time);
-    False: every frame on its own (pictures). mask: also compute the body mask (else BodyFrame.mask is None)."""
+    the last one's landmarks: the same person is followed); False: every frame on its own (pictures). smooth (with
+    video): MediaPipe's own smoothing of the landmarks and the mask over time; off by default, as OpenPose's points
+    are per frame: on a body moving 3 px a frame it lags ~2 px behind (~1 px without; tests/test_prepare_pose.py's
+    clip). mask: also compute the body mask (else BodyFrame.mask is None)."""
 
     name = "mediapipe"
 
-    def __init__(self, video: bool = True, mask: bool = True, min_visibility: float = MIN_VISIBILITY,
-                 min_confidence: float = 0.5):
+    def __init__(self, video: bool = True, mask: bool = True, smooth: bool = False,
+                 min_visibility: float = MIN_VISIBILITY, min_confidence: float = 0.5):
         holistic = _import_holistic()
         self.with_mask, self.min_visibility = mask, min_visibility
         with _stderr_silenced():  # the graph's start writes C++ log lines (TFLite delegate, absl notices) to fd 2
-            self.model = holistic.Holistic(static_image_mode=not video, model_complexity=1, enable_segmentation=mask,
+            self.model = holistic.Holistic(static_image_mode=not video, model_complexity=1, smooth_landmarks=smooth,
+                                           enable_segmentation=mask, smooth_segmentation=smooth,
                                            refine_face_landmarks=True, min_detection_confidence=min_confidence)
+            self.model.process(np.zeros((32, 32, 3), np.uint8))  # returns once the graph has started (no person:
+            # no state is kept for the next frame)
 
     def detect(self, frame: np.ndarray) -> BodyFrame:
         """RGB uint8 [H,W,3] -> the person found (at most one) and the body mask."""
         frame = np.ascontiguousarray(frame)
         size = frame.shape[:2]
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _stderr_silenced():  # each sub-model writes C++ log lines as it starts
             warnings.simplefilter("ignore", UserWarning)  # protobuf's deprecation notice inside mediapipe
             result = self.model.process(frame)
         mask = body_mask(result.segmentation_mask, size) if self.with_mask else None
