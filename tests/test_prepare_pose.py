@@ -131,6 +131,7 @@ def test_prepare_pose_openpose_with_mask(clip, tmp_path):
     (["--labels", "pose", "--mask"], "--mask: only with --openpose"),
     (["--labels", "edges", "--openpose", "{json6}"], "--openpose"),
     (["--labels", "face", "--mask"], "--mask: only with --labels pose"),
+    (["--labels", "pose", "--max-frames", "1"], "--max-frames 1: a sequence needs at least 2 frames"),
 ])
 def test_prepare_pose_bad_options_exit_2(clip, tmp_path, args, message):
     folders = {"json6": openpose_folder(tmp_path, 6), "missing": tmp_path / "nothing"}
