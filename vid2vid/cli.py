@@ -71,11 +71,9 @@ def cmd_prepare_video(args: argparse.Namespace) -> None:
     size = parse_size(args.size, "--size") if args.size else None
     split = dict(size=size, seq_len=args.seq_len, test_fraction=args.test_fraction, test_seq_len=args.test_seq_len,
                  max_frames=args.max_frames)
-    if args.labels != "pose":
-        for flag, value in (("--openpose", args.openpose), ("--mask", args.mask or None)):
-            if value is not None:
-                raise UserError(f"{flag}{'' if value is True else f' {value}'}: only with --labels pose (the labels "
-                                f"here are {args.labels})")
+    if args.labels != "pose" and (args.openpose is not None or args.mask):
+        flag = "--mask" if args.openpose is None else f"--openpose {args.openpose}"
+        raise UserError(f"{flag}: only with --labels pose (the labels here are {args.labels})")
     if args.labels == "face":
         from vid2vid.data.prepare_face import prepare_face_video
         from vid2vid.landmarks.smoothing import parse_smoothing
