@@ -69,7 +69,11 @@ def cmd_prepare_video(args: argparse.Namespace) -> None:
     from vid2vid.data.prepare import prepare_video
 
     size = parse_size(args.size, "--size") if args.size else None
-    split = dict(size=size, seq_len=args.seq_len, test_fraction=args.test_fraction, test_seq_len=args.test_seq_len)
+    split = dict(size=size, seq_len=args.seq_len, test_fraction=args.test_fraction, test_seq_len=args.test_seq_len,
+                 max_frames=args.max_frames)
+    if args.labels != "pose" and (args.openpose is not None or args.mask):
+        flag = "--mask" if args.openpose is None else f"--openpose {args.openpose}"
+        raise UserError(f"{flag}: only with --labels pose (the labels here are {args.labels})")
     if args.labels == "face":
         from vid2vid.data.prepare_face import prepare_face_video
         from vid2vid.landmarks.smoothing import parse_smoothing
@@ -80,6 +84,11 @@ def cmd_prepare_video(args: argparse.Namespace) -> None:
     for flag, value in (("--landmarks", args.landmarks), ("--smooth", args.smooth)):
         if value not in (None, "none"):
             raise UserError(f"{flag} {value}: only with --labels face (the labels here are {args.labels})")
+    if args.labels == "pose":
+        from vid2vid.data.prepare_pose import prepare_pose_video
+
+        print(prepare_pose_video(args.input, args.out, openpose=args.openpose, mask=args.mask, **split))
+        return
     print(prepare_video(args.input, args.out, labels=args.labels, **split))
 
 
@@ -225,16 +234,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output dataset folder")
     p.add_argument("--labels", default="edges", help="edges (Canny, label_nc 2), kmeans:K (Lab colour clusters; "
                    "the centres are saved as OUT/kmeans_centres.json for render --centres), or face (the original's "
-                   "face layout: <phase>_img frames + <phase>_keypoints, 68 landmarks per frame)")
+                   "face layout: <phase>_img frames + <phase>_keypoints, 68 landmarks per frame) or pose (the "
+                   "original's pose layout: <phase>_img + <phase>_openpose, OpenPose JSON per frame, by MediaPipe "
+                   "Holistic, + <phase>_mask body masks)")
     p.add_argument("--landmarks", default=None, choices=["dlib", "mediapipe"],
                    help="with --labels face: the landmark detector (default dlib, the original's)")
     p.add_argument("--smooth", default=None, metavar="none|one-euro[:MIN_CUTOFF,BETA]",
                    help=SMOOTH_HELP + " (with --labels face)")
+    p.add_argument("--openpose", default=None, metavar="DIR", help="with --labels pose: OpenPose's own JSON output "
+                   "for this video (--write_json: one file per frame, matched by sorted name) instead of MediaPipe; "
+                   "then no body masks unless --mask")
+    p.add_argument("--mask", action="store_true", help="with --labels pose --openpose DIR: also write MediaPipe "
+                   "Holistic's body masks")
     p.add_argument("--size", default=None, help="resize frames to HxW (default: keep)")
     p.add_argument("--seq-len", type=int, default=30, help="frames per sequence")
     p.add_argument("--test-fraction", type=float, default=0.2, help="last fraction of the video held out as test_*")
     p.add_argument("--test-seq-len", type=int, default=None, metavar="N", help="frames per held-out sequence "
                    "(default: --seq-len; 0: the whole held-out tail as one sequence)")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="use only the first N frames of the "
+                   "video")
     p.set_defaults(func=cmd_prepare_video)
 
     _add_render_parser(sub)

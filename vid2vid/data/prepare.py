@@ -166,6 +166,9 @@ def plan_sequences(input: Path, out: Path, seq_len: int, test_fraction: float,
                         "tail as one sequence)")
     if not 0.0 <= test_fraction < 1.0:
         raise UserError(f"--test-fraction {test_fraction}: must be in [0, 1)")
+    if max_frames is not None and max_frames < 2:
+        raise UserError(f"--max-frames {max_frames}: a sequence needs at least 2 frames; give 2 or more, or leave it "
+                        "out (all frames)")
     if out.exists():
         raise UserError(f"{out} already exists; remove it or choose another output folder")
     n = probe(input).n_frames
