@@ -96,6 +96,8 @@ def test_pose_config_rules_and_channels(poses):
                      ("data.flip=true", "data.flip"), ("model.first_frame=real", "model.first_frame"),
                      ("data.pose.random_drop_prob=1.5", "data.pose.random_drop_prob"),
                      ("data.crop_size=64x96", "data.crop_size"),  # central columns of a 96-wide crop: none
+                     ("data.source=synthetic", "no synthetic pose dataset"),
+                     ("model.n_scales_spatial=2", "multiple of 256"),  # 128 -> 64 columns, 64 -> none
                      ("data.pose.opnpose_only=true", "did you mean data.pose.openpose_only")):
         with pytest.raises(ConfigError, match=key):
             pose_config(poses, bad)
@@ -104,6 +106,8 @@ def test_pose_config_rules_and_channels(poses):
     with pytest.raises(ConfigError, match=r"central columns.*64x64.*128"):
         pose_config(poses, "model.name=pix2pix", "model.unet_downs=7")
     assert pose_config(poses, "data.pose.central_columns=false", "data.crop_size=64x96", "data.load_size=64x96")
+    two = pose_config(poses, "model.n_scales_spatial=2", "data.crop_size=64x256", "data.load_size=64x256")
+    assert str(two.data.crop_size) == "64x256"  # central columns 128, at half size 64
 
 
 @pytest.mark.parametrize("name, channels", [("pose", 6), ("pose_image", 6), ("demo_pose", 4), ("demo_pose_image", 4)])
@@ -242,7 +246,8 @@ def test_train_pose_models_through_the_cli(tmp_path, capsys):
     assert cli.main(["train", "--config", "configs/demo_pose_image.yaml", "--set", *data, *SMALL,
                      f"train.out_dir={runs / 'image'}"]) == 0
     assert cli.main(["train", "--config", "configs/demo_pose.yaml", "--set", *data, *SMALL, "data.n_frames=4",
-                     "data.max_frames=4", f"train.out_dir={runs / 'video'}"]) == 0
+                     "data.max_frames=4", f"train.out_dir={runs / 'video'}", "loss.teacher=1",
+                     f"model.init_from={runs / 'image' / 'export'}"]) == 0  # image branch and teacher: the image model
     export = load_export(runs / "video" / "export", "cpu")
     assert export.cfg.model.first_frame == "zeros" and export.cfg.data.condition == "pose"
     assert generator_input_channels(export.cfg) == 4

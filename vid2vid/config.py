@@ -387,7 +387,7 @@ def _check_data(cfg: Config) -> None:
           f"must fit inside data.load_size ({load})")
     stride = model_stride(cfg.model)
     if cfg.data.condition == "pose":
-        _check_pose_data(cfg.data, stride)
+        _check_pose_data(cfg.data, stride, cfg.model.n_scales_spatial if family(cfg.model).sequential else 1)
     else:
         _rule(crop.h % stride == 0 and crop.w % stride == 0, "data.crop_size", str(crop),
               f"height and width must be divisible by {stride} for model.name={cfg.model.name} (2^downsampling "
@@ -442,12 +442,16 @@ def input_size(data: DataConfig) -> Size:
     return Size(*crop)
 
 
-def _check_pose_data(data: DataConfig, stride: int) -> None:
+def _check_pose_data(data: DataConfig, stride: int, n_scales: int = 1) -> None:
     """data.condition pose: the DensePose part ids are the label ids (25) and the instance map, never a generator
     channel; no flip (the original never flips a pose clip: the picture's right arm
     would be drawn in the left arm's colours and DensePose ids); the networks' size (the central columns) fits the
-    model's stride."""
+    model's stride, and at every coarser spatial scale the central columns are half those of the finer one (an export
+    made while scales grow is a model of the coarser crop)."""
     why, pose, crop = "with data.condition pose", data.pose, data.crop_size
+    _rule(data.source == "folder", "data.source", data.source,
+          f"must be folder {why}: there is no synthetic pose dataset; make one from a video with `vid2vid prepare "
+          "video IN OUT --labels pose`")
     _rule(data.label_nc == POSE_PART_LABELS, "data.label_nc", data.label_nc,
           f"must be {POSE_PART_LABELS} {why} (the DensePose part ids 0..24); set data.label_nc={POSE_PART_LABELS}")
     _rule(not data.use_instance, "data.use_instance", data.use_instance,
@@ -463,6 +467,12 @@ def _check_pose_data(data: DataConfig, stride: int) -> None:
         _rule(central_width(crop.w) > 0, "data.crop_size", str(crop),
               "is narrower than 128: data.pose.central_columns keeps the central 2 * (W // 4 // 32 * 32) columns, "
               "none below 128; widen the crop or set data.pose.central_columns=false")
+        full = central_width(crop.w)
+        for k in range(1, n_scales):
+            _rule(central_width(crop.w >> k) << k == full, "data.crop_size", str(crop),
+                  f"with model.n_scales_spatial {n_scales} the central columns of the crop at 1/{2 ** k} "
+                  f"({central_width(crop.w >> k)}) must be 1/{2 ** k} of the full crop's ({full}); use a crop width "
+                  f"that is a multiple of {128 << (n_scales - 1)}")
     size = input_size(data)
     what = "its central columns (data.pose.central_columns) " if pose.central_columns else ""
     _rule(size.h % stride == 0 and size.w % stride == 0, "data.crop_size", str(crop),
