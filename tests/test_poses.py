@@ -71,6 +71,7 @@ def make_poses(root, sequences=(("train", 2), ("test", 1)), frames=6, densepose=
                 write_image(root / f"{phase}_img" / name / f"{t:05d}.png", frame.astype(np.uint8))
                 if densepose:
                     write_image(root / f"{phase}_densepose" / name / f"{t:05d}_IUV.png", iuv)
+                    write_image(root / f"{phase}_densepose" / name / f"{t:05d}_INDS.png", parts)  # not read
                 if mask:
                     write_image(root / f"{phase}_mask" / name / f"{t:05d}.png", (parts > 0).astype(np.uint8) * 255)
     return root
@@ -194,7 +195,8 @@ def test_check_data_reads_the_pose_layout_and_draws_it(poses, tmp_path, capsys):
     assert cli.main(["check-data", "--config", str(config), "--draw", str(tmp_path / "drawn")]) == 0
     out = capsys.readouterr().out
     assert "test: 1 sequences, 6 frames; sizes 64x128 (6 frames)" in out and "train: 2 sequences, 12 frames" in out
-    assert "OpenPose" in out and "mask" in out
+    assert ("the pose input: the OpenPose rendering (3) + the body mask (1); not read: test_densepose "
+            "(data.pose.openpose_only is true)") in out
     files = sorted((tmp_path / "drawn" / "seq_0000").iterdir())
     assert [f.name for f in files[:2]] == ["00000.npy", "00000.png"] and len(files) == 12
     cfg = load_config(config)
@@ -263,3 +265,20 @@ def test_train_pose_models_through_the_cli(tmp_path, capsys):
         from vid2vid.render import VideoRenderer
 
         VideoRenderer(runs / "image" / "export", device="cpu")
+
+
+def test_frames_may_be_a_video_file(poses, tmp_path):
+    """<phase>_img/<seq>.mp4 instead of a folder: the same input (drawn from the JSON files), the decoded frames."""
+    from vid2vid.video_io import VideoWriter
+
+    root = tmp_path / "video"
+    shutil.copytree(poses, root)
+    folder = root / "test_img" / "seq_0000"
+    with VideoWriter(root / "test_img" / "seq_0000.mp4", fps=10) as writer:
+        for path in sorted(folder.iterdir()):
+            writer.write(read_image(path))
+    shutil.rmtree(folder)
+    cfgs = [pose_config(r, "data.n_frames=6") for r in (poses, root)]
+    plain, video = (build_dataset(c.data, phase="test")[0] for c in cfgs)
+    np.testing.assert_array_equal(plain["cond"].numpy(), video["cond"].numpy())
+    assert video["frames"].shape == (6, 3, H, 64) and (plain["frames"] - video["frames"]).abs().mean() < 0.05

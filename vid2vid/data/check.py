@@ -63,7 +63,7 @@ class DatasetSummary:
                 continue
             if self.condition == "pose":
                 people = ", ".join(f"{n} in {k} frames" for n, k in sorted(p.people.items()))
-                lines.append(f"    RGB: {rgb}; the pose input is drawn from {p.pose_sources}; people per frame: "
+                lines.append(f"    RGB: {rgb}; the pose input: {p.pose_sources}; OpenPose's people per frame: "
                              f"{people}")
                 continue
             lines.append(f"    RGB: {rgb}; instance maps: {inst}; exact flow: {'yes' if p.has_flow else 'no'}")
@@ -149,11 +149,12 @@ def check_pose_phase(root: Path, phase: str, pose) -> PhaseSummary:
     IUV and body mask read (data.pose) decodes at the frames' size."""
     sequences = scan_poses(root, phase, pose)
     summary = PhaseSummary(phase, len(sequences), sum(len(s) for s in sequences))
-    folder = root / f"{phase}_mask"
-    unused = " (present, not read: data.pose.mask is false)" if folder.is_dir() and not pose.mask else ""
-    summary.pose_sources = ", ".join(
-        [*([] if pose.openpose_only else ["DensePose IUV"]), "OpenPose keypoints",
-         *(["body masks"] if pose.mask else [])]) + (f"; body masks{unused}" if unused else "")
+    read = [*([] if pose.openpose_only else ["DensePose IUV (3)"]), "the OpenPose rendering (3)",
+            *(["the body mask (1)"] if pose.mask else [])]
+    unread = [f"{phase}_{kind} (data.pose.{key} is {str(value).lower()})"
+              for kind, key, value in (("densepose", "openpose_only", pose.openpose_only), ("mask", "mask", pose.mask))
+              if (root / f"{phase}_{kind}").is_dir() and value == (kind == "densepose")]
+    summary.pose_sources = " + ".join(read) + (f"; not read: {', '.join(unread)}" if unread else "")
     for seq in sequences:
         for path in seq.labels:
             summary.people[len(read_openpose(path))] += 1
