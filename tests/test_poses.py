@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from vid2vid import cli
-from vid2vid.config import load_config
+from vid2vid.config import central_width, load_config
 from vid2vid.data.openpose import Person, read_openpose, write_openpose
 from vid2vid.data.pose_input import PoseOptions, central_columns, draw_openpose, pose_input, to_signed
 from vid2vid.data.sampler import ClipKey
@@ -107,6 +107,8 @@ def test_pose_config_rules_and_channels(poses):
     with pytest.raises(ConfigError, match=r"central columns.*64x64.*128"):
         pose_config(poses, "model.name=pix2pix", "model.unet_downs=7")
     assert pose_config(poses, "data.pose.central_columns=false", "data.crop_size=64x96", "data.load_size=64x96")
+    for w in range(1, 2100):  # the config's width is the dataset's crop
+        assert len(range(w)[central_columns(w)]) == central_width(w)
     two = pose_config(poses, "model.n_scales_spatial=2", "data.crop_size=64x256", "data.load_size=64x256")
     assert str(two.data.crop_size) == "64x256"  # central columns 128, at half size 64
 

@@ -429,7 +429,8 @@ POSE_PART_LABELS = 25  # vid2vid.data.pose_input.DENSEPOSE_PARTS + 1 (the DenseP
 
 def central_width(w: int) -> int:
     """The width the original's pose dataset keeps of a W-wide input: its central 2 * (W // 4 // 32 * 32) columns
-    (vid2vid.data.pose_input.central_columns)."""
+    (the width of vid2vid.data.pose_input.central_columns, which the dataset crops with; tests/test_poses.py checks
+    that the two agree)."""
     return 2 * (w // 4 // 32 * 32)
 
 
@@ -444,10 +445,10 @@ def input_size(data: DataConfig) -> Size:
 
 def _check_pose_data(data: DataConfig, stride: int, n_scales: int = 1) -> None:
     """data.condition pose: the DensePose part ids are the label ids (25) and the instance map, never a generator
-    channel; no flip (the original never flips a pose clip: the picture's right arm
-    would be drawn in the left arm's colours and DensePose ids); the networks' size (the central columns) fits the
-    model's stride, and at every coarser spatial scale the central columns are half those of the finer one (an export
-    made while scales grow is a model of the coarser crop)."""
+    channel; a folder dataset; no flip (the original never flips a pose clip: the picture's right arm would be drawn
+    in the left arm's colours and DensePose ids); the networks' size (the central columns) fits the model's stride,
+    and at every coarser spatial scale the central columns are half those of the finer one (an export made while
+    scales grow is a model of the coarser crop)."""
     why, pose, crop = "with data.condition pose", data.pose, data.crop_size
     _rule(data.source == "folder", "data.source", data.source,
           f"must be folder {why}: there is no synthetic pose dataset; make one from a video with `vid2vid prepare "
