@@ -3,6 +3,7 @@ pose_input's, random drops only in training and seeded, no flip), check-data (--
 a per-frame and a video model through the CLI on a tiny stick figure made here."""
 
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -284,3 +285,32 @@ def test_frames_may_be_a_video_file(poses, tmp_path):
     plain, video = (build_dataset(c.data, phase="test")[0] for c in cfgs)
     np.testing.assert_array_equal(plain["cond"].numpy(), video["cond"].numpy())
     assert video["frames"].shape == (6, 3, H, 64) and (plain["frames"] - video["frames"]).abs().mean() < 0.05
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="mediapipe 0.10.14 has no wheels for 3.13+")
+def test_a_prepared_video_is_a_pose_dataset(tmp_path, capsys):
+    """`vid2vid prepare video IN OUT --labels pose` (MediaPipe Holistic: OpenPose JSON + body masks) -> check-data and
+    the dataset of configs/demo_pose_image.yaml: OpenPose rendering + mask, 4 channels, the person drawn."""
+    import cv2
+    import skimage.data
+
+    from vid2vid.video_io import VideoWriter
+
+    video, out = tmp_path / "astronaut.mp4", tmp_path / "pose"
+    image = cv2.resize(skimage.data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    with VideoWriter(video, fps=10, crf=12) as writer:
+        for t in range(6):
+            shift = np.float32([[1, 0, 3 * t], [0, 1, 0]])
+            writer.write(cv2.warpAffine(image, shift, (256, 256), borderMode=cv2.BORDER_REPLICATE))
+    assert cli.main(["prepare", "video", str(video), str(out), "--labels", "pose", "--size", "128x256", "--seq-len",
+                     "3", "--test-fraction", "0.4"]) == 0
+    args = ["--config", "configs/demo_pose_image.yaml", "--set", f"data.root={out}"]
+    capsys.readouterr()
+    assert cli.main(["check-data", *args]) == 0
+    assert "the OpenPose rendering (3) + the body mask (1)" in capsys.readouterr().out
+    cfg = load_config("configs/demo_pose_image.yaml", [f"data.root={out}", "data.n_frames=2"])
+    item = build_dataset(cfg.data, phase="test")[0]
+    cond = item["cond"].numpy()
+    assert cond.shape == (2, 4, 128, 128) and item["frames"].shape == (2, 3, 128, 128)
+    assert (cond[:, :3] > -1).any(axis=1).mean() > 0.02  # the skeleton is drawn
+    assert 0.1 < (cond[:, 3] > 0).mean() < 0.9 and set(np.unique(cond[:, 3])) == {-1.0, 1.0}  # the body mask
