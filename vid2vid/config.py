@@ -73,14 +73,37 @@ class FaceConfig:
 
 
 @dataclass
+class PoseConfig:
+    """The pose input's options (data.condition: pose), named as the original's (vid2vid.data.pose_input.PoseOptions).
+    The generator's input per frame: DensePose IUV (3, from <phase>_densepose) unless openpose_only, the OpenPose
+    rendering (3, drawn from <phase>_openpose), then the body mask (1, from <phase>_mask) with mask, all in [-1,1].
+    (The original's densepose_only is not offered: the layout's sequences are those of <phase>_openpose.)"""
+
+    openpose_only: bool = False  # no DensePose: the OpenPose rendering alone (3 channels; + the mask with mask)
+    remove_face_labels: bool = False  # training: DensePose's head parts removed, the head's points jittered
+    basic_point_only: bool = False  # the body's limbs only: no head limbs, hands or face
+    random_drop_prob: float = 0.05  # training: the chance each limb, hand, the face and each DensePose part is left out
+    # one more channel, the body mask (<phase>_mask/<seq>/*.png, 0/255 -> -1/1; `vid2vid prepare video X OUT --labels
+    # pose` writes it): a stand-in for DensePose's silhouette where DensePose (detectron2) is not at hand
+    mask: bool = False
+    # keep only the central 2 * (W // 4 // 32 * 32) columns of data.crop_size's width W, as the original always does
+    # (its pose clips are crops of full-width frames; the person stands in the middle). Widths below 128 keep none
+    central_columns: bool = True
+
+
+@dataclass
 class DataConfig:
     root: str = "data/synthetic"
     # what conditions the generator: labels (<phase>_A label maps: one-hot + instance boundaries) or face (the
     # original's face layout, <phase>_keypoints/<seq>/*.txt with 68 `x,y` lines + <phase>_img: the face input drawn
     # from the landmarks, data.face; load_size is the size the face crop is resized to, crop_size equals it unless
-    # set, label_nc is the 7 part labels, which are the instance map and never a generator channel)
-    condition: Literal["labels", "face"] = "labels"
+    # set, label_nc is the 7 part labels, which are the instance map and never a generator channel) or pose (the
+    # original's pose layout, <phase>_openpose/<seq>/*.json + <phase>_img, optional <phase>_densepose and
+    # <phase>_mask: the pose input drawn per frame, data.pose; label_nc is 25, the DensePose part ids 0..24, which
+    # are the instance map and the sample pictures, never a generator channel)
+    condition: Literal["labels", "face", "pose"] = "labels"
     face: FaceConfig = field(default_factory=FaceConfig)
+    pose: PoseConfig = field(default_factory=PoseConfig)
     source: Literal["folder", "synthetic"] = "folder"  # synthetic: generate into root when absent
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     phase: str = "train"
@@ -113,8 +136,9 @@ class ModelConfig:
     norm: Literal["instance", "batch", "spectralinstance", "spectralbatch", "none"] = "instance"
     n_frames_G: int = 3  # label maps seen per generated frame (vid2vid)
     use_fg: bool = True  # vid2vid foreground branch over data.fg_labels
-    # vid2vid's first n_frames_G-1 frames: real (the clip's own real frames; the training default),
-    # image-model:PATH (an exported per-frame model generates them) or zeros (raw-only output until the history fills)
+    # vid2vid's first n_frames_G-1 frames: real (the clip's own real frames; the training default; refused with
+    # data.condition pose, whose default is zeros), image-model:PATH (an exported per-frame model generates them) or
+    # zeros (raw-only output until the history fills)
     first_frame: str = "real"
     # vid2vid: start the image branch (label encoder, image decoder) from an exported per-frame pix2pixhd model of
     # the same ngf / n_downsample / n_blocks / norm (vid2vid.train.warm_start); read at a fresh start, not on resume
@@ -362,9 +386,12 @@ def _check_data(cfg: Config) -> None:
     _rule(crop.h <= load.h and crop.w <= load.w, "data.crop_size", str(crop),
           f"must fit inside data.load_size ({load})")
     stride = model_stride(cfg.model)
-    _rule(crop.h % stride == 0 and crop.w % stride == 0, "data.crop_size", str(crop),
-          f"height and width must be divisible by {stride} for model.name={cfg.model.name} "
-          f"(2^downsampling layers); e.g. {crop.h // stride * stride or stride}x{crop.w // stride * stride or stride}")
+    if cfg.data.condition == "pose":
+        _check_pose_data(cfg.data, stride, cfg.model.n_scales_spatial if family(cfg.model).sequential else 1)
+    else:
+        _rule(crop.h % stride == 0 and crop.w % stride == 0, "data.crop_size", str(crop),
+              f"height and width must be divisible by {stride} for model.name={cfg.model.name} (2^downsampling "
+              f"layers); e.g. {crop.h // stride * stride or stride}x{crop.w // stride * stride or stride}")
     _rule(cfg.data.max_zoom >= 1.0, "data.max_zoom", cfg.data.max_zoom, "must be >= 1 (1 = no zoom)")
     syn = cfg.data.synthetic
     _rule(syn.frames >= 2, "data.synthetic.frames", syn.frames, "must be >= 2 (flow needs frame pairs)")
@@ -375,6 +402,8 @@ def _check_data(cfg: Config) -> None:
           f"must be <= data.synthetic.frames ({syn.frames}): a clip cannot be longer than a sequence")
     if cfg.data.condition == "face":
         _check_face_data(cfg.data)
+        return
+    if cfg.data.condition == "pose":
         return
     problem = fg_labels_problem(cfg.data.fg_labels, cfg.data.label_nc, required=False)
     _rule(problem is None, "data.fg_labels", cfg.data.fg_labels, str(problem))
@@ -395,6 +424,63 @@ def _check_face_data(data: DataConfig) -> None:
           f"must be false {why}")
 
 
+POSE_PART_LABELS = 25  # vid2vid.data.pose_input.DENSEPOSE_PARTS + 1 (the DensePose part ids 0..24)
+
+
+def central_width(w: int) -> int:
+    """The width the original's pose dataset keeps of a W-wide input: its central 2 * (W // 4 // 32 * 32) columns
+    (the width of vid2vid.data.pose_input.central_columns, which the dataset crops with; tests/test_poses.py checks
+    that the two agree)."""
+    return 2 * (w // 4 // 32 * 32)
+
+
+def input_size(data: DataConfig) -> Size:
+    """The size of what the networks see in training: data.crop_size, or with data.condition pose and
+    data.pose.central_columns its central columns."""
+    crop = data.crop_size
+    if data.condition == "pose" and data.pose.central_columns:
+        return Size(crop.h, central_width(crop.w))
+    return Size(*crop)
+
+
+def _check_pose_data(data: DataConfig, stride: int, n_scales: int = 1) -> None:
+    """data.condition pose: the DensePose part ids are the label ids (25) and the instance map, never a generator
+    channel; a folder dataset; no flip (the original never flips a pose clip: the picture's right arm would be drawn
+    in the left arm's colours and DensePose ids); the networks' size (the central columns) fits the model's stride,
+    and at every coarser spatial scale the central columns are half those of the finer one (an export made while
+    scales grow is a model of the coarser crop)."""
+    why, pose, crop = "with data.condition pose", data.pose, data.crop_size
+    _rule(data.source == "folder", "data.source", data.source,
+          f"must be folder {why}: there is no synthetic pose dataset; make one from a video with `vid2vid prepare "
+          "video IN OUT --labels pose`")
+    _rule(data.label_nc == POSE_PART_LABELS, "data.label_nc", data.label_nc,
+          f"must be {POSE_PART_LABELS} {why} (the DensePose part ids 0..24); set data.label_nc={POSE_PART_LABELS}")
+    _rule(not data.use_instance, "data.use_instance", data.use_instance,
+          f"must be false {why}: the DensePose part ids are the instance map, not a generator channel")
+    _rule(not data.contain_dontcare_label, "data.contain_dontcare_label", data.contain_dontcare_label,
+          f"must be false {why}")
+    _rule(0.0 <= pose.random_drop_prob <= 1.0, "data.pose.random_drop_prob", pose.random_drop_prob,
+          "must be in [0, 1] (the original's default: 0.05)")
+    _rule(not data.flip, "data.flip", data.flip,
+          f"must be false {why}: the original never flips a pose clip (a mirrored picture draws the right arm in "
+          "the left arm's colours and DensePose part ids); set data.flip=false")
+    if pose.central_columns:
+        _rule(central_width(crop.w) > 0, "data.crop_size", str(crop),
+              "is narrower than 128: data.pose.central_columns keeps the central 2 * (W // 4 // 32 * 32) columns, "
+              "none below 128; widen the crop or set data.pose.central_columns=false")
+        full = central_width(crop.w)
+        for k in range(1, n_scales):
+            _rule(central_width(crop.w >> k) << k == full, "data.crop_size", str(crop),
+                  f"with model.n_scales_spatial {n_scales} the central columns of the crop at 1/{2 ** k} "
+                  f"({central_width(crop.w >> k)}) must be 1/{2 ** k} of the full crop's ({full}); use a crop width "
+                  f"that is a multiple of {128 << (n_scales - 1)}")
+    size = input_size(data)
+    what = "its central columns (data.pose.central_columns) " if pose.central_columns else ""
+    _rule(size.h % stride == 0 and size.w % stride == 0, "data.crop_size", str(crop),
+          f"the size the networks see, {what}{size}, must have a height and width divisible by {stride} "
+          f"(2^downsampling layers)")
+
+
 def _check_training(cfg: Config) -> None:
     """optim.* ranges and model.first_frame's form."""
     _rule(0.0 <= cfg.optim.decay_start <= 1.0, "optim.decay_start", cfg.optim.decay_start, "must be in [0, 1]")
@@ -403,6 +489,9 @@ def _check_training(cfg: Config) -> None:
     ff = cfg.model.first_frame
     _rule(ff in ("real", "zeros") or (ff.startswith("image-model:") and len(ff) > len("image-model:")),
           "model.first_frame", ff, "must be real, zeros or image-model:PATH (an exported per-frame model)")
+    _rule(cfg.data.condition != "pose" or ff != "real", "model.first_frame", ff,
+          "must be zeros (the original's --no_first_img) or image-model:PATH with data.condition pose: a pose model "
+          "transfers motion, and the pose source's own frames must never seed it")
     _rule(cfg.model.warp_gate_window >= 1 and cfg.model.warp_gate_window % 2 == 1, "model.warp_gate_window",
           cfg.model.warp_gate_window, "must be an odd number of pixels >= 1 (1: per pixel)")
     _rule(cfg.model.warp_gate_margin >= 0, "model.warp_gate_margin", cfg.model.warp_gate_margin,
@@ -413,7 +502,7 @@ def _check_training(cfg: Config) -> None:
 
 def _check_unet_discriminator(cfg: Config) -> None:
     """discriminator.type: unet and loss.cutmix*."""
-    d, loss, crop = cfg.discriminator, cfg.loss, cfg.data.crop_size
+    d, loss, crop = cfg.discriminator, cfg.loss, input_size(cfg.data)
     _rule(d.type == "unet" or loss.cutmix == 0, "loss.cutmix", loss.cutmix,
           "CutMix needs the U-Net discriminator's per-pixel output: set discriminator.type: unet or loss.cutmix: 0")
     for key in ("cutmix_p", "cutmix_warmup"):
@@ -604,6 +693,11 @@ def from_dict(tree: dict | None, overrides: list[str] = (), base_dir: str | Path
     cfg = _build(Config, tree)
     if cfg.data.condition == "face" and "crop_size" not in (tree.get("data") or {}):
         cfg.data.crop_size = cfg.data.load_size  # face crops are resized to load_size; crop_size follows unless set
+    if cfg.data.condition == "pose":  # the original's pose defaults where the config leaves them out
+        if "flip" not in (tree.get("data") or {}):
+            cfg.data.flip = False  # the original never flips a pose clip (data.flip's rule says why)
+        if "first_frame" not in (tree.get("model") or {}):
+            cfg.model.first_frame = "zeros"  # --no_first_img (model.first_frame's rule says why)
     resolve_paths(cfg, base_dir)
     check(cfg)
     return cfg

@@ -11,6 +11,8 @@ import numpy as np
 
 from vid2vid.data.faces import scan_faces
 from vid2vid.data.keypoint_files import read_keypoints
+from vid2vid.data.openpose import read_openpose
+from vid2vid.data.poses import read_iuv, read_mask, scan_poses
 from vid2vid.data.sequences import SequenceFiles, phases, read_flow, read_ids, read_labels, scan
 from vid2vid.data.synthetic import ensure_dataset
 from vid2vid.errors import DataError
@@ -34,6 +36,8 @@ class PhaseSummary:
     has_inst: bool = False
     has_flow: bool = False
     histogram: np.ndarray | None = None  # [label_nc] pixel counts
+    people: Counter = field(default_factory=Counter)  # poses: people in a frame -> frames
+    pose_sources: str = ""  # poses: what the input is drawn from
 
 
 @dataclass
@@ -56,6 +60,11 @@ class DatasetSummary:
             lines.append(f"  {p.phase}: {p.sequences} sequences, {p.frames} frames; sizes {sizes}")
             if self.condition == "face":
                 lines.append(f"    RGB: {rgb}; 68 landmarks per frame (the face input is drawn from them)")
+                continue
+            if self.condition == "pose":
+                people = ", ".join(f"{n} in {k} frames" for n, k in sorted(p.people.items()))
+                lines.append(f"    RGB: {rgb}; the pose input: {p.pose_sources}; OpenPose's people per frame: "
+                             f"{people}")
                 continue
             lines.append(f"    RGB: {rgb}; instance maps: {inst}; exact flow: {'yes' if p.has_flow else 'no'}")
             total = p.histogram.sum()
@@ -116,14 +125,45 @@ def check_face_phase(root: Path, phase: str) -> PhaseSummary:
     for seq in sequences:
         for path in seq.labels:
             read_keypoints(path)
-        frames = iter_frames(seq.frames) if seq.is_video else (read_image(p) for p in seq.frames)
-        size = None
-        for i, frame in enumerate(frames):
-            size = size or frame.shape[:2]
-            if frame.shape[:2] != size:
-                where = seq.frames if seq.is_video else seq.frames[i]
-                raise DataError(f"{where}: size {frame.shape[0]}x{frame.shape[1]} differs from the sequence's first "
-                                f"frame ({size[0]}x{size[1]}); every frame of a sequence must have the same size")
+        size = _frame_sizes(seq)
+        summary.video_sequences += seq.is_video
+        summary.sizes[f"{size[0]}x{size[1]}"] += len(seq)
+    return summary
+
+
+def _frame_sizes(seq: SequenceFiles) -> tuple[int, int]:
+    """Decode every frame of a sequence; they must share one size -> (H, W)."""
+    frames = iter_frames(seq.frames) if seq.is_video else (read_image(p) for p in seq.frames)
+    size = None
+    for i, frame in enumerate(frames):
+        size = size or frame.shape[:2]
+        if frame.shape[:2] != size:
+            where = seq.frames if seq.is_video else seq.frames[i]
+            raise DataError(f"{where}: size {frame.shape[0]}x{frame.shape[1]} differs from the sequence's first "
+                            f"frame ({size[0]}x{size[1]}); every frame of a sequence must have the same size")
+    return size
+
+
+def check_pose_phase(root: Path, phase: str, pose) -> PhaseSummary:
+    """The pose layout: every OpenPose file parses, every frame decodes (one size per sequence), and every DensePose
+    IUV and body mask read (data.pose) decodes at the frames' size."""
+    sequences = scan_poses(root, phase, pose)
+    summary = PhaseSummary(phase, len(sequences), sum(len(s) for s in sequences))
+    read = [*([] if pose.openpose_only else ["DensePose IUV (3)"]), "the OpenPose rendering (3)",
+            *(["the body mask (1)"] if pose.mask else [])]
+    unread = [f"{phase}_{kind} (data.pose.{key} is {str(value).lower()})"
+              for kind, key, value in (("densepose", "openpose_only", pose.openpose_only), ("mask", "mask", pose.mask))
+              if (root / f"{phase}_{kind}").is_dir() and value == (kind == "densepose")]
+    summary.pose_sources = " + ".join(read) + (f"; not read: {', '.join(unread)}" if unread else "")
+    for seq in sequences:
+        for path in seq.labels:
+            summary.people[len(read_openpose(path))] += 1
+        size = _frame_sizes(seq)
+        for path, read in [*((p, read_iuv) for p in seq.densepose or []), *((p, read_mask) for p in seq.mask or [])]:
+            shape = read(path).shape[:2]
+            if shape != size:
+                raise DataError(f"{path}: size {shape[0]}x{shape[1]} differs from the sequence's frames "
+                                f"({size[0]}x{size[1]}); DensePose's IUV and the body mask must have the frames' size")
         summary.video_sequences += seq.is_video
         summary.sizes[f"{size[0]}x{size[1]}"] += len(seq)
     return summary
@@ -132,10 +172,13 @@ def check_face_phase(root: Path, phase: str) -> PhaseSummary:
 def check_dataset(data_cfg) -> DatasetSummary:
     """Validate every file of every phase of the dataset (data_cfg.phase must be among them)."""
     root = ensure_dataset(data_cfg)
-    face = data_cfg.condition == "face"
-    names = phases(root, data_cfg.condition)
-    if data_cfg.phase not in names:
-        (scan_faces if face else scan)(root, data_cfg.phase)  # raises the error that explains what is missing
+    condition = data_cfg.condition
+    names = phases(root, condition)
+    if data_cfg.phase not in names:  # raises the error that explains what is missing
+        {"face": scan_faces, "pose": lambda r, p: scan_poses(r, p, data_cfg.pose)}.get(condition, scan)(
+            root, data_cfg.phase)
     ordered = [data_cfg.phase] + [p for p in names if p != data_cfg.phase]
-    checked = [check_face_phase(root, p) if face else check_phase(root, p, data_cfg.label_nc) for p in ordered]
+    check = {"face": check_face_phase, "pose": lambda r, p: check_pose_phase(r, p, data_cfg.pose)}.get(
+        condition, lambda r, p: check_phase(r, p, data_cfg.label_nc))
+    checked = [check(root, p) for p in ordered]
     return DatasetSummary(root, data_cfg.label_nc, data_cfg.use_instance, checked, data_cfg.condition)

@@ -3,9 +3,11 @@ dataset kind (data.condition):
 
     OUT/<seq>/<frame>.npy   the frame's own condition [C,H,W] float32, after the test-phase transforms (resized to
                             data.load_size, centre-cropped to data.crop_size; faces: the crop of the sequence's first
-                            frame), exactly what the network gets for that frame
+                            frame; poses: then the central columns), exactly what the network gets for that frame
     OUT/<seq>/<frame>.png   a picture of it: labels coloured (| instance boundaries); faces: the edge map, the
-                            distance maps and the part labels coloured, tiled
+                            distance maps and the part labels coloured, tiled; poses: side by side, DensePose's IUV
+                            (its part channel as the network gets it), the OpenPose rendering, the body mask, the
+                            labels coloured (each [-1,1] shown as [0,255])
 
 OUT appears complete or not at all (written into a temporary folder, then renamed).
 """
@@ -33,6 +35,17 @@ CHUNK = 8  # frames read at a time (memory stays bounded on long sequences)
 def _grey(maps: np.ndarray) -> np.ndarray:
     """float [...,H,W] in [0,1] -> uint8 [...,H,W,3] grey."""
     return np.repeat((np.clip(maps, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def pose_picture(cond: np.ndarray, labels: np.ndarray, label_nc: int) -> np.ndarray:
+    """A viewable picture uint8 [H,3W..4W,3] of one frame's pose input [C,H,W] in [-1,1] (DensePose 3?, OpenPose 3,
+    mask 1?) and its labels [H,W]: the 3-channel parts in colour, the mask grey, the labels coloured, side by side."""
+    shown = (np.clip(cond, -1, 1) * 0.5 + 0.5)  # [C,H,W] in [0,1]
+    tiles = [(rearrange(shown[i: i + 3], "c h w -> h w c") * 255).round().astype(np.uint8)
+             for i in range(0, len(cond) - len(cond) % 3, 3)]
+    tiles += [_grey(shown[-1])] if len(cond) % 3 else []
+    tiles.append(label_palette(max(label_nc, int(labels.max()) + 1))[labels])
+    return np.concatenate(tiles, axis=1)
 
 
 def picture(cond: np.ndarray, labels: np.ndarray, label_nc: int, face: bool, boundary: bool = False) -> np.ndarray:
@@ -74,7 +87,8 @@ def draw_dataset(data_cfg, out: str | Path, frames: int | None = None) -> int:
                 for k, i in enumerate(idx):
                     name = Path(seq.labels[i]).stem
                     np.save(tmp / seq.name / f"{name}.npy", cond[k].astype(np.float32))
-                    image = picture(cond[k], labels[k], d.label_nc, face, d.use_instance)
+                    image = (pose_picture(cond[k], labels[k], d.label_nc) if d.condition == "pose" else
+                             picture(cond[k], labels[k], d.label_nc, face, d.use_instance))
                     write_image(tmp / seq.name / f"{name}.png", image)
                 drawn += len(idx)
     return drawn

@@ -1,5 +1,6 @@
 """The generator's per-frame input, on any device and batched: one-hot labels and instance boundaries, or a dense
-condition drawn by the dataset (the face input) taken as it is. semantic_channels says how many channels either has."""
+condition drawn by the dataset (the face or pose input) taken as it is. semantic_channels says how many channels either
+has."""
 
 from __future__ import annotations
 
@@ -7,6 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from vid2vid.data.face_input import FaceOptions
+from vid2vid.data.pose_input import PoseOptions
+
+
+def pose_options(pose) -> PoseOptions:
+    """A data.pose config section -> the drawing's options (vid2vid.data.pose_input)."""
+    return PoseOptions(remove_face_labels=pose.remove_face_labels, basic_point_only=pose.basic_point_only,
+                       random_drop_prob=pose.random_drop_prob, openpose_only=pose.openpose_only)
 
 
 def one_hot(labels: torch.Tensor, label_nc: int) -> torch.Tensor:
@@ -32,10 +40,13 @@ DONTCARE_ID = 255  # SPADE's "don't care" label id (COCO-Stuff, ADE20K)
 
 def semantic_channels(data) -> int:
     """Channels of one frame's generator input for a data config section: the face input's (15, or 1 with
-    data.face.no_dist_map, as the original counts them), or one-hot labels (+ SPADE's don't-care channel) + the
+    data.face.no_dist_map, as the original counts them), the pose input's (DensePose 3 + OpenPose 3, or 3 with
+    openpose_only, + 1 with data.pose.mask), or one-hot labels (+ SPADE's don't-care channel) + the
     instance-boundary channel."""
     if data.condition == "face":
         return FaceOptions(data.face.no_dist_map, data.face.no_canny_edge).channels
+    if data.condition == "pose":
+        return pose_options(data.pose).channels + (1 if data.pose.mask else 0)
     return data.label_nc + data.contain_dontcare_label + (1 if data.use_instance else 0)
 
 

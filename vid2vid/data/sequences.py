@@ -76,11 +76,12 @@ def _frame_sources(folder: Path) -> dict[str, list[Path] | Path]:
 
 
 # The folders of each data.condition: (<phase>_<condition folder>, <phase>_<frames folder>)
-LAYOUT = {"labels": ("A", "B"), "face": ("keypoints", "img")}
+LAYOUT = {"labels": ("A", "B"), "face": ("keypoints", "img"), "pose": ("openpose", "img")}
 
 
 def phases(root: str | os.PathLike, condition: str = "labels") -> list[str]:
-    """Phases present under root (folders named <phase>_A, or <phase>_keypoints for faces), e.g. ['test', 'train']."""
+    """Phases present under root (folders named <phase>_A, <phase>_keypoints for faces, <phase>_openpose for poses),
+    e.g. ['test', 'train']."""
     root, suffix = Path(root), "_" + LAYOUT[condition][0]
     if not root.is_dir():
         return []
@@ -116,9 +117,9 @@ def layout_sequences(root: Path, phase: str, condition: str, pattern: str, what:
     a, b = LAYOUT[condition]
     first, second = root / f"{phase}_{a}", root / f"{phase}_{b}"
     if not root.is_dir():
-        raise DataError(f"{root}: dataset folder not found; set data.root to a folder in the "
-                        f"{'vid2vid' if condition == 'labels' else 'original face'} layout (<phase>_{a}, <phase>_{b}) "
-                        "or use data.source: synthetic")
+        layout = "vid2vid" if condition == "labels" else f"original {condition}"
+        raise DataError(f"{root}: dataset folder not found; set data.root to a folder in the {layout} layout "
+                        f"(<phase>_{a}, <phase>_{b}) or use data.source: synthetic")
     for folder in (first, second):
         if not folder.is_dir():
             found = ", ".join(f"{p}_{a}" for p in phases(root, condition)) or "none"
@@ -339,7 +340,8 @@ class ClipDataset(torch.utils.data.Dataset):
 
 def build_dataset(data_cfg, phase: str | None = None, seed: int = 0, augment: bool | None = None) -> ClipDataset:
     """The clip dataset of data_cfg (generating the synthetic dataset first when configured): the label layout, or
-    the face layout with data.condition face (vid2vid.data.faces). Training phase (or augment True): random start,
+    the face layout with data.condition face (vid2vid.data.faces), the pose layout with data.condition pose
+    (vid2vid.data.poses). Training phase (or augment True): random start,
     stride, zoom, crop, flip; any other phase (or augment False): the first n_frames frames of each sequence,
     resized and centre-cropped."""
     phase = phase or data_cfg.phase
@@ -351,6 +353,11 @@ def build_dataset(data_cfg, phase: str | None = None, seed: int = 0, augment: bo
         from vid2vid.data.faces import FaceClipDataset, scan_faces  # faces.py builds on this module
 
         return FaceClipDataset(scan_faces(root, phase), face=data_cfg.face, **settings)
+    if data_cfg.condition == "pose":
+        from vid2vid.data.poses import PoseClipDataset, scan_poses  # poses.py builds on this module
+
+        return PoseClipDataset(scan_poses(root, phase, data_cfg.pose), pose=data_cfg.pose,
+                               central_columns=data_cfg.pose.central_columns, **settings)
     return ClipDataset(scan(root, phase), **settings)
 
 

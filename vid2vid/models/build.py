@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from vid2vid.config import Config
+from vid2vid.config import Config, input_size
 from vid2vid.data.encoding import semantic_channels as data_semantic_channels
 from vid2vid.families import FAMILIES, Family, family
 from vid2vid.losses import ImageLosses, VideoLosses
@@ -80,7 +80,7 @@ def _build_pix2pixhd(cfg: Config) -> nn.Module:
 
 
 def _build_spade(cfg: Config) -> nn.Module:
-    m, crop = cfg.model, cfg.data.crop_size
+    m, crop = cfg.model, input_size(cfg.data)  # the pose input's central columns: narrower than the crop
     return SPADEGenerator(generator_input_channels(cfg), ngf=m.ngf, num_upsampling_layers=m.num_upsampling_layers,
                           size=(crop.h, crop.w), use_vae=m.use_vae, z_dim=m.z_dim, norm=m.norm)
 

@@ -215,6 +215,10 @@ class VideoRenderer:
         self.export.generator = torch.compile(generator) if compile else generator
         self._image_models: dict[str, ImageModelFirst] = {}
         d = self.cfg.data
+        if d.condition == "pose":
+            raise UserError(f"{checkpoint}: a pose model (data.condition pose) cannot render yet: drawing its input "
+                            "while rendering is still to come (issue 29); train and check it with `vid2vid train` and "
+                            "`vid2vid check-data --draw`")
         self.face = (FaceSequence(d.load_size, FaceOptions(d.face.no_dist_map, d.face.no_canny_edge))
                      if d.condition == "face" else None)  # a face model draws its input from landmarks
         self.face_input: FaceInput | None = None  # the last frame's (for previews)

@@ -1,0 +1,179 @@
+"""The original vid2vid's pose layout as a clip dataset (data.condition: pose):
+
+    <root>/<phase>_openpose/<seq>/<frame>.json       OpenPose's keypoints of the frame (vid2vid.data.openpose)
+    <root>/<phase>_img/<seq>/<frame>.png|jpg         the RGB frames (or <root>/<phase>_img/<seq>.<ext>, a video file)
+    <root>/<phase>_densepose/<seq>/<frame>_IUV.png   DensePose's IUV of the frame, unless data.pose.openpose_only
+    <root>/<phase>_mask/<seq>/<frame>.png            the body mask, 0/255, with data.pose.mask
+
+Files pair by sorted name, as the original pairs them (a DensePose folder holding *_IUV.png files is read for those
+alone: DensePose writes *_INDS.png beside them). Each frame is made as the original's pose dataset makes it: the
+OpenPose rendering drawn at the frame's own size (vid2vid.data.pose_input.draw_openpose, the original's drawing), the
+IUV read, both with training's random drops (data.pose.random_drop_prob, remove_face_labels: pose_input's rng,
+drawn per clip from (seed, epoch, index); in any other phase no rng, nothing random), then the clip's one resize and
+crop, nearest neighbour as the original resizes them (the frames: area / bilinear), each normalised to [-1,1] as the
+original does (densepose_input, to_signed; the mask 0/255 -> -1/1), and, with data.pose.central_columns, only the
+central columns of the input, the labels and the frames kept (central_columns). No flip: the original never flips a
+pose clip (data.flip's rule), and neither do we. Items:
+
+    cond   [T,C,H,W'] float32 in [-1,1]  DensePose (3, unless openpose_only), OpenPose (3), mask (1, with mask)
+    labels [T,H,W'] int64                the DensePose part ids 0..24; without DensePose 1 on the body (the mask, else
+                                         where the rendering is drawn): the instance map and the sample pictures
+    frames [T,3,H,W'] in [-1,1]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from einops import rearrange
+
+from vid2vid.data import transforms
+from vid2vid.data.encoding import pose_options
+from vid2vid.data.openpose import read_openpose
+from vid2vid.data.pose_input import (
+    DENSEPOSE_PARTS,
+    central_columns,
+    densepose_input,
+    draw_openpose,
+    drop_densepose_parts,
+    to_signed,
+)
+from vid2vid.data.sequences import ClipDataset, SequenceFiles, _match, _same_size, _subfolders, layout_sequences
+from vid2vid.errors import DataError
+from vid2vid.video_io import probe, read_image
+
+DROP_STREAM = 1  # the random drops' own stream of a clip's seed (seed, epoch, index, DROP_STREAM)
+
+
+@dataclass
+class PoseSequence(SequenceFiles):
+    """A pose sequence: `labels` holds its OpenPose .json files; densepose / mask their files when read."""
+
+    densepose: list[Path] | None = None
+    mask: list[Path] | None = None
+
+
+def _side_folder(root: Path, phase: str, kind: str, jsons: dict[str, list[Path]], folder_o: Path, fix: str
+                 ) -> tuple[Path, dict[str, list[Path]]]:
+    """<phase>_<kind>: its sequence folders, matched to those of <phase>_openpose, and their PNG files (only the
+    *_IUV.png ones where a folder has them)."""
+    folder = root / f"{phase}_{kind}"
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found; {fix}")
+    files = {}
+    for name, path in _subfolders(folder).items():
+        iuv = sorted(path.glob("*_IUV.png"))
+        files[name] = iuv or sorted(p for p in path.glob("*.png") if p.is_file())
+    _match(files, jsons, kind, folder, folder_o)
+    return folder, files
+
+
+def scan_poses(root: str | Path, phase: str, pose) -> list[PoseSequence]:
+    """The sequences of one phase of the pose layout (names and counts checked, not contents); pose: the data.pose
+    section (which folders are read)."""
+    root = Path(root)
+    folder_o, folder_i, jsons, frames = layout_sequences(root, phase, "pose", "*.json", "OpenPose .json files")
+    sides: dict[str, tuple[Path, dict[str, list[Path]]]] = {}  # "DensePose" / "mask" -> (folder, files)
+    if not pose.openpose_only:
+        sides["DensePose"] = _side_folder(root, phase, "densepose", jsons, folder_o, "data.pose.openpose_only is "
+                                          "false: the input starts with DensePose's IUV (<phase>_densepose/<seq>/"
+                                          "*_IUV.png); add it or set data.pose.openpose_only=true")
+    if pose.mask:
+        sides["mask"] = _side_folder(root, phase, "mask", jsons, folder_o, "data.pose.mask is true: the input ends "
+                                     "with the body mask (<phase>_mask/<seq>/*.png, 0/255; `vid2vid prepare video IN "
+                                     "OUT --labels pose` writes it); add it or set data.pose.mask=false")
+    out = []
+    for name, files in jsons.items():
+        source = frames[name]
+        n = probe(source).n_frames if isinstance(source, Path) else len(source)
+        where = source if isinstance(source, Path) else folder_i / name
+        if n != len(files):
+            raise DataError(f"{folder_o / name}: {len(files)} OpenPose .json files but {where} has {n} frames; every "
+                            "frame needs its own OpenPose file (they pair by sorted name)")
+        for kind, (folder, side) in sides.items():
+            if len(side[name]) != n:
+                raise DataError(f"{folder / name}: {len(side[name])} {kind} .png files but {where} has {n} frames; "
+                                "every frame needs its own (they pair by sorted name)")
+        dense, masks = (sides[kind][1][name] if kind in sides else None for kind in ("DensePose", "mask"))
+        out.append(PoseSequence(name, files, source, None, None, None, dense, masks))
+    return out
+
+
+def read_iuv(path: Path) -> np.ndarray:
+    """A DensePose IUV picture -> uint8 [H,W,3] (RGB as read; the third channel the part id 0..24)."""
+    iuv = read_image(path)
+    top = int(iuv[..., 2].max())
+    if top > DENSEPOSE_PARTS:
+        raise DataError(f"{path}: part id {top} in the third channel; DensePose's IUV holds the part id 0..24 there "
+                        "(its *_IUV.png, written by DensePose's infer_simple.py), not a colour rendering")
+    return iuv
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A body mask -> uint8 [H,W] (0: background, 255: the person)."""
+    mask = read_image(path, cv2.IMREAD_UNCHANGED)
+    if mask.ndim != 2 or mask.dtype != np.uint8:
+        shape = f"{mask.shape[2]} channels" if mask.ndim == 3 else f"{mask.dtype} values"
+        raise DataError(f"{path}: the body mask has {shape}; it must be a single-channel 8-bit picture, 0 for the "
+                        "background and 255 for the person")
+    return mask
+
+
+class PoseClipDataset(ClipDataset):
+    """Clips of the pose layout: the pose input drawn per frame (see the module's docstring)."""
+
+    def __init__(self, sequences: list[PoseSequence], *, pose, central_columns: bool = True, **settings):
+        super().__init__(sequences, **settings)
+        if self.flip:
+            raise ValueError("PoseClipDataset: no flip (the original never flips a pose clip); pass flip=False")
+        self.options, self.with_mask, self.central = pose_options(pose), pose.mask, central_columns
+
+    def __getitem__(self, index) -> dict:
+        key = self.key(index)
+        seq = self.sequences[key.index % len(self.sequences)]
+        start, step, tf = self.sample(key)
+        idx = [start + k * step for k in range(key.n_frames)]
+        rng = np.random.default_rng([self.seed, key.epoch, key.index, DROP_STREAM]) if self.augment else None
+        return {**self.load(seq, idx, tf, rng=rng), "sequence": seq.name, "start": start, "step": step}
+
+    def load(self, seq: PoseSequence, idx: list[int], tf: transforms.ClipTransform, anchor: int | None = None,
+             rng: np.random.Generator | None = None) -> dict:
+        """Frames idx of a sequence -> {cond, labels, frames}. rng: training's random drops (None: none). anchor:
+        unused (the face dataset's)."""
+        rgb = self._rgb(seq, idx)
+        h, w = rgb[0].shape[:2]
+        first = seq.frames if seq.is_video else seq.frames[idx[0]]
+        conds, labels = [], []
+        for i, image in zip(idx, rgb):
+            _same_size(image, (h, w), seq.frames if seq.is_video else seq.frames[i], first)
+            maps, parts = [], None
+            if not self.options.openpose_only:
+                iuv = read_iuv(seq.densepose[i])
+                _same_size(iuv, (h, w), seq.densepose[i], first)
+                if rng is not None:
+                    iuv = drop_densepose_parts(iuv, self.options, rng)
+                iuv = transforms.apply_ids(iuv, tf)
+                maps.append(densepose_input(iuv))
+                parts = iuv[..., 2]
+            drawn = transforms.apply_ids(draw_openpose(read_openpose(seq.labels[i]), h, w, self.options, rng), tf)
+            maps.append(to_signed(drawn))
+            if self.with_mask:
+                mask = read_mask(seq.mask[i])
+                _same_size(mask, (h, w), seq.mask[i], first)
+                mask = transforms.apply_ids(mask, tf)
+                maps.append(to_signed(mask[..., None]))
+                parts = (mask > 127).astype(np.uint8) if parts is None else parts
+            conds.append(np.concatenate(maps))  # [C,H,W]
+            labels.append(drawn.any(-1).astype(np.uint8) if parts is None else parts)
+        frames = np.stack([transforms.apply_image(x, tf) for x in rgb])  # [T,H,W,3] uint8
+        cols = central_columns(tf.crop.w) if self.central else slice(None)
+        return {
+            "cond": torch.from_numpy(np.ascontiguousarray(np.stack(conds)[..., cols])),  # [T,C,H,W'] in [-1,1]
+            "labels": torch.from_numpy(np.stack(labels)[..., cols].astype(np.int64)),  # [T,H,W']
+            "frames": rearrange(torch.from_numpy(np.ascontiguousarray(frames[:, :, cols])),
+                                "t h w c -> t c h w").float() / 127.5 - 1.0,  # [T,3,H,W'] in [-1,1]
+        }
