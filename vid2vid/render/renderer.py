@@ -14,6 +14,10 @@ model generates them), "real:DIR" (frames of a folder or video file, index-align
 `real_start`), or "zeros" (mid-grey; the model outputs raw frames until N-1 generated frames replace them).
 The export's model.first_frame is the default; "real" there means the sequence's <phase>_B/<seq> when the
 input is a dataset sequence. An image model renders every frame through Export.generate.
+A face model steps with a frame's landmarks and the frame (step(landmarks=, frame=)); a pose model with the frame's
+OpenPose people, the frame and, as its data.pose reads them, the body mask and DensePose's IUV (step(people=, frame=,
+mask=, iuv=)), its input drawn by the pose dataset's own frame_input; a pose video model's first frames are zeros or
+an image model's, never real frames (the source person's own frames must not seed a motion transfer).
 
 Sizes the model's stride cannot take are padded (repeating the last row and column) and cropped back.
 Inputs are opened and read by vid2vid.render.inputs; whole inputs stream through vid2vid.render.pipeline.
