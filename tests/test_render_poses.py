@@ -15,13 +15,13 @@ from vid2vid import cli
 from vid2vid.checkpoint import export_generator
 from vid2vid.config import load_config
 from vid2vid.data import pose_normalize as pn
-from vid2vid.data.openpose import read_openpose
+from vid2vid.data.openpose import read_openpose, write_openpose
 from vid2vid.data.poses import read_mask
 from vid2vid.data.sequences import build_dataset
 from vid2vid.errors import UserError
 from vid2vid.models.build import build_generator
 from vid2vid.render import VideoRenderer, render_video
-from vid2vid.video_io import VideoWriter, probe, read_image
+from vid2vid.video_io import VideoWriter, probe, read_image, write_image
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_mediapipe = pytest.mark.skipif(sys.version_info >= (3, 13), reason="mediapipe 0.10.14 has no wheels for 3.13+")
@@ -262,3 +262,44 @@ def test_a_densepose_model_does_not_render_a_video(selfie_video, tmp_path, capsy
     export = _export("demo_pose.yaml", tmp_path / "export", "data.pose.openpose_only=false")
     assert cli.main(["render", str(selfie_video[0]), str(tmp_path / "x.mp4"), "-m", str(export)]) == 2
     assert "DensePose's IUV" in capsys.readouterr().err and not (tmp_path / "x.mp4").exists()
+
+
+def _target(root: Path, size: tuple[int, int], scale: float, frames: int = 3) -> Path:
+    """A target dataset (train_openpose + train_img) of the stick figure scaled by `scale` about its ankle point, in
+    frames of `size` whose pixels are `size[0] / H` times the stick figure's."""
+    factor = size[0] / H
+    for t in range(frames):
+        person = stick_figure(40 + 4 * t, t)
+        ankle = pn.ankle_point(person.pose)
+        m = np.array([[scale, 0, ankle[0] * (1 - scale)], [0, scale, ankle[1] * (1 - scale)]]) * factor
+        write_openpose(root / "train_openpose" / "seq_0000" / f"{t:05d}.json",
+                       pn.mapped_people([person], m, size))
+        (root / "train_img" / "seq_0000").mkdir(parents=True, exist_ok=True)
+        write_image(root / "train_img" / "seq_0000" / f"{t:05d}.png", np.zeros((*size, 3), np.uint8))
+    return root
+
+
+def test_pose_normalize_maps_the_source_onto_a_smaller_target(poses, tmp_path):
+    """The keypoints iter_poses hands to the renderer: onto a target half as tall, the source's neck-to-ankle height
+    halves, its ankles stay on the target's ankle line, every part (hands, face) moves with the body and the body
+    mask shrinks with it; a target measured in frames twice as large is the same person (each is measured in its own
+    frame's pixels)."""
+    from vid2vid.render.poses import iter_poses, open_pose_input
+
+    cfg = load_config(ROOT / "configs" / "demo_pose.yaml", [f"data.load_size={H}x{W}", f"data.crop_size={H}x{W}"])
+    seq = poses / "test_openpose" / "seq_0000"
+    plain = list(iter_poses(open_pose_input(seq, cfg.data.pose, size=None)))
+    for target, expected in ((_target(tmp_path / "half", (H, W), 0.5), 0.5),
+                             (_target(tmp_path / "large", (2 * H, 2 * W), 1.0), 1.0)):
+        source = open_pose_input(seq, cfg.data.pose, size=None, normalize=target)
+        mapped = list(iter_poses(source, 1, 4))
+        assert len(mapped) == 4 and source.missing == 0
+        for before, after in zip(plain[1:5], mapped):
+            (p,), (q,) = before["people"], after["people"]
+            x, y, height = pn.measure(q.pose)
+            assert height == pytest.approx(expected * pn.measure(p.pose)[2])
+            assert y == pytest.approx(pn.measure(p.pose)[1])  # the same ankle line (58) in both
+            np.testing.assert_allclose(q.hand_left[:, :2] - q.pose[[7], :2],
+                                       expected * (p.hand_left[:, :2] - p.pose[[7], :2]), atol=1e-9)
+            assert after["mask"].sum() == pytest.approx(expected ** 2 * before["mask"].sum(), rel=0.15)
+            np.testing.assert_array_equal(after["frame"], before["frame"])
