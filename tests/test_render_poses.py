@@ -303,3 +303,23 @@ def test_pose_normalize_maps_the_source_onto_a_smaller_target(poses, tmp_path):
                                        expected * (p.hand_left[:, :2] - p.pose[[7], :2]), atol=1e-9)
             assert after["mask"].sum() == pytest.approx(expected ** 2 * before["mask"].sum(), rel=0.15)
             np.testing.assert_array_equal(after["frame"], before["frame"])
+
+
+def test_a_densepose_model_renders_a_prepared_sequence_with_its_iuv(tmp_path):
+    """data.pose.openpose_only false: the IUV of <phase>_densepose is read with the keypoints, the input drawn is the
+    dataset's (6 channels), and a step without the IUV is refused."""
+    root = make_poses(tmp_path / "dense", sequences=(("test", 1),), frames=3, mask=False)
+    export = _export("demo_pose.yaml", tmp_path / "export", "data.pose.openpose_only=false", "data.pose.mask=false")
+    out = tmp_path / "dense.mp4"
+    render_video(export, root / "test_openpose" / "seq_0000", out, device="cpu")
+    assert probe(out).n_frames == 3
+    cfg = load_config(export / "config.yaml", [f"data.root={root}", "data.n_frames=3"])
+    item = build_dataset(cfg.data, phase="test")[0]
+    renderer = VideoRenderer(export, device="cpu")
+    people = read_openpose(root / "test_openpose" / "seq_0000" / "00001.json")
+    frame = read_image(root / "test_img" / "seq_0000" / "00001.png")
+    with pytest.raises(UserError, match="DensePose's IUV"):
+        renderer.step(people=people, frame=frame)
+    renderer.step(people=people, frame=frame, iuv=read_image(root / "test_densepose" / "seq_0000" / "00001_IUV.png"))
+    assert renderer.pose_input.cond.shape == (6, H, CENTRAL)
+    np.testing.assert_array_equal(renderer.pose_input.cond, item["cond"][1].numpy())

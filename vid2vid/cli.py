@@ -156,7 +156,7 @@ def _add_render_parser(sub) -> None:
                         "normalisation: a scale and a vertical position, interpolated between the two people's "
                         "farthest and closest ankle positions and their heights there. Needs the whole body (neck "
                         "to ankles) in both; the input is read twice: all its keypoints first (its near and far "
-                        "positions need the whole video), then rendered")
+                        "positions need the whole video: the frames rendered, --start/--max-frames), then rendered")
     p.add_argument("--instances", default=None, metavar="DIR", help="instance-id PNGs, one per label map")
     p.add_argument("--size", default=None, metavar="HxW", help="resize the inputs (labels nearest); a pose model's "
                    "video: the size its frames are resized to before detection and drawing (default: the model's "

@@ -117,7 +117,8 @@ def iter_poses(source: PoseSource, start: int = 0, count: int | None = None):
     """{"people": [Person], "frame": uint8 [H,W,3], "mask": uint8 [H,W] or None, "iuv": uint8 [H,W,3] or None} per
     frame from `start` (VideoRenderer.step's keywords), normalised to the target person with source.normalize.
     source.missing counts the frames without a person; none in any frame is a UserError (raised after the last frame
-    when streaming, before the first with normalize)."""
+    when streaming, before the first with normalize). The normalisation measures the source over the frames read
+    (start..start+count), all of them before the first is handed on."""
     stop = len(source) if count is None else min(len(source), start + count)
     source.missing, total = 0, 0
     if source.normalize is None:
