@@ -17,9 +17,9 @@ from vid2vid.data.pose_input import PoseOptions, central_columns, draw_openpose,
 from vid2vid.data.sampler import ClipKey
 from vid2vid.data.sequences import build_dataset
 from vid2vid.data.transforms import apply_ids
-from vid2vid.errors import ConfigError, UserError
+from vid2vid.errors import ConfigError
 from vid2vid.models.build import discriminator_input_channels, generator_input_channels
-from vid2vid.video_io import read_image, write_image
+from vid2vid.video_io import probe, read_image, write_image
 
 H, W = 64, 128  # the frames; the central columns of a 128-wide crop: 64
 POSE = ["data.condition=pose", "data.label_nc=25", "data.use_instance=false", "data.fg_labels=[]",
@@ -241,8 +241,8 @@ def test_bad_pose_files_are_one_line_errors_naming_the_file(poses, tmp_path, cap
 @pytest.mark.slow
 def test_train_pose_models_through_the_cli(tmp_path, capsys):
     """configs/demo_pose_image.yaml and demo_pose.yaml, shrunk, train a few steps on the stick figure (OpenPose +
-    mask: 4 channels); the video model starts from zeros first frames (the original's --no_first_img), and a pose
-    export cannot render yet (a clear error)."""
+    mask: 4 channels); the video model starts from zeros first frames (the original's --no_first_img) and renders a
+    test sequence with the image model's first frames."""
     from vid2vid.checkpoint import load_export
     from vid2vid.temporal import start_history
 
@@ -261,13 +261,18 @@ def test_train_pose_models_through_the_cli(tmp_path, capsys):
     assert history.frames.abs().max() == 0 and history.filled == 0
     assert (runs / "video" / "samples").is_dir() and any((runs / "image" / "samples").iterdir())
     capsys.readouterr()
-    assert cli.main(["render", str(root / "test_openpose" / "seq_0000"), str(tmp_path / "x.mp4"), "-m",
-                     str(runs / "video" / "export")]) == 2
-    assert "pose model" in capsys.readouterr().err
-    with pytest.raises(UserError, match="pose model"):
-        from vid2vid.render import VideoRenderer
+    out = tmp_path / "x.mp4"
+    assert cli.main(["render", str(root / "test_openpose" / "seq_0000"), str(out), "-m",
+                     str(runs / "video" / "export"), "--first-frame", f"image-model:{runs / 'image' / 'export'}"]) == 0
+    assert "0 of 6 frames had no person" in capsys.readouterr().out
+    info = probe(out)
+    assert (info.n_frames, info.height, info.width) == (6, H, 64)  # the central columns of the 64x128 frames
+    from vid2vid.render import VideoRenderer
 
-        VideoRenderer(runs / "image" / "export", device="cpu")
+    renderer = VideoRenderer(runs / "image" / "export", device="cpu")
+    frame = renderer.step(people=[stick_figure(50, 0)], frame=np.zeros((H, W, 3), np.uint8),
+                          mask=np.zeros((H, W), np.uint8))
+    assert frame.shape == (H, 64, 3)
 
 
 def test_frames_may_be_a_video_file(poses, tmp_path):

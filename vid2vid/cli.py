@@ -98,7 +98,7 @@ def cmd_render(args: argparse.Namespace) -> None:
 
     smooth = parse_smoothing(args.smooth, "--smooth") if args.smooth is not None else None  # before the model loads
     options = RenderOptions(smooth=smooth, **{key: getattr(args, key) for key in (
-        "palette", "labels", "landmarks", "centres", "first_frame", "instances", "size", "start",
+        "palette", "labels", "landmarks", "centres", "pose_normalize", "first_frame", "instances", "size", "start",
         "max_frames", "fps", "crf", "frames_dir", "side_by_side", "overwrite", "keep_partial", "device", "precision",
         "channels_last", "compile", "feature_cluster", "style", "seed")})
     if args.all is not None:
@@ -120,22 +120,29 @@ def _add_render_parser(sub) -> None:
     p = sub.add_parser("render", help="render label maps into a video with an exported model",
                        description="Render a folder of label-id PNGs (or colour-coded PNGs with --palette, or a "
                                    "dataset sequence such as data/x/test_A/seq0, or a video file converted to labels "
-                                   "as `vid2vid prepare video` does) into an H.264 video or a folder of PNG frames.")
+                                   "as `vid2vid prepare video` does) into an H.264 video or a folder of PNG frames. "
+                                   "A face model renders a keypoint sequence folder or a talking-head video (--labels "
+                                   "face); a pose model (motion transfer) a prepared pose sequence such as "
+                                   "data/pose/test_openpose/seq_0000 or a video of a person (--labels pose: its "
+                                   "keypoints, and the body mask when the model reads one, detected per frame by "
+                                   "MediaPipe Holistic and drawn as the pose dataset draws them).")
     p.add_argument("input", nargs="?", help="folder of label PNGs, a dataset sequence folder, or a video file "
-                   "(with --labels)")
+                   "(with --labels; a pose model: a video of a person or <root>/<phase>_openpose/<seq>)")
     p.add_argument("output", help="output .mp4/.mkv/.mov (or a folder with --frames-dir; with --all a folder)")
     p.add_argument("--checkpoint", "-m", required=True, help="exported model (<train.out_dir>/export)")
     p.add_argument("--all", default=None, metavar="PHASE_DIR", help="render every sequence of a split (e.g. "
                    "data/x/test_A) into OUTPUT/<seq>.mp4")
     p.add_argument("--first-frame", default=None, metavar="image-model:PATH|real:DIR|zeros",
                    help="video model: where the first n_frames_G-1 frames come from (default: the model's "
-                        "model.first_frame; real = the sequence's <phase>_B frames)")
+                        "model.first_frame; real = the sequence's <phase>_B frames). A pose model takes zeros or "
+                        "image-model:PATH only: the pose source's own frames never seed a motion transfer")
     p.add_argument("--palette", default=None, metavar="FILE",
                    help="colour-coded label PNGs: a YAML or JSON list of [R, G, B] per label id (id = position); "
                         "default: the model's data.palette. Single-channel PNGs stay ids")
-    p.add_argument("--labels", default=None, metavar="edges|kmeans:K|face",
+    p.add_argument("--labels", default=None, metavar="edges|kmeans:K|face|pose",
                    help="a video file INPUT: its frames become labels as `vid2vid prepare video --labels` makes them "
-                        "(a face model: face, the landmarks detected per frame)")
+                        "(a face model: face, the landmarks detected per frame; a pose model: pose, the person's "
+                        "keypoints detected per frame, frames without a person drawn empty and counted)")
     p.add_argument("--landmarks", default=None, choices=["dlib", "mediapipe"],
                    help="a face model's video INPUT: the landmark detector (default dlib, the original's)")
     p.add_argument("--smooth", default=None, metavar="none|one-euro[:MIN_CUTOFF,BETA]",
@@ -143,14 +150,24 @@ def _add_render_parser(sub) -> None:
     p.add_argument("--centres", default=None, metavar="FILE",
                    help="a video file INPUT with kmeans labels: the dataset's kmeans_centres.json (written by "
                         "prepare video), so the ids are the model's; without it the clusters are fitted on INPUT")
+    p.add_argument("--pose-normalize", default=None, metavar="DATA_ROOT",
+                   help="a pose model: map the source person's keypoints onto the target person of the dataset the "
+                        "model was trained on (DATA_ROOT/train_openpose) by Everybody Dance Now's global pose "
+                        "normalisation: a scale and a vertical position, interpolated between the two people's "
+                        "farthest and closest ankle positions and their heights there. Needs the whole body (neck "
+                        "to ankles) in both; the input is read twice: all its keypoints first (its near and far "
+                        "positions need the whole video: the frames rendered, --start/--max-frames), then rendered")
     p.add_argument("--instances", default=None, metavar="DIR", help="instance-id PNGs, one per label map")
-    p.add_argument("--size", default=None, metavar="HxW", help="resize the inputs (labels nearest)")
+    p.add_argument("--size", default=None, metavar="HxW", help="resize the inputs (labels nearest); a pose model's "
+                   "video: the size its frames are resized to before detection and drawing (default: the model's "
+                   "data.load_size; give the size of the training frames when prepare --size made them another)")
     p.add_argument("--start", type=int, default=0, help="first input frame")
     p.add_argument("--max-frames", type=int, default=None, help="render at most this many frames")
     p.add_argument("--fps", type=float, default=None, help="frame rate (default: the export's render.fps)")
     p.add_argument("--crf", type=int, default=None, help="H.264 quality, 0-51 (default: the export's render.crf)")
     p.add_argument("--frames-dir", action="store_true", help="write OUTPUT/00000.png, 00001.png, ... instead")
-    p.add_argument("--side-by-side", action="store_true", help="write labels | output side by side")
+    p.add_argument("--side-by-side", action="store_true", help="write labels | output side by side (a pose "
+                   "model: source | drawn keypoints | output, as the model sees them)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--keep-partial", action="store_true",
                    help="on Ctrl-C / SIGTERM, finish the output with the frames rendered so far (default: remove it); "

@@ -29,13 +29,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from einops import rearrange
 
 from vid2vid.data import transforms
 from vid2vid.data.encoding import pose_options
-from vid2vid.data.openpose import read_openpose
+from vid2vid.data.openpose import Person, read_openpose
 from vid2vid.data.pose_input import (
     DENSEPOSE_PARTS,
+    PoseOptions,
     central_columns,
     densepose_input,
     draw_openpose,
@@ -150,30 +150,58 @@ class PoseClipDataset(ClipDataset):
         conds, labels = [], []
         for i, image in zip(idx, rgb):
             _same_size(image, (h, w), seq.frames if seq.is_video else seq.frames[i], first)
-            maps, parts = [], None
+            iuv = mask = None
             if not self.options.openpose_only:
                 iuv = read_iuv(seq.densepose[i])
                 _same_size(iuv, (h, w), seq.densepose[i], first)
-                if rng is not None:
-                    iuv = drop_densepose_parts(iuv, self.options, rng)
-                iuv = transforms.apply_ids(iuv, tf)
-                maps.append(densepose_input(iuv))
-                parts = iuv[..., 2]
-            drawn = transforms.apply_ids(draw_openpose(read_openpose(seq.labels[i]), h, w, self.options, rng), tf)
-            maps.append(to_signed(drawn))
             if self.with_mask:
                 mask = read_mask(seq.mask[i])
                 _same_size(mask, (h, w), seq.mask[i], first)
-                mask = transforms.apply_ids(mask, tf)
-                maps.append(to_signed(mask[..., None]))
-                parts = (mask > 127).astype(np.uint8) if parts is None else parts
-            conds.append(np.concatenate(maps))  # [C,H,W]
-            labels.append(drawn.any(-1).astype(np.uint8) if parts is None else parts)
-        frames = np.stack([transforms.apply_image(x, tf) for x in rgb])  # [T,H,W,3] uint8
-        cols = central_columns(tf.crop.w) if self.central else slice(None)
+            cond, parts = frame_input(read_openpose(seq.labels[i]), h, w, tf, self.options, iuv=iuv, mask=mask,
+                                      central=self.central, rng=rng)
+            conds.append(cond)
+            labels.append(parts)
         return {
-            "cond": torch.from_numpy(np.ascontiguousarray(np.stack(conds)[..., cols])),  # [T,C,H,W'] in [-1,1]
-            "labels": torch.from_numpy(np.stack(labels)[..., cols].astype(np.int64)),  # [T,H,W']
-            "frames": rearrange(torch.from_numpy(np.ascontiguousarray(frames[:, :, cols])),
-                                "t h w c -> t c h w").float() / 127.5 - 1.0,  # [T,3,H,W'] in [-1,1]
+            "cond": torch.from_numpy(np.stack(conds)),  # [T,C,H,W'] in [-1,1]
+            "labels": torch.from_numpy(np.stack(labels).astype(np.int64)),  # [T,H,W']
+            "frames": torch.from_numpy(np.stack([frame_target(x, tf, self.central) for x in rgb])),  # [T,3,H,W']
         }
+
+
+def frame_input(people: list[Person], h: int, w: int, tf: transforms.ClipTransform, options: PoseOptions, *,
+                iuv: np.ndarray | None = None, mask: np.ndarray | None = None, central: bool = True,
+                rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One frame's pose input as this dataset builds it (the ONE builder: the clips here, vid2vid render for pose
+    models): the people's OpenPose rendering drawn at the frame's size h x w (after the DensePose IUV uint8 [h,w,3]
+    unless options.openpose_only; then the body mask uint8 [h,w] 0/255 when given), each through the transform tf
+    (nearest neighbour), normalised to [-1,1], and with `central` only the central columns of tf's crop ->
+    (cond float32 [C,crop.h,W'], labels uint8 [crop.h,W']: DensePose's part ids, else 1 on the mask, else 1 where
+    the rendering is drawn). rng: training's random drops (drop_densepose_parts, then draw_openpose's); None: the
+    test phase, nothing random."""
+    maps, parts = [], None
+    if not options.openpose_only:
+        if iuv is None:
+            raise ValueError("frame_input: the DensePose IUV is needed unless options.openpose_only")
+        if rng is not None:
+            iuv = drop_densepose_parts(iuv, options, rng)
+        iuv = transforms.apply_ids(iuv, tf)
+        maps.append(densepose_input(iuv))
+        parts = iuv[..., 2]
+    drawn = transforms.apply_ids(draw_openpose(people, h, w, options, rng), tf)
+    maps.append(to_signed(drawn))
+    if mask is not None:
+        mask = transforms.apply_ids(mask, tf)
+        maps.append(to_signed(mask[..., None]))
+        parts = (mask > 127).astype(np.uint8) if parts is None else parts
+    labels = drawn.any(-1).astype(np.uint8) if parts is None else parts
+    cols = central_columns(tf.crop.w) if central else slice(None)
+    return np.ascontiguousarray(np.concatenate(maps)[..., cols]), np.ascontiguousarray(labels[..., cols])
+
+
+def frame_target(rgb: np.ndarray, tf: transforms.ClipTransform, central: bool = True) -> np.ndarray:
+    """A frame uint8 [h,w,3] as this dataset gives it (the real frame of frame_input's input): through tf (area /
+    bilinear), the central columns with `central` -> float32 [3,crop.h,W'] in [-1,1]."""
+    image = transforms.apply_image(rgb, tf)
+    if central:
+        image = image[:, central_columns(tf.crop.w)]
+    return np.ascontiguousarray(np.moveaxis(image, -1, 0)).astype(np.float32) / np.float32(127.5) - np.float32(1.0)

@@ -2,6 +2,8 @@
 
     renderer.py   VideoRenderer: frame in, frame out (the video model through vid2vid.temporal's one-frame step)
     inputs.py     label inputs: folders of id or colour PNGs, dataset sequences, video files; palettes
+    faces.py      face inputs: keypoint sequence folders, talking-head videos (landmarks detected while streaming)
+    poses.py      pose inputs: prepared <phase>_openpose/<seq> folders, videos of a person (MediaPipe Holistic)
     streaming.py  the reader and encoder threads and the sinks they write to (H.264, PNG folders)
     pipeline.py   RenderOptions, render_video / render_all: whole inputs streamed through a renderer
 """

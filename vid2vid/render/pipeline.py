@@ -25,6 +25,7 @@ from vid2vid.imaging import label_palette
 from vid2vid.landmarks.smoothing import OneEuro, parse_smoothing
 from vid2vid.render.faces import FaceSource, iter_faces, open_face_input
 from vid2vid.render.inputs import LabelInput, iter_labels, open_input, resolve_palette
+from vid2vid.render.poses import PoseSource, iter_poses, open_pose_input
 from vid2vid.render.renderer import VideoRenderer
 from vid2vid.render.streaming import Encoder, FramesDirSink, Mp4Sink, Reader, check_output
 from vid2vid.signals import StopSignals
@@ -45,10 +46,12 @@ class RenderSummary:
     output: Path
     frames: int
     seconds: float
+    note: str = ""  # what else the summary line says (a pose input's frames without a person)
 
     def __str__(self) -> str:
         rate = self.frames / self.seconds if self.seconds > 0 else float("inf")
-        return f"{self.output}: {self.frames} frames in {self.seconds:.1f} s ({rate:.2f} frames/s)"
+        note = f"; {self.note}" if self.note else ""
+        return f"{self.output}: {self.frames} frames in {self.seconds:.1f} s ({rate:.2f} frames/s){note}"
 
 
 @dataclass(frozen=True)
@@ -57,12 +60,15 @@ class RenderOptions:
 
     # what is read
     palette: str | Path | None = None  # colour-coded label PNGs (default: the export's data.palette)
-    labels: str | None = None  # a video input: edges or kmeans:K (a face model: face)
+    labels: str | None = None  # a video input: edges or kmeans:K (a face model: face; a pose model: pose)
     landmarks: str | None = None  # a face model's video input: the landmark detector (dlib, the default; mediapipe)
     smooth: str | OneEuro | None = None  # a face model's video input: none, one-euro[:MIN_CUTOFF,BETA] or OneEuro
     centres: str | Path | None = None  # a video input: a prepared dataset's kmeans_centres.json
+    pose_normalize: str | Path | None = None  # a pose model: the target dataset's root (Everybody Dance Now's
+    # global pose normalisation of the source's keypoints to the target person; the input is read twice)
     instances: str | Path | None = None  # a folder of instance-id PNGs
-    size: Size | str | None = None  # HxW: frames resized to it (a video's before labelling, as prepare video does)
+    size: Size | str | None = None  # HxW: frames resized to it (a video's before labelling, as prepare video does;
+    # a pose model's video: before detection and drawing, default the model's data.load_size)
     start: int = 0
     max_frames: int | None = None
     # the renderer (VideoRenderer's settings)
@@ -78,7 +84,7 @@ class RenderOptions:
     fps: float | None = None  # None: the export's render.fps
     crf: int | None = None  # None: the export's render.crf
     frames_dir: bool = False  # PNG frames into the folder `output` instead of a video file
-    side_by_side: bool = False  # labels | output
+    side_by_side: bool = False  # labels | output (a pose model: source | drawn keypoints | output)
     overwrite: bool = False
     progress: bool | None = None  # a tqdm bar; None: on a terminal
     keep_partial: bool = False  # SIGINT / SIGTERM: finish the frames rendered so far into a playable output
@@ -112,6 +118,11 @@ def render_video(checkpoint: str | Path, inputs: str | Path, output: str | Path,
         raise UserError(f"--palette {o.palette}: maps colour-coded label PNGs; {inputs} is a video file "
                         "(its labels come from --labels), so leave --palette out")
     renderer = o.renderer(checkpoint)
+    if renderer.pose is not None:
+        return render_input(renderer, open_pose_source(inputs, o, renderer), output, o)
+    if o.pose_normalize is not None:
+        raise UserError(f"--pose-normalize {o.pose_normalize}: normalises a pose model's keypoints; this model takes "
+                        f"{'landmarks' if renderer.face is not None else 'label maps'}, so leave it out")
     if renderer.face is not None:
         return render_input(renderer, open_face_source(inputs, o), output, o)
     if _smoothing(o) is not None:
@@ -140,12 +151,15 @@ def render_all(checkpoint: str | Path, phase_dir: str | Path, out_dir: str | Pat
         raise UserError("--all renders the label-map folders of a split; --labels and --centres are for a video "
                         "file INPUT")
     renderer = o.renderer(checkpoint)  # before creating out_dir: a bad checkpoint leaves nothing behind
+    if o.pose_normalize is not None and renderer.pose is None:
+        raise UserError(f"--pose-normalize {o.pose_normalize}: normalises a pose model's keypoints; leave it out")
     palette = resolve_palette(o.palette, renderer)
     out_dir.mkdir(exist_ok=True)
     suffix = "" if o.frames_dir else ".mp4"
     outputs = [check_output(out_dir / f"{seq.name}{suffix}", frames_dir=o.frames_dir, overwrite=o.overwrite)
                for seq in sequences]
     sources = [open_face_source(seq, o) if renderer.face is not None else
+               open_pose_source(seq, o, renderer) if renderer.pose is not None else
                open_input(seq, instances=None, use_instance=renderer.uses_instances, palette=palette)
                for seq in sequences]
     return [render_input(renderer, source, output, o) for source, output in zip(sources, outputs)]
@@ -165,12 +179,29 @@ def open_face_source(inputs: str | Path, o: RenderOptions) -> FaceSource:
     return open_face_input(inputs, o.landmarks, _smoothing(o))
 
 
+def open_pose_source(inputs: str | Path, o: RenderOptions, renderer: VideoRenderer) -> PoseSource:
+    """A pose model's input: a prepared pose sequence folder, or a video file whose person is detected (--labels
+    pose; its frames resized to --size, default the model's data.load_size); options for other inputs refused."""
+    if o.labels not in (None, "pose"):
+        raise UserError(f"--labels {o.labels}: this is a pose model; its video input takes --labels pose (the person's "
+                        "keypoints detected per frame by MediaPipe Holistic)")
+    given = [flag for flag, value in (("--palette", o.palette), ("--centres", o.centres), ("--instances", o.instances),
+                                      ("--landmarks", o.landmarks), ("--smooth", o.smooth)) if value is not None]
+    if given:
+        raise UserError(f"{given[0]}: not for a pose model, which draws its input from the keypoints of the person in "
+                        f"{inputs}; leave it out")
+    size = parse_size(o.size, "--size") if o.size is not None else None
+    if size is None and Path(inputs).is_file():
+        size = renderer.cfg.data.load_size
+    return open_pose_input(inputs, renderer.cfg.data.pose, size=size, normalize=o.pose_normalize)
+
+
 def _smoothing(o: RenderOptions) -> OneEuro | None:
     """RenderOptions.smooth as text (--smooth's forms) or OneEuro -> OneEuro, or None for no smoothing."""
     return parse_smoothing(o.smooth) if isinstance(o.smooth, str) else o.smooth
 
 
-def render_input(renderer: VideoRenderer, source: LabelInput | FaceSource, output: Path,
+def render_input(renderer: VideoRenderer, source: LabelInput | FaceSource | PoseSource, output: Path,
                  options: RenderOptions | None = None) -> RenderSummary:
     """Stream one LabelInput through a renderer into `output` (checked by check_output).
 
@@ -178,12 +209,13 @@ def render_input(renderer: VideoRenderer, source: LabelInput | FaceSource, outpu
     keep_partial, finished with the frames rendered so far (a playable video); one line on stderr says which and
     RenderStopped (exit status 130 / 143) is raised. A second signal acts at once (no output)."""
     o = options or RenderOptions()
-    size = parse_size(o.size, "--size") if o.size is not None else None
+    size = parse_size(o.size, "--size") if o.size is not None and not isinstance(source, PoseSource) else None
     n = _frame_count(source, o.start, o.max_frames)
     _check_encoding(o)
     _reset(renderer, source, o.first_frame, o.start)
     sink = _sink(renderer, output, o)
     reader = Reader(iter_faces(source, o.start, n) if isinstance(source, FaceSource) else
+                    iter_poses(source, o.start, n) if isinstance(source, PoseSource) else
                     iter_labels(source, renderer.label_nc, size=size, start=o.start, count=n,
                                 dontcare=renderer.dontcare))
     encoder = Encoder(sink)
@@ -197,7 +229,9 @@ def render_input(renderer: VideoRenderer, source: LabelInput | FaceSource, outpu
     done, stopped = _stream(renderer, reader, encoder, bar, n, palette, o)
     if stopped:
         _stopped(stopped, done, n, output if o.keep_partial and done else None)
-    return RenderSummary(output, n, time.perf_counter() - began)
+    note = (f"{source.missing} of {n} frames had no person (drawn empty, as OpenPose's \"people\": [])"
+            if isinstance(source, PoseSource) else "")
+    return RenderSummary(output, n, time.perf_counter() - began, note)
 
 
 def _check_encoding(o: RenderOptions) -> None:
@@ -222,7 +256,8 @@ def _stream(renderer: VideoRenderer, reader: Reader, encoder: Encoder, bar, n: i
     done = 0
     with StopSignals() as stop:
         try:
-            for item in reader:  # (labels, inst), or a face model's {"landmarks", "frame"}
+            for item in reader:  # (labels, inst), or a face model's {"landmarks", "frame"}, a pose model's
+                # {"people", "frame", "mask", "iuv"}
                 frame = renderer.step(**item) if isinstance(item, dict) else renderer.step(*item)  # uint8 [H,W,3]
                 if palette is not None:
                     frame = np.concatenate([_input_picture(renderer, item, palette), frame], axis=1)
@@ -248,7 +283,10 @@ def _stream(renderer: VideoRenderer, reader: Reader, encoder: Encoder, bar, n: i
 
 
 def _input_picture(renderer: VideoRenderer, item, palette: np.ndarray) -> np.ndarray:
-    """What --side-by-side shows of the input: the labels in colour, or a face model's edge map (grey)."""
+    """What --side-by-side shows of the input: the labels in colour, a face model's edge map (grey), or a pose model's
+    source frame and drawn keypoints (both as the model sees them: resized, cropped)."""
+    if isinstance(item, dict) and renderer.pose is not None:
+        return np.concatenate(renderer.pose_input.pictures(), axis=1)
     if isinstance(item, dict):
         edges = np.round(renderer.face_input.cond[0] * 255).astype(np.uint8)  # [h,w]
         return np.repeat(edges[..., None], 3, axis=2)

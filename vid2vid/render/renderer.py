@@ -14,6 +14,10 @@ model generates them), "real:DIR" (frames of a folder or video file, index-align
 `real_start`), or "zeros" (mid-grey; the model outputs raw frames until N-1 generated frames replace them).
 The export's model.first_frame is the default; "real" there means the sequence's <phase>_B/<seq> when the
 input is a dataset sequence. An image model renders every frame through Export.generate.
+A face model steps with a frame's landmarks and the frame (step(landmarks=, frame=)); a pose model with the frame's
+OpenPose people, the frame and, as its data.pose reads them, the body mask and DensePose's IUV (step(people=, frame=,
+mask=, iuv=)), its input drawn by the pose dataset's own frame_input; a pose video model's first frames are zeros or
+an image model's, never real frames (the source person's own frames must not seed a motion transfer).
 
 Sizes the model's stride cannot take are padded (repeating the last row and column) and cropped back.
 Inputs are opened and read by vid2vid.render.inputs; whole inputs stream through vid2vid.render.pipeline.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -34,8 +39,11 @@ import torch
 from vid2vid import temporal
 from vid2vid.checkpoint import load_export, read_style
 from vid2vid.config import Size, model_stride
-from vid2vid.data.encoding import DONTCARE_ID, semantic_input
+from vid2vid.data.encoding import DONTCARE_ID, pose_options, semantic_channels, semantic_input
 from vid2vid.data.face_input import N_POINTS, FaceInput, FaceOptions, FaceSequence, centre_crop
+from vid2vid.data.openpose import Person
+from vid2vid.data.poses import frame_input, frame_target
+from vid2vid.data.transforms import centre_transform
 from vid2vid.errors import ConfigError, UserError
 from vid2vid.families import is_sequential
 from vid2vid.imaging import from_uint8, to_uint8
@@ -162,7 +170,8 @@ class FaceFramesFirst:
 class ImageModelFirst:
     """first_frame image-model:PATH: an exported per-frame model generates the seed frames."""
 
-    def __init__(self, path: str, device: torch.device, label_nc: int, options: dict, condition: str = "labels"):
+    def __init__(self, path: str, device: torch.device, label_nc: int, options: dict, condition: str = "labels",
+                 channels: int | None = None):
         self.mode = f"image-model:{path}"
         self.export = load_model(path, device)
         cfg = self.export.cfg
@@ -172,6 +181,10 @@ class ImageModelFirst:
         if cfg.data.condition != condition:
             raise UserError(f"first frame image-model:{path} takes data.condition {cfg.data.condition} but the video "
                             f"model takes {condition}; use a per-frame model trained on the same input")
+        if channels is not None and semantic_channels(cfg.data) != channels:
+            raise UserError(f"first frame image-model:{path} takes {semantic_channels(cfg.data)} input channels but "
+                            f"the video model takes {channels} (data.pose: DensePose, OpenPose, mask); use a per-frame "
+                            "model trained on the same input")
         if cfg.data.label_nc < label_nc:
             raise UserError(f"first frame image-model:{path} has label_nc {cfg.data.label_nc} but the video model "
                             f"has {label_nc}; use an image model trained on the same labels")
@@ -181,6 +194,42 @@ class ImageModelFirst:
     def frame(self, index: int, labels: torch.Tensor, inst: torch.Tensor | None, size: Size, *,
               cond: torch.Tensor | None = None, real: torch.Tensor | None = None) -> torch.Tensor:
         return self.export.generate(labels, inst, cond=cond, **self.options).float()  # [1,3,Hp,Wp]
+
+
+def _picture(x, index: int, what: str, channels: int | None, values: str, size: tuple[int, int] | None = None
+             ) -> np.ndarray:
+    """A uint8 picture [H,W] (channels None) or [H,W,channels] of a pose model's step, checked -> numpy."""
+    shape = "[H,W]" if channels is None else f"[H,W,{channels}]"
+    a = np.asarray(x) if x is not None else None
+    ok = (a is not None and a.dtype == np.uint8 and a.ndim == (2 if channels is None else 3)
+          and (channels is None or a.shape[2] == channels))
+    if not ok:
+        got = "none" if a is None else f"{a.dtype} {a.shape}"
+        raise UserError(f"frame {index}: a pose model needs {what} as uint8 {shape}{f' ({values})' if values else ''},"
+                        f" got {got}")
+    if size is not None and a.shape[:2] != tuple(size):
+        raise UserError(f"frame {index}: {what} is {a.shape[0]}x{a.shape[1]}, the frame {size[0]}x{size[1]}; they "
+                        "must have the same size")
+    return a
+
+
+@dataclass
+class PoseInput:
+    """A pose model's last frame as drawn: its input cond [C,h,w] in [-1,1] and its real frame [3,h,w] in [-1,1]
+    (the source frame resized and cropped as the dataset crops it)."""
+
+    cond: np.ndarray
+    real: np.ndarray
+    openpose_only: bool
+
+    def pictures(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the source frame, the OpenPose rendering) as uint8 [h,w,3] each."""
+        first = 0 if self.openpose_only else 3
+
+        def rgb(x: np.ndarray) -> np.ndarray:
+            return np.round((np.moveaxis(x, 0, -1) + 1) * 127.5).clip(0, 255).astype(np.uint8)
+
+        return rgb(self.real), rgb(self.cond[first: first + 3])
 
 
 class VideoRenderer:
@@ -215,10 +264,8 @@ class VideoRenderer:
         self.export.generator = torch.compile(generator) if compile else generator
         self._image_models: dict[str, ImageModelFirst] = {}
         d = self.cfg.data
-        if d.condition == "pose":
-            raise UserError(f"{checkpoint}: a pose model (data.condition pose) cannot render yet: drawing its input "
-                            "while rendering is still to come (issue 29); train and check it with `vid2vid train` and "
-                            "`vid2vid check-data --draw`")
+        self.pose = pose_options(d.pose) if d.condition == "pose" else None  # a pose model draws from keypoints
+        self.pose_input: PoseInput | None = None  # the last frame's (for previews)
         self.face = (FaceSequence(d.load_size, FaceOptions(d.face.no_dist_map, d.face.no_canny_edge))
                      if d.condition == "face" else None)  # a face model draws its input from landmarks
         self.face_input: FaceInput | None = None  # the last frame's (for previews)
@@ -257,6 +304,10 @@ class VideoRenderer:
         kind, _, path = spec.partition(":")
         if kind == "zeros" and not path:
             return ZerosFirst()
+        if kind == "real" and self.pose is not None:
+            raise UserError(f"first frame {spec!r}: not for a pose model, which transfers motion: the pose source's "
+                            "own frames must never seed it (the original's --no_first_img); pass zeros (the pose "
+                            "models' default) or image-model:PATH (a per-frame pose model)")
         if kind == "real" and self.face is not None:
             if path:
                 raise UserError(f"first frame {spec!r}: a face model's real first frames are the frames given with "
@@ -270,8 +321,9 @@ class VideoRenderer:
             raise self._no_real_frames()
         if kind == "image-model" and path:
             if path not in self._image_models:
+                channels = semantic_channels(self.cfg.data) if self.pose is not None else None
                 self._image_models[path] = ImageModelFirst(path, self.device, self.label_nc, self.options,
-                                                           self.cfg.data.condition)
+                                                           self.cfg.data.condition, channels)
             return self._image_models[path]
         raise UserError(f"first frame {spec!r}: expected image-model:PATH, real:DIR or zeros")
 
@@ -288,13 +340,21 @@ class VideoRenderer:
         return math.lcm(stride, self.first.stride) if isinstance(self.first, ImageModelFirst) else stride
 
     @torch.inference_mode()
-    def step(self, labels=None, instances=None, *, landmarks=None, frame=None) -> np.ndarray:
+    def step(self, labels=None, instances=None, *, landmarks=None, frame=None, people=None, mask=None,
+             iuv=None) -> np.ndarray:
         """labels [H,W] integer ids (numpy or torch), instances [H,W] ids or None -> the next frame, uint8 [H,W,3].
         A face model (data.condition face) takes a frame's landmarks [68,2] (x, y pixels; dlib's scheme) and the
         frame itself (uint8 [H,W,3] RGB: its size places the face crop, its Canny edges are the background) and
         returns the generated face crop (drawn at data.load_size, its centre data.crop_size as in the test phase); the
-        crop square comes from the video's first frame."""
-        if self.face is not None:
+        crop square comes from the video's first frame.
+        A pose model (data.condition pose) takes a frame's people (a list of vid2vid.data.openpose.Person; [] for a
+        frame without a person), the frame (uint8 [H,W,3]: the size the keypoints are drawn at), its body mask (uint8
+        [H,W], 0/255) with data.pose.mask and its DensePose IUV (uint8 [H,W,3]) unless data.pose.openpose_only; the
+        input is drawn as the pose dataset's test phase draws it (vid2vid.data.poses.frame_input) and the frame
+        generated at its size (data.crop_size, or its central columns)."""
+        if self.pose is not None:
+            labels_t, inst_t, face = self._prepare_pose(people, frame, mask, iuv)
+        elif self.face is not None:
             labels_t, inst_t, face = self._prepare_face(landmarks, frame)
         else:
             if labels is None:
@@ -360,6 +420,35 @@ class VideoRenderer:
         cond = pad_to(torch.from_numpy(np.ascontiguousarray(self.face_input.cond))[None].to(self.device), *padded)
         real = from_uint8(np.ascontiguousarray(crop[rows, cols]), self.device)
         return parts, None, {"cond": cond, "real": pad_to(real, *padded)}
+
+    def _prepare_pose(self, people, frame, mask, iuv) -> tuple[torch.Tensor, None, dict[str, torch.Tensor]]:
+        """Checks the people, the frame and the pictures the model reads; draws the pose input (the dataset's
+        frame_input, test phase) -> (labels [1,Hp,Wp], None, {"cond": [1,C,Hp,Wp]}) on the device."""
+        d = self.cfg.data
+        if people is None or isinstance(people, Person) or not all(isinstance(p, Person) for p in people):
+            raise UserError(f"frame {self.index}: a pose model takes step(people=[Person, ...], frame=...) "
+                            "(vid2vid.data.openpose.Person; people=[] for a frame without a person)")
+        rgb = _picture(frame, self.index, "the frame", 3, "its size is the size the keypoints are drawn at")
+        if self.pose_input is not None and self.index > 0 and rgb.shape[:2] != self._frame_size:
+            raise UserError(f"frame {self.index}: {rgb.shape[0]}x{rgb.shape[1]}, earlier frames "
+                            f"{self._frame_size[0]}x{self._frame_size[1]}; every frame of a video must have the same "
+                            "size (reset() starts a new video)")
+        self._frame_size = rgb.shape[:2]
+        if d.pose.mask:
+            mask = _picture(mask, self.index, "the body mask (data.pose.mask)", None, "0/255", rgb.shape[:2])
+        if not d.pose.openpose_only:
+            iuv = _picture(iuv, self.index, "DensePose's IUV (data.pose.openpose_only is false)", 3, "", rgb.shape[:2])
+        tf = centre_transform(load_size=d.load_size, crop_size=d.crop_size)  # the test phase's
+        h, w = rgb.shape[:2]
+        cond, labels = frame_input(list(people), h, w, tf, self.pose, iuv=iuv, mask=mask if d.pose.mask else None,
+                                   central=d.pose.central_columns)
+        self.pose_input = PoseInput(cond, frame_target(rgb, tf, d.pose.central_columns), self.pose.openpose_only)
+        self.size = Size(*cond.shape[-2:])
+        stride = self.stride
+        padded = (-(-self.size.h // stride) * stride, -(-self.size.w // stride) * stride)
+        labels_t = pad_to(torch.from_numpy(labels.astype(np.int64))[None].to(self.device), *padded)
+        cond_t = pad_to(torch.from_numpy(cond)[None].to(self.device), *padded)
+        return labels_t, None, {"cond": cond_t}
 
     def _video_step(self, labels: torch.Tensor, inst: torch.Tensor | None, face: dict) -> torch.Tensor:
         """One frame of the video model: a seed frame while the history fills, then temporal.step -> [1,3,Hp,Wp].
