@@ -171,7 +171,7 @@ class PoseTally:
             self.error_sum += score.error
             self.error_frames += 1
         if score.present is not None:
-            for group, idx in (*BODY_GROUPS.items(), ("overall", slice(None))):
+            for group, idx in (*((g, list(i)) for g, i in BODY_GROUPS.items()), ("overall", slice(None))):
                 self.correct[group] += int(score.correct[idx].sum())
                 self.total[group] += int(score.present[idx].sum())
         if score.face_nme is not None:
