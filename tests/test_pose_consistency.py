@@ -296,3 +296,19 @@ def test_eval_quality_pose_geometry(pose_data, capsys):
     code = eval_quality.main(["--data", str(root), "--pose-size", "128x256", "--pose-crop", "256x512",
                               "--video", f"x={base}/copy"])
     assert code == 2 and "--pose-crop" in capsys.readouterr().err
+
+
+@needs_mediapipe
+def test_eval_quality_pose_sizes_from_a_config(pose_data, tmp_path, capsys):
+    """--config (configs/demo_pose.yaml on this dataset): data.load_size, crop_size and pose.central_columns set the
+    view (128x256 -> its central 128x128); its masks are not read."""
+    base, root = pose_data
+    config = tmp_path / "pose.yaml"
+    text = (ROOT / "configs" / "demo_pose.yaml").read_text()
+    assert "  root: data/pose\n" in text and "load_size: 128x256" in text
+    config.write_text(text.replace("  root: data/pose\n", f"  root: {root}\n"))
+    out = tmp_path / "pose.json"
+    assert eval_quality.main(["--config", str(config), "--video", f"copy={base}/copy", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert (result["load_size"], result["crop_size"], result["view_size"]) == ("128x256", "128x256", "128x128")
+    assert result["rows"]["real frames"]["found"] == 1.0 and result["rows"]["copy"]["psnr"] > 30
