@@ -188,7 +188,7 @@ def format_pose_table(result: dict) -> str:
     columns = "its central columns" if result["central_columns"] else "every column"
     lines.append(f"\nbody keypoints by {result['detector']} on {result['view_size']} views (frames resized to "
                  f"{result['load_size']}, the centre {result['crop_size']}, {columns}); the {REAL!r} row is the floor "
-                 f"(the detector against the conditioning keypoints); the torso size of its frames with a person found: "
+                 f"(the detector against the conditioning keypoints); torso size (its frames with a person found): "
                  f"{torso or 'none'}; {real['skipped']} frames without a person skipped; "
                  f"{len(result['sequences'])} sequences of {result['dataset']}/{result['phase']}, "
                  f"{sum(result['frames'])} frames")
