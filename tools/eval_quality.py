@@ -26,6 +26,16 @@ NME (mean point distance / outer-eye-corner distance) and the share of frames wi
 detail. The real frames, cropped as the model renders them, are the floor row (the detector's own error). Videos
 are face models' renders from each sequence's first frame; --face-size is the model's data.load_size (default: the
 config's, else the videos' frame size), the crop the videos' frame size (vid2vid.eval.face_quality).
+
+Pose datasets (<phase>_openpose + <phase>_img; --task pose, chosen by itself when ROOT/<phase>_openpose exists): body
+keypoints are detected again on every frame by MediaPipe Holistic (the detector of prepare --labels pose) and compared
+with the conditioning OpenPose keypoints: body error (mean distance / torso size: neck to mid-hip, else same-side
+shoulder to hip, else the shoulder width), PCK@0.2 per body part (head, torso, arms, legs, feet, overall), the face's
+NME on OpenPose's 68 face points, the share of frames with a person found, then PSNR, L1 and detail. Videos are pose
+models' renders: each frame resized to --pose-size (the model's data.load_size; default the config's, else the
+held-out frames' own size), its centre --pose-crop (data.crop_size; default the config's, else --pose-size), then the
+central 2 * (W // 4 // 32 * 32) columns (data.pose.central_columns; --all-columns when the model keeps them all).
+The real frames framed the same way are the floor row (vid2vid.eval.pose_quality).
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ import sys
 from pathlib import Path
 
 from flow import atomic_path
-from vid2vid.config import parse_size
+from vid2vid.config import PoseConfig, parse_size
 from vid2vid.data.faces import scan_faces
 from vid2vid.data.sequences import LAYOUT, scan
 from vid2vid.errors import UserError, run_cli
@@ -76,14 +86,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--detail-skip", type=int, default=0, metavar="N",
                    help="leave the first N frames of each sequence out of the detail figures, e.g. the video model's "
                    "n_frames_G-1 seed frames (default 0)")
-    p.add_argument("--task", default="auto", choices=("auto", "labels", "face"),
-                   help="labels (segmentation consistency) or face (landmark consistency); auto: face when "
-                   "ROOT/<phase>_keypoints exists")
+    p.add_argument("--task", default="auto", choices=("auto", "labels", "face", "pose"),
+                   help="labels (segmentation consistency), face (landmark consistency) or pose (body keypoint "
+                   "consistency); auto: face when ROOT/<phase>_keypoints exists, pose when ROOT/<phase>_openpose does")
     p.add_argument("--landmarks", default="dlib", choices=BACKENDS,
                    help="--task face: the detector run again on the frames (default dlib, the original's)")
     p.add_argument("--face-size", default=None, metavar="HxW",
                    help="--task face: the model's data.load_size, which the face crop is resized to (default: the "
                    "config's, else the videos' frame size)")
+    p.add_argument("--pose-size", default=None, metavar="HxW",
+                   help="--task pose: the model's data.load_size, which each frame is resized to (default: the "
+                   "config's, else the held-out frames' own size)")
+    p.add_argument("--pose-crop", default=None, metavar="HxW",
+                   help="--task pose: the model's data.crop_size, the centre of --pose-size kept (default: the "
+                   "config's, else --pose-size)")
+    p.add_argument("--all-columns", action="store_true",
+                   help="--task pose: the model keeps every column of its crop (data.pose.central_columns false; "
+                   "default: the config's, else the central 2 * (W // 4 // 32 * 32) columns, as the original)")
     p.add_argument("--device", default="cpu", help="device (default cpu)")
     p.add_argument("--json", metavar="FILE", help="write every number and definition as JSON")
     return p.parse_args(argv)
@@ -129,7 +148,10 @@ def data_root(args: argparse.Namespace, data) -> Path:
 def task_of(args: argparse.Namespace, root: Path) -> str:
     if args.task != "auto":
         return args.task
-    return "face" if (root / f"{args.phase}_{LAYOUT['face'][0]}").is_dir() else "labels"
+    for task in ("face", "pose"):
+        if (root / f"{args.phase}_{LAYOUT[task][0]}").is_dir():
+            return task
+    return "labels"
 
 
 def _cell(value: float | None, fmt: str) -> str:
@@ -146,6 +168,29 @@ def format_face_table(result: dict) -> str:
     lines.append(f"\nlandmarks by {result['landmarks']} on face crops of {result['crop_size']} (resized to "
                  f"{result['load_size']}); the {REAL!r} row is the floor (the detector against the conditioning "
                  f"keypoints); {len(result['sequences'])} sequences of {result['dataset']}/{result['phase']}, "
+                 f"{sum(result['frames'])} frames")
+    return "\n".join(lines)
+
+
+def format_pose_table(result: dict) -> str:
+    head = ("model | body error | PCK@0.2 | head | torso | arms | legs | feet | face NME | person found | PSNR dB | L1 "
+            "| detail | aligned detail")
+    lines = [head, "|".join("---" for _ in head.split("|"))]
+    for name, row in result["rows"].items():
+        pck = row["pck"]
+        lines.append(" | ".join([name, _cell(row["error"], ".4f"), _cell(pck["overall"], ".3f"),
+                                 *(_cell(pck[g], ".3f") for g in ("head", "torso", "arms", "legs", "feet")),
+                                 _cell(row["face_nme"], ".4f"), _cell(row["found"], ".3f"), _cell(row["psnr"], ".2f"),
+                                 _cell(row["l1"], ".4f"), _cell(row["detail"], ".3f"),
+                                 _cell(row["detail_aligned"], ".3f")]))
+    real = result["rows"][REAL]
+    torso = ", ".join(f"{k} {v}" for k, v in real["torso"].items() if v)
+    columns = "its central columns" if result["central_columns"] else "every column"
+    lines.append(f"\nbody keypoints by {result['detector']} on {result['view_size']} views (frames resized to "
+                 f"{result['load_size']}, the centre {result['crop_size']}, {columns}); the {REAL!r} row is the floor "
+                 f"(the detector against the conditioning keypoints); torso size (its frames with a person found): "
+                 f"{torso or 'none'}; {real['skipped']} frames without a person skipped; "
+                 f"{len(result['sequences'])} sequences of {result['dataset']}/{result['phase']}, "
                  f"{sum(result['frames'])} frames")
     return "\n".join(lines)
 
@@ -197,10 +242,29 @@ def run_face(args: argparse.Namespace, root: Path, data) -> dict:
     return result
 
 
+def run_pose(args: argparse.Namespace, root: Path, data) -> dict:
+    from vid2vid.data.poses import scan_poses
+    from vid2vid.eval.pose_quality import evaluate_pose_quality
+
+    names = [s.name for s in scan_poses(root, args.phase, PoseConfig(openpose_only=True, mask=False))]
+    load = parse_size(args.pose_size, "--pose-size") if args.pose_size else data.load_size if data else None
+    crop = parse_size(args.pose_crop, "--pose-crop") if args.pose_crop else data.crop_size if data else None
+    central = not args.all_columns and (data.pose.central_columns if data else True)
+    result = evaluate_pose_quality(root, args.phase, expand_videos(args.video, names), load_size=load,
+                                   crop_size=crop, central=central, max_frames=args.max_frames,
+                                   detail_skip=args.detail_skip, log=log)
+    print(format_pose_table(result))
+    return result
+
+
+TASKS = {"face": run_face, "pose": run_pose}
+
+
 def run(args: argparse.Namespace) -> None:
     data = data_config(args)
     root = data_root(args, data)
-    result = run_face(args, root, data) if task_of(args, root) == "face" else run_labels(args, root)
+    task = task_of(args, root)
+    result = TASKS[task](args, root, data) if task in TASKS else run_labels(args, root)
     if args.json:
         try:
             with atomic_path(args.json) as tmp:

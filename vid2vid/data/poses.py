@@ -32,7 +32,7 @@ import torch
 
 from vid2vid.data import transforms
 from vid2vid.data.encoding import pose_options
-from vid2vid.data.openpose import Person, read_openpose
+from vid2vid.data.openpose import PARTS, Person, read_openpose
 from vid2vid.data.pose_input import (
     DENSEPOSE_PARTS,
     PoseOptions,
@@ -198,10 +198,34 @@ def frame_input(people: list[Person], h: int, w: int, tf: transforms.ClipTransfo
     return np.ascontiguousarray(np.concatenate(maps)[..., cols]), np.ascontiguousarray(labels[..., cols])
 
 
-def frame_target(rgb: np.ndarray, tf: transforms.ClipTransform, central: bool = True) -> np.ndarray:
-    """A frame uint8 [h,w,3] as this dataset gives it (the real frame of frame_input's input): through tf (area /
-    bilinear), the central columns with `central` -> float32 [3,crop.h,W'] in [-1,1]."""
+def frame_pixels(rgb: np.ndarray, tf: transforms.ClipTransform, central: bool = True) -> np.ndarray:
+    """A frame uint8 [h,w,3] framed as this dataset frames it: through tf (area / bilinear), the central columns
+    with `central` -> uint8 [crop.h,W',3] (what a pose model renders: its frames are this view)."""
     image = transforms.apply_image(rgb, tf)
-    if central:
-        image = image[:, central_columns(tf.crop.w)]
+    return np.ascontiguousarray(image[:, central_columns(tf.crop.w)] if central else image)
+
+
+def frame_target(rgb: np.ndarray, tf: transforms.ClipTransform, central: bool = True) -> np.ndarray:
+    """A frame uint8 [h,w,3] as this dataset gives it (the real frame of frame_input's input): frame_pixels ->
+    float32 [3,crop.h,W'] in [-1,1]."""
+    image = frame_pixels(rgb, tf, central)
     return np.ascontiguousarray(np.moveaxis(image, -1, 0)).astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+
+
+def frame_people(people: list[Person], h: int, w: int, tf: transforms.ClipTransform, central: bool = True
+                 ) -> list[Person]:
+    """People with points in a frame of h x w pixels -> in frame_pixels' view of it: every found point (confidence
+    > 0) through tf (transforms.apply_points), then less the central columns' first column with `central`; a point
+    that falls outside the view (x outside [0, W'), y outside [0, crop.h)) becomes zeros, as a point not found is
+    written. People with no point left stay in the list (as Persons of zeros)."""
+    cols = central_columns(tf.crop.w) if central else slice(0, tf.crop.w)
+    width = cols.stop - cols.start
+
+    def part(points: np.ndarray) -> np.ndarray:
+        xy = transforms.apply_points(points[:, :2], (h, w), tf) - [cols.start, 0]
+        inside = (points[:, 2] > 0) & (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < tf.crop.h)
+        out = np.zeros_like(points, dtype=np.float64)
+        out[inside, :2], out[inside, 2] = xy[inside], points[inside, 2]
+        return out
+
+    return [Person(**{name: part(np.asarray(getattr(p, name), np.float64)) for name in PARTS}) for p in people]

@@ -2,7 +2,8 @@
 
 Every frame is resized to load_size * zoom, cropped to crop_size, then maybe mirrored. Labels and
 instance ids use nearest neighbour; RGB uses area (shrinking) or bilinear (enlarging) resampling;
-flow is resampled bilinearly, u scaled by the x factor and v by the y factor, and a mirror negates u.
+flow is resampled bilinearly, u scaled by the x factor and v by the y factor, and a mirror negates u. Points (x, y in
+pixels, e.g. keypoints) move with the RGB: the resize maps pixel centres onto pixel centres, as cv2.resize does.
 """
 
 from __future__ import annotations
@@ -69,4 +70,16 @@ def apply_flow(flow: np.ndarray, tf: ClipTransform) -> np.ndarray:
     out = _crop_flip(out, tf)
     if tf.flip:
         out[..., 0] *= -1
+    return out
+
+
+def apply_points(points: np.ndarray, size: tuple[int, int], tf: ClipTransform) -> np.ndarray:
+    """Points [K,2] (x, y) in pixels of a frame of `size` (H, W) -> float64 [K,2] where they lie in apply_image's
+    output: x' = (x + 0.5) * scaled.w / W - 0.5 - left (y alike with scaled.h / H and top; pixel centres map onto
+    pixel centres, as cv2.resize's area and bilinear resampling place them), then x' -> crop.w - 1 - x' with a flip.
+    Points outside the crop are returned as they fall (negative or past the crop's size)."""
+    h, w = size
+    out = (np.asarray(points, np.float64)[:, :2] + 0.5) * [tf.scaled.w / w, tf.scaled.h / h] - 0.5 - [tf.left, tf.top]
+    if tf.flip:
+        out[:, 0] = tf.crop.w - 1 - out[:, 0]
     return out
