@@ -174,7 +174,9 @@ class ModelConfig:
     warp_gate_window: int = 1
     # vid2vid: > 0 makes the gate hard: the warped previous frame only where the label maps agree exactly at every
     # pixel within this many px (a boundary's partly agreeing pixels carry the other class's colour, which a region
-    # that keeps agreeing, a road, then drags along frame after frame: the streaks behind cars; BENCHMARKS.md)
+    # that keeps agreeing, a road, then drags along frame after frame: the streaks behind cars). Measured
+    # (BENCHMARKS.md, issue 25): it helps a model with the foreground branch; without it, it adds no mIoU and costs
+    # detail: 0 here
     warp_gate_margin: int = 0
     # vid2vid's decoder: pix2pixhd (the original's residual/transposed-conv heads) or spade (SPADE residual blocks
     # conditioned on the current labels, the warped previous frame and the weight; vid2vid.models.video_spade)
