@@ -244,3 +244,37 @@ def test_two_processes_match_one_with_the_face_d(tmp_path, faces):
     assert_logs_equal(ddp_log, accum_log, rel=1e-6)
     accum_state = {f"{name}.{k}": v for name, net in accum.networks.items() for k, v in net.state_dict().items()}
     assert_close(rank0, accum_state, atol=1e-6)
+
+
+def test_the_face_terms_do_not_depend_on_detach_every(tmp_path, faces):
+    """Each face term is its sum over the frames with a face / the clip's generated frames: step 1's losses are the
+    same for chunks of 1 frame and one chunk of all 4 (faceless frames in some chunks only)."""
+    common = ["train.max_steps=1", "train.checkpoint_every=1000", "data.n_frames=6", "data.max_frames=6"]
+    train(pose_run(faces, tmp_path / "one", *common, "train.detach_every=1"))
+    train(pose_run(faces, tmp_path / "all", *common, "train.detach_every=4"))
+    one, every = step_rows(tmp_path / "one"), step_rows(tmp_path / "all")
+    assert one[0]["G/face_gan"] > 0
+    assert_logs_equal(one, every, rel=1e-5)
+
+
+def test_the_crop_of_a_clip_frame_is_its_face(tmp_path):
+    """A frame painted red about its face points (a square of 15 pixels about the nose, in the file): the clip's
+    face crop (the crop rule and face_crops on the clip's frame, in the central columns' view) is red at its middle,
+    where the face is, and not red at its corners."""
+    from vid2vid.video_io import read_image, write_image
+
+    root = make_poses(tmp_path / "poses", sequences=(("train", 1), ("test", 1)), densepose=False)
+    path = root / "test_img" / "seq_0000" / "00000.png"
+    frame = read_image(path)
+    nose = read_openpose(root / "test_openpose" / "seq_0000" / "00000.json")[0].pose[0, :2].astype(int)
+    frame[nose[1] - 7: nose[1] + 8, nose[0] - 7: nose[0] + 8] = (255, 0, 0)
+    write_image(path, frame)
+    cfg = pose_config(root, "data.pose.openpose_only=true", "data.n_frames=3")
+    item = build_dataset(cfg.data, phase="test")[0]
+    assert item["face_valid"].all()
+    box = square_face_boxes(item["face_box"][:1], 1.5)  # the face: 6 x 4 pixels -> a square of 9
+    crop = face_crops(item["frames"][:1], box, 16)[0]  # [3,16,16] in [-1,1]
+    red = torch.tensor([1.0, -1.0, -1.0])[:, None, None]
+    assert torch.allclose(crop[:, 4:12, 4:12], red.expand(3, 8, 8), atol=1e-5)
+    other = face_crops(item["frames"][1:2], square_face_boxes(item["face_box"][1:2] + 20, 1.5), 16)[0]
+    assert not torch.allclose(other[:, 8, 8], red[:, 0, 0], atol=0.1)  # elsewhere, no red
