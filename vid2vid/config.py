@@ -214,6 +214,13 @@ class DiscriminatorConfig:
     self_attention: bool = False  # SAGAN block after the last stride-2 layer of each PatchGAN
     n_frames_D: int = 3  # frames per temporal-discriminator window
     temporal_scales: int = 2
+    # the face discriminator (the original's add_face_disc; video model with data.condition pose only, where it is on
+    # unless set): a multi-scale PatchGAN (ndf, n_layers, num_D, norm above) on (semantics, frame) cropped around the
+    # face: the face points' box of the conditioning keypoints, made square with side face_scale x its longer side
+    # (at least 4 px), resized to face_size x face_size. Frames without face points contribute nothing
+    face: bool = False
+    face_size: int = 96
+    face_scale: float = 1.5
 
 
 @dataclass
@@ -240,6 +247,8 @@ class LossConfig:
     teacher: float = 0.0
     temporal_gan: float = 1.0  # per temporal discriminator scale
     temporal_feat: float = 10.0
+    face_gan: float | None = None  # the face D's GAN term in G's loss; null: loss.gan
+    face_feat: float | None = None  # its feature matching; null: loss.feat
     # U-Net GAN's CutMix (discriminator.type: unet): the weight of its consistency term; 0 = no CutMix
     cutmix: float = 0.0
     cutmix_p: float = 0.5  # probability of a CutMix D loss once warmed up (the paper's 0.5)
@@ -356,6 +365,20 @@ def check(cfg: Config) -> None:
         _rule(False, *problem)
     _check_progressive(cfg.train)
     _check_unet_discriminator(cfg)
+    _check_face_discriminator(cfg)
+
+
+def _check_face_discriminator(cfg: Config) -> None:
+    """discriminator.face: the video model on pose clips (the face box comes from their OpenPose keypoints)."""
+    d = cfg.discriminator
+    if not d.face:
+        return
+    _rule(cfg.data.condition == "pose", "discriminator.face", True, "needs data.condition pose (the face box comes "
+          f"from the OpenPose face keypoints), not {cfg.data.condition}; set discriminator.face=false")
+    _rule(family(cfg.model).sequential, "discriminator.face", True, "is the video model's (model.name vid2vid), not "
+          f"{cfg.model.name}'s; set discriminator.face=false")
+    _rule(d.face_size >= 8, "discriminator.face_size", d.face_size, "must be >= 8 (pixels of the face crop's side)")
+    _rule(d.face_scale > 0, "discriminator.face_scale", d.face_scale, "must be > 0")
 
 
 def _check_signs(cfg: Config) -> None:
@@ -700,6 +723,8 @@ def from_dict(tree: dict | None, overrides: list[str] = (), base_dir: str | Path
             cfg.data.flip = False  # the original never flips a pose clip (data.flip's rule says why)
         if "first_frame" not in (tree.get("model") or {}):
             cfg.model.first_frame = "zeros"  # --no_first_img (model.first_frame's rule says why)
+        if "face" not in (tree.get("discriminator") or {}) and family(cfg.model).sequential:
+            cfg.discriminator.face = True  # the original's add_face_disc for pose
     resolve_paths(cfg, base_dir)
     check(cfg)
     return cfg

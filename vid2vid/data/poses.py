@@ -19,6 +19,10 @@ pose clip (data.flip's rule), and neither do we. Items:
     labels [T,H,W'] int64                the DensePose part ids 0..24; without DensePose 1 on the body (the mask, else
                                          where the rendering is drawn): the instance map and the sample pictures
     frames [T,3,H,W'] in [-1,1]
+    face_box [T,4] float32               the face points' tight box in pixels of this view (x0, y0, x1, y1; pixel i
+                                         covers [i, i+1)): OpenPose's 70 face points of the first person with at
+                                         least 2 found in view, else BODY_25's head points 0, 15-18 (face_box)
+    face_valid [T] bool                  whether the frame has such a box (False: face_box is zeros)
 """
 
 from __future__ import annotations
@@ -147,7 +151,7 @@ class PoseClipDataset(ClipDataset):
         rgb = self._rgb(seq, idx)
         h, w = rgb[0].shape[:2]
         first = seq.frames if seq.is_video else seq.frames[idx[0]]
-        conds, labels = [], []
+        conds, labels, boxes = [], [], []
         for i, image in zip(idx, rgb):
             _same_size(image, (h, w), seq.frames if seq.is_video else seq.frames[i], first)
             iuv = mask = None
@@ -157,14 +161,17 @@ class PoseClipDataset(ClipDataset):
             if self.with_mask:
                 mask = read_mask(seq.mask[i])
                 _same_size(mask, (h, w), seq.mask[i], first)
-            cond, parts = frame_input(read_openpose(seq.labels[i]), h, w, tf, self.options, iuv=iuv, mask=mask,
-                                      central=self.central, rng=rng)
+            people = read_openpose(seq.labels[i])
+            cond, parts = frame_input(people, h, w, tf, self.options, iuv=iuv, mask=mask, central=self.central, rng=rng)
+            boxes.append(face_box(frame_people(people, h, w, tf, self.central)))
             conds.append(cond)
             labels.append(parts)
         return {
             "cond": torch.from_numpy(np.stack(conds)),  # [T,C,H,W'] in [-1,1]
             "labels": torch.from_numpy(np.stack(labels).astype(np.int64)),  # [T,H,W']
             "frames": torch.from_numpy(np.stack([frame_target(x, tf, self.central) for x in rgb])),  # [T,3,H,W']
+            "face_box": torch.from_numpy(np.stack([box for box, _ in boxes])),  # [T,4]
+            "face_valid": torch.tensor([valid for _, valid in boxes], dtype=torch.bool),  # [T]
         }
 
 
@@ -229,3 +236,20 @@ def frame_people(people: list[Person], h: int, w: int, tf: transforms.ClipTransf
         return out
 
     return [Person(**{name: part(np.asarray(getattr(p, name), np.float64)) for name in PARTS}) for p in people]
+
+
+HEAD_POINTS = (0, 15, 16, 17, 18)  # BODY_25: nose, right eye, left eye, right ear, left ear
+
+
+def face_box(people: list[Person]) -> tuple[np.ndarray, bool]:
+    """People in a view (frame_people: points outside it are zeros) -> (the face's tight box float32 [4] = x0, y0,
+    x1, y1 in pixels of the view, pixel i covering [i, i+1), so a point at pixel centre x gives the edge x + 0.5;
+    whether there is one). The face is the first person's (OpenPose's order) with at least 2 of its 70 face points
+    found, else at least 2 of its BODY_25 head points (0, 15-18); none: (zeros, False)."""
+    for person in people:
+        for points in (person.face, person.pose[list(HEAD_POINTS)]):
+            found = points[points[:, 2] > 0, :2]
+            if len(found) >= 2:
+                lo, hi = found.min(0) + 0.5, found.max(0) + 0.5
+                return np.array([lo[0], lo[1], hi[0], hi[1]], np.float32), True
+    return np.zeros(4, np.float32), False

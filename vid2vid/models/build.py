@@ -188,6 +188,15 @@ def build_temporal_discriminators(cfg: Config) -> dict[str, nn.Module]:
     return {f"D_temporal{s}": net for s, net in enumerate(nets)}
 
 
+def build_face_discriminator(cfg: Config) -> dict[str, nn.Module]:
+    """{"D_face": a multi-scale PatchGAN on (semantics, frame) face crops} with discriminator.face, else {}."""
+    d = cfg.discriminator
+    if not d.face:
+        return {}
+    return {"D_face": MultiscaleDiscriminator(discriminator_input_channels(cfg), ndf=d.ndf, n_layers=d.n_layers,
+                                              num_D=d.num_D, norm=d.norm)}
+
+
 def build_video_losses(cfg: Config):
     loss = cfg.loss
     return VideoLosses(flow=loss.flow, warp=loss.warp, warp_output=loss.warp_output, mask=loss.mask)

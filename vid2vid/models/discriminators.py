@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 from torch import nn
+from torchvision.ops import roi_align
 
 from flow import backward_warp
 from vid2vid.models.layers import SelfAttention, downsample, is_spectral, maybe_spectral, norm_layer
@@ -132,3 +133,27 @@ def temporal_windows(frames: torch.Tensor, flows: torch.Tensor, n_frames_D: int,
     window_flows = chained[:, frame_index[:, :-1]] / FLOW_INPUT_SCALE  # [B,S,n-1,2,H,W]
     return torch.cat([rearrange(window_frames, "b s n c h w -> (b s) (n c) h w"),
                       rearrange(window_flows.to(frames.dtype), "b s n c h w -> (b s) (n c) h w")], dim=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# The face discriminator (vid2vid's add_face_disc)
+# ----------------------------------------------------------------------------------------------
+
+MIN_FACE_SIDE = 4.0  # pixels: the smallest face crop's side
+
+
+def square_face_boxes(boxes: torch.Tensor, scale: float = 1.5, min_side: float = MIN_FACE_SIDE) -> torch.Tensor:
+    """The crop rule: tight face boxes [...,4] (x0, y0, x1, y1 in pixels, pixel i covering [i, i+1)) -> squares
+    with the same centre and side scale x the box's longer side (at least min_side)."""
+    centre = (boxes[..., :2] + boxes[..., 2:]) / 2
+    side = (boxes[..., 2:] - boxes[..., :2]).amax(-1, keepdim=True).mul(scale).clamp(min=min_side)
+    return torch.cat([centre - side / 2, centre + side / 2], dim=-1)
+
+
+def face_crops(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """x [N,C,H,W], boxes [N,4] (x0, y0, x1, y1 in pixels of x, pixel i covering [i, i+1); one per row) ->
+    [N,C,size,size]: each box resampled bilinearly (torchvision's roi_align, aligned, 2x2 samples per output pixel;
+    zeros outside x), differentiable in x."""
+    index = torch.arange(len(x), device=x.device, dtype=x.dtype)[:, None]
+    return roi_align(x, torch.cat([index, boxes.to(x.dtype)], 1), (size, size), spatial_scale=1.0, sampling_ratio=2,
+                     aligned=True)

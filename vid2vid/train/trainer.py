@@ -33,6 +33,7 @@ from vid2vid.families import family
 from vid2vid.losses import cutmix_probability, draw_cutmix
 from vid2vid.models.build import (
     build_discriminator,
+    build_face_discriminator,
     build_generator,
     build_image_encoder,
     build_temporal_discriminators,
@@ -69,6 +70,7 @@ def build_networks(cfg: Config) -> dict[str, dict[str, torch.nn.Module]]:
     networks = {"G": g_side, "D": {"D": build_discriminator(cfg)}}
     if family(cfg).sequential:
         networks["D"].update(build_temporal_discriminators(cfg))
+        networks["D"].update(build_face_discriminator(cfg))
     return networks
 
 

@@ -8,8 +8,9 @@ One step per clip batch {labels [B,T,H,W], inst, frames [B,T,3,H,W], flow_bw [B,
         temporal.unroll(G, history, semantics[chunk])                      # the ONE recurrence
         D phase: image D on (sem, final) and (sem, raw) vs (sem, real) (+ with loss.cutmix, CutMixes of real
                  and final: trainer.cutmix_mask); temporal D per scale on windows over [first frames + generated
-                 frames] vs real windows, both with the real flows
-        G phase (Ds frozen): GAN + feature matching (image and temporal Ds), L1/VGG, flow, warp, mask terms
+                 frames] vs real windows, both with the real flows; with discriminator.face, the face D on (sem, final)
+                 vs (sem, real) cropped around the face of the frames that have one (face_inputs)
+        G phase (Ds frozen): GAN + feature matching (image, temporal and face Ds), L1/VGG, flow, warp, mask terms
         history.detach()
     one optimizer step per group (gradients of every chunk accumulated), EMA, schedules
 
@@ -48,7 +49,7 @@ from vid2vid.eval.detail import val_detail
 from vid2vid.eval.metrics import psnr, warping_error
 from vid2vid.imaging import label_colours, to_uint8
 from vid2vid.losses import feature_matching, l1_loss, mix
-from vid2vid.models.discriminators import temporal_windows
+from vid2vid.models.discriminators import face_crops, square_face_boxes, temporal_windows
 from vid2vid.models.video import pyramid, resize_flow
 from vid2vid.temporal import History, start_history, unroll
 from vid2vid.train.accel import retarget_optimizer
@@ -97,6 +98,20 @@ class VideoTrainer(Trainer):
 
     def net(self, name: str) -> torch.nn.Module:
         return self.acc.unwrap_model(self.networks[name])
+
+    def has_face_d(self) -> bool:
+        return "D_face" in self.groups["D"].networks
+
+    def face_boxes(self, batch: dict, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The face D's crop boxes of the clip [B,T,4] in pixels of `real` (the active resolution; the crop rule:
+        square_face_boxes of the clip's face_box) and their validity [B,T], or None without the face D."""
+        if not self.has_face_d():
+            return None
+        if "face_box" not in batch:
+            raise ValueError("discriminator.face: the clips need face_box and face_valid (data.condition pose)")
+        factor = real.shape[-1] / batch["frames"].shape[-1]
+        boxes = square_face_boxes(batch["face_box"].float() * factor, self.cfg.discriminator.face_scale)
+        return boxes, batch["face_valid"].bool()
 
     def temporal_scales(self) -> list[int]:
         return [int(name.removeprefix("D_temporal")) for name in self.groups["D"].networks
@@ -248,6 +263,7 @@ class VideoTrainer(Trainer):
         ref_flow, confidence = self.reference_flow(real, flow_bw=self.flow_at_active_scale(batch.get("flow_bw")))
         n_seed, n_frames = self.cfg.model.n_frames_G - 1, real.shape[1]
         history = self.history_for(batch, self.clip_semantics(batch, 0, n_seed))
+        faces = self.face_boxes(batch, real)
         self.note_skipped_scales(n_frames)
         sequence = history.frames.detach()  # [B,t,3,H,W]: first frames + generated so far (detached)
         every = self.cfg.train.detach_every
@@ -258,7 +274,8 @@ class VideoTrainer(Trainer):
                 out, history = unroll(self.net("G"), history, sem)
             chunk = Chunk(t0=t0, t1=t1, sem=sem, real=real, ref_flow=ref_flow, confidence=confidence,
                           sequence=sequence, out=out, share=share, n_seed=n_seed,
-                          n_frames_D=self.cfg.discriminator.n_frames_D)
+                          n_frames_D=self.cfg.discriminator.n_frames_D,
+                          faces=None if faces is None else (faces[0][:, t0:t1], faces[1][:, t0:t1]))
             self.d_phase(chunk, parts)
             self.g_phase(chunk, parts, self.teacher_frames(batch, t0, t1))
             history = history.detach()
@@ -314,6 +331,18 @@ class VideoTrainer(Trainer):
                 dt = self.losses.gan_loss.discriminator(_rows(out, m, None), _rows(out, 0, m))
                 d[f"temporal_s{s}"], weights[f"temporal_s{s}"] = dt["total"], c.temporal_weight(s)
                 total = total + dt["total"] * c.temporal_weight(s)
+            face = self.face_inputs(c, sem, c.frames(c.out.final).detach(), real)
+            if face is not None:
+                Df = self.net("D_face")
+                set_requires_grad(Df, True)
+                fake_f, real_f, share = face
+                out = Df(torch.cat([fake_f, real_f]))
+                m = len(fake_f)
+                df = self.losses.gan_loss.discriminator(_rows(out, m, None), _rows(out, 0, m))
+                d["face"], weights["face"] = df["total"], c.weight * share
+                total = total + df["total"] * c.weight * share
+            elif self.has_face_d():  # no face in the chunk: logged as 0 (the same parts on every process)
+                d["face"], weights["face"] = total.new_zeros(()), 0.0
         self.acc.backward(total)
         d["total"], weights["total"] = total, 1.0
         _rescale(parts, d, "D/", weights)
@@ -322,6 +351,7 @@ class VideoTrainer(Trainer):
         """G's terms on the chunk (Ds frozen); teacher [B,t,3,H,W]: the per-frame model's frames (loss.teacher)."""
         D = self.net("D")
         frozen = [D] + [self.net(f"D_temporal{s}") for s in self.temporal_scales()]
+        frozen += [self.net("D_face")] if self.has_face_d() else []
         for net in frozen:
             set_requires_grad(net, False)
         cfg = self.cfg
@@ -352,11 +382,40 @@ class VideoTrainer(Trainer):
                 g[f"tgan_s{s}"] = cfg.loss.temporal_gan * self.losses.gan_loss.generator(fake_o)
                 g[f"tfeat_s{s}"] = cfg.loss.temporal_feat * feature_matching(real_o, fake_o)
                 weights[f"tgan_s{s}"] = weights[f"tfeat_s{s}"] = c.temporal_weight(s)
+            face = self.face_inputs(c, sem, final, real)
+            if face is not None:
+                fake_f, real_f, share = face
+                out = self.net("D_face")(torch.cat([fake_f, real_f]))
+                m = len(fake_f)
+                fake_o, real_o = _rows(out, 0, m), _rows(out, m, None)
+                w_gan = cfg.loss.gan if cfg.loss.face_gan is None else cfg.loss.face_gan
+                w_feat = cfg.loss.feat if cfg.loss.face_feat is None else cfg.loss.face_feat
+                g["face_gan"] = w_gan * self.losses.gan_loss.generator(fake_o)
+                g["face_feat"] = w_feat * feature_matching(real_o, fake_o)
+                weights["face_gan"] = weights["face_feat"] = c.weight * share
+            elif self.has_face_d():
+                g["face_gan"] = g["face_feat"] = final.new_zeros((), dtype=torch.float32)
+                weights["face_gan"] = weights["face_feat"] = 0.0
             g["total"], weights["total"] = sum(v * weights[k] for k, v in g.items()), 1.0
         self.acc.backward(g["total"])
         for net in frozen:
             set_requires_grad(net, True)
         _rescale(parts, g, "G/", weights)
+
+    def face_inputs(self, c: Chunk, sem: torch.Tensor, fake: torch.Tensor, real: torch.Tensor):
+        """The face D's inputs of the chunk's frames with a face: (fake crops, real crops) [K,C,s,s] of (semantics,
+        frame) (s = discriminator.face_size) and K / the chunk's frames, the share of its frame terms they carry (a
+        frame without a face contributes nothing); None without the face D or when no frame has a face.
+        sem [N,C,H,W], fake / real [N,3,H,W]: the chunk's frames, batch-major as Chunk.frames gives them."""
+        if c.faces is None:
+            return None
+        boxes, valid = (rearrange(x, "b t ... -> (b t) ...") for x in c.faces)
+        rows = valid.nonzero()[:, 0]
+        if len(rows) == 0:
+            return None
+        size, boxes = self.cfg.discriminator.face_size, boxes[rows]
+        crop = [face_crops(torch.cat([sem[rows], x[rows].to(sem.dtype)], 1), boxes, size) for x in (fake, real)]
+        return crop[0], crop[1], len(rows) / len(valid)
 
     def video_terms(self, c: Chunk) -> dict[str, torch.Tensor]:
         """Flow, warp and mask terms of the chunk's frames t0..t1-1 against their predecessors. The mask term
@@ -413,8 +472,10 @@ def windows_ending_in(t0: int, t1: int, span: int) -> int:
 class Chunk:
     """One chunk of generated frames t0..t1-1 of a clip and what its losses need."""
 
-    def __init__(self, *, t0, t1, sem, real, ref_flow, confidence, sequence, out, share=1.0, n_seed=0, n_frames_D=3):
+    def __init__(self, *, t0, t1, sem, real, ref_flow, confidence, sequence, out, share=1.0, n_seed=0, n_frames_D=3,
+                 faces=None):
         self.t0, self.t1, self.share, self.n_seed, self.n_frames_D = t0, t1, share, n_seed, n_frames_D
+        self.faces = faces  # the face D's (boxes [B,t1-t0,4], valid [B,t1-t0]) of the chunk's frames, or None
         self.real, self.ref_flow, self.confidence = real, ref_flow, confidence
         self.sequence = sequence  # [B,t0,3,H,W] detached first frames + earlier generated frames
         self.out = out  # temporal.VideoFrames of this chunk, [B,t1-t0,...]
