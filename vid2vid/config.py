@@ -438,15 +438,21 @@ def _check_data(cfg: Config) -> None:
 FACE_PART_LABELS = 7  # vid2vid.data.face_input.N_PART_LABELS (the part label ids 0..6)
 
 
-def _check_face_data(data: DataConfig) -> None:
-    """data.condition face: the part labels are the label ids (7) and the instance map, never a generator channel."""
-    why = "with data.condition face"
-    _rule(data.label_nc == FACE_PART_LABELS, "data.label_nc", data.label_nc,
-          f"must be {FACE_PART_LABELS} {why} (the face part labels 0..6); set data.label_nc={FACE_PART_LABELS}")
+def _check_part_labels(data: DataConfig, n: int, what: str) -> None:
+    """A dense condition (face, pose) whose `what` (ids 0..n-1) are the label ids and the instance map, never a
+    generator channel."""
+    why = f"with data.condition {data.condition}"
+    _rule(data.label_nc == n, "data.label_nc", data.label_nc,
+          f"must be {n} {why} (the {what} 0..{n - 1}); set data.label_nc={n}")
     _rule(not data.use_instance, "data.use_instance", data.use_instance,
-          f"must be false {why}: the part label map is the instance map, not a generator channel")
+          f"must be false {why}: the {what} are the instance map, not a generator channel")
     _rule(not data.contain_dontcare_label, "data.contain_dontcare_label", data.contain_dontcare_label,
           f"must be false {why}")
+
+
+def _check_face_data(data: DataConfig) -> None:
+    """data.condition face: the part labels are the label ids (7) and the instance map, never a generator channel."""
+    _check_part_labels(data, FACE_PART_LABELS, "face part labels")
 
 
 POSE_PART_LABELS = 25  # vid2vid.data.pose_input.DENSEPOSE_PARTS + 1 (the DensePose part ids 0..24)
@@ -454,8 +460,7 @@ POSE_PART_LABELS = 25  # vid2vid.data.pose_input.DENSEPOSE_PARTS + 1 (the DenseP
 
 def central_width(w: int) -> int:
     """The width the original's pose dataset keeps of a W-wide input: its central 2 * (W // 4 // 32 * 32) columns
-    (the width of vid2vid.data.pose_input.central_columns, which the dataset crops with; tests/test_poses.py checks
-    that the two agree)."""
+    (vid2vid.data.pose_input.central_columns, which the dataset crops with, takes them from here)."""
     return 2 * (w // 4 // 32 * 32)
 
 
@@ -478,12 +483,7 @@ def _check_pose_data(data: DataConfig, stride: int, n_scales: int = 1) -> None:
     _rule(data.source == "folder", "data.source", data.source,
           f"must be folder {why}: there is no synthetic pose dataset; make one from a video with `vid2vid prepare "
           "video IN OUT --labels pose`")
-    _rule(data.label_nc == POSE_PART_LABELS, "data.label_nc", data.label_nc,
-          f"must be {POSE_PART_LABELS} {why} (the DensePose part ids 0..24); set data.label_nc={POSE_PART_LABELS}")
-    _rule(not data.use_instance, "data.use_instance", data.use_instance,
-          f"must be false {why}: the DensePose part ids are the instance map, not a generator channel")
-    _rule(not data.contain_dontcare_label, "data.contain_dontcare_label", data.contain_dontcare_label,
-          f"must be false {why}")
+    _check_part_labels(data, POSE_PART_LABELS, "DensePose part ids")
     _rule(0.0 <= pose.random_drop_prob <= 1.0, "data.pose.random_drop_prob", pose.random_drop_prob,
           "must be in [0, 1] (the original's default: 0.05)")
     _rule(not data.flip, "data.flip", data.flip,

@@ -39,6 +39,37 @@ class Person:
     hand_left: np.ndarray = _zeros(PARTS["hand_left"])  # [21,3]
     hand_right: np.ndarray = _zeros(PARTS["hand_right"])  # [21,3]
 
+    def seen(self) -> bool:
+        """Whether any point of any part was found (confidence > 0)."""
+        return any((getattr(self, part)[:, 2] > 0).any() for part in PARTS)
+
+    def map_parts(self, fn) -> Person:
+        """A new Person with fn(points [K,3]) -> [K,3] applied to every part."""
+        return Person(**{part: fn(getattr(self, part)) for part in PARTS})
+
+
+def has_person(people: list[Person]) -> bool:
+    """Whether any of the people has any point found (confidence > 0)."""
+    return any(person.seen() for person in people)
+
+
+def move_people(people: list[Person], move, bounds: tuple[int, int]) -> list[Person]:
+    """Every found point (confidence > 0) of every part moved by `move` (xy float64 [N,2] -> [N,2]); a point that lands
+    outside [0, W) x [0, H) of bounds (H, W), and every point not found, becomes zeros (as a point not found is
+    written). People with no point left stay in the list (as Persons of zeros)."""
+    h, w = bounds
+
+    def part(points: np.ndarray) -> np.ndarray:
+        points = np.asarray(points, np.float64)
+        out = np.zeros_like(points)
+        rows = np.flatnonzero(points[:, 2] > 0)
+        xy = move(points[rows, :2])
+        inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
+        out[rows[inside], :2], out[rows[inside], 2] = xy[inside], points[rows[inside], 2]
+        return out
+
+    return [person.map_parts(part) for person in people]
+
 
 def _key(part: str) -> str:
     return f"{part}_keypoints_2d"

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vid2vid.config import central_width
 from vid2vid.data.face_input import fitted_curve
 from vid2vid.data.openpose import Person
 
@@ -208,8 +209,8 @@ def densepose_input(iuv: np.ndarray) -> np.ndarray:
 
 
 def central_columns(w: int) -> slice:
-    """The columns the original keeps of a W-wide pose input: the central 2 * (W // 4 // 32 * 32) (none below 128)."""
-    half = w // 4 // 32 * 32
+    """The columns the original keeps of a W-wide pose input: the central config.central_width(W) (none below 128)."""
+    half = central_width(w) // 2
     return slice(w // 2 - half, w // 2 + half)
 
 

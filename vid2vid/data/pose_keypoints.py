@@ -50,15 +50,13 @@ detection may pick another one.
 
 from __future__ import annotations
 
-import sys
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from vid2vid.data.openpose import PARTS, Person
-from vid2vid.errors import UserError
-from vid2vid.landmarks.backends import MEDIAPIPE_INSTALL, _stderr_silenced
+from vid2vid.landmarks.backends import _stderr_silenced, import_mediapipe_solution
 from vid2vid.landmarks.mediapipe68 import mesh_to_68
 
 # BODY_25 index -> MediaPipe pose index (the neck, the mid-hip and the small toes are not here: MIDPOINTS, zeros)
@@ -196,8 +194,7 @@ class HolisticBackend:
             return BodyFrame([], mask)
         person = to_person(pose, _pixels(result.left_hand_landmarks, size), _pixels(result.right_hand_landmarks, size),
                            _pixels(result.face_landmarks, size), size, self.min_visibility)
-        seen = any((getattr(person, part)[:, 2] > 0).any() for part in PARTS)
-        return BodyFrame([person] if seen else [], mask)  # nothing seen: no person, as OpenPose writes it
+        return BodyFrame([person] if person.seen() else [], mask)  # nothing seen: no person, as OpenPose writes it
 
     def close(self) -> None:
         self.model.close()
@@ -205,13 +202,5 @@ class HolisticBackend:
 
 def _import_holistic():
     """mediapipe's legacy holistic module, or a UserError saying what to install."""
-    if sys.version_info >= (3, 13):
-        raise UserError(f"--labels pose: mediapipe 0.10.14 (the last release with the offline holistic model) has "
-                        f"no wheels for Python {sys.version_info.major}.{sys.version_info.minor}; use a Python "
-                        "3.10-3.12 environment, or give OpenPose's own JSON output with --openpose DIR")
-    try:
-        from mediapipe.python.solutions import holistic
-    except ImportError:
-        raise UserError(f"--labels pose needs the mediapipe package, which is not installed: {MEDIAPIPE_INSTALL} "
-                        "(or give OpenPose's own JSON output with --openpose DIR)") from None
-    return holistic
+    return import_mediapipe_solution("holistic", "--labels pose", "holistic model", "use a Python 3.10-3.12 "
+                                     "environment, or give OpenPose's own JSON output with --openpose DIR")

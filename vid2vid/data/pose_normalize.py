@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vid2vid.data.openpose import PARTS, Person
+from vid2vid.data.openpose import Person, move_people
 
 ANKLES, HEELS, NECK = (11, 14), (24, 21), 1  # BODY_25: right, left ankle; right, left heel; neck
 BAND = 0.1  # the share of the ankle range about far / near whose frames give the height there
@@ -116,18 +116,7 @@ def main_person(people: list[Person]) -> Person | None:
 def mapped_people(people: list[Person], m: np.ndarray, size: tuple[int, int]) -> list[Person]:
     """Every found point (confidence > 0) of every part of the people through the 2x3 map m; a point that leaves the
     frame of `size` (H, W) becomes zeros, as a point not found (HolisticBackend writes those outside the frame so)."""
-    h, w = size
-
-    def part(points: np.ndarray) -> np.ndarray:
-        out = np.zeros_like(points, dtype=np.float64)
-        found = points[:, 2] > 0
-        xy = points[found, :2] @ m[:, :2].T + m[:, 2]
-        inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
-        rows = np.flatnonzero(found)[inside]
-        out[rows, :2], out[rows, 2] = xy[inside], points[rows, 2]
-        return out
-
-    return [Person(**{name: part(getattr(p, name)) for name in PARTS}) for p in people]
+    return move_people(people, lambda xy: xy @ m[:, :2].T + m[:, 2], size)
 
 
 def warped(picture: np.ndarray, m: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ import torch
 
 from vid2vid.data import transforms
 from vid2vid.data.encoding import pose_options
-from vid2vid.data.openpose import PARTS, Person, read_openpose
+from vid2vid.data.openpose import Person, move_people, read_openpose
 from vid2vid.data.pose_input import (
     DENSEPOSE_PARTS,
     PoseOptions,
@@ -226,16 +226,8 @@ def frame_people(people: list[Person], h: int, w: int, tf: transforms.ClipTransf
     that falls outside the view (x outside [0, W'), y outside [0, crop.h)) becomes zeros, as a point not found is
     written. People with no point left stay in the list (as Persons of zeros)."""
     cols = central_columns(tf.crop.w) if central else slice(0, tf.crop.w)
-    width = cols.stop - cols.start
-
-    def part(points: np.ndarray) -> np.ndarray:
-        xy = transforms.apply_points(points[:, :2], (h, w), tf) - [cols.start, 0]
-        inside = (points[:, 2] > 0) & (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < tf.crop.h)
-        out = np.zeros_like(points, dtype=np.float64)
-        out[inside, :2], out[inside, 2] = xy[inside], points[inside, 2]
-        return out
-
-    return [Person(**{name: part(np.asarray(getattr(p, name), np.float64)) for name in PARTS}) for p in people]
+    return move_people(people, lambda xy: transforms.apply_points(xy, (h, w), tf) - [cols.start, 0],
+                       (tf.crop.h, cols.stop - cols.start))
 
 
 HEAD_POINTS = (0, 15, 16, 17, 18)  # BODY_25: nose, right eye, left eye, right ear, left ear

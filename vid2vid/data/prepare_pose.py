@@ -26,7 +26,7 @@ import numpy as np
 
 from flow import atomic_dir
 from vid2vid.config import Size
-from vid2vid.data.openpose import PARTS, Person, read_openpose, write_openpose
+from vid2vid.data.openpose import Person, has_person, read_openpose, write_openpose
 from vid2vid.data.pose_keypoints import HolisticBackend
 from vid2vid.data.prepare import frame_places, plan_sequences, resized
 from vid2vid.errors import DataError, UserError
@@ -61,12 +61,7 @@ def scaled(people: list[Person], source: tuple[int, int], size: tuple[int, int])
         out[found, :2] = (points[found, :2] + 0.5) * scale - 0.5
         return out
 
-    return [Person(**{name: part(getattr(p, name)) for name in PARTS}) for p in people]
-
-
-def has_person(people: list[Person]) -> bool:
-    """Whether any person has any point found (confidence > 0)."""
-    return any((getattr(p, name)[:, 2] > 0).any() for p in people for name in PARTS)
+    return [p.map_parts(part) for p in people]
 
 
 def prepare_pose_video(input: str | os.PathLike, out: str | os.PathLike, *, size: Size | None = None,

@@ -117,18 +117,23 @@ def _stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
+def import_mediapipe_solution(name: str, flag: str, model: str, instead: str):
+    """mediapipe's legacy solution module `name` (face_mesh, holistic: the offline `model`), or a UserError that
+    names the option needing it (`flag`) and what to use `instead`."""
+    if sys.version_info >= (3, 13):
+        raise UserError(f"{flag}: mediapipe 0.10.14 (the last release with the offline {model}) has no wheels for "
+                        f"Python {sys.version_info.major}.{sys.version_info.minor}; {instead}")
+    try:
+        return getattr(__import__("mediapipe.python.solutions", fromlist=[name]), name)  # `from ... import name`
+    except ImportError:
+        raise UserError(f"{flag} needs the mediapipe package, which is not installed: {MEDIAPIPE_INSTALL} "
+                        f"({instead})") from None
+
+
 def _import_face_mesh():
     """mediapipe's legacy face mesh module, or a UserError saying what to install."""
-    if sys.version_info >= (3, 13):
-        raise UserError(f"--landmarks mediapipe: mediapipe 0.10.14 (the last release with the offline face mesh) "
-                        f"has no wheels for Python {sys.version_info.major}.{sys.version_info.minor}; use "
-                        "--landmarks dlib, or a Python 3.10-3.12 environment")
-    try:
-        from mediapipe.python.solutions import face_mesh
-    except ImportError:
-        raise UserError(f"--landmarks mediapipe needs the mediapipe package, which is not installed: "
-                        f"{MEDIAPIPE_INSTALL}") from None
-    return face_mesh
+    return import_mediapipe_solution("face_mesh", "--landmarks mediapipe", "face mesh",
+                                     "use --landmarks dlib, or a Python 3.10-3.12 environment")
 
 
 def open_backend(name: str) -> DlibBackend | MediapipeBackend:

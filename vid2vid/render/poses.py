@@ -22,10 +22,9 @@ import numpy as np
 
 from vid2vid.config import Size
 from vid2vid.data import pose_normalize as pn
-from vid2vid.data.openpose import read_openpose
+from vid2vid.data.openpose import has_person, read_openpose
 from vid2vid.data.poses import read_iuv, read_mask, scan_poses
 from vid2vid.data.prepare import resized
-from vid2vid.data.prepare_pose import has_person
 from vid2vid.data.sequences import layout_sequences
 from vid2vid.errors import DataError, UserError
 from vid2vid.video_io import IMAGE_EXTENSIONS, iter_frames, probe, read_image
