@@ -52,7 +52,7 @@ def test_prepare_pose_layout(clip, tmp_path):
     out = tmp_path / "pose"
     done = prepare(clip, out, "--labels", "pose", "--seq-len", "3", "--test-fraction", "0.25", "--max-frames", "7")
     assert done.returncode == 0, done.stderr
-    assert "1 of 7 frames had no person" in done.stdout and "MediaPipe Holistic" in done.stdout
+    assert "1 of 7 frames had no person: 1 filled" in done.stdout and "MediaPipe Holistic" in done.stdout
     assert sorted(p.name for p in out.iterdir()) == [f"{phase}_{kind}" for phase in ("test", "train")
                                                      for kind in ("img", "mask", "openpose")]
     # 7 frames: train 5 (3 + 2), test the last 2
@@ -62,15 +62,21 @@ def test_prepare_pose_layout(clip, tmp_path):
                 stems = sorted(p.stem for p in (out / f"{phase}_{kind}" / name).glob(f"*{suffix}"))
                 assert stems == [f"{j:05d}" for j in range(count)], (kind, phase, name)
     people = [read_openpose(path) for path in written(out, ".json", "openpose")]  # frame order
-    assert [len(p) for p in people] == [1, 1, 1, 0, 1, 1, 1]  # frame 3: "people": [] as OpenPose writes it
-    necks = np.array([p[0].pose[1] for t, p in enumerate(people) if t != EMPTY])  # [6,3]
+    assert [len(p) for p in people] == [1] * 7  # frame 3 (no person) filled between frames 2 and 4
+    necks = np.array([p[0].pose[1] for p in people])  # [7,3]
     assert (necks[:, 2] > 0.5).all()
+    np.testing.assert_allclose(necks[EMPTY, :2], (necks[EMPTY - 1, :2] + necks[EMPTY + 1, :2]) / 2)
     times = [t for t in range(7) if t != EMPTY]
-    slope, start = np.polyfit(times, necks[:, 0], 1)  # the neck follows her: SHIFT px a frame
-    assert abs(slope - SHIFT) < 1 and np.abs(necks[:, 0] - (start + slope * np.array(times))).max() < 4
+    slope, start = np.polyfit(times, necks[times, 0], 1)  # the neck follows her: SHIFT px a frame
+    assert abs(slope - SHIFT) < 1 and np.abs(necks[times, 0] - (start + slope * np.array(times))).max() < 4
     masks = [read_image(path, cv2.IMREAD_UNCHANGED) for path in written(out, ".png", "mask")]
     assert all(m.shape == (256, 256) and m.dtype == np.uint8 and set(np.unique(m)) <= {0, 255} for m in masks)
-    assert not masks[EMPTY].any() and all(m.mean() > 40 for t, m in enumerate(masks) if t != EMPTY)
+    assert all(m.mean() > 40 for m in masks)
+    # the filled frame's mask: frame 2's (the nearer, before) moved right by the neck's shift
+    def moved(shift: int) -> bool:
+        return np.array_equal(masks[EMPTY][:, shift:], masks[EMPTY - 1][:, :256 - shift])
+
+    assert any(moved(s) for s in range(SHIFT - 1, SHIFT + 2)) and not moved(0)
     first = read_image(out / "train_img" / "seq_0000" / "00000.png")
     assert first.shape == (256, 256, 3) and np.abs(first.astype(int) - frame(0)).mean() < 6
 
@@ -89,11 +95,12 @@ def test_prepare_pose_no_person_exits_2(tmp_path):
 
 
 def openpose_folder(tmp_path, n: int):
-    """OpenPose-style output for n frames: a person whose nose is at (10 t + 40, 100) in frame t, frame 1 empty."""
+    """OpenPose-style output for n frames: a person whose nose is at (10 t + 40, 100) and mid-hip 60 px below it in
+    frame t, frame 1 empty."""
     folder = tmp_path / "json"
     for t in range(n):
         person = Person()
-        person.pose[0] = (10 * t + 40, 100, 0.8)
+        person.pose[[0, 8]] = [(10 * t + 40, 100, 0.8), (10 * t + 40, 160, 0.8)]
         write_openpose(folder / f"astronaut_{t:012d}_keypoints.json", [] if t == 1 else [person])
     return folder
 
@@ -104,15 +111,38 @@ def test_prepare_pose_from_openpose_json(clip, tmp_path):
     done = prepare(clip, out, "--labels", "pose", "--openpose", openpose_folder(tmp_path, FRAMES), "--size",
                    "128x128", "--seq-len", "4", "--test-fraction", "0")
     assert done.returncode == 0, done.stderr
-    assert "1 of 8 frames had no person" in done.stdout and "no body masks" in done.stdout
+    assert "1 of 8 frames had no person: 1 filled" in done.stdout and "no body masks" in done.stdout
     assert sorted(p.name for p in out.iterdir()) == ["train_img", "train_openpose"]
     people = [read_openpose(path) for path in written(out, ".json", "openpose")]
-    assert [len(p) for p in people] == [1, 0, 1, 1, 1, 1, 1, 1]
+    assert [len(p) for p in people] == [1] * 8  # frame 1 filled: the nose moves linearly
     for t, p in enumerate(people):
-        if p:
-            np.testing.assert_allclose(p[0].pose[0], ((10 * t + 40.5) / 2 - 0.5, 100.5 / 2 - 0.5, 0.8))
-            assert not p[0].pose[1:].any()  # points not found stay zeros
+        np.testing.assert_allclose(p[0].pose[0], ((10 * t + 40.5) / 2 - 0.5, 100.5 / 2 - 0.5, 0.8))
+        assert not p[0].pose[1:8].any() and not p[0].pose[9:].any()  # points not found stay zeros
     assert read_image(out / "train_img" / "seq_0001" / "00000.png").shape == (128, 128, 3)
+
+
+def test_prepare_pose_follows_one_person(clip, tmp_path):
+    """Two people in OpenPose's files: the larger is followed, the other left out (a frame where only the other is
+    found is a gap, filled); --all-people keeps both, and the frame without anyone stays empty."""
+    folder = openpose_folder(tmp_path, FRAMES)
+    for t, path in enumerate(sorted(folder.iterdir())):
+        people = read_openpose(path)
+        passer_by = Person()
+        passer_by.pose[[0, 1]] = [(200, 20, 0.9), (200, 30, 0.9)]  # 10 px tall, far from the other
+        write_openpose(path, ([passer_by] + people) if t != 4 else [passer_by])
+    out, everyone = tmp_path / "one", tmp_path / "all"
+    summaries = []
+    for where, extra in ((out, []), (everyone, ["--all-people"])):
+        done = prepare(clip, where, "--labels", "pose", "--openpose", folder, "--seq-len", "8", "--test-fraction",
+                       "0", *extra)
+        assert done.returncode == 0, done.stderr
+        summaries.append(done.stdout)
+    assert "one person followed" in summaries[0] and "2 of 8 frames had no person: 2 filled" in summaries[0]
+    assert "every person as found" in summaries[1] and "0 of 8 frames had no person" in summaries[1]
+    people = [read_openpose(path) for path in written(out, ".json", "openpose")]
+    assert [len(p) for p in people] == [1] * 8
+    np.testing.assert_allclose([p[0].pose[0, 0] for p in people], [10 * t + 40 for t in range(8)])
+    assert [len(read_openpose(path)) for path in written(everyone, ".json", "openpose")] == [2, 1, 2, 2, 1, 2, 2, 2]
 
 
 @needs_mediapipe
@@ -131,6 +161,8 @@ def test_prepare_pose_openpose_with_mask(clip, tmp_path):
     (["--labels", "pose", "--mask"], "--mask: only with --openpose"),
     (["--labels", "edges", "--openpose", "{json6}"], "--openpose"),
     (["--labels", "face", "--mask"], "--mask: only with --labels pose"),
+    (["--labels", "pose", "--all-people"], "--all-people: only with --openpose"),
+    (["--labels", "edges", "--all-people"], "--all-people: only with --labels pose"),
     (["--labels", "pose", "--max-frames", "1"], "--max-frames 1: a sequence needs at least 2 frames"),
 ])
 def test_prepare_pose_bad_options_exit_2(clip, tmp_path, args, message):

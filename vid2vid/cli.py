@@ -71,8 +71,8 @@ def cmd_prepare_video(args: argparse.Namespace) -> None:
     size = parse_size(args.size, "--size") if args.size else None
     split = dict(size=size, seq_len=args.seq_len, test_fraction=args.test_fraction, test_seq_len=args.test_seq_len,
                  max_frames=args.max_frames)
-    if args.labels != "pose" and (args.openpose is not None or args.mask):
-        flag = "--mask" if args.openpose is None else f"--openpose {args.openpose}"
+    if args.labels != "pose" and (args.openpose is not None or args.mask or args.all_people):
+        flag = f"--openpose {args.openpose}" if args.openpose else "--mask" if args.mask else "--all-people"
         raise UserError(f"{flag}: only with --labels pose (the labels here are {args.labels})")
     if args.labels == "face":
         from vid2vid.data.prepare_face import prepare_face_video
@@ -87,7 +87,8 @@ def cmd_prepare_video(args: argparse.Namespace) -> None:
     if args.labels == "pose":
         from vid2vid.data.prepare_pose import prepare_pose_video
 
-        print(prepare_pose_video(args.input, args.out, openpose=args.openpose, mask=args.mask, **split))
+        print(prepare_pose_video(args.input, args.out, openpose=args.openpose, mask=args.mask,
+                                 all_people=args.all_people, **split))
         return
     print(prepare_video(args.input, args.out, labels=args.labels, **split))
 
@@ -263,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "then no body masks unless --mask")
     p.add_argument("--mask", action="store_true", help="with --labels pose --openpose DIR: also write MediaPipe "
                    "Holistic's body masks")
+    p.add_argument("--all-people", action="store_true", help="with --labels pose --openpose DIR: keep every person "
+                   "OpenPose found (default: follow one person, the largest at first, and fill short gaps)")
     p.add_argument("--size", default=None, help="resize frames to HxW (default: keep)")
     p.add_argument("--seq-len", type=int, default=30, help="frames per sequence")
     p.add_argument("--test-fraction", type=float, default=0.2, help="last fraction of the video held out as test_*")
