@@ -42,14 +42,16 @@ def _sample_positions(flow: torch.Tensor) -> torch.Tensor:
     return pixel_grid(flow.shape[2], flow.shape[3], flow.device, flow.dtype) + flow
 
 
-WARP_MODES = ("bilinear", "bicubic")
+WARP_MODES = ("bilinear", "bicubic", "nearest")
 
 
 def backward_warp(image: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """Sample image [B,C,H,W] at x + flow(x) (flow [B,2,H,W], pixels) -> [B,C,H,W].
 
-    mode bilinear (the default, what the metrics and the reference use) or bicubic (much less low-pass:
-    a recurrence that warps its own output every frame stays sharp with it). Border clamp.
+    mode bilinear (the default, what the metrics and the reference use), bicubic (much less low-pass: a recurrence
+    that warps its own output every frame stays sharper with it) or nearest (the pixel nearest x + flow(x), copied:
+    warped any number of times a picture keeps its detail exactly, at the cost of whole-pixel positions; no
+    gradient reaches the flow). Border clamp.
     Coordinates are computed in float32 even for half-precision images so that large frames keep
     sub-pixel accuracy; the result has the image's dtype.
     """

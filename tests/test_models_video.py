@@ -86,7 +86,7 @@ def test_shapes_and_every_parameter_gets_a_gradient():
     assert missing == []
 
 
-@pytest.mark.parametrize("warp_mode", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("warp_mode", ["bilinear", "bicubic", "nearest"])
 def test_zero_weight_with_exact_flow_and_no_foreground_is_the_warped_previous_frame(warp_mode):
     g = small_generator(warp_features=False, warp_mode=warp_mode).eval()
     scale = g.scales[0]
@@ -408,6 +408,25 @@ def test_label_agreement_with_a_margin_is_hard_and_refuses_the_pixels_next_to_a_
     near = F.max_pool2d((soft < 1 - 1e-3).float(), 3, stride=1, padding=1).bool()  # within 1 px of a disagreement
     torch.testing.assert_close(hard, (~near).float())
     assert torch.equal(label_agreement(labels, flow, margin=0), soft)
+
+
+def test_label_agreement_of_a_nearest_warping_scale_warps_the_labels_as_its_frames():
+    """A scale with warp_mode nearest copies whole pixels, so its gate compares the labels moved the same way: a
+    flow 0.3 px off the true motion agrees exactly (the copy is the true one), where bilinear labels disagree in
+    part at every boundary; gated_weight picks the mode from the scale."""
+    from vid2vid.models.video import gated_weight, label_agreement, set_flow_options
+
+    labels = _shifted_label_maps(3)  # [1,2,C+1,H,W]
+    flow = torch.zeros(1, 2, 64, 96)
+    flow[:, 0] = -2.7  # the true motion is -3
+    assert label_agreement(labels, flow, mode="nearest")[..., 3:].min() == 1
+    assert label_agreement(labels, flow)[..., 3:].min() < 0.9
+    g = VideoGenerator(LABEL_NC + 1, 2, ngf=8, n_downsample=2, n_blocks=2, use_fg=False, warp_mode="nearest")
+    set_flow_options(g, gate="labels")
+    weight = torch.full((1, 1, 64, 96), 0.25)
+    torch.testing.assert_close(gated_weight(g.scales[0], weight, labels, flow),
+                               1 - 0.75 * label_agreement(labels, flow, mode="nearest"))
+
 
 def test_warp_gate_labels_uses_the_hallucinated_frame_where_the_warped_labels_disagree():
     """model.warp_gate labels: the blend weight becomes 1 (final = raw) where the warped previous labels disagree

@@ -72,7 +72,7 @@ def test_shapes_and_every_parameter_gets_a_gradient():
     assert missing == []
 
 
-@pytest.mark.parametrize("warp_mode", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("warp_mode", ["bilinear", "bicubic", "nearest"])
 def test_zero_weight_with_exact_flow_and_no_foreground_is_the_warped_previous_frame(warp_mode):
     g = small_generator(warp_features=False, warp_mode=warp_mode).eval()
     with torch.no_grad():

@@ -148,8 +148,10 @@ class ModelConfig:
     # A small w starts the model trusting the warped previous frame, whose detail the blend then keeps
     blend_init: float | None = None
     # how the video model warps its previous output: bicubic (ours) keeps long renders sharp; repeated
-    # bilinear resampling (the reference's) low-passes the picture a little more every frame
-    warp_mode: Literal["bilinear", "bicubic"] = "bicubic"
+    # bilinear resampling (the reference's) low-passes the picture a little more every frame; nearest copies whole
+    # pixels, so a static scene's texture survives any number of frames (sub-pixel flows of a still camera blur
+    # bicubic too over 30 frames: BENCHMARKS.md, issue 25); no gradient reaches the flow through it
+    warp_mode: Literal["bilinear", "bicubic", "nearest"] = "bicubic"
     # vid2vid: also warp the previous frame's decoder features with the predicted flow (off = the original)
     warp_features: bool = True
     # vid2vid: which losses train the flow head. all (the reference's): the flow and warp terms plus every image

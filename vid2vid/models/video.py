@@ -207,7 +207,8 @@ def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "non
     return len(scales)
 
 
-def label_agreement(labels: torch.Tensor, flow: torch.Tensor, window: int = 1, margin: int = 0) -> torch.Tensor:
+def label_agreement(labels: torch.Tensor, flow: torch.Tensor, window: int = 1, margin: int = 0,
+                    mode: str = "bilinear") -> torch.Tensor:
     """labels [B,N,C,H,W] (frames ..t-1, t), flow [B,2,H,W] t -> t-1 -> [B,1,H,W] in [0,1]: how far frame t-1's
     input channels, warped by the flow, agree with frame t's: 1 - half the L1 distance over channels of the two
     maps box-filtered over window x window px (window 1: per pixel, 0 where a one-hot class differs). Where they
@@ -215,8 +216,9 @@ def label_agreement(labels: torch.Tensor, flow: torch.Tensor, window: int = 1, m
     window makes a displacement of a whole region count and a pixel's class noise (labels of a noisy clip) not.
     margin > 0: hard, 1 only where the maps agree (to 1e-3) at every pixel within `margin` px, else 0: a boundary
     pixel's partial agreement (bilinear sampling across it) passes no colour of the other class on, which a
-    region where the labels keep agreeing (a road) would otherwise carry along, frame after frame."""
-    warped = backward_warp(labels[:, -2], flow, "bilinear")  # [B,C,H,W]
+    region where the labels keep agreeing (a road) would otherwise carry along, frame after frame.
+    mode: how the labels are warped (bilinear; nearest for a scale that warps its frames so: whole-pixel moves)."""
+    warped = backward_warp(labels[:, -2], flow, mode)  # [B,C,H,W]
     difference = warped - labels[:, -1]
     if window > 1:
         difference = F.avg_pool2d(difference, window, stride=1, padding=window // 2, count_include_pad=False)
@@ -234,8 +236,10 @@ def gated_weight(scale: nn.Module, weight: torch.Tensor, labels: torch.Tensor, f
     window = getattr(scale, "warp_gate_window", 0)
     if not window:
         return weight
+    mode = "nearest" if getattr(scale, "warp_mode", "bilinear") == "nearest" else "bilinear"
     with torch.no_grad():
-        agreement = label_agreement(labels.float(), flow.float(), window, scale.warp_gate_margin).to(weight.dtype)
+        agreement = label_agreement(labels.float(), flow.float(), window, scale.warp_gate_margin, mode)
+    agreement = agreement.to(weight.dtype)
     return 1 - (1 - weight) * agreement
 
 
