@@ -1,8 +1,10 @@
 """`vid2vid demo` (what `make demo` runs): the product end to end, on the built-in synthetic street dataset or on
-a user's own talking-head video.
+a user's own video (a talking head, or a person: with a motion transfer).
 
     vid2vid demo [--minutes 20] [--out runs/demo]
     vid2vid demo --task face --video talk.mp4 [--minutes 20] [--landmarks dlib|mediapipe] [--out runs/demo_face]
+    vid2vid demo --task pose --video dance.mp4 [--minutes 20] [--transfer walk.mp4] [--size 240x320]
+                 [--out runs/demo_pose]
 
 The street demo's stages, each with its share of the budget (20 minutes: 6 + 11 + 2, plus about a minute to render
 and measure):
@@ -31,14 +33,31 @@ about a minute to prepare, render and measure):
   4. measure    as the street demo's stage 5 without the segmenter (no segmentation of faces): PSNR, detail, E_warp
                 raw and at matched detail (on OpenCV DIS flow between the real frames: a video has no exact flow),
                 both baselines, tOF and render speed against the face-cropped real frames; every row's "nme" (the
-                landmark consistency, vid2vid/landmarks/consistency.py, to come) is None for now and the table
-                prints "-"; the side-by-side mp4 (landmark input drawn | per-frame | vid2vid | real), the strip and
-                the flicker plot
+                landmark consistency: landmarks detected again on its frames, vid2vid.eval.face_quality); the
+                side-by-side mp4 (landmark input drawn | per-frame | vid2vid | real), the strip and the flicker plot
+
+The pose demo (--task pose) runs the face demo's pipeline on a video of one person (seen head to feet), with the
+settings of README's manual motion transfer, and with --transfer a fifth stage:
+
+  1. prepare    `vid2vid prepare video FILE <out>/data --labels pose --size 240x320` (the demo's --size): MediaPipe
+                Holistic's keypoints (OpenPose JSON) and body masks, split by time as the face demo's
+  2. per-frame  train pix2pixHD on the pose input (configs/demo_pose_image.yaml) for 35%
+  3. vid2vid    train the video model (configs/demo_pose.yaml: the label flow prior and gate, the face D), its image
+                branch from the per-frame model, for 60%; both at POSE_SETTINGS (128x160 frames, every column)
+                before the user's --set
+  4. measure    as the face demo's, with the keypoint consistency instead of the landmark NME (tools/eval_quality.py
+                --task pose, vid2vid.eval.pose_quality: the body detected again on every row's frames; each row's
+                "pck" (PCK@0.2 over the 25 BODY_25 points), "error" (mean distance / the torso size), "face_nme" and
+                "found"); the side-by-side mp4 (pose input drawn | per-frame | vid2vid | real), strip, flicker plot
+  5. transfer   (--transfer SOURCE) SOURCE's person rendered by the video model as `vid2vid render SOURCE
+                <out>/<minutes>min/transfer.mp4 -m EXPORT --labels pose --size 240x320 --pose-normalize <out>/data
+                --side-by-side` does (source | keypoints | generated); the poses as detected when either person never
+                shows the neck and an ankle together (the normalisation's measure), and results.json says why
 
 Training stops on time (train.max_minutes), so the table says how long and how many steps each model
 trained. Every stage resumes or reuses what exists: a second run with the same minutes (and video) finishes in
-seconds. Runs go to <out>/<minutes>min, so another budget never mixes with this one; the face demo's prepared video
-is <out>/data, shared by every budget (another video needs another --out).
+seconds. Runs go to <out>/<minutes>min, so another budget never mixes with this one; the face and pose demos'
+prepared video is <out>/data, shared by every budget (another video, or another --size, needs another --out).
 """
 
 from __future__ import annotations
