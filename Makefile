@@ -21,7 +21,9 @@ $(STAMP): pyproject.toml tools/one_opencv.py
 # The demo (vid2vid/demo.py): generate the synthetic street dataset, train the per-frame model (pix2pixHD)
 # and the video model (vid2vid) for MINUTES of training in all (default 20 on 2 CPU cores: 6 + 11, plus 2
 # for the quality metric's segmenter), render the held-out sequences with both and print the comparison
-# table, the videos and the pictures. Re-running resumes; once done it finishes in seconds.
+# table, the videos and the pictures. Re-running resumes; once done it finishes in seconds. The same pipeline on
+# your own video: `vid2vid demo --task face --video talk.mp4`, `vid2vid demo --task pose --video dance.mp4
+# [--transfer walk.mp4]` (README).
 MINUTES ?= 20
 demo: $(STAMP)
 	$(PY) -m vid2vid demo --minutes $(MINUTES)

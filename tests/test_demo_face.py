@@ -15,7 +15,7 @@ from vid2vid import cli
 from vid2vid.config import Size
 from vid2vid.data.prepare import split_sequences
 from vid2vid.data.synthetic_faces import background, draw_frame, face_motion, place, template_face
-from vid2vid.demo import FACE_MIN_FRAMES, face_split_ok
+from vid2vid.demo import MIN_FRAMES, split_ok
 from vid2vid.video_io import VideoWriter, probe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,12 +94,12 @@ def test_face_demo_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
     assert "missing.mp4: no such file" in err
     assert "--video FILE" in refused("--task", "face")
     assert "only with --task face" in refused("--video", str(tmp_path / "x.mp4"))
-    short = talking_face(tmp_path / "short.mp4", FACE_MIN_FRAMES - 1)
+    short = talking_face(tmp_path / "short.mp4", MIN_FRAMES - 1)
     err = refused("--task", "face", "--video", str(short))
-    assert f"{short}: {FACE_MIN_FRAMES - 1} frames" in err and f"at least {FACE_MIN_FRAMES}" in err
+    assert f"{short}: {MIN_FRAMES - 1} frames" in err and f"at least {MIN_FRAMES}" in err
     blank = tmp_path / "blank.mp4"
     with VideoWriter(blank, fps=10) as writer:
-        for t in range(FACE_MIN_FRAMES):
+        for t in range(MIN_FRAMES):
             writer.write(np.full((64, 64, 3), 60 + t, np.uint8))
     err = refused("--task", "face", "--video", str(blank))
     assert str(blank) in err and "no face" in err
@@ -109,20 +109,20 @@ def test_face_demo_refuses_another_video_in_the_same_out(tmp_path, capsys):
     (tmp_path / "runs" / "data").mkdir(parents=True)
     (tmp_path / "runs" / "data" / "demo_source.json").write_text(json.dumps({"video": "/x/other.mp4",
                                                                             "landmarks": "dlib"}))
-    video = talking_face(tmp_path / "talk.mp4", FACE_MIN_FRAMES)
+    video = talking_face(tmp_path / "talk.mp4", MIN_FRAMES)
     assert cli.main(["demo", "--task", "face", "--video", str(video), "--out", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
     assert "prepared from /x/other.mp4" in err and "another --out" in err
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["data"]  # nothing trained
 
 
-@pytest.mark.parametrize("frames", [FACE_MIN_FRAMES - 1, FACE_MIN_FRAMES, 240])
+@pytest.mark.parametrize("frames", [MIN_FRAMES - 1, MIN_FRAMES, 240])
 def test_face_demo_split_is_by_time_with_one_held_out_tail(frames):
     plan = split_sequences(frames, 30, 0.2, 0)
     test = [(start, count) for phase, start, count in plan if phase == "test"]
     assert test == [(frames - round(0.2 * frames), round(0.2 * frames))]  # one contiguous tail
     train = [(start, count) for phase, start, count in plan if phase == "train"]
     assert train[0][0] == 0 and sum(c for _, c in train) == test[0][0]  # the first frames, contiguous
-    assert face_split_ok(frames) == (frames >= FACE_MIN_FRAMES)
+    assert split_ok(frames) == (frames >= MIN_FRAMES)
     if frames == 240:  # prepare's default (no --test-seq-len) still cuts the tail into sequences of --seq-len
         assert split_sequences(frames, 30, 0.2) == [*plan[:-1], ("test", 192, 30), ("test", 222, 18)]

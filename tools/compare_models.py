@@ -6,7 +6,8 @@ at matched detail, with the two baselines a user would pick instead of a video m
 
 For every sequence of the split, both models render through the product's renderer (vid2vid.render.
 VideoRenderer, as `vid2vid render` does): the per-frame model every frame from its labels (and instances; face
-models, data.condition face: from each frame's landmarks and frame, against the face-cropped real frames),
+models, data.condition face: from each frame's landmarks and frame, against the face-cropped real frames; pose
+models, data.condition pose: from each frame's OpenPose people, frame and mask, the prepared sequence folder's),
 the video model with its first n_frames_G-1 frames made by that same per-frame model (first frame
 image-model:PATH), so both start equal. Two baselines are made from the per-frame model's output: "per-frame
 + blur", Gaussian-blurred to the video model's detail (sigma bisected, vid2vid.eval.detail.blur_to_detail), and
@@ -82,23 +83,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def render(renderer: VideoRenderer, clip: dict, faces: list[dict] | None = None) -> np.ndarray:
-    """A clip's label maps (and instances) through the product's renderer -> uint8 frames [T,H,W,3]; a face model's
-    from `faces`, each frame's {"landmarks", "frame"} (face_inputs)."""
+def render(renderer: VideoRenderer, clip: dict, inputs: list[dict] | None = None) -> np.ndarray:
+    """A clip's label maps (and instances) through the product's renderer -> uint8 frames [T,H,W,3]; a face or pose
+    model's from `inputs`, each frame's keywords of VideoRenderer.step (keyword_inputs)."""
     renderer.reset()
-    if faces is not None:
-        return np.stack([renderer.step(**face) for face in faces])
+    if inputs is not None:
+        return np.stack([renderer.step(**frame) for frame in inputs])
     inst = clip.get("inst")
     return np.stack([renderer.step(labels, None if inst is None else inst[t])
                      for t, labels in enumerate(clip["labels"])])
 
 
-def face_inputs(root: Path, phase: str, name: str, n: int) -> list[dict]:
-    """The first n frames of a face sequence as the renderer takes them (vid2vid render's keypoint-folder input):
-    {"landmarks" [68,2], "frame" uint8 [H,W,3]} each."""
+def keyword_inputs(data, phase: str, name: str, n: int) -> list[dict] | None:
+    """The first n frames of a face or pose sequence as the renderer takes them (vid2vid render's sequence-folder
+    input): a face's {"landmarks" [68,2], "frame" uint8 [H,W,3]}, a pose's {"people", "frame", "mask", "iuv"} each;
+    None for a label model (its clip's labels)."""
     from vid2vid.render.faces import iter_faces, open_face_input
+    from vid2vid.render.poses import iter_poses, open_pose_input
 
-    return list(iter_faces(open_face_input(root / f"{phase}_keypoints" / name), 0, n))
+    root = Path(data.root)
+    if data.condition == "face":
+        return list(iter_faces(open_face_input(root / f"{phase}_keypoints" / name), 0, n))
+    if data.condition == "pose":
+        return list(iter_poses(open_pose_input(root / f"{phase}_openpose" / name, data.pose, size=None), 0, n))
+    return None
 
 
 def write_video(frames: np.ndarray, folder: Path, fps: float) -> None:
@@ -216,11 +224,11 @@ def compare(args: argparse.Namespace) -> dict:
         if len(real) - skip < 2:
             raise UserError(f"--skip {skip}: sequence {name} has {len(real)} frames; at least 2 must be left "
                             "(lower --skip or raise --max-frames)")
-        faces = face_inputs(Path(root), args.phase, name, len(real)) if data.condition == "face" else None
+        inputs = keyword_inputs(data, args.phase, name, len(real))
         made, seconds = {}, {}
         for label, renderer in renderers.items():
             start = time.perf_counter()
-            made[label] = render(renderer, clip, faces)
+            made[label] = render(renderer, clip, inputs)
             seconds[label] = time.perf_counter() - start
             if made[label].shape != real.shape:
                 raise UserError(f"{label}: rendered {made[label].shape[1:3]} frames but the real frames of {name} are "

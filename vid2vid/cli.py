@@ -282,48 +282,59 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 DEMO_DEFAULTS = {"street": ("runs/demo", "configs/demo_image.yaml", "configs/demo.yaml"),
-                 "face": ("runs/demo_face", "configs/demo_face_image.yaml", "configs/demo_face.yaml")}
+                 "face": ("runs/demo_face", "configs/demo_face_image.yaml", "configs/demo_face.yaml"),
+                 "pose": ("runs/demo_pose", "configs/demo_pose_image.yaml", "configs/demo_pose.yaml")}
+DEMO_ONLY = {"--video": ("face", "pose"), "--landmarks": ("face",), "--size": ("pose",), "--transfer": ("pose",)}
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from vid2vid.demo import Demo, run_demo
+    from vid2vid.demo import POSE_SIZE, Demo, run_demo
 
     if not args.minutes > 0:
         raise UserError(f"--minutes: {args.minutes} must be > 0 (the demo's training budget), e.g. --minutes 20")
-    face = args.task == "face"
-    if face and args.video is None:
-        raise UserError("demo --task face: give your talking-head video with --video FILE, e.g. --video talk.mp4")
-    for given, option in ((args.video, "--video"), (args.landmarks, "--landmarks")):
-        if given is not None and not face:
-            raise UserError(f"{option} {given}: only with --task face (the street demo uses its synthetic dataset)")
-    if face and args.segmenter_steps is not None:
-        raise UserError(f"--segmenter-steps {args.segmenter_steps}: the face demo has no segmenter (faces are not "
-                        "segmented); leave it out")
+    for option, tasks in DEMO_ONLY.items():
+        given = getattr(args, option.removeprefix("--"))
+        if given is not None and args.task not in tasks:
+            raise UserError(f"{option} {given}: only with --task {' or --task '.join(tasks)} (the {args.task} demo "
+                            f"{'uses its synthetic dataset' if args.task == 'street' else 'takes no ' + option})")
+    if args.task != "street" and args.segmenter_steps is not None:
+        raise UserError(f"--segmenter-steps {args.segmenter_steps}: the {args.task} demo has no segmenter (its "
+                        "frames are not segmented); leave it out")
     out, image_config, video_config = DEMO_DEFAULTS[args.task]
+    path = {k: None if getattr(args, k) is None else Path(getattr(args, k)) for k in ("video", "transfer")}
     run_demo(Demo(args.minutes, Path(args.out or out) / f"{args.minutes:g}min", Path(args.image_config or image_config),
                   Path(args.video_config or video_config), args.overrides, args.device,
                   500 if args.segmenter_steps is None else args.segmenter_steps, task=args.task,
-                  video=None if args.video is None else Path(args.video), landmarks=args.landmarks))
+                  landmarks=args.landmarks, size=args.size or POSE_SIZE, **path))
 
 
 def _add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="train a per-frame and a video model on the synthetic dataset (or your own "
-                       "talking-head video: --task face) and compare them (what `make demo` runs)")
-    p.add_argument("--task", default="street", choices=("street", "face"), help="street (default): the built-in "
-                   "synthetic street dataset; face: your talking-head video (--video), its last 20%% held out")
-    p.add_argument("--video", default=None, metavar="FILE", help="--task face: the video of one talking face")
+                       "talking-head video: --task face; or a video of a person: --task pose) and compare them "
+                       "(what `make demo` runs)")
+    p.add_argument("--task", default="street", choices=("street", "face", "pose"), help="street (default): the "
+                   "built-in synthetic street dataset; face: your talking-head video (--video), its last 20%% held "
+                   "out; pose: your video of a person (--video), its last 20%% held out")
+    p.add_argument("--video", default=None, metavar="FILE", help="--task face: the video of one talking face; --task "
+                   "pose: the video of one person, seen head to feet")
+    p.add_argument("--transfer", default=None, metavar="SOURCE", help="--task pose: a video of another person; after "
+                   "training, their motion rendered by the video model as the trained person (normalised to them, "
+                   "as `vid2vid render --labels pose --pose-normalize` does) into OUT/<minutes>min/transfer.mp4, "
+                   "side by side with the source")
+    p.add_argument("--size", default=None, metavar="HxW", help="--task pose: the size the video's frames are "
+                   "prepared at (prepare --size; default 240x320; the models see them at 128x160)")
     p.add_argument("--landmarks", default=None, choices=["dlib", "mediapipe"], help="--task face: the landmark "
                    "detector (default: mediapipe when it can be imported, fast; else dlib)")
     p.add_argument("--minutes", type=float, default=20.0, help="training budget of the whole demo (default 20: "
-                   "6 per-frame + 11 vid2vid + 2 segmenter, about 1 more to render and measure; face: 7 + 12)")
+                   "6 per-frame + 11 vid2vid + 2 segmenter, about 1 more to render and measure; face, pose: 7 + 12)")
     p.add_argument("--out", default=None, help="runs, videos and pictures go to OUT/<minutes>min (default runs/demo; "
-                   "face: runs/demo_face, its prepared video in OUT/data)")
+                   "face: runs/demo_face, pose: runs/demo_pose, the prepared video in OUT/data)")
     p.add_argument("--image-config", default=None, help="the per-frame model's config (default "
-                   "configs/demo_image.yaml; face: configs/demo_face_image.yaml)")
+                   "configs/demo_image.yaml; face: configs/demo_face_image.yaml; pose: configs/demo_pose_image.yaml)")
     p.add_argument("--video-config", default=None, help="the video model's config (default configs/demo.yaml; "
-                   "face: configs/demo_face.yaml)")
+                   "face: configs/demo_face.yaml; pose: configs/demo_pose.yaml)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu or cuda")
     p.add_argument("--segmenter-steps", type=int, default=None, help="training steps of the quality metric's "
                    "segmenter (default 500; cached; street only)")

@@ -30,6 +30,11 @@ from vid2vid.errors import DataError, UserError
 from vid2vid.video_io import IMAGE_EXTENSIONS, iter_frames, probe, read_image
 
 
+class NormalizeError(UserError):
+    """--pose-normalize cannot measure a person: the source's or the target's never shows its neck and an ankle in the
+    same frame (the normalisation measures the whole body)."""
+
+
 @dataclass
 class PoseSource:
     name: str
@@ -151,9 +156,9 @@ def _normalisation(source: PoseSource, people: list[list]) -> list[np.ndarray]:
                          for found in people])  # [T,3] ankle x, ankle y, height
     own = pn.stance(measures[:, 1], measures[:, 2])
     if own is None:
-        raise UserError(f"--pose-normalize: {source.frames} never shows its person's neck and an ankle in the same "
-                        "frame; the normalisation measures the whole body (neck to ankles): use a video where the "
-                        "person is seen head to feet, or leave --pose-normalize out")
+        raise NormalizeError(f"--pose-normalize: {source.frames} never shows its person's neck and an ankle in the "
+                             "same frame; the normalisation measures the whole body (neck to ankles): use a video "
+                             "where the person is seen head to feet, or leave --pose-normalize out")
     height = _height(source.frames) if source.size is None else source.size.h
     target = target_stance(source.normalize, height)
     seen = np.flatnonzero(np.isfinite(measures[:, 1]))
@@ -180,7 +185,7 @@ def target_stance(root: Path, height: int) -> pn.Stance:
                 measures.append((y * factor, h * factor))
     found = pn.stance(*np.array(measures).T) if measures else None
     if found is None:
-        raise UserError(f"--pose-normalize {root}: no frame of {folder_o} shows the person's neck and an ankle "
-                        "together; the normalisation needs the whole target body (neck to ankles) in its training "
-                        "frames")
+        raise NormalizeError(f"--pose-normalize {root}: no frame of {folder_o} shows the person's neck and an "
+                             "ankle together; the normalisation needs the whole target body (neck to ankles) in its "
+                             "training frames")
     return found
