@@ -9,10 +9,6 @@ the pictures of the modes the README shows (docs/app_*.png).
 
 import json
 import os
-import shutil
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +20,7 @@ import numpy as np
 import pytest
 
 from vid2vid import cli
+from vid2vid.app.browser import app_server, find_chromium, launch, write_y4m
 from vid2vid.config import load_config
 from vid2vid.video_io import VideoWriter, probe
 
@@ -31,13 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 10  # of the uploaded video
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 SCREENSHOTS = os.environ.get("VID2VID_SCREENSHOTS")
-
-
-def find_chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if path := shutil.which(name):
-            return path
-    return None
 
 
 def _no_browser(reason: str):
@@ -74,10 +64,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     with VideoWriter(tmp / "stripes.mp4", fps=10) as writer:
         for frame in frames:
             writer.write(frame)
-    with open(tmp / "camera.y4m", "wb") as y4m:
-        y4m.write(b"YUV4MPEG2 W64 H64 F10:1 Ip A1:1 C420jpeg\n")
-        for frame in frames:
-            y4m.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).tobytes())
+    write_y4m(tmp / "camera.y4m", frames)
     (tmp / "notes.mp4").write_text("not a video\n")
     (tmp / "empty.mp4").write_bytes(b"")
     (tmp / "huge.mp4").write_bytes(b"\0" * (2 << 20))
@@ -87,18 +74,14 @@ def files(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def server(runs, tmp_path_factory):
     """`vid2vid app --exports RUNS --port 0 --max-upload-mb 1` in its own process -> its URL. At the end it stops on
-    SIGINT and its temporary folder (under TMPDIR) is gone."""
+    SIGINT (Ctrl-C: exit status 130, as every vid2vid command) and its temporary folder (under TMPDIR) is gone."""
     tmpdir = tmp_path_factory.mktemp("tmpdir")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TMPDIR": str(tmpdir)}
-    proc = subprocess.Popen([sys.executable, "-m", "vid2vid", "app", "--exports", str(runs), "--port", "0",
-                             "--max-upload-mb", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
-    line = proc.stdout.readline()
-    assert "serving http://127.0.0.1:" in line, line + proc.stderr.read()
-    assert any(tmpdir.iterdir()), "the uploads' temporary folder"
-    yield line.split("serving ")[1].split()[0].rstrip("/")
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=30) == 130, proc.stderr.read()  # Ctrl-C's status, as every vid2vid command gives
+    with app_server(["--exports", str(runs), "--max-upload-mb", "1"],
+                    {"OMP_NUM_THREADS": "1", "TMPDIR": str(tmpdir)}) as (url, proc):
+        assert url.startswith("http://127.0.0.1:")
+        assert any(tmpdir.iterdir()), "the uploads' temporary folder"
+        yield url
+    assert proc.returncode == 130, proc.stderr.read()
     assert not any(tmpdir.iterdir()), f"left behind: {list(tmpdir.iterdir())}"
 
 
@@ -108,13 +91,10 @@ def browser(files):
         from playwright.sync_api import sync_playwright
     except ImportError:
         _no_browser("playwright is not installed (pip install -e '.[test]')")
-    chromium = find_chromium()
-    if chromium is None:
+    if find_chromium() is None:
         _no_browser("no chromium on PATH (apt-get install chromium)")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-            f"--use-file-for-fake-video-capture={files['camera']}"])
+        browser = launch(p, files["camera"])
         yield browser
         browser.close()
 
@@ -326,13 +306,29 @@ def test_app_command_line_errors(tmp_path, capsys):
 
 
 def test_another_host_warns(runs):
-    proc = subprocess.Popen([sys.executable, "-m", "vid2vid", "app", "--exports", str(runs), "--host", "0.0.0.0",
-                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
-    try:
-        assert "serving http://0.0.0.0:" in proc.stdout.readline()
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+    with app_server(["--exports", str(runs), "--host", "0.0.0.0"], {"OMP_NUM_THREADS": "1"}) as (url, proc):
+        assert url.startswith("http://0.0.0.0:")
     warning = proc.stderr.read()
     assert "warning: --host 0.0.0.0" in warning and "localhost or https" in warning, warning
+
+
+def test_live_socket_keeps_only_the_newest_frame(server):
+    """Six frames sent at once while the first renders: the server renders the first and the newest, drops the
+    four between (no queue); an unknown export gets its one-line error."""
+    from websockets.sync.client import connect
+
+    url = server.replace("http://", "ws://") + "/api/live"
+    with connect(url) as socket:
+        socket.send(json.dumps({"export": "../street"}))
+        assert json.loads(socket.recv())["error"].startswith("export '../street': no such export id")
+    frames = [cv2.imencode(".jpg", f)[1].tobytes() for f in moving_frames(6)]
+    with connect(url) as socket:
+        socket.send(json.dumps({"export": "street-export"}))
+        assert json.loads(socket.recv()) == {"ready": True, "size": [64, 64], "labels": "kmeans:8"}
+        for frame in frames:
+            socket.send(frame)
+        shown = []
+        while not shown or shown[-1]["seq"] < 5:
+            shown.append(json.loads(socket.recv()))
+            assert cv2.imdecode(np.frombuffer(socket.recv(), np.uint8), cv2.IMREAD_COLOR).shape == (64, 128, 3)
+    assert [s["seq"] for s in shown] == [0, 5] and shown[-1]["dropped"] == 4, shown

@@ -243,7 +243,8 @@ $("paint-render").addEventListener("click", async () => {
 });
 
 // ---- live ----
-const live = { socket: null, timer: null, sent: new Map(), latency: 0, received: 0 };
+// sent: the send time of each frame not yet answered (by number); latencies: send -> picture shown, per frame shown
+const live = { socket: null, timer: null, sent: new Map(), latencies: [], received: 0 };
 
 $("live-source").addEventListener("change", () => { $("live-file").hidden = $("live-source").value !== "file"; });
 
@@ -268,14 +269,15 @@ $("live-start").addEventListener("click", async () => {
   socket.binaryType = "blob";
   live.socket = socket;
   live.sent.clear();
+  live.latencies = [];
   live.received = 0;
-  let seq = 0, size = null, stats = null;
+  let seq = 0, size = null, stats = null, pending = false;
   socket.onopen = () => socket.send(JSON.stringify({ export: $("export").value, labels: $("labels").value, size: "" }));
   socket.onmessage = (event) => {
     if (typeof event.data === "string") {
       const message = JSON.parse(event.data);
       if (message.error) { showError(message.error); return; }
-      if (message.ready) { size = message.size; live.timer = setInterval(sendFrame, 1000 / 15); return; }
+      if (message.ready) { size = message.size; live.timer = setInterval(sendFrame, 1000 / 30); return; }
       stats = message;
       return;
     }
@@ -284,9 +286,10 @@ $("live-start").addEventListener("click", async () => {
     if (old) URL.revokeObjectURL(old);
     live.received += 1;
     if (stats) {
-      live.latency = performance.now() - live.sent.get(stats.seq);
-      live.sent.delete(stats.seq);
-      $("live-stats").textContent = `${stats.fps.toFixed(2)} frames/s · latency ${live.latency.toFixed(0)} ms · ` +
+      const latency = performance.now() - live.sent.get(stats.seq);
+      live.latencies.push(latency);
+      for (const k of live.sent.keys()) if (k <= stats.seq) live.sent.delete(k);  // answered or dropped
+      $("live-stats").textContent = `${stats.fps.toFixed(2)} frames/s · latency ${latency.toFixed(0)} ms · ` +
         `step ${stats.step_ms.toFixed(0)} ms · dropped ${stats.dropped} · shown ${live.received}`;
       $("live-stats").dataset.frames = live.received;
     }
@@ -294,16 +297,21 @@ $("live-start").addEventListener("click", async () => {
   socket.onclose = () => stopLive();
   const canvas = document.createElement("canvas");
   function sendFrame() {
-    if (socket.readyState !== WebSocket.OPEN || socket.bufferedAmount > 0 || !size) return;
+    // one frame in flight: the next is taken from the camera when the last one's result came back (the freshest
+    // frame, no queue); the server also keeps only the newest frame of any that arrive while it renders
+    if (socket.readyState !== WebSocket.OPEN || live.sent.size > 0 || pending || !size) return;
     const video = $("live-input");
     if (!video.videoWidth) return;
     [canvas.height, canvas.width] = size;
     const scale = Math.max(size[1] / video.videoWidth, size[0] / video.videoHeight);  // cover, centred
     const w = video.videoWidth * scale, h = video.videoHeight * scale;
     canvas.getContext("2d").drawImage(video, (size[1] - w) / 2, (size[0] - h) / 2, w, h);
+    pending = true;
+    const taken = performance.now();
     canvas.toBlob((blob) => {
+      pending = false;
       if (socket.readyState !== WebSocket.OPEN) return;
-      live.sent.set(seq++, performance.now());
+      live.sent.set(seq++, taken);
       socket.send(blob);
     }, "image/jpeg", 0.9);
   }
