@@ -182,7 +182,7 @@ def measure(outputs: list[np.ndarray], inputs: list[np.ndarray] | None) -> dict:
     with torch.inference_mode():
         e_out = warping_error(out, reference=reference, estimator="dis")
         e_in = None if reference is None else warping_error(reference, estimator="dis")
-    return {"flow": "dis on the output" if reference is None else "dis on the input",
+    return {"flow": "DIS flow on the output" if reference is None else "DIS flow on the input",
             "e_warp_output": e_out.value, "e_warp_input": None if e_in is None else e_in.value,
             "pairs_output": e_out.per_pair, "pairs_input": [] if e_in is None else e_in.per_pair}
 

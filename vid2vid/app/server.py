@@ -19,6 +19,7 @@ temporary folder (removed on exit).
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -132,17 +133,24 @@ class App:
         async with request.form(max_files=1, max_fields=16) as form:
             export = self.export(form.get("export"))
             job_id, folder = self.jobs.folder()
-            upload, sequence = form.get("video"), form.get("sequence")
-            if isinstance(upload, UploadFile):
-                inputs = await self.save_upload(upload, folder)
-                name = inputs.name
-            elif isinstance(sequence, str) and sequence:
-                inputs, name = export.sequence_path(sequence), sequence
-            else:
-                raise Refused(400, "give a video file (field video) or a dataset sequence (field sequence)")
-            options = self.options(form, export, inputs)
-        job = await run_in_threadpool(self.start, job_id, folder, export, inputs, name, options)
+            try:
+                inputs, name = await self.job_input(form, export, folder)
+                options = self.options(form, export, inputs)
+                job = await run_in_threadpool(self.start, job_id, folder, export, inputs, name, options)
+            except Exception:
+                shutil.rmtree(folder, ignore_errors=True)  # a refused job leaves nothing behind
+                raise
         return JSONResponse({"id": job.id}, status_code=201)
+
+    async def job_input(self, form, export: ExportInfo, folder: Path) -> tuple[Path, str]:
+        """(the input, its name for the user): the uploaded video, or a sequence of the export's dataset."""
+        upload, sequence = form.get("video"), form.get("sequence")
+        if isinstance(upload, UploadFile):
+            path = await self.save_upload(upload, folder)
+            return path, path.name
+        if isinstance(sequence, str) and sequence:
+            return export.sequence_path(sequence), sequence
+        raise Refused(400, "give a video file (field video) or a dataset sequence (field sequence)")
 
     def check_length(self, request: Request) -> None:
         length = request.headers.get("content-length")
@@ -163,10 +171,16 @@ class App:
         if move not in MOVES:
             raise Refused(400, f"move {move!r}: one of {', '.join(MOVES)}")
         job_id, folder = self.jobs.folder()
-        inputs = await run_in_threadpool(paint_clip, body.get("labels"), export, move, body.get("frames", 16), folder)
-        options = RenderOptions.of(first_frame="zeros" if export.kind == "video" else None, frames_dir=True,
-                                   side_by_side=True, progress=False, overwrite=True)
-        job = await run_in_threadpool(self.start, job_id, folder, export, inputs, "painting", options)
+        try:
+            inputs = await run_in_threadpool(paint_clip, body.get("labels"), export, move, body.get("frames", 16),
+                                             folder)
+            painted_first = "zeros" if export.kind == "video" and export.cfg.model.first_frame == "real" else None
+            options = RenderOptions.of(first_frame=painted_first, frames_dir=True, side_by_side=True,
+                                       progress=False, overwrite=True)  # a painting has no real frames
+            job = await run_in_threadpool(self.start, job_id, folder, export, inputs, "painting", options)
+        except Exception:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         return JSONResponse({"id": job.id}, status_code=201)
 
     async def list_exports(self, request: Request) -> JSONResponse:

@@ -81,7 +81,7 @@ function showResult(jobId, m) {
   $("download").href = `/api/jobs/${jobId}/video`;
   const fmt = (v) => (v === null ? "n/a" : (v * 1e3).toFixed(3));
   $("ewarp").textContent = m.e_warp_output === null ? "E_warp: needs 2 frames or more" :
-    `E_warp ×1e3: output ${fmt(m.e_warp_output)} · input ${fmt(m.e_warp_input)} (${m.flow} flow)`;
+    `E_warp ×1e3: output ${fmt(m.e_warp_output)} · input ${fmt(m.e_warp_input)} (${m.flow})`;
   $("ewarp").dataset.output = m.e_warp_output;
   drawPlot(m, 0);
   $("result").metrics = m;
@@ -212,18 +212,22 @@ function canvasPoint(event) {
           Math.floor(((event.clientY - box.top) / box.height) * c.height)];
 }
 
+let lastPoint = null;  // the brush's previous point while the button is down
+
 $("paint-canvas").addEventListener("pointerdown", (event) => {
   const [x, y] = canvasPoint(event);
-  if ($("tool-fill").checked) fill(x, y); else brush(x, y);
-  $("paint-canvas").dataset.down = "1";
+  if ($("tool-fill").checked) fill(x, y); else { brush(x, y); lastPoint = [x, y]; }
   redraw();
 });
 $("paint-canvas").addEventListener("pointermove", (event) => {
-  if ($("paint-canvas").dataset.down !== "1" || $("tool-fill").checked) return;
-  brush(...canvasPoint(event));
+  if (!lastPoint) return;
+  const [x, y] = canvasPoint(event), [x0, y0] = lastPoint;
+  const n = Math.max(Math.abs(x - x0), Math.abs(y - y0), 1);
+  for (let i = 1; i <= n; i++) brush(Math.round(x0 + ((x - x0) * i) / n), Math.round(y0 + ((y - y0) * i) / n));
+  lastPoint = [x, y];
   redraw();
 });
-window.addEventListener("pointerup", () => { $("paint-canvas").dataset.down = "0"; });
+window.addEventListener("pointerup", () => { lastPoint = null; });
 
 function base64(bytes) {
   let text = "";
