@@ -89,7 +89,7 @@ function showResult(jobId, m) {
 
 function frameIndex() {
   const p = $("player");
-  return Math.min(Math.round(p.currentTime * Number(p.dataset.fps)), Number(p.dataset.frames) - 1);
+  return Math.min(Math.floor(p.currentTime * Number(p.dataset.fps)), Number(p.dataset.frames) - 1);  // the frame shown
 }
 
 $("play").addEventListener("click", () => {
