@@ -347,3 +347,16 @@ def test_paint_refuses_bad_paintings(server, labels, move, expected):
     status, data = _get_request(urllib.request.Request(f"{server}/api/paint", body,
                                                        {"Content-Type": "application/json"}))
     assert status == 400 and json.loads(data)["error"].startswith(expected), data
+
+
+def test_other_origins_cannot_post_or_open_the_socket(server):
+    """A page elsewhere on the web cannot use this local server: its POSTs and WebSockets carry its Origin."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    body = json.dumps({"export": "street-export"}).encode()
+    status, data = _get_request(urllib.request.Request(f"{server}/api/paint", body, {
+        "Content-Type": "application/json", "Origin": "http://evil.example"}))
+    assert status == 403 and b"evil.example" in data
+    with pytest.raises(InvalidStatus):
+        connect(server.replace("http://", "ws://") + "/api/live", origin="http://evil.example")

@@ -13,7 +13,7 @@
 
 Requests name exports, jobs and static files by id or by name in a fixed list; a path in a request is never
 opened, so `..`, absolute or URL-encoded paths get 4xx. Uploads are limited in size and written into the app's
-temporary folder (removed on exit).
+temporary folder (removed on exit). POSTs and the WebSocket from pages of another origin are refused (403).
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from urllib.parse import urlparse
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -215,6 +217,27 @@ class App:
                         headers={"Cache-Control": "no-store"})
 
 
+class SameOrigin:
+    """Refuses what changes state (POST, the WebSocket) when a page of another origin sends it: browsers let any web
+    page post forms to, or open a WebSocket on, a server on this machine, and send the page's Origin with both."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "websocket" or (scope["type"] == "http" and scope["method"] == "POST"):
+            headers = dict(scope["headers"])
+            origin, host = headers.get(b"origin"), headers.get(b"host", b"")
+            if origin is not None and urlparse(origin.decode("latin-1")).netloc != host.decode("latin-1"):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                message = f"origin {origin.decode('latin-1')}: not this page's; use the page this server serves"
+                await JSONResponse({"error": message}, status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def build_app(state: App) -> Starlette:
     routes = [
         Route("/", state.static),
@@ -228,4 +251,5 @@ def build_app(state: App) -> Starlette:
         Route("/api/paint", state.create_paint_job, methods=["POST"]),
         WebSocketRoute("/api/live", lambda socket: live_socket(socket, state.exports)),
     ]
-    return Starlette(routes=routes, exception_handlers={Refused: _error, UserError: _error})
+    return Starlette(routes=routes, exception_handlers={Refused: _error, UserError: _error},
+                     middleware=[Middleware(SameOrigin)])
