@@ -238,7 +238,7 @@ def test_paint_mode_turns_a_painted_map_into_a_clip(open_page):
     _shot(page, "paint")
 
 
-def test_live_mode_with_the_fake_camera_returns_frames(open_page):
+def test_live_mode_with_the_fake_camera_and_a_video_file_returns_frames(open_page, files):
     page = open_page()
     page.click("#tab-live")
     page.click("#live-start")
@@ -247,6 +247,12 @@ def test_live_mode_with_the_fake_camera_returns_frames(open_page):
     assert "frames/s" in stats and "latency" in stats, stats
     assert page.evaluate("document.getElementById('live-output').naturalWidth") == 128  # labels | output, 64 each
     _shot(page, "live")
+    page.click("#live-stop")
+    page.select_option("#live-source", "file")  # a chosen video playing in real time instead of the camera
+    page.set_input_files("#live-file", str(files["stripes"]))
+    page.click("#live-start")
+    page.wait_for_function("live.received >= 3", timeout=60_000)
+    assert page.evaluate("document.getElementById('live-input').currentSrc").startswith("blob:")
     page.click("#live-stop")
 
 
