@@ -57,6 +57,12 @@ class ExportInfo:
         kind, nc = self.input_kind, self.cfg.data.label_nc
         return {"kmeans": f"kmeans:{nc}", "labels": f"kmeans:{min(nc, 8)}"}.get(kind, kind)
 
+    @property
+    def first_frame_without_real(self) -> str | None:
+        """The first-frame source for an input without real frames (a painting, a camera): the model's own default
+        (None), except zeros where that default is its input's real frames."""
+        return "zeros" if self.kind == "video" and self.cfg.model.first_frame == "real" else None
+
     def sequences(self) -> list[str]:
         """The test (else train) sequences of the model's dataset, as <phase>_A/<name> (label models only)."""
         if self.cfg.data.condition != "labels":

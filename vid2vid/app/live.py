@@ -8,7 +8,8 @@ the JPEG of labels | output. Frames that arrive while one renders replace each o
 latency stays one frame at most, whatever the camera's rate (the page sees the dropped count).
 
 Label models only (edges, k-means, label maps by k-means): face and pose models detect landmarks / people per frame,
-which live mode does not do. A video model starts from mid-grey first frames (first_frame zeros).
+which live mode does not do. A video model's first frames: its model.first_frame (an image model's), or mid-grey
+(zeros) where that is real.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class LiveSession:
         parse_labels(self.spec)  # the CLI's error for a bad spec
         self.labeller: FrameLabeller | None = None
         self.renderer = VideoRenderer(export.path, device="auto", precision=None,
-                                      first_frame="zeros" if export.kind == "video" else None)
+                                      first_frame=export.first_frame_without_real)
         self.palette = label_palette(export.cfg.data.label_nc)
         self.frames, self.began = 0, time.perf_counter()
 

@@ -176,9 +176,8 @@ class App:
         try:
             inputs = await run_in_threadpool(paint_clip, body.get("labels"), export, move, body.get("frames", 16),
                                              folder)
-            painted_first = "zeros" if export.kind == "video" and export.cfg.model.first_frame == "real" else None
-            options = RenderOptions.of(first_frame=painted_first, frames_dir=True, side_by_side=True,
-                                       progress=False, overwrite=True)  # a painting has no real frames
+            options = RenderOptions.of(first_frame=export.first_frame_without_real, frames_dir=True,
+                                       side_by_side=True, progress=False, overwrite=True)
             job = await run_in_threadpool(self.start, job_id, folder, export, inputs, "painting", options)
         except Exception:
             shutil.rmtree(folder, ignore_errors=True)

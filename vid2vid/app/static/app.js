@@ -250,6 +250,12 @@ $("paint-render").addEventListener("click", async () => {
 // sent: the send time of each frame not yet answered (by number); latencies: send -> picture shown, per frame shown
 const live = { socket: null, timer: null, sent: new Map(), latencies: [], received: 0 };
 
+// Browsers give the camera only to localhost or https pages: say so on a page served from elsewhere over http
+if (location.protocol !== "https:" && !["127.0.0.1", "localhost", "[::1]"].includes(location.hostname)) {
+  $("live-note").textContent = `This page comes from ${location.host} over http, so the browser will not give it the ` +
+    "camera: choose a video file, or open the page on the server's own machine (http://127.0.0.1).";
+}
+
 $("live-source").addEventListener("change", () => { $("live-file").hidden = $("live-source").value !== "file"; });
 
 async function liveSource() {
