@@ -144,10 +144,9 @@ def finish(job: Job) -> None:
     write_video(job.file("output.mp4"), outputs, fps, cfg.render.crf)
     player = panels if inputs is None else [np.concatenate([i, p], axis=1) for i, p in zip(inputs, panels)]
     write_video(job.file("player.mp4"), player, fps, cfg.render.crf)
-    job.metrics = measure(outputs, inputs) | {"frames": len(player), "fps": fps,
-                                              "panels": (["input"] if inputs is not None else [])
-                                              + (["source", "keypoints"] if n_panels == 3 else ["labels"])
-                                              + ["output"]}
+    shown = {"pose": ["source", "keypoints"], "face": ["edges"]}.get(cfg.data.condition, ["labels"])
+    panels_named = (["input"] if inputs is not None else []) + shown + ["output"]
+    job.metrics = measure(outputs, inputs) | {"frames": len(player), "fps": fps, "panels": panels_named}
 
 
 def input_frames(job: Job, n: int, size: tuple[int, int]) -> list[np.ndarray] | None:

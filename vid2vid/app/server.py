@@ -3,7 +3,7 @@
     GET  /                         the page (every asset from vid2vid/app/static: nothing from elsewhere)
     GET  /api/exports              the exports found: id, kind, model, input, labels, steps, size, palette, sequences
     POST /api/jobs                 multipart: export (an id), video (a file) or sequence (a listed name), options
-                                   (labels, first_frame, precision, size, max_frames) -> {"id": job id}
+                                   (labels, landmarks, first_frame, precision, size, max_frames) -> {"id": job id}
     GET  /api/jobs/{id}            state, frames done, total, frames/s, error line
     GET  /api/jobs/{id}/video      the rendered mp4 (output only)
     GET  /api/jobs/{id}/player     input | labels | output in one mp4
@@ -43,6 +43,8 @@ from vid2vid.video_io import probe
 STATIC = Path(__file__).parent / "static"
 STATIC_TYPES = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "text/css"}
 JOB_ID = re.compile(r"[0-9a-f]{16}")
+FORM_OPTIONS = ("labels", "landmarks", "first_frame", "precision", "size", "max_frames")
+LANDMARKS = ("dlib", "mediapipe")
 CHUNK = 1 << 20
 
 
@@ -80,14 +82,17 @@ class App:
 
     def options(self, form, export: ExportInfo, inputs: Path) -> RenderOptions:
         """RenderOptions from the form's fields, as vid2vid render's flags take them."""
-        text = {k: str(form.get(k) or "").strip() for k in ("labels", "first_frame", "precision", "size", "max_frames")}
+        text = {k: str(form.get(k) or "").strip() for k in FORM_OPTIONS}
         if text["precision"] and text["precision"] not in PRECISIONS:
             raise Refused(400, f"precision {text['precision']!r}: one of {', '.join(PRECISIONS)}")
+        if text["landmarks"] and text["landmarks"] not in LANDMARKS:
+            raise Refused(400, f"landmarks {text['landmarks']!r}: one of {', '.join(LANDMARKS)} (a face model's video)")
         if text["max_frames"] and not text["max_frames"].isdigit():
             raise Refused(400, f"max_frames {text['max_frames']!r}: a whole number of frames")
         video = inputs.is_file()
         return RenderOptions.of(
             labels=(text["labels"] or export.default_labels) if video else None,
+            landmarks=text["landmarks"] or None if video and export.input_kind == "face" else None,
             centres=export.centres if video and export.input_kind == "kmeans" else None,
             size=parse_size(text["size"], "size") if text["size"] else None,
             first_frame=self.first_frame(text["first_frame"], inputs),

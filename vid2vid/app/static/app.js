@@ -32,7 +32,7 @@ function chooseExport() {
   const steps = e.steps === null ? "steps unknown" : `${e.steps} training steps`;
   $("export-info").textContent = `${e.kind} model · ${e.input} · ${e.labels} labels · ${steps} · ${e.size}`;
   $("labels").value = e.default_labels;
-  $("size").value = e.size;
+  $("size").value = e.input === "face" ? "" : e.size;  // a face model's size is its crop's (--size refused)
   $("sequence").innerHTML = '<option value="">(none)</option>';
   for (const s of e.sequences) $("sequence").add(new Option(s, s));
   const first = $("first-frame");
@@ -142,6 +142,7 @@ $("video-form").addEventListener("submit", async (event) => {
   const file = $("video-file").files[0];
   if (file) form.append("video", file); else form.append("sequence", $("sequence").value);
   form.append("labels", $("labels").value);
+  form.append("landmarks", $("landmarks").value);
   form.append("first_frame", $("first-frame").value);
   form.append("precision", $("precision").value);
   form.append("size", $("size").value);
