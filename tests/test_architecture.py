@@ -20,7 +20,7 @@ LAYERS = [
     ["temporal", "checkpoint"],
     ["interop", "render"],
     ["train"],
-    ["demo"],
+    ["demo", "app"],
     ["cli"],
     ["__main__"],
 ]

@@ -278,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render_parser(sub)
     _add_import_parser(sub)
     _add_demo_parser(sub)
+    _add_app_parser(sub)
     return parser
 
 
@@ -341,6 +342,30 @@ def _add_demo_parser(sub) -> None:
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override keys of both configs (e.g. a smaller dataset)")
     p.set_defaults(func=cmd_demo)
+
+
+def cmd_app(args: argparse.Namespace) -> None:
+    from vid2vid.app.serve import serve
+
+    serve(args.exports or ["runs"], host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
+          workers=args.jobs)
+
+
+def _add_app_parser(sub) -> None:
+    p = sub.add_parser("app", help="try exported models in your browser: a local web page (your video, paint, live)",
+                       description="Start a local web server with one page to try the exported models found under "
+                                   "--exports: render your video (or a dataset sequence) and see input | labels | "
+                                   "output with the warping error, paint a label map into a clip, or stream your "
+                                   "webcam through a model. Prints the URL; Ctrl-C stops it.")
+    p.add_argument("--exports", nargs="+", action="extend", default=[], metavar="DIR",
+                   help="folders searched for exported models (default: runs)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only; "
+                   "another address warns: anyone reaching it can use the server, and browsers give the camera only "
+                   "to localhost or https pages)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860; 0: any free port)")
+    p.add_argument("--max-upload-mb", type=int, default=200, help="largest upload accepted (default 200 MB)")
+    p.add_argument("--jobs", type=int, default=2, help="renders running at once (default 2; others wait)")
+    p.set_defaults(func=cmd_app)
 
 
 def main(argv: list[str] | None = None) -> int:
