@@ -428,6 +428,36 @@ def test_label_agreement_of_a_nearest_warping_scale_warps_the_labels_as_its_fram
                                1 - 0.75 * label_agreement(labels, flow, mode="nearest"))
 
 
+def test_flow_deadzone_warps_with_the_short_vectors_zeroed():
+    """model.flow_deadzone d: the previous frame is warped (and gated) with the flow's vectors shorter than d px set to
+    zero, the longer ones as they are; the output flow (what the flow terms train) is unchanged. A deadzone longer
+    than every vector carries the previous frame as it is."""
+    from vid2vid.config import load_config
+    from vid2vid.models.video import set_flow_options
+
+    torch.manual_seed(0)
+    g = VideoGenerator(LABEL_NC + 1, 2, ngf=8, n_downsample=2, n_blocks=2, use_fg=False, warp_features=False).eval()
+    labels, prev = _shifted_label_maps(3, size=(32, 48)), torch.rand(1, 1, 3, 32, 48) * 2 - 1
+    labels[:, 1, :, 16:] = labels[:, 0, :, 16:]  # the top half moves 3 px, the bottom half stays
+    set_flow_options(g, prior="labels")
+    plain = g(labels, prev)
+    length = plain.flow.norm(dim=1, keepdim=True)
+    assert (length < 1).any() and (length > 2).any()
+    set_flow_options(g, prior="labels", deadzone=1.0)
+    out = g(labels, prev)
+    assert torch.equal(out.flow, plain.flow)
+    torch.testing.assert_close(out.warped, backward_warp(prev[:, -1], plain.flow * (length >= 1)))
+    set_flow_options(g, prior="labels", deadzone=float(length.max()) + 1)
+    torch.testing.assert_close(g(labels, prev).warped, prev[:, -1], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="flow_deadzone"):
+        set_flow_options(g, deadzone=-1)
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny_video.yaml"
+    assert build_video_generator(load_config(tiny, ["model.flow_deadzone=0.5"])).scales[0].flow_deadzone == 0.5
+    for bad in (["model.flow_deadzone=-1"], ["model.flow_deadzone=0.5", "model.name=pix2pixhd"]):
+        with pytest.raises(ConfigError, match="model.flow_deadzone"):
+            load_config(tiny, bad)
+
+
 def test_warp_gate_labels_uses_the_hallucinated_frame_where_the_warped_labels_disagree():
     """model.warp_gate labels: the blend weight becomes 1 (final = raw) where the warped previous labels disagree
     with the current ones and stays the weight head's where they agree; off it is the head's everywhere. Other

@@ -180,6 +180,11 @@ class ModelConfig:
     # (BENCHMARKS.md, issue 25): it helps a model with the foreground branch; without it, it adds no mIoU and costs
     # detail: 0 here
     warp_gate_margin: int = 0
+    # vid2vid: flow vectors shorter than this many pixels are taken as zero where the previous frame (and features)
+    # are warped and gated: a still camera's background then is carried as an exact copy, where DIS on noisy labels
+    # moves it by a tenth of a pixel every frame and the resampling blurs it frame after frame (BENCHMARKS.md, issue
+    # 25, the real clip). 0: every flow as it is
+    flow_deadzone: float = 0.0
     # vid2vid's decoder: pix2pixhd (the original's residual/transposed-conv heads) or spade (SPADE residual blocks
     # conditioned on the current labels, the warped previous frame and the weight; vid2vid.models.video_spade)
     backbone: Literal["pix2pixhd", "spade"] = "pix2pixhd"
@@ -523,6 +528,8 @@ def _check_training(cfg: Config) -> None:
           cfg.model.warp_gate_window, "must be an odd number of pixels >= 1 (1: per pixel)")
     _rule(cfg.model.warp_gate_margin >= 0, "model.warp_gate_margin", cfg.model.warp_gate_margin,
           "must be >= 0 pixels (0: the gate is as soft as the warped labels' agreement)")
+    _rule(cfg.model.flow_deadzone >= 0, "model.flow_deadzone", cfg.model.flow_deadzone,
+          "must be >= 0 pixels (0: every flow vector as it is)")
     _rule(cfg.model.blend_init is None or 0 < cfg.model.blend_init < 1, "model.blend_init", cfg.model.blend_init,
           "must be in (0, 1) (the starting weight of the hallucinated frame), or null for the default init")
 

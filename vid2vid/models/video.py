@@ -171,10 +171,15 @@ def flow_head(ngf: int) -> nn.Sequential:
 
 
 def composition_flow(scale: nn.Module, flow: torch.Tensor) -> torch.Tensor:
-    """The flow a scale warps its previous output and features with: detached when the scale's
+    """The flow [B,2,H,W] a scale warps (and gates) its previous output and features with: detached when the scale's
     `detach_composition_flow` is set (model.flow_trained_by: flow_terms, set_flow_options), so that only the flow
-    and warp terms train the flow head."""
-    return flow.detach() if getattr(scale, "detach_composition_flow", False) else flow
+    and warp terms train the flow head; vectors shorter than the scale's `flow_deadzone` px set to zero
+    (model.flow_deadzone: a still background carried as an exact copy)."""
+    flow = flow.detach() if getattr(scale, "detach_composition_flow", False) else flow
+    deadzone = getattr(scale, "flow_deadzone", 0.0)
+    if deadzone > 0:
+        flow = flow * (flow.square().sum(1, keepdim=True) >= deadzone**2)
+    return flow
 
 
 def flow_prior(scale: nn.Module, labels: torch.Tensor) -> torch.Tensor | float:
@@ -185,10 +190,10 @@ def flow_prior(scale: nn.Module, labels: torch.Tensor) -> torch.Tensor | float:
 
 
 def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "none", gate: str = "none",
-                     gate_window: int = 1, gate_margin: int = 0) -> int:
+                     gate_window: int = 1, gate_margin: int = 0, deadzone: float = 0.0) -> int:
     """model.flow_trained_by (all | flow_terms), model.flow_prior (none | labels | edges) and model.warp_gate (none |
-    labels, over gate_window px: model.warp_gate_window, hard within gate_margin px: model.warp_gate_margin) on every
-    flow head of G (modules with `to_flow`) -> how many were set."""
+    labels, over gate_window px: model.warp_gate_window, hard within gate_margin px: model.warp_gate_margin) and
+    model.flow_deadzone (px) on every flow head of G (modules with `to_flow`) -> how many were set."""
     for key, value, allowed in (("flow_trained_by", trained_by, ("all", "flow_terms")),
                                 ("flow_prior", prior, ("none", "labels", "edges")),
                                 ("warp_gate", gate, ("none", "labels"))):
@@ -198,12 +203,15 @@ def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "non
         raise ValueError(f"warp_gate_window must be an odd number of pixels >= 1, got {gate_window}")
     if gate_margin < 0:
         raise ValueError(f"warp_gate_margin must be >= 0 pixels, got {gate_margin}")
+    if deadzone < 0:
+        raise ValueError(f"flow_deadzone must be >= 0 pixels, got {deadzone}")
     scales = [m for m in G.modules() if hasattr(m, "to_flow")]
     for scale in scales:
         scale.detach_composition_flow = trained_by == "flow_terms"
         scale.flow_prior = prior
         scale.warp_gate_window = gate_window if gate == "labels" else 0
         scale.warp_gate_margin = gate_margin
+        scale.flow_deadzone = deadzone
     return len(scales)
 
 
@@ -338,10 +346,11 @@ class CoarseVideoScale(nn.Module):
         bottleneck = self.label_encoder(label_stack) + self.frame_encoder(frame_stack)  # [B,ngf*2^d,H/2^d,W/2^d]
         flow_features = self.flow_decoder(bottleneck)[-1]  # [B,ngf,H,W]
         flow = self.to_flow(flow_features) * self.flow_scale + flow_prior(self, labels)
-        weight = gated_weight(self, self.to_weight(flow_features), labels, flow)
-        image_features = self.image_decoder(bottleneck, self._fusion(composition_flow(self, flow), prev_features))
+        moving = composition_flow(self, flow)
+        weight = gated_weight(self, self.to_weight(flow_features), labels, moving)
+        image_features = self.image_decoder(bottleneck, self._fusion(moving, prev_features))
         raw = self.to_image(image_features[-1])
-        warped = backward_warp(prev_frames[:, -1], composition_flow(self, flow), self.warp_mode)
+        warped = backward_warp(prev_frames[:, -1], moving, self.warp_mode)
         foreground = fg_features = None
         if self.fg_labels:
             fg_features = self.fg_decoder(self.fg_encoder(label_stack))[-1]
@@ -399,7 +408,7 @@ class FineVideoScale(nn.Module):
         own_image_features = self.image_decoder(encoded + image_features)  # [B,ngf,H,W]
         own_flow_features = self.flow_decoder(encoded + flow_features)
         flow = self.to_flow(own_flow_features) * self.flow_scale + flow_prior(self, labels)
-        weight = gated_weight(self, self.to_weight(own_flow_features), labels, flow)
+        weight = gated_weight(self, self.to_weight(own_flow_features), labels, composition_flow(self, flow))
         raw = self.to_image(own_image_features)
         warped = backward_warp(prev_frames[:, -1], composition_flow(self, flow), self.warp_mode)
         foreground = own_fg_features = None
@@ -481,5 +490,5 @@ def build_video_generator(cfg) -> VideoGenerator:
                        fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode,
                        n_scales=m.n_scales_spatial, n_blocks_local=m.n_blocks_local)
     set_flow_options(G, trained_by=m.flow_trained_by, prior=m.flow_prior, gate=m.warp_gate,
-                     gate_window=m.warp_gate_window, gate_margin=m.warp_gate_margin)
+                     gate_window=m.warp_gate_window, gate_margin=m.warp_gate_margin, deadzone=m.flow_deadzone)
     return G
