@@ -281,6 +281,10 @@ def test_refusals_while_another_job_completes(server, runs, files, open_page):
         assert status == 400 and body["error"].startswith(f"{name}.mp4: cannot open the video"), body
     status, body = _post(f"{server}/api/jobs", {"export": export}, files["huge"])
     assert status == 413 and "upload limit of 1 MB" in body["error"]
+    playlist = files["stripes"].parent / "playlist.m3u8"  # FFmpeg would read the local file it names
+    playlist.write_text(f"#EXTM3U\n#EXTINF:1,\n{files['stripes']}\n#EXT-X-ENDLIST\n")
+    status, body = _post(f"{server}/api/jobs", {"export": export}, playlist)
+    assert status == 400 and body["error"].startswith("playlist.m3u8: not a video file name"), body
     page = open_page()  # the page shows the one line, and the server keeps serving
     page.set_input_files("#video-file", str(files["notes"]))
     page.click("#render")
@@ -366,3 +370,31 @@ def test_other_origins_cannot_post_or_open_the_socket(server):
     assert status == 403 and b"evil.example" in data
     with pytest.raises(InvalidStatus):
         connect(server.replace("http://", "ws://") + "/api/live", origin="http://evil.example")
+
+
+def test_a_rebound_domain_cannot_read_the_loopback_server(server):
+    """DNS rebinding: a page of evil.example whose name now resolves to 127.0.0.1 sends Host (and Origin)
+    evil.example; a loopback server refuses every request naming another host, GETs and the socket too."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    port = urlparse(server).port
+    for path in ("/api/exports", "/"):
+        status, data = _get_request(urllib.request.Request(f"{server}{path}", headers={"Host": f"evil.example:{port}"}))
+        assert status == 403 and b"evil.example" in data
+    with pytest.raises(InvalidStatus):
+        connect(server.replace("http://", "ws://") + "/api/live", additional_headers={"Host": f"evil.example:{port}"})
+    assert _get(f"{server.replace('127.0.0.1', 'localhost')}/api/exports")[0] == 200
+
+
+def test_malformed_requests_get_one_json_line(server):
+    """What the page reads on any refusal: {"error": ...}, for a body that is no JSON, an unknown route and a
+    max_frames that is not a plain number."""
+    status, data = _get_request(urllib.request.Request(f"{server}/api/paint", b"{not json", {
+        "Content-Type": "application/json"}))
+    assert status == 400 and json.loads(data)["error"].startswith("send a JSON object"), data
+    status, data = _get(f"{server}/api/nothing")
+    assert status == 404 and "/api/nothing" in json.loads(data)["error"], data
+    status, body = _post(f"{server}/api/jobs", {"export": "street-export", "sequence": "test_A/seq_0000",
+                                                 "max_frames": "\u00b2"})
+    assert status == 400 and "max_frames" in body["error"], body

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from vid2vid.app.exports import find_exports
-from vid2vid.app.server import App, build_app
+from vid2vid.app.server import LOOPBACK_NAMES, App, build_app
 from vid2vid.errors import UserError
 
 log = logging.getLogger("vid2vid")
@@ -67,7 +67,8 @@ def serve(exports: list[str], host: str = "127.0.0.1", port: int = 7860, max_upl
         print(f"vid2vid app: {len(found)} exports; serving http://{name}:{sock.getsockname()[1]}/ (Ctrl-C stops)",
               flush=True)
         try:
-            uvicorn.Server(uvicorn.Config(build_app(state), log_level="warning")).run(sockets=[sock])
+            app = build_app(state, LOOPBACK_NAMES if is_loopback(host) else None)
+            uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
         finally:
             state.jobs.close()
             sock.close()

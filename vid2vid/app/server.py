@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -57,6 +58,10 @@ class Refused(Exception):
 
 
 def _error(request: Request, exc: Exception) -> JSONResponse:
+    """Every refusal as the page reads it: {"error": one line}; Starlette's own (a malformed form: 400, an unknown
+    route: 404) too."""
+    if isinstance(exc, HTTPException):
+        return JSONResponse({"error": f"{request.url.path}: {exc.detail}"}, status_code=exc.status_code)
     status = exc.status if isinstance(exc, Refused) else 400
     return JSONResponse({"error": str(exc)}, status_code=status)
 
@@ -87,7 +92,7 @@ class App:
             raise Refused(400, f"precision {text['precision']!r}: one of {', '.join(PRECISIONS)}")
         if text["landmarks"] and text["landmarks"] not in LANDMARKS:
             raise Refused(400, f"landmarks {text['landmarks']!r}: one of {', '.join(LANDMARKS)} (a face model's video)")
-        if text["max_frames"] and not text["max_frames"].isdigit():
+        if text["max_frames"] and not (text["max_frames"].isascii() and text["max_frames"].isdecimal()):
             raise Refused(400, f"max_frames {text['max_frames']!r}: a whole number of frames")
         video = inputs.is_file()
         return RenderOptions.of(
@@ -111,8 +116,11 @@ class App:
                       "image-model:<export id>")
 
     async def save_upload(self, upload: UploadFile, folder: Path) -> Path:
-        """The upload, under its own (sanitised) name in folder/upload/, refused past the size limit."""
+        """The upload, under its own (sanitised) name in folder/upload/, refused past the size limit and unless its
+        name is a video file's (VIDEO_SUFFIXES)."""
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(upload.filename or "video").name).lstrip(".") or "video"
+        if Path(name).suffix.lower() not in VIDEO_SUFFIXES:
+            raise Refused(400, f"{name}: not a video file name; upload one of {', '.join(sorted(VIDEO_SUFFIXES))}")
         path = folder / "upload" / name
         path.parent.mkdir()
         size = 0
@@ -144,7 +152,7 @@ class App:
                 inputs, name = await self.job_input(form, export, folder)
                 options = self.options(form, export, inputs)
                 job = await run_in_threadpool(self.start, job_id, folder, export, inputs, name, options)
-            except Exception:
+            except BaseException:  # a refusal, or the client gone mid-upload
                 shutil.rmtree(folder, ignore_errors=True)  # a refused job leaves nothing behind
                 raise
         return JSONResponse({"id": job.id}, status_code=201)
@@ -161,7 +169,7 @@ class App:
 
     def check_length(self, request: Request) -> None:
         length = request.headers.get("content-length")
-        if length is None or not length.isdigit():
+        if length is None or not (length.isascii() and length.isdecimal()):
             raise Refused(411, "send the upload with a Content-Length")
         if int(length) > self.max_upload + CHUNK:
             raise Refused(413, f"the request ({int(length) >> 20} MB) is larger than the upload limit of "
@@ -170,7 +178,10 @@ class App:
 
     async def create_paint_job(self, request: Request) -> JSONResponse:
         self.check_length(request)
-        body = await request.json()
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
         if not isinstance(body, dict):
             raise Refused(400, "send a JSON object: export, labels, move, frames")
         export = self.export(body.get("export"))
@@ -184,7 +195,7 @@ class App:
             options = RenderOptions.of(first_frame=export.first_frame_without_real, frames_dir=True,
                                        side_by_side=True, progress=False, overwrite=True)
             job = await run_in_threadpool(self.start, job_id, folder, export, inputs, "painting", options)
-        except Exception:
+        except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         return JSONResponse({"id": job.id}, status_code=201)
@@ -221,28 +232,53 @@ class App:
                         headers={"Cache-Control": "no-store"})
 
 
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "[::1]"}
+# what an upload may be called: FFmpeg picks its demuxer by the name too, and some (HLS .m3u8, concat) read other
+# files of this machine named inside the upload
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".y4m"}
+
+
+def host_name(host: str) -> str:
+    """A Host header's name without its port: 127.0.0.1:7860 -> 127.0.0.1, [::1]:7860 -> [::1]."""
+    host = host.strip().lower()
+    return host if host.endswith("]") else host.rsplit(":", 1)[0]
+
+
 class SameOrigin:
     """Refuses what changes state (POST, the WebSocket) when a page of another origin sends it: browsers let any web
-    page post forms to, or open a WebSocket on, a server on this machine, and send the page's Origin with both."""
+    page post forms to, or open a WebSocket on, a server on this machine, and send the page's Origin with both.
+    hosts (a loopback server's names): every request whose Host header names another host is refused, so a page
+    whose domain was re-pointed at 127.0.0.1 (DNS rebinding: then its Origin and Host agree) reads nothing."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, app, hosts: set[str] | None = None):
+        self.app, self.hosts = app, hosts
 
     async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] in ("http", "websocket") and self.hosts is not None:
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if host_name(host) not in self.hosts:
+                await self._refuse(scope, receive, send, f"host {host!r}: this server answers to 127.0.0.1, "
+                                   "localhost or [::1] only; open it at the address it printed")
+                return
         if scope["type"] == "websocket" or (scope["type"] == "http" and scope["method"] == "POST"):
             headers = dict(scope["headers"])
             origin, host = headers.get(b"origin"), headers.get(b"host", b"")
             if origin is not None and urlparse(origin.decode("latin-1")).netloc != host.decode("latin-1"):
-                if scope["type"] == "websocket":
-                    await send({"type": "websocket.close", "code": 1008})
-                    return
                 message = f"origin {origin.decode('latin-1')}: not this page's; use the page this server serves"
-                await JSONResponse({"error": message}, status_code=403)(scope, receive, send)
+                await self._refuse(scope, receive, send, message)
                 return
         await self.app(scope, receive, send)
 
+    @staticmethod
+    async def _refuse(scope, receive, send, message: str) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+        else:
+            await JSONResponse({"error": message}, status_code=403)(scope, receive, send)
 
-def build_app(state: App) -> Starlette:
+
+def build_app(state: App, hosts: set[str] | None = LOOPBACK_NAMES) -> Starlette:
+    """The server's routes; hosts: the Host names it answers to (None: any, for --host other than loopback)."""
     routes = [
         Route("/", state.static),
         Route("/static/{name}", state.static),
@@ -255,5 +291,5 @@ def build_app(state: App) -> Starlette:
         Route("/api/paint", state.create_paint_job, methods=["POST"]),
         WebSocketRoute("/api/live", lambda socket: live_socket(socket, state.exports)),
     ]
-    return Starlette(routes=routes, exception_handlers={Refused: _error, UserError: _error},
-                     middleware=[Middleware(SameOrigin)])
+    return Starlette(routes=routes, exception_handlers={Refused: _error, UserError: _error, HTTPException: _error},
+                     middleware=[Middleware(SameOrigin, hosts=hosts)])

@@ -7,7 +7,7 @@ const current = () => exports.find((e) => e.id === $("export").value);
 
 async function api(url, options) {
   const response = await fetch(url, options);
-  const body = await response.json();
+  const body = await response.json().catch(() => ({error: `${url}: HTTP ${response.status}`}));
   if (!response.ok) throw new Error(body.error || `${url}: HTTP ${response.status}`);
   return body;
 }
@@ -52,11 +52,15 @@ for (const tab of document.querySelectorAll(".tab")) {
 }
 
 // ---- jobs: progress, then the player, E_warp and its plot ----
+let activeJob = null;  // the job this tab shows: an earlier one still polling stops showing anything
+
 async function runJob(jobId) {
+  activeJob = jobId;
   $("job").hidden = false;
   $("result").hidden = true;
   for (;;) {
     const s = await api(`/api/jobs/${jobId}`);
+    if (activeJob !== jobId) return;
     $("progress").max = s.total;
     $("progress").value = s.frames;
     $("progress-text").textContent = `${s.state}: ${s.frames} / ${s.total} frames, ${s.fps.toFixed(2)} frames/s`;
@@ -65,7 +69,7 @@ async function runJob(jobId) {
     await new Promise((r) => setTimeout(r, 300));
   }
   const metrics = await api(`/api/jobs/${jobId}/metrics`);
-  showResult(jobId, metrics);
+  if (activeJob === jobId) showResult(jobId, metrics);
 }
 
 function showResult(jobId, m) {
@@ -305,7 +309,7 @@ $("live-start").addEventListener("click", async () => {
       $("live-stats").dataset.frames = live.received;
     }
   };
-  socket.onclose = () => stopLive();
+  socket.onclose = () => { if (live.socket === socket) stopLive(); };  // not an older session's late close
   const canvas = document.createElement("canvas");
   function sendFrame() {
     // one frame in flight: the next is taken from the camera when the last one's result came back (the freshest
