@@ -57,3 +57,16 @@ def test_mean_shift_over_points_found_in_both():
     b.pose[1] = (500, 500, 0.9)  # found in b only: not counted
     np.testing.assert_allclose(mean_shift(a, b), (10, 4))
     np.testing.assert_allclose(mean_shift(a, Person()), (0, 0))
+
+
+def test_one_partial_detection_does_not_lose_the_person():
+    """A 100 px body walking 20 px a frame, one frame showing only two points 5 px apart: the reach stays measured
+    in the body's size (decaying slowly), so the walk goes on being followed."""
+    frames = []
+    for t in range(12):
+        person = skeleton(20 * t)
+        if t == 4:  # only the nose and the neck 5 px below it
+            person = Person()
+            person.pose[[0, 1]] = [(20 * t, 50, 0.9), (20 * t, 55, 0.9)]
+        frames.append([person])
+    assert all(p is not None for p in follow_person(frames))

@@ -19,6 +19,7 @@ import numpy as np
 from vid2vid.data.openpose import PARTS, Person
 
 MAX_JUMP = 0.5  # the followed body moves at most this fraction of its size per frame (more: another person)
+SIZE_DECAY = 0.9  # the followed body's size, for its reach, shrinks at most this much a frame
 
 
 def body_points(person: Person) -> np.ndarray:
@@ -50,26 +51,33 @@ def mean_shift(a: Person, b: Person) -> np.ndarray:
     return (pb[both, :2] - pa[both, :2]).mean(0) if both.any() else np.zeros(2)
 
 
-def pick_person(people: list[Person], previous: Person | None, misses: int = 0) -> Person | None:
+def pick_person(people: list[Person], previous: Person | None, misses: int = 0, size: float = 0.0
+                ) -> Person | None:
     """The person to follow among a frame's people: the largest when nobody is followed yet, else the nearest to
-    `previous` within MAX_JUMP x its size x (1 + misses) (misses: frames missed in a row since it was seen)."""
+    `previous` within MAX_JUMP x the body's size x (1 + misses) (misses: frames missed in a row since it was seen;
+    size: the followed body's size so far, which one partial detection must not shrink)."""
     seen = [p for p in people if p.seen()]
     if not seen:
         return None
     if previous is None:
         return max(seen, key=body_size)
     nearest = min(seen, key=lambda p: distance(p, previous))
-    reach = MAX_JUMP * max(body_size(previous), 1.0) * (1 + misses)
+    reach = MAX_JUMP * max(size, body_size(previous), 1.0) * (1 + misses)
     return nearest if distance(nearest, previous) <= reach else None
 
 
 def follow_person(frames: list[list[Person]]) -> list[Person | None]:
-    """Each frame's people -> the followed person per frame (None where they are not found)."""
-    track, previous, misses = [], None, 0
+    """Each frame's people -> the followed person per frame (None where they are not found). The body's size the
+    reach is measured in decays by SIZE_DECAY a frame towards a smaller detection (a frame that shows only a few
+    points, a person entering at the edge) rather than dropping to it."""
+    track, previous, misses, size = [], None, 0, 0.0
     for people in frames:
-        person = pick_person(people, previous, misses)
+        person = pick_person(people, previous, misses, size)
         track.append(person)
-        previous, misses = (person, 0) if person is not None else (previous, misses + 1)
+        if person is not None:
+            previous, misses, size = person, 0, max(body_size(person), SIZE_DECAY * size)
+        else:
+            misses += 1
     return track
 
 

@@ -159,11 +159,17 @@ def _write_keypoints(people: list[list[Person]], places: list[tuple[str, str, in
 
 def _write_followed(people: list[list[Person]], places: list[tuple[str, str, int]], max_gap: int, tmp: Path
                     ) -> tuple[int, int]:
-    """Follow one person through the written frames (in time order), fill the short gaps (keypoints interpolated,
-    the mask the nearest frame's moved by the body's shift) and write the keypoints -> (frames without the person,
-    how many of those were filled)."""
+    """Follow one person through the written frames (in time order), fill the short gaps within each phase (keypoints
+    interpolated, the mask the nearest frame's moved by the body's shift) and write the keypoints -> (frames without
+    the person, how many of those were filled)."""
     followed = follow_person(people)
-    track, nearest = fill_gaps(followed, max_gap)
+    track, nearest = list(followed), []
+    for phase in ("train", "test"):  # filled within a phase: nothing of the held-out frames reaches training's
+        rows = [k for k, place in enumerate(places) if place[0] == phase]
+        filled, pairs = fill_gaps([followed[k] for k in rows], max_gap)
+        for k, person in zip(rows, filled):
+            track[k] = person
+        nearest += [(rows[t], rows[s]) for t, s in pairs]
     for t, s in nearest:
         _move_mask(tmp, places[s], places[t], track[s], track[t])
     for place, person, found in zip(places, track, people):
