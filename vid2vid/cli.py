@@ -325,7 +325,7 @@ def _add_demo_parser(sub) -> None:
                    "as `vid2vid render --labels pose --pose-normalize` does) into OUT/<minutes>min/transfer.mp4, "
                    "side by side with the source")
     p.add_argument("--size", default=None, metavar="HxW", help="--task pose: the size the video's frames are "
-                   "prepared at (prepare --size; default 240x320; the models see them at 128x160)")
+                   "prepared at (prepare --size; default 256x320; the models see them at 128x160)")
     p.add_argument("--landmarks", default=None, choices=["dlib", "mediapipe"], help="--task face: the landmark "
                    "detector (default: mediapipe when it can be imported, fast; else dlib)")
     p.add_argument("--minutes", type=float, default=20.0, help="training budget of the whole demo (default 20: "

@@ -3,7 +3,7 @@ a user's own video (a talking head, or a person: with a motion transfer).
 
     vid2vid demo [--minutes 20] [--out runs/demo]
     vid2vid demo --task face --video talk.mp4 [--minutes 20] [--landmarks dlib|mediapipe] [--out runs/demo_face]
-    vid2vid demo --task pose --video dance.mp4 [--minutes 20] [--transfer walk.mp4] [--size 240x320]
+    vid2vid demo --task pose --video dance.mp4 [--minutes 20] [--transfer walk.mp4] [--size 256x320]
                  [--out runs/demo_pose]
 
 The street demo's stages, each with its share of the budget (20 minutes: 6 + 11 + 2, plus about a minute to render
@@ -39,7 +39,7 @@ about a minute to prepare, render and measure):
 The pose demo (--task pose) runs the face demo's pipeline on a video of one person (seen head to feet), with the
 settings of README's manual motion transfer, and with --transfer a fifth stage:
 
-  1. prepare    `vid2vid prepare video FILE <out>/data --labels pose --size 240x320` (the demo's --size): MediaPipe
+  1. prepare    `vid2vid prepare video FILE <out>/data --labels pose --size 256x320` (the demo's --size): MediaPipe
                 Holistic's keypoints (OpenPose JSON) and body masks, split by time as the face demo's
   2. per-frame  train pix2pixHD on the pose input (configs/demo_pose_image.yaml) for 35%
   3. vid2vid    train the video model (configs/demo_pose.yaml: the label flow prior and gate, the face D), its image
@@ -50,7 +50,7 @@ settings of README's manual motion transfer, and with --transfer a fifth stage:
                 "pck" (PCK@0.2 over the 25 BODY_25 points), "error" (mean distance / the torso size), "face_nme" and
                 "found"); the side-by-side mp4 (pose input drawn | per-frame | vid2vid | real), strip, flicker plot
   5. transfer   (--transfer SOURCE) SOURCE's person rendered by the video model as `vid2vid render SOURCE
-                <out>/<minutes>min/transfer.mp4 -m EXPORT --labels pose --size 240x320 --pose-normalize <out>/data
+                <out>/<minutes>min/transfer.mp4 -m EXPORT --labels pose --size 256x320 --pose-normalize <out>/data
                 --side-by-side` does (source | keypoints | generated); the poses as detected when either person never
                 shows the neck and an ankle together (the normalisation's measure), and results.json says why
 
@@ -94,7 +94,9 @@ MIN_FRAMES = 56  # the fewest that split into 2 training sequences (the per-fram
 #                 from each of 2 sequences) and a held-out tail of >= 4 frames (the video model's 2 seed frames and 2
 #                 to measure): split_ok
 VIDEO_OF = {"face": ("one talking face", "talk.mp4"), "pose": ("one person, seen head to feet", "dance.mp4")}
-POSE_SIZE = "240x320"  # the pose demo's prepared frames (prepare --size; the demo's --size)
+# the pose demo's prepared frames (prepare --size; the demo's --size): the models' 128x160 aspect (240x320 stretched
+# people 7 % when resized to it)
+POSE_SIZE = "256x320"
 # the pose demo's model sizes, before the user's --set: the whole 128x160 frame (no central columns: a person who
 # walks across the frame leaves the central half)
 POSE_SETTINGS = ["data.load_size=128x160", "data.crop_size=128x160", "data.pose.central_columns=false"]
@@ -383,6 +385,8 @@ def check_video(demo: Demo) -> int:
         raise UserError(f"--transfer {demo.transfer}: no such file; give a video of another person (seen head to "
                         "feet) whose motion the trained person should copy, e.g. --transfer walk.mp4")
     parse_size(demo.size, "--size")
+    if demo.transfer is not None:
+        probe(demo.transfer)  # not a video: its one-line error now, not after the training
     frames = probe(video).n_frames
     if not split_ok(frames):
         raise UserError(f"--video {video}: {frames} frames; the {demo.task} demo needs at least {MIN_FRAMES} (its "
@@ -425,8 +429,10 @@ STAMP = "demo_source.json"  # in the prepared folder: which video and settings m
 
 
 def data_stamp(demo: Demo) -> dict:
+    from vid2vid.config import parse_size
+
     stat = demo.video.stat()
-    setting = {"landmarks": detector(demo)} if demo.task == "face" else {"size": demo.size}
+    setting = {"landmarks": detector(demo)} if demo.task == "face" else {"size": str(parse_size(demo.size, "--size"))}
     return {"video": str(demo.video.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, **setting,
             "seq_len": SEQ_LEN, "test_fraction": TEST_FRACTION, "test_seq_len": 0}
 
