@@ -10,6 +10,7 @@ the pictures of the modes the README shows (docs/app_*.png).
 import base64
 import json
 import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -382,8 +383,8 @@ def test_a_rebound_domain_cannot_read_the_loopback_server(server):
     for path in ("/api/exports", "/"):
         status, data = _get_request(urllib.request.Request(f"{server}{path}", headers={"Host": f"evil.example:{port}"}))
         assert status == 403 and b"evil.example" in data
-    with pytest.raises(InvalidStatus):
-        connect(server.replace("http://", "ws://") + "/api/live", additional_headers={"Host": f"evil.example:{port}"})
+    with pytest.raises(InvalidStatus, match="403"):  # the socket named evil.example, connected to this server
+        connect(f"ws://evil.example:{port}/api/live", sock=socket.create_connection(("127.0.0.1", port)))
     assert _get(f"{server.replace('127.0.0.1', 'localhost')}/api/exports")[0] == 200
 
 

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
 import socket
 import sys
 import tempfile
 from pathlib import Path
+
+import uvicorn
 
 from vid2vid.app.exports import find_exports
 from vid2vid.app.server import LOOPBACK_NAMES, App, build_app
 from vid2vid.errors import UserError
 
 log = logging.getLogger("vid2vid")
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, remembering the first signal that stopped it: uvicorn raises it again on its way out, but
+    asyncio.run can swallow that (then the exit status was 0, not Ctrl-C's 130)."""
+
+    signum = 0
+
+    def handle_exit(self, sig: int, frame) -> None:
+        self.signum = self.signum or sig
+        super().handle_exit(sig, frame)
 
 
 def is_loopback(host: str) -> bool:
@@ -43,8 +57,6 @@ def bind(host: str, port: int) -> socket.socket:
 def serve(exports: list[str], host: str = "127.0.0.1", port: int = 7860, max_upload_mb: int = 200,
           workers: int = 2) -> None:
     """Find the exports, listen, print the URL and serve until Ctrl-C; the uploads' temporary folder goes at exit."""
-    import uvicorn
-
     folders = [Path(f) for f in exports]
     for folder in folders:
         if not folder.is_dir():
@@ -68,7 +80,13 @@ def serve(exports: list[str], host: str = "127.0.0.1", port: int = 7860, max_upl
               flush=True)
         try:
             app = build_app(state, LOOPBACK_NAMES if is_loopback(host) else None)
-            uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+            server = Server(uvicorn.Config(app, log_level="warning"))
+            server.run(sockets=[sock])
         finally:
             state.jobs.close()
             sock.close()
+    if server.signum == signal.SIGINT:  # uvicorn re-raises it, but asyncio may swallow that on its way out
+        raise KeyboardInterrupt
+    if server.signum:
+        raise SystemExit(128 + server.signum)
+
