@@ -47,6 +47,7 @@ JOB_ID = re.compile(r"[0-9a-f]{16}")
 FORM_OPTIONS = ("labels", "landmarks", "first_frame", "precision", "size", "max_frames")
 LANDMARKS = ("dlib", "mediapipe")
 CHUNK = 1 << 20
+DRAIN = 4  # an oversize body up to this many times the limit is read (and dropped) before the 413
 
 
 class Refused(Exception):
@@ -144,7 +145,7 @@ class App:
         return self.jobs.submit(Job(job_id, export, inputs, name, options, folder, total))
 
     async def create_job(self, request: Request) -> JSONResponse:
-        self.check_length(request)
+        await self.check_length(request)
         async with request.form(max_files=1, max_fields=16) as form:
             export = self.export(form.get("export"))
             job_id, folder = self.jobs.folder()
@@ -167,17 +168,23 @@ class App:
             return export.sequence_path(sequence), sequence
         raise Refused(400, "give a video file (field video) or a dataset sequence (field sequence)")
 
-    def check_length(self, request: Request) -> None:
+    async def check_length(self, request: Request) -> None:
+        """A request without a Content-Length, or over the upload limit, refused before its body is read. A body of up
+        to DRAIN x the limit is read and dropped first: a server that closes with the body unread resets the
+        connection, and the client may then lose the 413 with it."""
         length = request.headers.get("content-length")
         if length is None or not (length.isascii() and length.isdecimal()):
             raise Refused(411, "send the upload with a Content-Length")
         if int(length) > self.max_upload + CHUNK:
+            if int(length) <= DRAIN * (self.max_upload + CHUNK):
+                async for _ in request.stream():
+                    pass
             raise Refused(413, f"the request ({int(length) >> 20} MB) is larger than the upload limit of "
                           f"{self.max_upload >> 20} MB; cut the video or start vid2vid app with a larger "
                           "--max-upload-mb")
 
     async def create_paint_job(self, request: Request) -> JSONResponse:
-        self.check_length(request)
+        await self.check_length(request)
         try:
             body = await request.json()
         except ValueError:
