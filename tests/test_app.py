@@ -325,8 +325,9 @@ def test_another_host_warns(runs):
 
 
 def test_live_socket_keeps_only_the_newest_frame(server):
-    """Six frames sent at once: the server renders the newest (and the first, when it took that one before the
-    others arrived) and drops the rest (no queue); an unknown export gets its one-line error."""
+    """Six frames sent at once: the server renders the newest whenever it is free (the first one or two, when it
+    took them before the others arrived, then the last) and drops the rest (no queue); an unknown export gets its
+    one-line error."""
     from websockets.sync.client import connect
 
     url = server.replace("http://", "ws://") + "/api/live"
@@ -343,8 +344,9 @@ def test_live_socket_keeps_only_the_newest_frame(server):
         while not shown or shown[-1]["seq"] < 5:
             shown.append(json.loads(socket.recv()))
             assert cv2.imdecode(np.frombuffer(socket.recv(), np.uint8), cv2.IMREAD_COLOR).shape == (64, 128, 3)
-    seqs = [s["seq"] for s in shown]  # [0, 5], or [5] when all six arrived before the first was taken
-    assert seqs in ([0, 5], [5]) and shown[-1]["dropped"] == 6 - len(seqs), shown
+    seqs = [s["seq"] for s in shown]  # e.g. [0, 5], [1, 5] or [5]: what was newest when the renderer was free
+    assert seqs == sorted(set(seqs)) and seqs[-1] == 5 and len(seqs) < 6, shown
+    assert shown[-1]["dropped"] == 6 - len(seqs), shown
 
 
 @pytest.mark.parametrize("labels, move, expected", [
