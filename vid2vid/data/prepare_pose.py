@@ -144,7 +144,7 @@ def _write_frames(input: Path, n: int, size: Size | None, where: dict, backend: 
         phase, name, j = where[i]
         _write(tmp / f"{phase}_img" / name / f"{j:05d}.png", frame)
         if detected is not None and detected.mask is not None:
-            _write(tmp / f"{phase}_mask" / name / f"{j:05d}.png", detected.mask)
+            _write(_mask_path(tmp, where[i]), detected.mask)
     if decoded < n:
         raise DataError(f"{input}: decoded {decoded} frames but the container says {n}; the video is truncated or "
                         "damaged; re-encode it")
@@ -179,8 +179,14 @@ def _write_followed(people: list[list[Person]], places: list[tuple[str, str, int
     return sum(person is None for person in followed), len(nearest)
 
 
+def _mask_path(tmp: Path, place: tuple[str, str, int]) -> Path:
+    """The body mask file of a written frame: <phase>_mask/<seq>/<frame>.png."""
+    phase, name, j = place
+    return tmp / f"{phase}_mask" / name / f"{j:05d}.png"
+
+
 def _clear_mask(tmp: Path, place: tuple[str, str, int]) -> None:
-    path = tmp / f"{place[0]}_mask" / place[1] / f"{place[2]:05d}.png"
+    path = _mask_path(tmp, place)
     if path.is_file():
         _write(path, np.zeros_like(read_image(path, cv2.IMREAD_GRAYSCALE)))
 
@@ -189,7 +195,7 @@ def _move_mask(tmp: Path, source: tuple[str, str, int], target: tuple[str, str, 
                filled: Person) -> None:
     """A filled frame's body mask: the nearest frame's, shifted by the mean move of the body's points from it (whole
     pixels; uncovered pixels 0). Nothing when no mask was written."""
-    path = tmp / f"{source[0]}_mask" / source[1] / f"{source[2]:05d}.png"
+    path = _mask_path(tmp, source)
     if not path.is_file():
         return
     mask = read_image(path, cv2.IMREAD_GRAYSCALE)
@@ -198,7 +204,7 @@ def _move_mask(tmp: Path, source: tuple[str, str, int], target: tuple[str, str, 
     moved = np.zeros_like(mask)
     moved[max(dy, 0): h + min(dy, 0), max(dx, 0): w + min(dx, 0)] = mask[max(-dy, 0): h - max(dy, 0),
                                                                          max(-dx, 0): w - max(dx, 0)]
-    _write(tmp / f"{target[0]}_mask" / target[1] / f"{target[2]:05d}.png", moved)
+    _write(_mask_path(tmp, target), moved)
 
 
 def _write(path: Path, image: np.ndarray) -> None:

@@ -408,9 +408,10 @@ class FineVideoScale(nn.Module):
         own_image_features = self.image_decoder(encoded + image_features)  # [B,ngf,H,W]
         own_flow_features = self.flow_decoder(encoded + flow_features)
         flow = self.to_flow(own_flow_features) * self.flow_scale + flow_prior(self, labels)
-        weight = gated_weight(self, self.to_weight(own_flow_features), labels, composition_flow(self, flow))
+        moving = composition_flow(self, flow)
+        weight = gated_weight(self, self.to_weight(own_flow_features), labels, moving)
         raw = self.to_image(own_image_features)
-        warped = backward_warp(prev_frames[:, -1], composition_flow(self, flow), self.warp_mode)
+        warped = backward_warp(prev_frames[:, -1], moving, self.warp_mode)
         foreground = own_fg_features = None
         if self.fg_labels:
             own_fg_features = self.fg_decoder(self.fg_encoder(label_stack) + fg_features)  # [B,fg_ngf,H,W]
