@@ -159,3 +159,34 @@ def test_teacher_and_mask_terms_join_the_generator_loss(tmp_path, tiny_data):
 
     with pytest.raises(ConfigError, match="loss.teacher: 1.0 needs model.init_from"):
         check_trainable(load_config(TINY_VIDEO, ["loss.teacher=1"]))
+
+
+def test_with_zero_init_frames_the_whole_model_starts_as_the_per_frame_model(tmp_path):
+    """model.zero_init_frames: the frame encoder joins through a conv1x1 started at zero, so the warm-started
+    video generator's raw frame (the full forward, previous frames and all) is the per-frame model's; one step of
+    training moves the conv, and then the previous frames change the raw frame."""
+    image_G, export = per_frame_export(tmp_path / "export")
+    cfg = video_cfg(export, "model.zero_init_frames=true", "model.use_fg=false")  # no fresh foreground branch
+    torch.manual_seed(2)
+    G = build_generator(cfg)
+    warm_start(G, cfg)
+    labels = random_labels(G)
+    n, (h, w) = G.n_frames_G, labels.shape[-2:]
+    prev_a, prev_b = torch.rand(2, 1, n - 1, 3, h, w) * 2 - 1
+    with torch.no_grad():
+        expected = image_G.eval()(labels[:, -1])
+        for prev in (prev_a, prev_b):
+            torch.testing.assert_close(G.eval()(labels, prev).raw, expected, atol=1e-5, rtol=1e-4)
+
+    G.train()
+    opt = torch.optim.Adam(G.parameters(), lr=1e-3)
+    G(labels, prev_a).raw.square().mean().backward()
+    opt.step()
+    with torch.no_grad():
+        moved = (G.eval()(labels, prev_a).raw - G(labels, prev_b).raw).abs().max()
+    assert moved > 1e-4
+
+    plain = build_generator(video_cfg(export, "model.use_fg=false"))  # off: the original's layout, no extra conv
+    assert len(plain.scales[0].frame_encoder) == len(G.scales[0].frame_encoder) - 1
+    with pytest.raises(ConfigError, match="model.zero_init_frames"):
+        load_config(TINY_VIDEO, ["model.zero_init_frames=true", "model.backbone=spade"])

@@ -185,6 +185,12 @@ class ModelConfig:
     # moves it by a tenth of a pixel every frame and the resampling blurs it frame after frame (BENCHMARKS.md, issue
     # 25, the real clip). 0: every flow as it is
     flow_deadzone: float = 0.0
+    # vid2vid (pix2pixhd backbone): scale 0's frame encoder (the previous outputs) joins the label encoder through a
+    # 1x1 conv that starts at zero, so the model starts as its image branch alone: with model.init_from its
+    # hallucinated frame is exactly the per-frame model's, where summing a fresh frame encoder's output (false: the
+    # original) starts it ~21 dB away and the teacher and L1 terms spend the budget pulling the difference back, a
+    # blur (BENCHMARKS.md, issue 25, session 12). The previous frames reach the raw frame as training moves the conv
+    zero_init_frames: bool = False
     # vid2vid's decoder: pix2pixhd (the original's residual/transposed-conv heads) or spade (SPADE residual blocks
     # conditioned on the current labels, the warped previous frame and the weight; vid2vid.models.video_spade)
     backbone: Literal["pix2pixhd", "spade"] = "pix2pixhd"

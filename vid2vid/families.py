@@ -92,6 +92,8 @@ def _per_frame_rules(cfg: Any) -> Iterator[Problem]:
             yield Problem(f"model.{key}", getattr(m, key), "applies to model.name: vid2vid only; set it to none")
     if m.flow_deadzone:
         yield Problem("model.flow_deadzone", m.flow_deadzone, "applies to model.name: vid2vid only; set it to 0")
+    if m.zero_init_frames:
+        yield Problem("model.zero_init_frames", m.zero_init_frames, "applies to model.name: vid2vid only; set it to false")
 
 
 def _needs_norm(norm: str) -> Iterator[Problem]:
@@ -128,6 +130,9 @@ def _vid2vid_rules(cfg: Any) -> Iterator[Problem]:
                 yield Problem(f"model.{key}", getattr(m, key), "applies to the pix2pixhd backbone only; set it to none")
         if m.flow_deadzone:
             yield Problem("model.flow_deadzone", m.flow_deadzone, "applies to the pix2pixhd backbone only; set it to 0")
+        if m.zero_init_frames:
+            yield Problem("model.zero_init_frames", m.zero_init_frames,
+                          "applies to the pix2pixhd backbone only; set it to false")
         yield from _needs_norm(m.norm)
         if m.n_downsample < 2:
             yield Problem("model.n_downsample", m.n_downsample, "must be >= 2 with model.backbone: spade (the warped "

@@ -314,7 +314,8 @@ class CoarseVideoScale(nn.Module):
 
     def __init__(self, label_nc_per_frame: int, n_frames_G: int = 3, *, ngf: int = 64, n_downsample: int = 3,
                  n_blocks: int = 9, norm: str = "instance", use_fg: bool = True, fg_labels: Sequence[int] = (),
-                 warp_features: bool = True, flow_scale: float = FLOW_SCALE, warp_mode: str = "bilinear"):
+                 warp_features: bool = True, flow_scale: float = FLOW_SCALE, warp_mode: str = "bilinear",
+                 zero_init_frames: bool = False):
         super().__init__()
         if n_frames_G < 2:
             raise ValueError(f"n_frames_G must be >= 2 (the generator warps the previous frame), got {n_frames_G}")
@@ -325,6 +326,8 @@ class CoarseVideoScale(nn.Module):
         bottom_blocks, top_blocks = n_blocks - n_blocks // 2, n_blocks // 2
         self.label_encoder = nn.Sequential(*encoder_layers(label_nc, ngf, n_downsample, bottom_blocks, norm))
         self.frame_encoder = nn.Sequential(*encoder_layers(frame_nc, ngf, n_downsample, bottom_blocks, norm))
+        if zero_init_frames:  # model.zero_init_frames: the frame encoder joins through a conv1x1 started at zero
+            self.frame_encoder.append(zero_fusion_convs([ngf * 2**n_downsample])[0])
         self.image_decoder = Decoder(ngf, n_downsample, top_blocks, norm)
         self.to_image = nn.Sequential(*image_layers(ngf, 3))
         self.flow_decoder = Decoder(ngf, n_downsample, top_blocks, norm)
@@ -441,7 +444,7 @@ class VideoGenerator(nn.Module):
     def __init__(self, label_nc_per_frame: int, n_frames_G: int = 3, *, ngf: int = 64, n_downsample: int = 3,
                  n_blocks: int = 9, norm: str = "instance", use_fg: bool = True, fg_labels: Sequence[int] = (),
                  warp_features: bool = True, flow_scale: float = FLOW_SCALE, warp_mode: str = "bilinear",
-                 n_scales: int = 1, n_blocks_local: int = 3):
+                 n_scales: int = 1, n_blocks_local: int = 3, zero_init_frames: bool = False):
         super().__init__()
         problem = scales_problem(ngf, n_downsample, n_scales, use_fg)
         if problem:
@@ -450,7 +453,7 @@ class VideoGenerator(nn.Module):
         self.scales = nn.ModuleList([CoarseVideoScale(
             label_nc_per_frame, n_frames_G, ngf=ngf, n_downsample=n_downsample, n_blocks=n_blocks, norm=norm,
             use_fg=use_fg, fg_labels=fg_labels, warp_features=warp_features, flow_scale=flow_scale,
-            warp_mode=warp_mode)])
+            warp_mode=warp_mode, zero_init_frames=zero_init_frames)])
         for s in range(1, n_scales):
             width = ngf // 2**s
             self.scales.append(FineVideoScale(
@@ -489,7 +492,8 @@ def build_video_generator(cfg) -> VideoGenerator:
     G = VideoGenerator(semantic_channels(d), m.n_frames_G, ngf=m.ngf,
                        n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm, use_fg=m.use_fg,
                        fg_labels=d.fg_labels, warp_features=m.warp_features, warp_mode=m.warp_mode,
-                       n_scales=m.n_scales_spatial, n_blocks_local=m.n_blocks_local)
+                       n_scales=m.n_scales_spatial, n_blocks_local=m.n_blocks_local,
+                       zero_init_frames=m.zero_init_frames)
     set_flow_options(G, trained_by=m.flow_trained_by, prior=m.flow_prior, gate=m.warp_gate,
                      gate_window=m.warp_gate_window, gate_margin=m.warp_gate_margin, deadzone=m.flow_deadzone)
     return G

@@ -11,6 +11,8 @@ reads n_frames_G label maps (oldest first), the per-frame model one; its weights
 channels and the older frames' channels start at zero. With the frame encoder's output added at the bottleneck
 the copied branch is not exactly the per-frame model, but close: on the demo dataset its hallucinated frame is
 within 21-22 dB PSNR of the per-frame model's output before any training, against 12 dB from a random start.
+With model.zero_init_frames the frame encoder joins through a conv1x1 started at zero, and the hallucinated frame
+starts as the per-frame model's exactly.
 The frame encoder, the flow/weight head, warp_features' convs, the foreground branch (narrower than the
 per-frame model) and the finer spatial scales start fresh.
 
