@@ -387,6 +387,28 @@ def test_label_agreement_over_its_window_ignores_pixel_noise_but_not_a_displaced
     assert label_agreement(_shifted_label_maps(8), zero, window=5).min() == 0
 
 
+def test_label_agreement_with_a_tolerance_passes_pixel_noise_whole_and_still_refuses_a_moved_region():
+    """model.warp_gate_tolerance t: the windowed agreement from 1 - t up counts as 1, falling linearly to 0 at 1 - 2t.
+    With one flipped pixel in every 5x5 window (2/25 = 0.08 of disagreement) the plain gate mixes the hallucinated
+    frame in almost everywhere; with t 0.1 nowhere; a region moved 8 px with zero flow is still refused; the
+    ramp between is the plain agreement rescaled."""
+    from vid2vid.models.video import label_agreement
+
+    labels = _shifted_label_maps(0)  # [1,2,C+1,H,W], frames t-1 = t
+    noisy = labels[0, 1].argmax(0)  # [H,W]
+    noisy[2::5, 2::5] = (noisy[2::5, 2::5] + 1) % LABEL_NC  # one flipped pixel in every 5x5 block
+    labels[0, 1, :LABEL_NC] = torch.nn.functional.one_hot(noisy, LABEL_NC).permute(2, 0, 1).float()
+    zero = torch.zeros(1, 2, 64, 96)
+    plain = label_agreement(labels, zero, window=5)
+    assert plain.min() < 0.95 and (plain < 1).float().mean() > 0.9  # a few per cent mixed in almost everywhere
+    inside = (..., slice(2, -2), slice(2, -2))  # full 5x5 windows (at the border fewer pixels share the cost)
+    assert label_agreement(labels, zero, window=5, tolerance=0.1)[inside].min() == 1
+    moved = _shifted_label_maps(8)
+    assert label_agreement(moved, zero, window=5, tolerance=0.1).min() == 0
+    soft = label_agreement(moved, zero, window=5)
+    torch.testing.assert_close(label_agreement(moved, zero, window=5, tolerance=0.2), ((soft - 0.6) / 0.2).clamp(0, 1))
+
+
 
 def test_label_agreement_with_a_margin_is_hard_and_refuses_the_pixels_next_to_a_disagreement():
     """model.warp_gate_margin m: agreement is 0 or 1, 1 only where the maps agree (to 1e-3) at every pixel within m
@@ -487,10 +509,16 @@ def test_warp_gate_labels_uses_the_hallucinated_frame_where_the_warped_labels_di
                                1 - (1 - plain.weight) * label_agreement(labels, plain.flow, margin=1))
     with pytest.raises(ValueError, match="warp_gate_margin"):
         set_flow_options(g, gate="labels", gate_margin=-1)
+    set_flow_options(g, gate="labels", gate_window=5, gate_tolerance=0.1)  # model.warp_gate_tolerance
+    torch.testing.assert_close(g(labels, prev).weight,
+                               1 - (1 - plain.weight) * label_agreement(labels, plain.flow, 5, tolerance=0.1))
+    with pytest.raises(ValueError, match="warp_gate_tolerance"):
+        set_flow_options(g, gate="labels", gate_tolerance=0.5)
     tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny_video.yaml"
     assert load_config(tiny, ["model.warp_gate=labels"]).model.warp_gate == "labels"
     for bad in (["model.warp_gate=labels", "model.name=pix2pixhd"], ["model.warp_gate=labels", "model.backbone=spade"],
-                ["model.warp_gate_window=0"], ["model.warp_gate_window=4"], ["model.warp_gate_margin=-1"]):
+                ["model.warp_gate_window=0"], ["model.warp_gate_window=4"], ["model.warp_gate_margin=-1"],
+                ["model.warp_gate=labels", "model.warp_gate_tolerance=0.5"], ["model.warp_gate_tolerance=0.1"]):
         with pytest.raises(ConfigError, match="model.warp_gate"):
             load_config(tiny, bad)
 

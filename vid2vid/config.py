@@ -180,6 +180,11 @@ class ModelConfig:
     # (BENCHMARKS.md, issue 25): it helps a model with the foreground branch; without it, it adds no mIoU and costs
     # detail: 0 here
     warp_gate_margin: int = 0
+    # vid2vid: the gate's windowed agreement from 1 - this up counts as full (falling linearly to 0 at 1 - 2x this):
+    # a few noisy label pixels in a window then leave the warped frame whole. 0: as it is (a single flipped pixel
+    # mixes 2 / window^2 of the hallucinated frame into its whole window, every frame: on a noisy clip that fades
+    # the carried texture; BENCHMARKS.md, issue 25, session 12)
+    warp_gate_tolerance: float = 0.0
     # vid2vid: flow vectors shorter than this many pixels are taken as zero where the previous frame (and features)
     # are warped and gated: a still camera's background then is carried as an exact copy, where DIS on noisy labels
     # moves it by a tenth of a pixel every frame and the resampling blurs it frame after frame (BENCHMARKS.md, issue
@@ -534,6 +539,10 @@ def _check_training(cfg: Config) -> None:
           cfg.model.warp_gate_window, "must be an odd number of pixels >= 1 (1: per pixel)")
     _rule(cfg.model.warp_gate_margin >= 0, "model.warp_gate_margin", cfg.model.warp_gate_margin,
           "must be >= 0 pixels (0: the gate is as soft as the warped labels' agreement)")
+    _rule(0 <= cfg.model.warp_gate_tolerance < 0.5, "model.warp_gate_tolerance", cfg.model.warp_gate_tolerance,
+          "must be in [0, 0.5) (0: the agreement as it is)")
+    _rule(cfg.model.warp_gate_tolerance == 0 or cfg.model.warp_gate == "labels", "model.warp_gate_tolerance",
+          cfg.model.warp_gate_tolerance, "applies to model.warp_gate: labels only; set it to 0 or set the gate")
     _rule(cfg.model.flow_deadzone >= 0, "model.flow_deadzone", cfg.model.flow_deadzone,
           "must be >= 0 pixels (0: every flow vector as it is)")
     _rule(cfg.model.blend_init is None or 0 < cfg.model.blend_init < 1, "model.blend_init", cfg.model.blend_init,

@@ -190,9 +190,11 @@ def flow_prior(scale: nn.Module, labels: torch.Tensor) -> torch.Tensor | float:
 
 
 def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "none", gate: str = "none",
-                     gate_window: int = 1, gate_margin: int = 0, deadzone: float = 0.0) -> int:
+                     gate_window: int = 1, gate_margin: int = 0, gate_tolerance: float = 0.0,
+                     deadzone: float = 0.0) -> int:
     """model.flow_trained_by (all | flow_terms), model.flow_prior (none | labels | edges) and model.warp_gate (none |
-    labels, over gate_window px: model.warp_gate_window, hard within gate_margin px: model.warp_gate_margin) and
+    labels, over gate_window px: model.warp_gate_window, hard within gate_margin px: model.warp_gate_margin, full
+    agreement from 1 - gate_tolerance: model.warp_gate_tolerance) and
     model.flow_deadzone (px) on every flow head of G (modules with `to_flow`) -> how many were set."""
     for key, value, allowed in (("flow_trained_by", trained_by, ("all", "flow_terms")),
                                 ("flow_prior", prior, ("none", "labels", "edges")),
@@ -203,6 +205,8 @@ def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "non
         raise ValueError(f"warp_gate_window must be an odd number of pixels >= 1, got {gate_window}")
     if gate_margin < 0:
         raise ValueError(f"warp_gate_margin must be >= 0 pixels, got {gate_margin}")
+    if not 0 <= gate_tolerance < 0.5:
+        raise ValueError(f"warp_gate_tolerance must be in [0, 0.5), got {gate_tolerance}")
     if deadzone < 0:
         raise ValueError(f"flow_deadzone must be >= 0 pixels, got {deadzone}")
     scales = [m for m in G.modules() if hasattr(m, "to_flow")]
@@ -211,12 +215,13 @@ def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "non
         scale.flow_prior = prior
         scale.warp_gate_window = gate_window if gate == "labels" else 0
         scale.warp_gate_margin = gate_margin
+        scale.warp_gate_tolerance = gate_tolerance
         scale.flow_deadzone = deadzone
     return len(scales)
 
 
 def label_agreement(labels: torch.Tensor, flow: torch.Tensor, window: int = 1, margin: int = 0,
-                    mode: str = "bilinear") -> torch.Tensor:
+                    mode: str = "bilinear", tolerance: float = 0.0) -> torch.Tensor:
     """labels [B,N,C,H,W] (frames ..t-1, t), flow [B,2,H,W] t -> t-1 -> [B,1,H,W] in [0,1]: how far frame t-1's
     input channels, warped by the flow, agree with frame t's: 1 - half the L1 distance over channels of the two
     maps box-filtered over window x window px (window 1: per pixel, 0 where a one-hot class differs). Where they
@@ -225,12 +230,18 @@ def label_agreement(labels: torch.Tensor, flow: torch.Tensor, window: int = 1, m
     margin > 0: hard, 1 only where the maps agree (to 1e-3) at every pixel within `margin` px, else 0: a boundary
     pixel's partial agreement (bilinear sampling across it) passes no colour of the other class on, which a
     region where the labels keep agreeing (a road) would otherwise carry along, frame after frame.
-    mode: how the labels are warped (bilinear; nearest for a scale that warps its frames so: whole-pixel moves)."""
+    mode: how the labels are warped (bilinear; nearest for a scale that warps its frames so: whole-pixel moves).
+    tolerance t > 0: agreement from 1 - t up counts as full and falls linearly to 0 at 1 - 2t: a few noisy pixels in
+    the window (each costs 2 / window^2) then leave the warped frame whole, where the plain gate mixes a few per
+    cent of the hallucinated frame into every window around them, and mixing two textures every frame fades both
+    (BENCHMARKS.md, issue 25, session 12)."""
     warped = backward_warp(labels[:, -2], flow, mode)  # [B,C,H,W]
     difference = warped - labels[:, -1]
     if window > 1:
         difference = F.avg_pool2d(difference, window, stride=1, padding=window // 2, count_include_pad=False)
     agreement = (1 - 0.5 * difference.abs().sum(1, keepdim=True)).clamp(0, 1)  # [B,1,H,W]
+    if tolerance > 0:
+        agreement = ((agreement - (1 - 2 * tolerance)) / tolerance).clamp(0, 1)
     if margin > 0:
         exact = (agreement > 1 - 1e-3).to(agreement.dtype)
         agreement = -F.max_pool2d(-exact, 2 * margin + 1, stride=1, padding=margin)  # a min over the margin
@@ -246,7 +257,8 @@ def gated_weight(scale: nn.Module, weight: torch.Tensor, labels: torch.Tensor, f
         return weight
     mode = "nearest" if getattr(scale, "warp_mode", "bilinear") == "nearest" else "bilinear"
     with torch.no_grad():
-        agreement = label_agreement(labels.float(), flow.float(), window, scale.warp_gate_margin, mode)
+        agreement = label_agreement(labels.float(), flow.float(), window, scale.warp_gate_margin, mode,
+                                    getattr(scale, "warp_gate_tolerance", 0.0))
     agreement = agreement.to(weight.dtype)
     return 1 - (1 - weight) * agreement
 
@@ -495,5 +507,6 @@ def build_video_generator(cfg) -> VideoGenerator:
                        n_scales=m.n_scales_spatial, n_blocks_local=m.n_blocks_local,
                        zero_init_frames=m.zero_init_frames)
     set_flow_options(G, trained_by=m.flow_trained_by, prior=m.flow_prior, gate=m.warp_gate,
-                     gate_window=m.warp_gate_window, gate_margin=m.warp_gate_margin, deadzone=m.flow_deadzone)
+                     gate_window=m.warp_gate_window, gate_margin=m.warp_gate_margin,
+                     gate_tolerance=m.warp_gate_tolerance, deadzone=m.flow_deadzone)
     return G
