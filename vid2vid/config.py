@@ -196,6 +196,11 @@ class ModelConfig:
     # original) starts it ~21 dB away and the teacher and L1 terms spend the budget pulling the difference back, a
     # blur (BENCHMARKS.md, issue 25, session 12). The previous frames reach the raw frame as training moves the conv
     zero_init_frames: bool = False
+    # vid2vid (pix2pixhd backbone): how the hallucinated frame (weight w) and the warped previous one are blended.
+    # linear (the original): w * raw + (1 - w) * warped. two_band: the coarse band at w, the fine band (what a
+    # Gaussian of sigma 1.5 px removes) at w^4: a small w every frame lets colour in without averaging two textures,
+    # which fades the carried one frame after frame (BENCHMARKS.md, issue 25, session 12)
+    blend: Literal["linear", "two_band"] = "linear"
     # vid2vid's decoder: pix2pixhd (the original's residual/transposed-conv heads) or spade (SPADE residual blocks
     # conditioned on the current labels, the warped previous frame and the weight; vid2vid.models.video_spade)
     backbone: Literal["pix2pixhd", "spade"] = "pix2pixhd"

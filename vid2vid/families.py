@@ -94,6 +94,8 @@ def _per_frame_rules(cfg: Any) -> Iterator[Problem]:
         yield Problem("model.flow_deadzone", m.flow_deadzone, "applies to model.name: vid2vid only; set it to 0")
     if m.zero_init_frames:
         yield Problem("model.zero_init_frames", m.zero_init_frames, "applies to model.name: vid2vid only; set it to false")
+    if m.blend != "linear":
+        yield Problem("model.blend", m.blend, "applies to model.name: vid2vid only; set it to linear")
 
 
 def _needs_norm(norm: str) -> Iterator[Problem]:
@@ -133,6 +135,8 @@ def _vid2vid_rules(cfg: Any) -> Iterator[Problem]:
         if m.zero_init_frames:
             yield Problem("model.zero_init_frames", m.zero_init_frames,
                           "applies to the pix2pixhd backbone only; set it to false")
+        if m.blend != "linear":
+            yield Problem("model.blend", m.blend, "applies to the pix2pixhd backbone only; set it to linear")
         yield from _needs_norm(m.norm)
         if m.n_downsample < 2:
             yield Problem("model.n_downsample", m.n_downsample, "must be >= 2 with model.backbone: spade (the warped "

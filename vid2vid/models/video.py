@@ -61,6 +61,8 @@ from vid2vid.families import fg_labels_problem, fg_width, foreground_labels, sca
 from vid2vid.models.layers import ResnetBlock, down_layers, downsample, front_layers, image_layers, up_layers
 
 FLOW_SCALE = 20.0  # the flow conv's output times this = pixels at scale 0 (the original's choice)
+DETAIL_SIGMA = 1.5  # px: model.blend two_band's fine band is x - Gaussian(x, this) (the README's detail figure's band)
+FINE_POWER = 4  # model.blend two_band: the fine band takes the hallucinated frame's at weight w^FINE_POWER
 
 
 @dataclass
@@ -191,14 +193,14 @@ def flow_prior(scale: nn.Module, labels: torch.Tensor) -> torch.Tensor | float:
 
 def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "none", gate: str = "none",
                      gate_window: int = 1, gate_margin: int = 0, gate_tolerance: float = 0.0,
-                     deadzone: float = 0.0) -> int:
+                     deadzone: float = 0.0, blend: str = "linear") -> int:
     """model.flow_trained_by (all | flow_terms), model.flow_prior (none | labels | edges) and model.warp_gate (none |
     labels, over gate_window px: model.warp_gate_window, hard within gate_margin px: model.warp_gate_margin, full
-    agreement from 1 - gate_tolerance: model.warp_gate_tolerance) and
+    agreement from 1 - gate_tolerance: model.warp_gate_tolerance), model.blend (linear | two_band) and
     model.flow_deadzone (px) on every flow head of G (modules with `to_flow`) -> how many were set."""
     for key, value, allowed in (("flow_trained_by", trained_by, ("all", "flow_terms")),
                                 ("flow_prior", prior, ("none", "labels", "edges")),
-                                ("warp_gate", gate, ("none", "labels"))):
+                                ("warp_gate", gate, ("none", "labels")), ("blend", blend, ("linear", "two_band"))):
         if value not in allowed:
             raise ValueError(f"{key} must be {' or '.join(allowed)}, got {value!r}")
     if gate_window < 1 or gate_window % 2 == 0:
@@ -217,6 +219,7 @@ def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "non
         scale.warp_gate_margin = gate_margin
         scale.warp_gate_tolerance = gate_tolerance
         scale.flow_deadzone = deadzone
+        scale.blend = blend
     return len(scales)
 
 
@@ -305,12 +308,37 @@ def zero_fusion_convs(widths: Sequence[int]) -> nn.ModuleList:
     return convs
 
 
+def low_pass(x: torch.Tensor, sigma: float = DETAIL_SIGMA) -> torch.Tensor:
+    """x [B,C,H,W] -> Gaussian-blurred per channel (separable, radius ceil(3 sigma), reflected borders)."""
+    radius = math.ceil(3 * sigma)
+    taps = torch.exp(-torch.arange(-radius, radius + 1, device=x.device).float().square() / (2 * sigma**2))
+    taps = (taps / taps.sum()).to(x.dtype)
+    c = x.shape[1]
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = F.conv2d(x, taps.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def blend(raw: torch.Tensor, warped: torch.Tensor, weight: torch.Tensor, mode: str = "linear") -> torch.Tensor:
+    """The composed frame: raw [B,3,H,W] (hallucinated) at weight [B,1,H,W], warped [B,3,H,W] at 1 - weight.
+    linear (the original): w * raw + (1 - w) * warped. two_band (Burt & Adelson's two-band blending): the coarse
+    band of raw - warped at w, its fine band (x - low_pass(x)) at w^FINE_POWER. Blending two different fine
+    textures at a small w every frame averages them, and an average of unrelated textures has less detail than
+    either: over 30 frames that fades the carried texture (BENCHMARKS.md, issue 25); two_band keeps the carried
+    fine band where w is small, takes raw's where w nears 1, and still lets colour in at w. w 0 -> warped, 1 -> raw."""
+    if mode == "linear":
+        return weight * raw + (1 - weight) * warped
+    difference = raw - warped
+    coarse = low_pass(difference)
+    return warped + weight * coarse + weight**FINE_POWER * (difference - coarse)
+
+
 def compose(raw: torch.Tensor, warped: torch.Tensor, weight: torch.Tensor, raw_only: bool,
-            labels_t: torch.Tensor, fg_labels: list[int], foreground: torch.Tensor | None
+            labels_t: torch.Tensor, fg_labels: list[int], foreground: torch.Tensor | None, mode: str = "linear"
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The blend and the foreground composition of every scale -> (final, raw, fg_mask [B,1,H,W] or None).
-    labels_t [B,C,H,W]: the current frame's semantics (the foreground mask is its fg_labels channels)."""
-    final = raw if raw_only else weight * raw + (1 - weight) * warped
+    """The blend (`blend` by `mode`) and the foreground composition of every scale -> (final, raw, fg_mask [B,1,H,W]
+    or None). labels_t [B,C,H,W]: the current frame's semantics (the foreground mask is its fg_labels channels)."""
+    final = raw if raw_only else blend(raw, warped, weight, mode)
     if foreground is None:
         return final, raw, None
     fg_mask = labels_t[:, fg_labels].sum(1, keepdim=True).clamp(0, 1)  # [B,1,H,W]
@@ -370,7 +398,8 @@ class CoarseVideoScale(nn.Module):
         if self.fg_labels:
             fg_features = self.fg_decoder(self.fg_encoder(label_stack))[-1]
             foreground = self.fg_to_image(fg_features)
-        final, raw, fg_mask = compose(raw, warped, weight, raw_only, labels[:, -1], self.fg_labels, foreground)
+        final, raw, fg_mask = compose(raw, warped, weight, raw_only, labels[:, -1], self.fg_labels, foreground,
+                                      getattr(self, "blend", "linear"))
         return VideoOutput(final=final, raw=raw, flow=flow, weight=weight, warped=warped, fg_mask=fg_mask,
                            foreground=foreground, image_features=image_features, flow_features=flow_features,
                            fg_features=fg_features)
@@ -431,7 +460,8 @@ class FineVideoScale(nn.Module):
         if self.fg_labels:
             own_fg_features = self.fg_decoder(self.fg_encoder(label_stack) + fg_features)  # [B,fg_ngf,H,W]
             foreground = self.fg_to_image(own_fg_features)
-        final, raw, fg_mask = compose(raw, warped, weight, raw_only, labels[:, -1], self.fg_labels, foreground)
+        final, raw, fg_mask = compose(raw, warped, weight, raw_only, labels[:, -1], self.fg_labels, foreground,
+                                      getattr(self, "blend", "linear"))
         return VideoOutput(final=final, raw=raw, flow=flow, weight=weight, warped=warped, fg_mask=fg_mask,
                            foreground=foreground, image_features=[own_image_features],
                            flow_features=own_flow_features, fg_features=own_fg_features)
@@ -508,5 +538,5 @@ def build_video_generator(cfg) -> VideoGenerator:
                        zero_init_frames=m.zero_init_frames)
     set_flow_options(G, trained_by=m.flow_trained_by, prior=m.flow_prior, gate=m.warp_gate,
                      gate_window=m.warp_gate_window, gate_margin=m.warp_gate_margin,
-                     gate_tolerance=m.warp_gate_tolerance, deadzone=m.flow_deadzone)
+                     gate_tolerance=m.warp_gate_tolerance, deadzone=m.flow_deadzone, blend=m.blend)
     return G
