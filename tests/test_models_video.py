@@ -388,10 +388,10 @@ def test_label_agreement_over_its_window_ignores_pixel_noise_but_not_a_displaced
 
 
 def test_label_agreement_with_a_tolerance_passes_pixel_noise_whole_and_still_refuses_a_moved_region():
-    """model.warp_gate_tolerance t: the windowed agreement from 1 - t up counts as 1, falling linearly to 0 at 1 - 2t.
+    """model.warp_gate_tolerance t: the windowed agreement / (1 - t), at most 1: from 1 - t up it counts as 1.
     With one flipped pixel in every 5x5 window (2/25 = 0.08 of disagreement) the plain gate mixes the hallucinated
     frame in almost everywhere; with t 0.1 nowhere; a region moved 8 px with zero flow is still refused; the
-    ramp between is the plain agreement rescaled."""
+    rest is the plain agreement / (1 - t)."""
     from vid2vid.models.video import label_agreement
 
     labels = _shifted_label_maps(0)  # [1,2,C+1,H,W], frames t-1 = t
@@ -406,7 +406,7 @@ def test_label_agreement_with_a_tolerance_passes_pixel_noise_whole_and_still_ref
     moved = _shifted_label_maps(8)
     assert label_agreement(moved, zero, window=5, tolerance=0.1).min() == 0
     soft = label_agreement(moved, zero, window=5)
-    torch.testing.assert_close(label_agreement(moved, zero, window=5, tolerance=0.2), ((soft - 0.6) / 0.2).clamp(0, 1))
+    torch.testing.assert_close(label_agreement(moved, zero, window=5, tolerance=0.2), (soft / 0.8).clamp(max=1))
 
 
 
@@ -446,7 +446,7 @@ def test_label_agreement_of_a_nearest_warping_scale_warps_the_labels_as_its_fram
     g = VideoGenerator(LABEL_NC + 1, 2, ngf=8, n_downsample=2, n_blocks=2, use_fg=False, warp_mode="nearest")
     set_flow_options(g, gate="labels")
     weight = torch.full((1, 1, 64, 96), 0.25)
-    torch.testing.assert_close(gated_weight(g.scales[0], weight, labels, flow),
+    torch.testing.assert_close(gated_weight(g.scales[0], weight, labels, flow)[0],
                                1 - 0.75 * label_agreement(labels, flow, mode="nearest"))
 
 
@@ -542,31 +542,38 @@ def test_two_band_blend_keeps_the_carried_fine_texture_where_the_weight_is_small
     under half its energy while two_band keeps nearly all of it, and both let the hallucinated frame's colour (its
     coarse band) in alike; the choice is read from the config and refused for the SPADE backbone."""
     from vid2vid.config import load_config
-    from vid2vid.models.video import blend, low_pass
+    from vid2vid.models.video import FINE_POWER, blend, gated_weight, label_agreement, low_pass
 
     g = torch.Generator().manual_seed(0)
     carried = torch.rand(1, 3, 48, 48, generator=g) * 2 - 1
     raw = torch.rand(1, 3, 48, 48, generator=g) * 2 - 1
-    for mode in ("linear", "two_band"):
-        torch.testing.assert_close(blend(raw, carried, torch.zeros(1, 1, 48, 48), mode), carried)
-        torch.testing.assert_close(blend(raw, carried, torch.ones(1, 1, 48, 48), mode), raw)
+    zero, one = torch.zeros(1, 1, 48, 48), torch.ones(1, 1, 48, 48)
+    for fine in (None, "two_band"):
+        torch.testing.assert_close(blend(raw, carried, zero, fine and zero), carried)
+        torch.testing.assert_close(blend(raw, carried, one, fine and one), raw)
 
     def fine_energy(x):
         return (x - low_pass(x)).abs().mean().item()
 
     start, w = fine_energy(carried), torch.full((1, 1, 48, 48), 0.05)
     finals = {}
-    for mode in ("linear", "two_band"):
+    for mode, fine in (("linear", None), ("two_band", w**FINE_POWER)):
         frame, gen = carried, torch.Generator().manual_seed(1)
         for _ in range(30):
             new = torch.rand(1, 3, 48, 48, generator=gen) * 2 - 1 + 0.5  # unrelated texture, brighter
-            frame = blend(new, frame, w, mode)
+            frame = blend(new, frame, w, fine)
         finals[mode] = frame
     assert fine_energy(finals["linear"]) < 0.5 * start and fine_energy(finals["two_band"]) > 0.9 * start
     assert abs(finals["linear"].mean() - finals["two_band"].mean()) < 0.02  # the same colour came in
 
     tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny_video.yaml"
-    assert build_video_generator(load_config(tiny, ["model.blend=two_band"])).scales[0].blend == "two_band"
+    G = build_video_generator(load_config(tiny, ["model.blend=two_band", "model.warp_gate=labels"]))
+    assert G.scales[0].blend == "two_band"
+    labels = _shifted_label_maps(8)  # the content moved: where the gate refuses the warped frame, both bands go
+    weight, fine = gated_weight(G.scales[0], torch.full((1, 1, 64, 96), 0.1), labels, torch.zeros(1, 2, 64, 96))
+    agreement = label_agreement(labels, torch.zeros(1, 2, 64, 96))
+    torch.testing.assert_close(fine, 1 - (1 - 0.1**FINE_POWER) * agreement)
+    assert fine[agreement == 0].min() == 1 and fine[agreement == 1].max() < 1e-3 and weight[agreement == 1].min() > 0.09
     for bad in (["model.blend=two_band", "model.backbone=spade"], ["model.blend=two_band", "model.name=pix2pixhd"]):
         with pytest.raises(ConfigError, match="model.blend"):
             load_config(tiny, bad)

@@ -180,8 +180,8 @@ class ModelConfig:
     # (BENCHMARKS.md, issue 25): it helps a model with the foreground branch; without it, it adds no mIoU and costs
     # detail: 0 here
     warp_gate_margin: int = 0
-    # vid2vid: the gate's windowed agreement from 1 - this up counts as full (falling linearly to 0 at 1 - 2x this):
-    # a few noisy label pixels in a window then leave the warped frame whole. 0: as it is (a single flipped pixel
+    # vid2vid: the gate's windowed agreement is divided by 1 - this (at most 1): from 1 - this up it counts as full,
+    # so a few noisy label pixels in a window leave the warped frame whole. 0: as it is (a single flipped pixel
     # mixes 2 / window^2 of the hallucinated frame into its whole window, every frame: on a noisy clip that fades
     # the carried texture; BENCHMARKS.md, issue 25, session 12)
     warp_gate_tolerance: float = 0.0
@@ -198,8 +198,9 @@ class ModelConfig:
     zero_init_frames: bool = False
     # vid2vid (pix2pixhd backbone): how the hallucinated frame (weight w) and the warped previous one are blended.
     # linear (the original): w * raw + (1 - w) * warped. two_band: the coarse band at w, the fine band (what a
-    # Gaussian of sigma 1.5 px removes) at w^4: a small w every frame lets colour in without averaging two textures,
-    # which fades the carried one frame after frame (BENCHMARKS.md, issue 25, session 12)
+    # Gaussian of sigma 1.5 px removes) at w^4, both at 1 where the label gate says the content changed: a small w
+    # every frame lets colour in without averaging two textures, which fades the carried one frame after frame
+    # (BENCHMARKS.md, issue 25, session 12)
     blend: Literal["linear", "two_band"] = "linear"
     # vid2vid's decoder: pix2pixhd (the original's residual/transposed-conv heads) or spade (SPADE residual blocks
     # conditioned on the current labels, the warped previous frame and the weight; vid2vid.models.video_spade)

@@ -234,36 +234,40 @@ def label_agreement(labels: torch.Tensor, flow: torch.Tensor, window: int = 1, m
     pixel's partial agreement (bilinear sampling across it) passes no colour of the other class on, which a
     region where the labels keep agreeing (a road) would otherwise carry along, frame after frame.
     mode: how the labels are warped (bilinear; nearest for a scale that warps its frames so: whole-pixel moves).
-    tolerance t > 0: agreement from 1 - t up counts as full and falls linearly to 0 at 1 - 2t: a few noisy pixels in
-    the window (each costs 2 / window^2) then leave the warped frame whole, where the plain gate mixes a few per
-    cent of the hallucinated frame into every window around them, and mixing two textures every frame fades both
-    (BENCHMARKS.md, issue 25, session 12)."""
+    tolerance t > 0: agreement / (1 - t), at most 1: a few noisy pixels in the window (each costs 2 / window^2) then
+    leave the warped frame whole, where the plain gate mixes a few per cent of the hallucinated frame into every
+    window around them, and mixing two textures every frame fades both (BENCHMARKS.md, issue 25, session 12)."""
     warped = backward_warp(labels[:, -2], flow, mode)  # [B,C,H,W]
     difference = warped - labels[:, -1]
     if window > 1:
         difference = F.avg_pool2d(difference, window, stride=1, padding=window // 2, count_include_pad=False)
     agreement = (1 - 0.5 * difference.abs().sum(1, keepdim=True)).clamp(0, 1)  # [B,1,H,W]
     if tolerance > 0:
-        agreement = ((agreement - (1 - 2 * tolerance)) / tolerance).clamp(0, 1)
+        agreement = (agreement / (1 - tolerance)).clamp(max=1)
     if margin > 0:
         exact = (agreement > 1 - 1e-3).to(agreement.dtype)
         agreement = -F.max_pool2d(-exact, 2 * margin + 1, stride=1, padding=margin)  # a min over the margin
     return agreement
 
 
-def gated_weight(scale: nn.Module, weight: torch.Tensor, labels: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """The blend weight of the hallucinated frame a scale composes with: its weight head's, raised to 1 where the
-    warped previous labels disagree with the current ones when the scale's `warp_gate_window` is set (model.warp_gate
-    labels, set_flow_options): w' = 1 - (1 - w) * agreement. No gradient flows through the agreement."""
+def gated_weight(scale: nn.Module, weight: torch.Tensor, labels: torch.Tensor, flow: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The blend weights [B,1,H,W] of the hallucinated frame a scale composes with -> (weight, fine_weight): its
+    weight head's w, raised to 1 where the warped previous labels disagree with the current ones when the scale's
+    `warp_gate_window` is set (model.warp_gate labels, set_flow_options): w' = 1 - (1 - w) * agreement; fine_weight
+    (model.blend two_band, else None) the same with w^FINE_POWER for w: where the labels say the content changed
+    both bands are replaced, where they agree only the coarse band follows w. No gradient flows through the
+    agreement."""
+    fine = weight**FINE_POWER if getattr(scale, "blend", "linear") == "two_band" else None
     window = getattr(scale, "warp_gate_window", 0)
     if not window:
-        return weight
+        return weight, fine
     mode = "nearest" if getattr(scale, "warp_mode", "bilinear") == "nearest" else "bilinear"
     with torch.no_grad():
         agreement = label_agreement(labels.float(), flow.float(), window, scale.warp_gate_margin, mode,
                                     getattr(scale, "warp_gate_tolerance", 0.0))
     agreement = agreement.to(weight.dtype)
-    return 1 - (1 - weight) * agreement
+    return 1 - (1 - weight) * agreement, None if fine is None else 1 - (1 - fine) * agreement
 
 
 _DIS: list = []  # one OpenCV DIS instance per process, made on first use
@@ -319,26 +323,27 @@ def low_pass(x: torch.Tensor, sigma: float = DETAIL_SIGMA) -> torch.Tensor:
     return F.conv2d(x, taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
-def blend(raw: torch.Tensor, warped: torch.Tensor, weight: torch.Tensor, mode: str = "linear") -> torch.Tensor:
+def blend(raw: torch.Tensor, warped: torch.Tensor, weight: torch.Tensor, fine_weight: torch.Tensor | None = None
+          ) -> torch.Tensor:
     """The composed frame: raw [B,3,H,W] (hallucinated) at weight [B,1,H,W], warped [B,3,H,W] at 1 - weight.
-    linear (the original): w * raw + (1 - w) * warped. two_band (Burt & Adelson's two-band blending): the coarse
-    band of raw - warped at w, its fine band (x - low_pass(x)) at w^FINE_POWER. Blending two different fine
-    textures at a small w every frame averages them, and an average of unrelated textures has less detail than
-    either: over 30 frames that fades the carried texture (BENCHMARKS.md, issue 25); two_band keeps the carried
-    fine band where w is small, takes raw's where w nears 1, and still lets colour in at w. w 0 -> warped, 1 -> raw."""
-    if mode == "linear":
+    fine_weight None (model.blend linear, the original): w * raw + (1 - w) * warped. Else two bands (Burt &
+    Adelson's blending): the coarse band of raw - warped at weight, its fine band (x - low_pass(x)) at fine_weight.
+    Blending two different fine textures at a small w every frame averages them, and an average of unrelated
+    textures has less detail than either: over 30 frames that fades the carried texture (BENCHMARKS.md, issue 25);
+    a fine weight near 0 keeps the carried fine band while colour still comes in at w. Weights 0 -> warped, 1 -> raw."""
+    if fine_weight is None:
         return weight * raw + (1 - weight) * warped
     difference = raw - warped
     coarse = low_pass(difference)
-    return warped + weight * coarse + weight**FINE_POWER * (difference - coarse)
+    return warped + weight * coarse + fine_weight * (difference - coarse)
 
 
 def compose(raw: torch.Tensor, warped: torch.Tensor, weight: torch.Tensor, raw_only: bool,
-            labels_t: torch.Tensor, fg_labels: list[int], foreground: torch.Tensor | None, mode: str = "linear"
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The blend (`blend` by `mode`) and the foreground composition of every scale -> (final, raw, fg_mask [B,1,H,W]
-    or None). labels_t [B,C,H,W]: the current frame's semantics (the foreground mask is its fg_labels channels)."""
-    final = raw if raw_only else blend(raw, warped, weight, mode)
+            labels_t: torch.Tensor, fg_labels: list[int], foreground: torch.Tensor | None,
+            fine_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The blend (`blend`) and the foreground composition of every scale -> (final, raw, fg_mask [B,1,H,W] or None).
+    labels_t [B,C,H,W]: the current frame's semantics (the foreground mask is its fg_labels channels)."""
+    final = raw if raw_only else blend(raw, warped, weight, fine_weight)
     if foreground is None:
         return final, raw, None
     fg_mask = labels_t[:, fg_labels].sum(1, keepdim=True).clamp(0, 1)  # [B,1,H,W]
@@ -390,7 +395,7 @@ class CoarseVideoScale(nn.Module):
         flow_features = self.flow_decoder(bottleneck)[-1]  # [B,ngf,H,W]
         flow = self.to_flow(flow_features) * self.flow_scale + flow_prior(self, labels)
         moving = composition_flow(self, flow)
-        weight = gated_weight(self, self.to_weight(flow_features), labels, moving)
+        weight, fine_weight = gated_weight(self, self.to_weight(flow_features), labels, moving)
         image_features = self.image_decoder(bottleneck, self._fusion(moving, prev_features))
         raw = self.to_image(image_features[-1])
         warped = backward_warp(prev_frames[:, -1], moving, self.warp_mode)
@@ -399,7 +404,7 @@ class CoarseVideoScale(nn.Module):
             fg_features = self.fg_decoder(self.fg_encoder(label_stack))[-1]
             foreground = self.fg_to_image(fg_features)
         final, raw, fg_mask = compose(raw, warped, weight, raw_only, labels[:, -1], self.fg_labels, foreground,
-                                      getattr(self, "blend", "linear"))
+                                      fine_weight)
         return VideoOutput(final=final, raw=raw, flow=flow, weight=weight, warped=warped, fg_mask=fg_mask,
                            foreground=foreground, image_features=image_features, flow_features=flow_features,
                            fg_features=fg_features)
@@ -453,7 +458,7 @@ class FineVideoScale(nn.Module):
         own_flow_features = self.flow_decoder(encoded + flow_features)
         flow = self.to_flow(own_flow_features) * self.flow_scale + flow_prior(self, labels)
         moving = composition_flow(self, flow)
-        weight = gated_weight(self, self.to_weight(own_flow_features), labels, moving)
+        weight, fine_weight = gated_weight(self, self.to_weight(own_flow_features), labels, moving)
         raw = self.to_image(own_image_features)
         warped = backward_warp(prev_frames[:, -1], moving, self.warp_mode)
         foreground = own_fg_features = None
@@ -461,7 +466,7 @@ class FineVideoScale(nn.Module):
             own_fg_features = self.fg_decoder(self.fg_encoder(label_stack) + fg_features)  # [B,fg_ngf,H,W]
             foreground = self.fg_to_image(own_fg_features)
         final, raw, fg_mask = compose(raw, warped, weight, raw_only, labels[:, -1], self.fg_labels, foreground,
-                                      getattr(self, "blend", "linear"))
+                                      fine_weight)
         return VideoOutput(final=final, raw=raw, flow=flow, weight=weight, warped=warped, fg_mask=fg_mask,
                            foreground=foreground, image_features=[own_image_features],
                            flow_features=own_flow_features, fg_features=own_fg_features)
