@@ -198,10 +198,11 @@ class ModelConfig:
     zero_init_frames: bool = False
     # vid2vid (pix2pixhd backbone): how the hallucinated frame (weight w) and the warped previous one are blended.
     # linear (the original): w * raw + (1 - w) * warped. two_band: the coarse band at w, the fine band (what a
-    # Gaussian of sigma 1.5 px removes) at w^4, both at 1 where the label gate says the content changed: a small w
-    # every frame lets colour in without averaging two textures, which fades the carried one frame after frame
-    # (BENCHMARKS.md, issue 25, session 12)
+    # Gaussian of sigma 1.5 px removes) at w^blend_fine_power (w: after the label gate): a small w every frame lets
+    # colour in without averaging two textures, which fades the carried one frame after frame (BENCHMARKS.md,
+    # issue 25, session 12)
     blend: Literal["linear", "two_band"] = "linear"
+    blend_fine_power: float = 4.0
     # vid2vid's decoder: pix2pixhd (the original's residual/transposed-conv heads) or spade (SPADE residual blocks
     # conditioned on the current labels, the warped previous frame and the weight; vid2vid.models.video_spade)
     backbone: Literal["pix2pixhd", "spade"] = "pix2pixhd"
@@ -545,6 +546,8 @@ def _check_training(cfg: Config) -> None:
           cfg.model.warp_gate_window, "must be an odd number of pixels >= 1 (1: per pixel)")
     _rule(cfg.model.warp_gate_margin >= 0, "model.warp_gate_margin", cfg.model.warp_gate_margin,
           "must be >= 0 pixels (0: the gate is as soft as the warped labels' agreement)")
+    _rule(cfg.model.blend_fine_power >= 1, "model.blend_fine_power", cfg.model.blend_fine_power,
+          "must be >= 1 (1: the fine band follows w as the coarse one does)")
     _rule(0 <= cfg.model.warp_gate_tolerance < 0.5, "model.warp_gate_tolerance", cfg.model.warp_gate_tolerance,
           "must be in [0, 0.5) (0: the agreement as it is)")
     _rule(cfg.model.warp_gate_tolerance == 0 or cfg.model.warp_gate == "labels", "model.warp_gate_tolerance",

@@ -93,7 +93,8 @@ def _per_frame_rules(cfg: Any) -> Iterator[Problem]:
     if m.flow_deadzone:
         yield Problem("model.flow_deadzone", m.flow_deadzone, "applies to model.name: vid2vid only; set it to 0")
     if m.zero_init_frames:
-        yield Problem("model.zero_init_frames", m.zero_init_frames, "applies to model.name: vid2vid only; set it to false")
+        yield Problem("model.zero_init_frames", m.zero_init_frames,
+                      "applies to model.name: vid2vid only; set it to false")
     if m.blend != "linear":
         yield Problem("model.blend", m.blend, "applies to model.name: vid2vid only; set it to linear")
 

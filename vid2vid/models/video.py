@@ -62,7 +62,6 @@ from vid2vid.models.layers import ResnetBlock, down_layers, downsample, front_la
 
 FLOW_SCALE = 20.0  # the flow conv's output times this = pixels at scale 0 (the original's choice)
 DETAIL_SIGMA = 1.5  # px: model.blend two_band's fine band is x - Gaussian(x, this) (the README's detail figure's band)
-FINE_POWER = 4  # model.blend two_band: the fine band takes the hallucinated frame's at weight w^FINE_POWER
 
 
 @dataclass
@@ -193,10 +192,11 @@ def flow_prior(scale: nn.Module, labels: torch.Tensor) -> torch.Tensor | float:
 
 def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "none", gate: str = "none",
                      gate_window: int = 1, gate_margin: int = 0, gate_tolerance: float = 0.0,
-                     deadzone: float = 0.0, blend: str = "linear") -> int:
+                     deadzone: float = 0.0, blend: str = "linear", fine_power: float = 4.0) -> int:
     """model.flow_trained_by (all | flow_terms), model.flow_prior (none | labels | edges) and model.warp_gate (none |
     labels, over gate_window px: model.warp_gate_window, hard within gate_margin px: model.warp_gate_margin, full
-    agreement from 1 - gate_tolerance: model.warp_gate_tolerance), model.blend (linear | two_band) and
+    agreement from 1 - gate_tolerance: model.warp_gate_tolerance), model.blend (linear | two_band, its fine band at
+    w^fine_power: model.blend_fine_power) and
     model.flow_deadzone (px) on every flow head of G (modules with `to_flow`) -> how many were set."""
     for key, value, allowed in (("flow_trained_by", trained_by, ("all", "flow_terms")),
                                 ("flow_prior", prior, ("none", "labels", "edges")),
@@ -207,6 +207,8 @@ def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "non
         raise ValueError(f"warp_gate_window must be an odd number of pixels >= 1, got {gate_window}")
     if gate_margin < 0:
         raise ValueError(f"warp_gate_margin must be >= 0 pixels, got {gate_margin}")
+    if not fine_power >= 1:
+        raise ValueError(f"blend_fine_power must be >= 1, got {fine_power}")
     if not 0 <= gate_tolerance < 0.5:
         raise ValueError(f"warp_gate_tolerance must be in [0, 0.5), got {gate_tolerance}")
     if deadzone < 0:
@@ -219,7 +221,7 @@ def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "non
         scale.warp_gate_margin = gate_margin
         scale.warp_gate_tolerance = gate_tolerance
         scale.flow_deadzone = deadzone
-        scale.blend = blend
+        scale.blend_fine_power = fine_power if blend == "two_band" else None
     return len(scales)
 
 
@@ -250,24 +252,19 @@ def label_agreement(labels: torch.Tensor, flow: torch.Tensor, window: int = 1, m
     return agreement
 
 
-def gated_weight(scale: nn.Module, weight: torch.Tensor, labels: torch.Tensor, flow: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The blend weights [B,1,H,W] of the hallucinated frame a scale composes with -> (weight, fine_weight): its
-    weight head's w, raised to 1 where the warped previous labels disagree with the current ones when the scale's
-    `warp_gate_window` is set (model.warp_gate labels, set_flow_options): w' = 1 - (1 - w) * agreement; fine_weight
-    (model.blend two_band, else None) the same with w^FINE_POWER for w: where the labels say the content changed
-    both bands are replaced, where they agree only the coarse band follows w. No gradient flows through the
-    agreement."""
-    fine = weight**FINE_POWER if getattr(scale, "blend", "linear") == "two_band" else None
+def gated_weight(scale: nn.Module, weight: torch.Tensor, labels: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """The blend weight of the hallucinated frame a scale composes with: its weight head's, raised to 1 where the
+    warped previous labels disagree with the current ones when the scale's `warp_gate_window` is set (model.warp_gate
+    labels, set_flow_options): w' = 1 - (1 - w) * agreement. No gradient flows through the agreement."""
     window = getattr(scale, "warp_gate_window", 0)
     if not window:
-        return weight, fine
+        return weight
     mode = "nearest" if getattr(scale, "warp_mode", "bilinear") == "nearest" else "bilinear"
     with torch.no_grad():
         agreement = label_agreement(labels.float(), flow.float(), window, scale.warp_gate_margin, mode,
                                     getattr(scale, "warp_gate_tolerance", 0.0))
     agreement = agreement.to(weight.dtype)
-    return 1 - (1 - weight) * agreement, None if fine is None else 1 - (1 - fine) * agreement
+    return 1 - (1 - weight) * agreement
 
 
 _DIS: list = []  # one OpenCV DIS instance per process, made on first use
@@ -323,27 +320,27 @@ def low_pass(x: torch.Tensor, sigma: float = DETAIL_SIGMA) -> torch.Tensor:
     return F.conv2d(x, taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
-def blend(raw: torch.Tensor, warped: torch.Tensor, weight: torch.Tensor, fine_weight: torch.Tensor | None = None
+def blend(raw: torch.Tensor, warped: torch.Tensor, weight: torch.Tensor, fine_power: float | None = None
           ) -> torch.Tensor:
-    """The composed frame: raw [B,3,H,W] (hallucinated) at weight [B,1,H,W], warped [B,3,H,W] at 1 - weight.
-    fine_weight None (model.blend linear, the original): w * raw + (1 - w) * warped. Else two bands (Burt &
-    Adelson's blending): the coarse band of raw - warped at weight, its fine band (x - low_pass(x)) at fine_weight.
-    Blending two different fine textures at a small w every frame averages them, and an average of unrelated
-    textures has less detail than either: over 30 frames that fades the carried texture (BENCHMARKS.md, issue 25);
-    a fine weight near 0 keeps the carried fine band while colour still comes in at w. Weights 0 -> warped, 1 -> raw."""
-    if fine_weight is None:
+    """The composed frame: raw [B,3,H,W] (hallucinated) at weight w [B,1,H,W], warped [B,3,H,W] at 1 - w.
+    fine_power None (model.blend linear, the original): w * raw + (1 - w) * warped. Else two bands (Burt &
+    Adelson's blending, model.blend two_band): the coarse band of raw - warped at w, its fine band (x - low_pass(x))
+    at w^fine_power. Blending two different fine textures at a small w every frame averages them, and an average of
+    unrelated textures has less detail than either: over 30 frames that fades the carried texture (BENCHMARKS.md,
+    issue 25); the fine band then follows only a w near 1, while colour still comes in at w. w 0 -> warped, 1 -> raw."""
+    if fine_power is None:
         return weight * raw + (1 - weight) * warped
     difference = raw - warped
     coarse = low_pass(difference)
-    return warped + weight * coarse + fine_weight * (difference - coarse)
+    return warped + weight * coarse + weight**fine_power * (difference - coarse)
 
 
 def compose(raw: torch.Tensor, warped: torch.Tensor, weight: torch.Tensor, raw_only: bool,
             labels_t: torch.Tensor, fg_labels: list[int], foreground: torch.Tensor | None,
-            fine_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+            fine_power: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The blend (`blend`) and the foreground composition of every scale -> (final, raw, fg_mask [B,1,H,W] or None).
     labels_t [B,C,H,W]: the current frame's semantics (the foreground mask is its fg_labels channels)."""
-    final = raw if raw_only else blend(raw, warped, weight, fine_weight)
+    final = raw if raw_only else blend(raw, warped, weight, fine_power)
     if foreground is None:
         return final, raw, None
     fg_mask = labels_t[:, fg_labels].sum(1, keepdim=True).clamp(0, 1)  # [B,1,H,W]
@@ -395,7 +392,7 @@ class CoarseVideoScale(nn.Module):
         flow_features = self.flow_decoder(bottleneck)[-1]  # [B,ngf,H,W]
         flow = self.to_flow(flow_features) * self.flow_scale + flow_prior(self, labels)
         moving = composition_flow(self, flow)
-        weight, fine_weight = gated_weight(self, self.to_weight(flow_features), labels, moving)
+        weight = gated_weight(self, self.to_weight(flow_features), labels, moving)
         image_features = self.image_decoder(bottleneck, self._fusion(moving, prev_features))
         raw = self.to_image(image_features[-1])
         warped = backward_warp(prev_frames[:, -1], moving, self.warp_mode)
@@ -404,7 +401,7 @@ class CoarseVideoScale(nn.Module):
             fg_features = self.fg_decoder(self.fg_encoder(label_stack))[-1]
             foreground = self.fg_to_image(fg_features)
         final, raw, fg_mask = compose(raw, warped, weight, raw_only, labels[:, -1], self.fg_labels, foreground,
-                                      fine_weight)
+                                      getattr(self, "blend_fine_power", None))
         return VideoOutput(final=final, raw=raw, flow=flow, weight=weight, warped=warped, fg_mask=fg_mask,
                            foreground=foreground, image_features=image_features, flow_features=flow_features,
                            fg_features=fg_features)
@@ -458,7 +455,7 @@ class FineVideoScale(nn.Module):
         own_flow_features = self.flow_decoder(encoded + flow_features)
         flow = self.to_flow(own_flow_features) * self.flow_scale + flow_prior(self, labels)
         moving = composition_flow(self, flow)
-        weight, fine_weight = gated_weight(self, self.to_weight(own_flow_features), labels, moving)
+        weight = gated_weight(self, self.to_weight(own_flow_features), labels, moving)
         raw = self.to_image(own_image_features)
         warped = backward_warp(prev_frames[:, -1], moving, self.warp_mode)
         foreground = own_fg_features = None
@@ -466,7 +463,7 @@ class FineVideoScale(nn.Module):
             own_fg_features = self.fg_decoder(self.fg_encoder(label_stack) + fg_features)  # [B,fg_ngf,H,W]
             foreground = self.fg_to_image(own_fg_features)
         final, raw, fg_mask = compose(raw, warped, weight, raw_only, labels[:, -1], self.fg_labels, foreground,
-                                      fine_weight)
+                                      getattr(self, "blend_fine_power", None))
         return VideoOutput(final=final, raw=raw, flow=flow, weight=weight, warped=warped, fg_mask=fg_mask,
                            foreground=foreground, image_features=[own_image_features],
                            flow_features=own_flow_features, fg_features=own_fg_features)
@@ -543,5 +540,6 @@ def build_video_generator(cfg) -> VideoGenerator:
                        zero_init_frames=m.zero_init_frames)
     set_flow_options(G, trained_by=m.flow_trained_by, prior=m.flow_prior, gate=m.warp_gate,
                      gate_window=m.warp_gate_window, gate_margin=m.warp_gate_margin,
-                     gate_tolerance=m.warp_gate_tolerance, deadzone=m.flow_deadzone, blend=m.blend)
+                     gate_tolerance=m.warp_gate_tolerance, deadzone=m.flow_deadzone, blend=m.blend,
+                     fine_power=m.blend_fine_power)
     return G
