@@ -580,3 +580,43 @@ def test_two_band_blend_keeps_the_carried_fine_texture_where_the_weight_is_small
                 ["model.blend=two_band", "model.blend_fine_power=0.5"]):
         with pytest.raises(ConfigError, match="model.blend"):
             load_config(tiny, bad)
+
+
+def test_the_shown_gate_compares_what_the_previous_output_shows():
+    """model.warp_gate shown: where frames t-1 and t have the same labels but the previous output still shows the
+    region's old content (a lag the blend left), the labels gate passes the warped frame and the shown gate opens;
+    the output carries what it shows (w * labels_t + (1 - w) * the previous shown map, warped), and the History
+    hands it to the next step; with the labels gate nothing is carried."""
+    from vid2vid.config import load_config
+    from vid2vid.models.video import gated_weight, set_flow_options
+    from vid2vid.temporal import start_history, step
+
+    labels = _shifted_label_maps(0)  # [1,2,C+1,H,W]: frames t-1 = t
+    lagging = _shifted_label_maps(8)[:, 1]  # what the output still shows: the region 8 px away
+    zero, weight = torch.zeros(1, 2, 64, 96), torch.full((1, 1, 64, 96), 0.05)
+    g = VideoGenerator(LABEL_NC + 1, 2, ngf=8, n_downsample=2, n_blocks=2, use_fg=False)
+    set_flow_options(g, gate="labels", gate_window=5)
+    torch.testing.assert_close(gated_weight(g.scales[0], weight, labels, zero, lagging), weight)
+    set_flow_options(g, gate="shown")  # per pixel
+    opened = gated_weight(g.scales[0], weight, labels, zero, lagging)
+    differs = (lagging != labels[:, 1]).any(1, keepdim=True)
+    assert differs.any() and opened[differs].min() > 0.999
+    torch.testing.assert_close(opened[~differs], weight[~differs])
+
+    g.eval()
+    history = start_history("real", labels[:, :1], torch.rand(1, 1, 3, 64, 96))
+    with torch.no_grad():
+        first, history = step(g, history, labels[:, 1])  # no shown map yet: frame t-1's labels stand in
+        assert history.shown is first.shown
+        previous = backward_warp(labels[:, 0], first.flow, "bilinear")
+        torch.testing.assert_close(first.shown, first.weight * labels[:, 1] + (1 - first.weight) * previous)
+        second, history = step(g, history, lagging)
+        torch.testing.assert_close(second.shown, second.weight * lagging + (1 - second.weight)
+                                   * backward_warp(first.shown, second.flow, "bilinear"))
+    set_flow_options(g, gate="labels", gate_window=5)
+    with torch.no_grad():
+        assert step(g, start_history("real", labels[:, :1], torch.rand(1, 1, 3, 64, 96)), labels[:, 1])[1].shown is None
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny_video.yaml"
+    assert build_video_generator(load_config(tiny, ["model.warp_gate=shown"])).scales[0].warp_gate_shown
+    with pytest.raises(ConfigError, match="model.warp_gate"):
+        load_config(tiny, ["model.warp_gate=shown", "model.n_scales_spatial=2"])

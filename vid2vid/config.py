@@ -168,8 +168,11 @@ class ModelConfig:
     flow_prior: Literal["none", "labels", "edges"] = "none"
     # vid2vid: where the warped previous frame may be used. none (the reference's): wherever the weight head says;
     # labels: only where frame t-1's input channels, warped by the flow, agree with frame t's (elsewhere the flow
-    # is wrong or the content new, and the hallucinated frame, which follows the labels, is used)
-    warp_gate: Literal["none", "labels"] = "none"
+    # is wrong or the content new, and the hallucinated frame, which follows the labels, is used); shown: the same
+    # against the semantics the previous output shows (carried with it, w * labels + (1 - w) * the previous ones): a
+    # region the blend updated only in part keeps disagreeing until it shows frame t's content, where the labels gate
+    # sees frames t-1 and t agree and lets the lag grow (BENCHMARKS.md, issue 25, session 12)
+    warp_gate: Literal["none", "labels", "shown"] = "none"
     # vid2vid: the gate compares the label maps box-filtered over this many pixels (odd). 1: per pixel (clean label
     # maps: any misplaced boundary counts); 5: a displaced region counts, a pixel's class noise does not (labels of a
     # noisy real clip flicker pixel by pixel, and a per-pixel gate passes that flicker on; BENCHMARKS.md, issue 25)
@@ -550,8 +553,10 @@ def _check_training(cfg: Config) -> None:
           "must be >= 1 (1: the fine band follows w as the coarse one does)")
     _rule(0 <= cfg.model.warp_gate_tolerance < 0.5, "model.warp_gate_tolerance", cfg.model.warp_gate_tolerance,
           "must be in [0, 0.5) (0: the agreement as it is)")
-    _rule(cfg.model.warp_gate_tolerance == 0 or cfg.model.warp_gate == "labels", "model.warp_gate_tolerance",
-          cfg.model.warp_gate_tolerance, "applies to model.warp_gate: labels only; set it to 0 or set the gate")
+    _rule(cfg.model.warp_gate_tolerance == 0 or cfg.model.warp_gate != "none", "model.warp_gate_tolerance",
+          cfg.model.warp_gate_tolerance, "applies with a model.warp_gate only; set it to 0 or set the gate")
+    _rule(cfg.model.warp_gate != "shown" or cfg.model.n_scales_spatial == 1, "model.warp_gate", cfg.model.warp_gate,
+          "shown works with model.n_scales_spatial 1 only; use labels with finer spatial scales")
     _rule(cfg.model.flow_deadzone >= 0, "model.flow_deadzone", cfg.model.flow_deadzone,
           "must be >= 0 pixels (0: every flow vector as it is)")
     _rule(cfg.model.blend_init is None or 0 < cfg.model.blend_init < 1, "model.blend_init", cfg.model.blend_init,

@@ -39,6 +39,7 @@ class History:
     # the coarser active scales' own previous outputs, coarsest first, [B,N-1,3,H/2^(k-1-s),W/2^(k-1-s)] for
     # scale s of k active ones; None: not made yet (one scale, or before the first step)
     coarse_frames: list[torch.Tensor] | None = None
+    shown: torch.Tensor | None = None  # [B,C,H,W] what the newest frame shows (model.warp_gate shown), else None
 
     @property
     def full(self) -> bool:
@@ -50,7 +51,7 @@ class History:
         features = None if self.features is None else [f.detach() for f in self.features]
         coarse = None if self.coarse_frames is None else [f.detach() for f in self.coarse_frames]
         return replace(self, labels=self.labels.detach(), frames=self.frames.detach(), features=features,
-                       coarse_frames=coarse)
+                       coarse_frames=coarse, shown=None if self.shown is None else self.shown.detach())
 
     def push(self, window: torch.Tensor, output: VideoOutput, keep_features: bool,
              coarse_frames: list[torch.Tensor] | None = None) -> History:
@@ -67,7 +68,7 @@ class History:
         return History(labels=window[:, 1:],
                        frames=torch.cat([self.frames[:, 1:], output.final[:, None]], dim=1),
                        features=scale0.image_features if keep_features else None, filled=filled,
-                       coarse_frames=coarse)
+                       coarse_frames=coarse, shown=output.shown)
 
 
 def start_history(first_frame: str, labels: torch.Tensor, frames: torch.Tensor | None = None) -> History:
@@ -94,7 +95,8 @@ def step(G: nn.Module, history: History, labels_t: torch.Tensor) -> tuple[VideoO
     labels = torch.cat([history.labels, labels_t[:, None]], dim=1)  # [B,N,C,H,W], oldest first
     n_coarse = _attribute(G, "active_scales", 1) - 1
     if n_coarse == 0:
-        output = G(labels, history.frames, history.features, raw_only=not history.full)
+        shown = {} if history.shown is None else {"shown": history.shown}  # model.warp_gate shown only
+        output = G(labels, history.frames, history.features, raw_only=not history.full, **shown)
         return output, history.push(labels, output, keep_features=uses_features(G))
     coarse = history.coarse_frames
     if coarse is None or len(coarse) != n_coarse:  # the first step: the pyramid of the seed frames

@@ -79,6 +79,9 @@ class VideoOutput:
     flow_features: torch.Tensor  # [B,ngf,H,W] last flow-head decoder features
     fg_features: torch.Tensor | None  # [B,ngf_fg,H,W] last foreground decoder features
     coarser: list[VideoOutput] = field(default_factory=list)  # the coarser active scales' outputs, coarsest first
+    # model.warp_gate shown: the semantics [B,C,H,W] the final frame shows (w * labels_t + (1 - w) * the previous
+    # frame's, warped), carried to the next frame's gate; None with other gates
+    shown: torch.Tensor | None = None
 
 
 def encoder_layers(input_nc: int, ngf: int, n_downsample: int, n_blocks: int, norm: str) -> list[nn.Module]:
@@ -200,7 +203,8 @@ def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "non
     model.flow_deadzone (px) on every flow head of G (modules with `to_flow`) -> how many were set."""
     for key, value, allowed in (("flow_trained_by", trained_by, ("all", "flow_terms")),
                                 ("flow_prior", prior, ("none", "labels", "edges")),
-                                ("warp_gate", gate, ("none", "labels")), ("blend", blend, ("linear", "two_band"))):
+                                ("warp_gate", gate, ("none", "labels", "shown")),
+                                ("blend", blend, ("linear", "two_band"))):
         if value not in allowed:
             raise ValueError(f"{key} must be {' or '.join(allowed)}, got {value!r}")
     if gate_window < 1 or gate_window % 2 == 0:
@@ -217,7 +221,8 @@ def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "non
     for scale in scales:
         scale.detach_composition_flow = trained_by == "flow_terms"
         scale.flow_prior = prior
-        scale.warp_gate_window = gate_window if gate == "labels" else 0
+        scale.warp_gate_window = gate_window if gate != "none" else 0
+        scale.warp_gate_shown = gate == "shown"
         scale.warp_gate_margin = gate_margin
         scale.warp_gate_tolerance = gate_tolerance
         scale.flow_deadzone = deadzone
@@ -226,7 +231,8 @@ def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "non
 
 
 def label_agreement(labels: torch.Tensor, flow: torch.Tensor, window: int = 1, margin: int = 0,
-                    mode: str = "bilinear", tolerance: float = 0.0) -> torch.Tensor:
+                    mode: str = "bilinear", tolerance: float = 0.0, shown: torch.Tensor | None = None
+                    ) -> torch.Tensor:
     """labels [B,N,C,H,W] (frames ..t-1, t), flow [B,2,H,W] t -> t-1 -> [B,1,H,W] in [0,1]: how far frame t-1's
     input channels, warped by the flow, agree with frame t's: 1 - half the L1 distance over channels of the two
     maps box-filtered over window x window px (window 1: per pixel, 0 where a one-hot class differs). Where they
@@ -238,8 +244,11 @@ def label_agreement(labels: torch.Tensor, flow: torch.Tensor, window: int = 1, m
     mode: how the labels are warped (bilinear; nearest for a scale that warps its frames so: whole-pixel moves).
     tolerance t > 0: agreement / (1 - t), at most 1: a few noisy pixels in the window (each costs 2 / window^2) then
     leave the warped frame whole, where the plain gate mixes a few per cent of the hallucinated frame into every
-    window around them, and mixing two textures every frame fades both (BENCHMARKS.md, issue 25, session 12)."""
-    warped = backward_warp(labels[:, -2], flow, mode)  # [B,C,H,W]
+    window around them, and mixing two textures every frame fades both (BENCHMARKS.md, issue 25, session 12).
+    shown [B,C,H,W] (model.warp_gate shown): the semantics the previous output shows, compared in place of frame
+    t-1's input: a region the blend updated only in part keeps disagreeing until it shows frame t's content."""
+    previous = labels[:, -2] if shown is None else shown
+    warped = backward_warp(previous, flow, mode)  # [B,C,H,W]
     difference = warped - labels[:, -1]
     if window > 1:
         difference = F.avg_pool2d(difference, window, stride=1, padding=window // 2, count_include_pad=False)
@@ -252,17 +261,20 @@ def label_agreement(labels: torch.Tensor, flow: torch.Tensor, window: int = 1, m
     return agreement
 
 
-def gated_weight(scale: nn.Module, weight: torch.Tensor, labels: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+def gated_weight(scale: nn.Module, weight: torch.Tensor, labels: torch.Tensor, flow: torch.Tensor,
+                 shown: torch.Tensor | None = None) -> torch.Tensor:
     """The blend weight of the hallucinated frame a scale composes with: its weight head's, raised to 1 where the
-    warped previous labels disagree with the current ones when the scale's `warp_gate_window` is set (model.warp_gate
-    labels, set_flow_options): w' = 1 - (1 - w) * agreement. No gradient flows through the agreement."""
+    warped previous labels (or `shown`: what the previous output shows, model.warp_gate shown) disagree with the
+    current ones when the scale's `warp_gate_window` is set (model.warp_gate, set_flow_options):
+    w' = 1 - (1 - w) * agreement. No gradient flows through the agreement."""
     window = getattr(scale, "warp_gate_window", 0)
     if not window:
         return weight
     mode = "nearest" if getattr(scale, "warp_mode", "bilinear") == "nearest" else "bilinear"
     with torch.no_grad():
         agreement = label_agreement(labels.float(), flow.float(), window, scale.warp_gate_margin, mode,
-                                    getattr(scale, "warp_gate_tolerance", 0.0))
+                                    getattr(scale, "warp_gate_tolerance", 0.0),
+                                    shown.float() if shown is not None and scale.warp_gate_shown else None)
     agreement = agreement.to(weight.dtype)
     return 1 - (1 - weight) * agreement
 
@@ -382,17 +394,19 @@ class CoarseVideoScale(nn.Module):
             self.feature_fusion = zero_fusion_convs([ngf * 2 ** (n_downsample - 1 - i) for i in range(n_downsample)])
 
     def forward(self, labels: torch.Tensor, prev_frames: torch.Tensor,
-                prev_features: list[torch.Tensor] | None = None, *, raw_only: bool = False) -> VideoOutput:
+                prev_features: list[torch.Tensor] | None = None, *, raw_only: bool = False,
+                shown: torch.Tensor | None = None) -> VideoOutput:
         """labels [B,N,C,H,W] (frames t-N+1..t), prev_frames [B,N-1,3,H,W] (t-N+1..t-1), both oldest first;
         prev_features: image_features of frame t-1 (used with warp_features); raw_only: final = raw (no warp
-        composition, e.g. while a zeros history fills up)."""
+        composition, e.g. while a zeros history fills up); shown [B,C,H,W]: the semantics frame t-1's output shows
+        (model.warp_gate shown; None: frame t-1's labels)."""
         label_stack = rearrange(labels, "b n c h w -> b (n c) h w")
         frame_stack = rearrange(prev_frames, "b n c h w -> b (n c) h w")
         bottleneck = self.label_encoder(label_stack) + self.frame_encoder(frame_stack)  # [B,ngf*2^d,H/2^d,W/2^d]
         flow_features = self.flow_decoder(bottleneck)[-1]  # [B,ngf,H,W]
         flow = self.to_flow(flow_features) * self.flow_scale + flow_prior(self, labels)
         moving = composition_flow(self, flow)
-        weight = gated_weight(self, self.to_weight(flow_features), labels, moving)
+        weight = gated_weight(self, self.to_weight(flow_features), labels, moving, shown)
         image_features = self.image_decoder(bottleneck, self._fusion(moving, prev_features))
         raw = self.to_image(image_features[-1])
         warped = backward_warp(prev_frames[:, -1], moving, self.warp_mode)
@@ -404,7 +418,22 @@ class CoarseVideoScale(nn.Module):
                                       getattr(self, "blend_fine_power", None))
         return VideoOutput(final=final, raw=raw, flow=flow, weight=weight, warped=warped, fg_mask=fg_mask,
                            foreground=foreground, image_features=image_features, flow_features=flow_features,
-                           fg_features=fg_features)
+                           fg_features=fg_features, shown=self._shown(labels, shown, moving, weight, raw_only))
+
+    def _shown(self, labels: torch.Tensor, shown: torch.Tensor | None, flow: torch.Tensor, weight: torch.Tensor,
+               raw_only: bool) -> torch.Tensor | None:
+        """model.warp_gate shown: the semantics [B,C,H,W] this frame's output shows, the current labels at the blend
+        weight and what the previous output showed (warped as it was) at 1 - weight; None with other gates."""
+        if not getattr(self, "warp_gate_shown", False):
+            return None
+        current = labels[:, -1].detach()
+        if raw_only:
+            return current
+        previous = labels[:, -2] if shown is None else shown
+        warped = backward_warp(previous.detach(), flow.detach(), self.warp_mode if self.warp_mode == "nearest"
+                               else "bilinear")
+        w = weight.detach()
+        return w * current + (1 - w) * warped
 
     def _fusion(self, flow: torch.Tensor, prev_features: list[torch.Tensor] | None
                 ) -> Callable[[int, torch.Tensor], torch.Tensor] | None:
@@ -513,10 +542,11 @@ class VideoGenerator(nn.Module):
 
     def forward(self, labels: torch.Tensor, prev_frames: torch.Tensor,
                 prev_features: list[torch.Tensor] | None = None, *, raw_only: bool = False,
-                coarse_frames: Sequence[torch.Tensor] | None = None) -> VideoOutput:
+                coarse_frames: Sequence[torch.Tensor] | None = None, shown: torch.Tensor | None = None
+                ) -> VideoOutput:
         k = self.active_scales
         if k == 1:
-            return self.scales[0](labels, prev_frames, prev_features, raw_only=raw_only)
+            return self.scales[0](labels, prev_frames, prev_features, raw_only=raw_only, shown=shown)
         label_levels = pyramid(labels, k)  # coarsest first
         frame_levels = pyramid(prev_frames, k) if coarse_frames is None else [*coarse_frames, prev_frames]
         outputs = [self.scales[0](label_levels[0], frame_levels[0], prev_features, raw_only=raw_only)]
