@@ -196,8 +196,8 @@ class ModelConfig:
     # vid2vid (pix2pixhd backbone): scale 0's frame encoder (the previous outputs) joins the label encoder through a
     # 1x1 conv that starts at zero, so the model starts as its image branch alone: with model.init_from its
     # hallucinated frame is exactly the per-frame model's, where summing a fresh frame encoder's output (false: the
-    # original) starts it ~21 dB away and the teacher and L1 terms spend the budget pulling the difference back, a
-    # blur (BENCHMARKS.md, issue 25, session 12). The previous frames reach the raw frame as training moves the conv
+    # original) starts it ~21 dB away; on the real clip its raw frame kept more detail after 300 steps (BENCHMARKS.md,
+    # issue 25, session 12). The previous frames reach the raw frame as training moves the conv
     zero_init_frames: bool = False
     # vid2vid (pix2pixhd backbone): how the hallucinated frame (weight w) and the warped previous one are blended.
     # linear (the original): w * raw + (1 - w) * warped. two_band: the coarse band at w, the fine band (what a
