@@ -261,6 +261,12 @@ def label_agreement(labels: torch.Tensor, flow: torch.Tensor, window: int = 1, m
     return agreement
 
 
+def label_warp_mode(scale: nn.Module) -> str:
+    """How a scale's gate warps label maps: as the scale warps its frames (nearest: whole-pixel moves), but bilinear
+    for bilinear and bicubic (a bicubic one-hot map overshoots)."""
+    return "nearest" if getattr(scale, "warp_mode", "bilinear") == "nearest" else "bilinear"
+
+
 def gated_weight(scale: nn.Module, weight: torch.Tensor, labels: torch.Tensor, flow: torch.Tensor,
                  shown: torch.Tensor | None = None) -> torch.Tensor:
     """The blend weight of the hallucinated frame a scale composes with: its weight head's, raised to 1 where the
@@ -270,11 +276,12 @@ def gated_weight(scale: nn.Module, weight: torch.Tensor, labels: torch.Tensor, f
     window = getattr(scale, "warp_gate_window", 0)
     if not window:
         return weight
-    mode = "nearest" if getattr(scale, "warp_mode", "bilinear") == "nearest" else "bilinear"
+    if not getattr(scale, "warp_gate_shown", False):
+        shown = None
     with torch.no_grad():
-        agreement = label_agreement(labels.float(), flow.float(), window, scale.warp_gate_margin, mode,
-                                    getattr(scale, "warp_gate_tolerance", 0.0),
-                                    shown.float() if shown is not None and scale.warp_gate_shown else None)
+        agreement = label_agreement(labels.float(), flow.float(), window, scale.warp_gate_margin,
+                                    label_warp_mode(scale), getattr(scale, "warp_gate_tolerance", 0.0),
+                                    None if shown is None else shown.float())
     agreement = agreement.to(weight.dtype)
     return 1 - (1 - weight) * agreement
 
@@ -430,8 +437,7 @@ class CoarseVideoScale(nn.Module):
         if raw_only:
             return current
         previous = labels[:, -2] if shown is None else shown
-        warped = backward_warp(previous.detach(), flow.detach(), self.warp_mode if self.warp_mode == "nearest"
-                               else "bilinear")
+        warped = backward_warp(previous.detach(), flow.detach(), label_warp_mode(self))
         w = weight.detach()
         return w * current + (1 - w) * warped
 
