@@ -87,16 +87,19 @@ def _per_frame_rules(cfg: Any) -> Iterator[Problem]:
                       "vid2vid with the pix2pixhd backbone only; set it to 1")
     if m.blend_init is not None:
         yield Problem("model.blend_init", m.blend_init, "applies to model.name: vid2vid only; set it to null")
-    for key in ("flow_prior", "warp_gate"):
-        if getattr(m, key) != "none":
-            yield Problem(f"model.{key}", getattr(m, key), "applies to model.name: vid2vid only; set it to none")
-    if m.flow_deadzone:
-        yield Problem("model.flow_deadzone", m.flow_deadzone, "applies to model.name: vid2vid only; set it to 0")
-    if m.zero_init_frames:
-        yield Problem("model.zero_init_frames", m.zero_init_frames,
-                      "applies to model.name: vid2vid only; set it to false")
-    if m.blend != "linear":
-        yield Problem("model.blend", m.blend, "applies to model.name: vid2vid only; set it to linear")
+    yield from _video_options_off(m, "model.name: vid2vid")
+
+
+# model.* options of the pix2pixhd video generator only: (key, its off value, that value as a config spells it)
+PIX2PIXHD_VIDEO_OPTIONS = (("flow_prior", "none", "none"), ("warp_gate", "none", "none"), ("flow_deadzone", 0, "0"),
+                           ("zero_init_frames", False, "false"), ("blend", "linear", "linear"))
+
+
+def _video_options_off(m: Any, owner: str) -> Iterator[Problem]:
+    """A Problem for each PIX2PIXHD_VIDEO_OPTIONS key that is on in a model other than `owner` says."""
+    for key, off, spelled in PIX2PIXHD_VIDEO_OPTIONS:
+        if getattr(m, key) != off:
+            yield Problem(f"model.{key}", getattr(m, key), f"applies to {owner} only; set it to {spelled}")
 
 
 def _needs_norm(norm: str) -> Iterator[Problem]:
@@ -128,16 +131,7 @@ def _vid2vid_rules(cfg: Any) -> Iterator[Problem]:
         if m.init_from:
             yield Problem("model.init_from", m.init_from,
                           "starts a vid2vid model with backbone pix2pixhd only; leave it empty for this model")
-        for key in ("flow_prior", "warp_gate"):
-            if getattr(m, key) != "none":
-                yield Problem(f"model.{key}", getattr(m, key), "applies to the pix2pixhd backbone only; set it to none")
-        if m.flow_deadzone:
-            yield Problem("model.flow_deadzone", m.flow_deadzone, "applies to the pix2pixhd backbone only; set it to 0")
-        if m.zero_init_frames:
-            yield Problem("model.zero_init_frames", m.zero_init_frames,
-                          "applies to the pix2pixhd backbone only; set it to false")
-        if m.blend != "linear":
-            yield Problem("model.blend", m.blend, "applies to the pix2pixhd backbone only; set it to linear")
+        yield from _video_options_off(m, "the pix2pixhd backbone")
         yield from _needs_norm(m.norm)
         if m.n_downsample < 2:
             yield Problem("model.n_downsample", m.n_downsample, "must be >= 2 with model.backbone: spade (the warped "

@@ -89,4 +89,3 @@ def serve(exports: list[str], host: str = "127.0.0.1", port: int = 7860, max_upl
         raise KeyboardInterrupt
     if server.signum:
         raise SystemExit(128 + server.signum)
-
