@@ -620,3 +620,114 @@ def test_the_shown_gate_compares_what_the_previous_output_shows():
     assert build_video_generator(load_config(tiny, ["model.warp_gate=shown"])).scales[0].warp_gate_shown
     with pytest.raises(ConfigError, match="model.warp_gate"):
         load_config(tiny, ["model.warp_gate=shown", "model.n_scales_spatial=2"])
+
+
+def test_binary_opening_removes_the_parts_narrower_than_its_square_and_keeps_the_rest_exactly():
+    """binary_opening(mask, k): a part at least k px wide in both directions stays exactly (corners included, at the
+    frame's border too), one narrower (a noisy pixel, a 1-px strip, a 2-px block against the border) goes; k 1 is
+    the mask itself."""
+    from vid2vid.models.video import binary_opening
+
+    mask = torch.zeros(1, 1, 12, 12)
+    mask[..., 1:5, 1:4] = 1  # 4 x 3 block
+    mask[..., 8, 8] = 1  # one pixel
+    mask[..., 6:12, 0] = 1  # a 1-px strip on the border
+    mask[..., 10:12, 9:12] = 1  # 2 x 3 block in the corner
+    assert torch.equal(binary_opening(mask, 1), mask)
+    two = torch.zeros_like(mask)
+    two[..., 1:5, 1:4] = 1
+    two[..., 10:12, 9:12] = 1
+    assert torch.equal(binary_opening(mask, 2), two)
+    three = torch.zeros_like(mask)
+    three[..., 1:5, 1:4] = 1
+    assert torch.equal(binary_opening(mask, 3), three)
+    assert not binary_opening(mask, 5).any()
+
+
+def test_the_opened_gate_ignores_noisy_pixels_and_redraws_a_changed_region_whole():
+    """model.warp_gate_opening k: the gate is 0 (re-draw) where the labels disagree in a part at least k px wide and
+    1 elsewhere: 2 % of noisy pixels leave the warped frame whole everywhere (the plain per-pixel gate opens at each),
+    a region moved 8 px is re-drawn whole, fine band included under blend two_band (final = raw there); a 1-px move
+    is left alone by the labels gate, and the shown gate re-draws it once the output lags 2 px."""
+    from vid2vid.config import load_config
+    from vid2vid.models.video import label_agreement, set_flow_options
+
+    labels = _shifted_label_maps(0)  # [1,2,C+1,H,W], frames t-1 = t
+    flips = torch.rand(64, 96, generator=torch.Generator().manual_seed(1)) < 0.02
+    noisy = labels[0, 1].argmax(0).masked_fill(flips, LABEL_NC - 1)
+    labels[0, 1, :LABEL_NC] = torch.nn.functional.one_hot(noisy, LABEL_NC).permute(2, 0, 1).float()
+    zero = torch.zeros(1, 2, 64, 96)
+    assert label_agreement(labels, zero).min() == 0 and label_agreement(labels, zero, opening=2).min() == 1
+    moved = _shifted_label_maps(8)
+    opened = label_agreement(moved, zero, opening=2)
+    differs = (moved[:, 0] != moved[:, 1]).any(1, keepdim=True)
+    assert set(opened.unique().tolist()) == {0.0, 1.0} and torch.equal(opened == 0, differs)
+
+    torch.manual_seed(0)
+    g = VideoGenerator(LABEL_NC + 1, 2, ngf=8, n_downsample=2, n_blocks=2, use_fg=False, warp_features=False).eval()
+    set_flow_options(g, gate="labels", gate_opening=2, blend="two_band", deadzone=100.0)  # deadzone: zero flow
+    out = g(moved, torch.rand(1, 1, 3, 64, 96) * 2 - 1)
+    torch.testing.assert_close(out.final[0][:, differs[0, 0]], out.raw[0][:, differs[0, 0]])
+    torch.testing.assert_close(out.final[0][:, ~differs[0, 0]], out.warped[0][:, ~differs[0, 0]], atol=1e-3, rtol=0)
+
+    one_px = _shifted_label_maps(1)
+    assert label_agreement(one_px, zero, opening=2).min() == 1  # as noise: the labels gate lets it lag
+    lagging = _shifted_label_maps(1)[:, 0]  # the output still shows frame t-1's content ...
+    lagging = torch.roll(lagging, -1, dims=-1)  # ... and frame t is 1 px further on: it lags 2 px now
+    frames = torch.stack([lagging, one_px[:, 1]], 1)
+    redrawn = label_agreement(one_px, zero, shown=lagging, opening=2) == 0
+    assert redrawn.any() and torch.equal(redrawn, label_agreement(frames, zero, opening=2) == 0)
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny_video.yaml"
+    cfg = load_config(tiny, ["model.warp_gate=shown", "model.warp_gate_opening=2"])
+    assert build_video_generator(cfg).scales[0].warp_gate_opening == 2
+    for bad in (["model.warp_gate_opening=2"], ["model.warp_gate=labels", "model.warp_gate_opening=-1"],
+                ["model.warp_gate=labels", "model.warp_gate_window=5", "model.warp_gate_opening=2"]):
+        with pytest.raises(ConfigError, match="model.warp_gate_opening"):
+            load_config(tiny, bad)
+    with pytest.raises(ValueError, match="warp_gate_opening"):
+        set_flow_options(g, gate="labels", gate_opening=-1)
+
+
+def test_flow_support_keeps_the_flow_where_the_labels_move_and_zeroes_it_where_nothing_seen_moves():
+    """model.flow_support k: the previous frame is warped with the flow only where frame t-1's labels moved by it
+    agree with frame t's better (over k x k px) than unmoved: a square moving 3 px keeps its flow, the flow the field
+    spills into a one-class background is zeroed (the background carried in place); a flow where nothing moves is
+    zeroed everywhere. The output flow (what the flow terms train) is unchanged."""
+    from vid2vid.config import load_config
+    from vid2vid.models.video import flow_evidence, set_flow_options
+
+    ids = torch.zeros(2, 32, 48, dtype=torch.long)
+    ids[0, 10:20, 10:20] = 1
+    ids[1, 10:20, 13:23] = 1  # frame t: the square 3 px right
+    labels = torch.nn.functional.one_hot(ids, LABEL_NC + 1).permute(0, 3, 1, 2).float()[None]  # [1,2,C+1,H,W]
+    flow = torch.zeros(1, 2, 32, 48)
+    flow[:, 0] = -3.0  # t -> t-1 everywhere: right on the square, spilled on the background
+    evidence = flow_evidence(labels, flow, 9)  # the square's inside is within 4 px of a pixel its move changed
+    assert evidence[0, 0, 10:20, 13:23].min() == 1  # the moved square
+    outside = torch.ones(32, 48, dtype=torch.bool)
+    outside[6:24, 6:27] = False  # more than 4 px from every changed pixel
+    assert evidence[0, 0][outside].max() == 0  # the background away from it
+    assert flow_evidence(labels, flow, 3)[0, 0, 14:16, 16:19].max() == 0  # the aperture: inside, nothing seen moves
+    still = labels[:, :1].expand(-1, 2, -1, -1, -1)
+    assert flow_evidence(still, flow, 9).max() == 0
+
+    torch.manual_seed(0)
+    g = VideoGenerator(LABEL_NC + 1, 2, ngf=8, n_downsample=2, n_blocks=2, use_fg=False, warp_features=False).eval()
+    prev = torch.rand(1, 1, 3, 32, 48) * 2 - 1
+    set_flow_options(g, prior="labels")
+    plain = g(labels, prev)
+    set_flow_options(g, prior="labels", support=9)
+    out = g(labels, prev)
+    assert torch.equal(out.flow, plain.flow)
+    kept = flow_evidence(labels, plain.flow, 9)
+    assert 0 < kept.mean() < 0.5
+    torch.testing.assert_close(out.warped, backward_warp(prev[:, -1], plain.flow * kept))
+    for bad in (-1, 4):
+        with pytest.raises(ValueError, match="flow_support"):
+            set_flow_options(g, support=bad)
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny_video.yaml"
+    assert build_video_generator(load_config(tiny, ["model.flow_support=5"])).scales[0].flow_support == 5
+    for bad in (["model.flow_support=4"], ["model.flow_support=-1"], ["model.flow_support=5", "model.name=pix2pixhd"],
+                ["model.flow_support=5", "model.backbone=spade"]):
+        with pytest.raises(ConfigError, match="model.flow_support"):
+            load_config(tiny, bad)
