@@ -103,3 +103,37 @@ def test_frame_pair_batches_cover_every_pair_once(prefetch):
     assert batches == [(0, list("abcde"), (0, 5)), (4, list("efg"), (4, 3))]
     assert [b[1] for b in frame_pair_batches("abcde", 2, lambda *_: None)] == [list("abc"), list("cde")]
     assert list(frame_pair_batches("a", 2, lambda *_: None)) == []
+
+
+def test_motion_split_tells_a_video_that_holds_moving_content_still_from_one_that_shows_the_motion():
+    """motion_split_warping_error: a 16 px square moving 2 px a frame over a still background (exact flows): the
+    footage itself scores ~0 on both parts; the same video with the square held still where it started (a lag, a
+    ghost) scores high on the moving pixels and ~0 on the still ones; the footage flickering by +-0.03 (on the
+    0..255 scale here) scores 0.06^2 on both parts; the moving share is the square's share of the valid pixels; frames where
+    nothing moves have no moving part (None)."""
+    from vid2vid.eval.metrics import motion_split_warping_error
+
+    background, square = texture(48, 64, seed=1), texture(16, 16, seed=2)
+    frames, held = [], []
+    for t in range(5):
+        frame = background.clone()
+        frame[:, 16:32, 8 + 2 * t:24 + 2 * t] = square
+        frames.append(frame)
+        still_one = background.clone()
+        still_one[:, 16:32, 8:24] = square
+        held.append(still_one)
+    clip, held = torch.stack(frames), torch.stack(held)
+    fw, bw = torch.zeros(4, 2, 48, 64), torch.zeros(4, 2, 48, 64)
+    for t in range(4):
+        fw[t, 0, 16:32, 8 + 2 * t:24 + 2 * t] = 2  # frame t -> t+1: the square's pixels move 2 px right
+        bw[t, 0, 16:32, 10 + 2 * t:26 + 2 * t] = -2
+    truth = motion_split_warping_error(clip, (fw, bw))
+    assert truth["moving"] < 1e-9 and truth["still"] < 1e-9
+    assert 0.6 * 256 / (48 * 64) < truth["moving_share"] < 256 / (48 * 64)  # the square less its masked edges
+    ghost = motion_split_warping_error(held, (fw, bw))
+    assert ghost["moving"] > 1e-3 and ghost["still"] < 1e-9
+    flicker = clip + torch.tensor([0.03 if t % 2 else -0.03 for t in range(5)]).view(5, 1, 1, 1)
+    split = motion_split_warping_error(flicker * 255, (fw, bw), value_range=(0, 255))
+    assert split["still"] == pytest.approx(0.06**2, rel=1e-3) and split["moving"] == pytest.approx(0.06**2, rel=1e-3)
+    nothing = motion_split_warping_error(held, (torch.zeros_like(fw), torch.zeros_like(bw)))
+    assert nothing["moving"] is None and nothing["moving_share"] == 0 and nothing["still"] > 0

@@ -352,8 +352,14 @@ def test_compare_models_renders_through_the_renderer_and_measures_both(data, ima
             if m["blurred"]:
                 other = m["detail_b"] if m["blurred"] == "vid2vid" else m["detail_a"]
                 assert m["matched_detail"] == pytest.approx(other, rel=0.02) and m["sigma"] > 0
+    shares = {row["moving_share"] for label in ROWS for row in rows[label][:1]}
+    assert len(shares) == 1 and 0 < shares.pop() < 1  # every row on the same flows and masks: the same pixels
+    for label in ROWS:  # E_warp split by motion: the pixel-weighted parts of the same squared errors
+        for row in rows[label]:
+            assert row["e_warp_moving"] >= 0 and row["e_warp_still"] >= 0
     table = format_table(result)
     assert "E_warp(vid2vid) / E_warp(per-frame)" in table and "at matched detail" in table
+    assert "moving / still x1e3" in table and "% of the measured ones" in table
     assert all(f"\n{label} |" in table for label in ROWS)
 
 

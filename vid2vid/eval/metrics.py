@@ -6,6 +6,8 @@ Warping error (Lai et al., ECCV 2018), for frames O_t in [0, 1] and flows on ref
     E_pair(t) = sum_x M_t(x) sum_c (warp(O_t+1, F_t)(x, c) - O_t(x, c))^2 / (3 sum_x M_t(x))
     (an empty M_t -> the mean over all pixels, and the pair is counted in `empty_mask_pairs`)
     E_video = mean over t of E_pair(t)      -- raw value, a per-channel mean squared error in [0, 1] units
+    split by motion (motion_split_warping_error): the same squared errors over the valid pixels with |F_t| >= 0.5
+    px ("moving") and the rest ("still"), pixel-weighted over all pairs
 
 tOF (TecoGAN): mean_x |OF(b_t, b_t+1)(x) - OF(g_t, g_t+1)(x)| with OpenCV Farneback (TecoGAN's
 parameters) on grey images, both flows centre-cropped (>= 8 px margin, sides multiples of 32).
@@ -74,15 +76,51 @@ def pair_warping_errors(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """E_pair for a batch of pairs. frame_t, frame_next [B,3,H,W] in [0, 1]; flow_fw = F_t,
     flow_bw = B_t [B,2,H,W] -> (errors [B] float64, valid fractions [B] float64, empty-mask [B] bool)."""
-    warped = backward_warp(torch.cat([frame_next.float(), flow_bw.float()], 1), flow_fw)  # one sampling pass
-    frame_warped, bw_warped = warped[:, :3], warped[:, 3:]  # [B,3,H,W], [B,2,H,W]
-    squared = (frame_warped - frame_t.float()).square().mean(1)  # [B,H,W], the per-channel mean
-    mask = valid_mask(flow_fw, flow_bw, mask_out_of_frame=mask_out_of_frame, flow_bw_warped=bw_warped)[:, 0]
+    squared, mask = pair_squared_errors(frame_t, frame_next, flow_fw, flow_bw, mask_out_of_frame=mask_out_of_frame)
     count = mask.sum((1, 2))
     masked_mean = torch.where(mask, squared, 0).sum((1, 2), dtype=torch.float64) / count.clamp(min=1)
     empty = count == 0
     errors = torch.where(empty, squared.sum((1, 2), dtype=torch.float64) / mask[0].numel(), masked_mean)
     return errors, count.double() / mask[0].numel(), empty
+
+
+def pair_squared_errors(frame_t: torch.Tensor, frame_next: torch.Tensor, flow_fw: torch.Tensor,
+                        flow_bw: torch.Tensor, *, mask_out_of_frame: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of pairs (as pair_warping_errors takes them) -> (per-pixel squared warping errors [B,H,W], the
+    per-channel mean; the valid mask M_t [B,H,W] bool)."""
+    warped = backward_warp(torch.cat([frame_next.float(), flow_bw.float()], 1), flow_fw)  # one sampling pass
+    frame_warped, bw_warped = warped[:, :3], warped[:, 3:]  # [B,3,H,W], [B,2,H,W]
+    squared = (frame_warped - frame_t.float()).square().mean(1)  # [B,H,W]
+    mask = valid_mask(flow_fw, flow_bw, mask_out_of_frame=mask_out_of_frame, flow_bw_warped=bw_warped)[:, 0]
+    return squared, mask
+
+
+MOVING_PX = 0.5  # motion_split_warping_error: a pixel whose reference flow is at least this long moves
+
+
+def motion_split_warping_error(frames: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor],
+                               value_range: tuple[float, float] = (0, 1), threshold: float = MOVING_PX
+                               ) -> dict[str, float]:
+    """The warping error of frames [T,3,H,W] on flows (fw, bw [T-1,2,H,W], as warping_error takes them) split by
+    motion: over the valid pixels (M_t) whose F_t is at least `threshold` px long ("moving") and the rest
+    ("still"), each the mean squared error over all those pixels of all pairs (pixel-weighted, so pairs where
+    nothing moves do not count; None where there are no such pixels), + "moving_share": the moving pixels' share of
+    the valid ones. A video that holds still what moves (a lag, a ghost, a smear) scores low on moving pixels; the
+    reference video's own figure there says what showing the motion costs."""
+    unit = to_unit_range(frames, value_range)
+    fw, bw = flows
+    sums, counts = torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    for first in range(0, len(unit) - 1, 8):
+        stop = min(first + 8, len(unit) - 1)
+        squared, mask = pair_squared_errors(unit[first:stop], unit[first + 1:stop + 1], fw[first:stop].to(unit.device),
+                                            bw[first:stop].to(unit.device))
+        moving = fw[first:stop].to(unit.device).square().sum(1) >= threshold**2  # [B,H,W]
+        for i, region in enumerate((mask & moving, mask & ~moving)):
+            sums[i] += torch.where(region, squared, 0).sum(dtype=torch.float64)
+            counts[i] += region.sum()
+    moving, still = (float(sums[i] / counts[i]) if counts[i] else None for i in range(2))
+    share = float(counts[0] / counts.sum()) if counts.sum() else None
+    return {"moving": moving, "still": still, "moving_share": share}
 
 
 def pair_flows(
