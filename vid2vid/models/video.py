@@ -310,8 +310,12 @@ def binary_opening(mask: torch.Tensor, size: int) -> torch.Tensor:
 
 def label_warp_mode(scale: nn.Module) -> str:
     """How a scale's gate warps label maps: as the scale warps its frames (nearest: whole-pixel moves), but bilinear
-    for bilinear and bicubic (a bicubic one-hot map overshoots)."""
-    return "nearest" if getattr(scale, "warp_mode", "bilinear") == "nearest" else "bilinear"
+    for bilinear and bicubic (a bicubic one-hot map overshoots); nearest with the opened gate
+    (model.warp_gate_opening), whose carried shown map must stay one class per pixel: bilinear resampling frame
+    after frame blurs it below the gate's one-half threshold, and a wake of old content then never disagrees."""
+    if getattr(scale, "warp_mode", "bilinear") == "nearest" or getattr(scale, "warp_gate_opening", 0):
+        return "nearest"
+    return "bilinear"
 
 
 def gated_weight(scale: nn.Module, weight: torch.Tensor, labels: torch.Tensor, flow: torch.Tensor,
@@ -477,7 +481,9 @@ class CoarseVideoScale(nn.Module):
     def _shown(self, labels: torch.Tensor, shown: torch.Tensor | None, flow: torch.Tensor, weight: torch.Tensor,
                raw_only: bool) -> torch.Tensor | None:
         """model.warp_gate shown: the semantics [B,C,H,W] this frame's output shows, the current labels at the blend
-        weight and what the previous output showed (warped as it was) at 1 - weight; None with other gates."""
+        weight and what the previous output showed (warped as it was) at 1 - weight; with the opened gate
+        (model.warp_gate_opening) the current labels where it re-drew the frame (w 1) and what the previous output
+        showed elsewhere (the weight head's small w lets colour in, not the content); None with other gates."""
         if not getattr(self, "warp_gate_shown", False):
             return None
         current = labels[:, -1].detach()
@@ -486,6 +492,8 @@ class CoarseVideoScale(nn.Module):
         previous = labels[:, -2] if shown is None else shown
         warped = backward_warp(previous.detach(), flow.detach(), label_warp_mode(self))
         w = weight.detach()
+        if getattr(self, "warp_gate_opening", 0):
+            return torch.where(w >= 1, current, warped)
         return w * current + (1 - w) * warped
 
     def _fusion(self, flow: torch.Tensor, prev_features: list[torch.Tensor] | None
