@@ -680,6 +680,23 @@ def test_the_opened_gate_ignores_noisy_pixels_and_redraws_a_changed_region_whole
     frames = torch.stack([lagging, one_px[:, 1]], 1)
     redrawn = label_agreement(one_px, zero, shown=lagging, opening=2) == 0
     assert redrawn.any() and torch.equal(redrawn, label_agreement(frames, zero, opening=2) == 0)
+    # the carried shown map stays one class per pixel (nearest warps; the current labels only where it re-drew),
+    # where a bilinear one, moved by sub-pixel flows frame after frame, blurs below the gate's one-half threshold
+    from vid2vid.temporal import start_history, step
+
+    set_flow_options(g, prior="labels", gate="shown", gate_opening=2, blend="two_band")
+    maps = torch.cat([_shifted_label_maps(s)[:, 1:] for s in range(0, 8, 2)], 1)  # [1,4,C+1,H,W]: 2 px a frame
+    ids = maps[0, :, :LABEL_NC].argmax(1) % (LABEL_NC - 1)  # [4,H,W], without the last class ...
+    ids[2:, 24:40, 40:56] = LABEL_NC - 1  # ... which from frame 2 on fills a square: new content
+    maps[0, :, :LABEL_NC] = torch.nn.functional.one_hot(ids, LABEL_NC).permute(0, 3, 1, 2).float()
+    history = start_history("real", maps[:, :1], torch.rand(1, 1, 3, 64, 96))
+    with torch.no_grad():
+        for t in range(1, 4):
+            out, history = step(g, history, maps[:, t])
+            assert out.flow.abs().max() > 0.5 and set(out.shown.unique().tolist()) <= {0.0, 1.0}
+            redrawn = (out.weight >= 1).expand_as(out.shown)
+            assert torch.equal(out.shown[redrawn], maps[:, t][redrawn])
+            assert (out.weight[0, 0, 26:38, 42:54].min() == 1) == (t == 2)  # the new square, re-drawn once
     tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny_video.yaml"
     cfg = load_config(tiny, ["model.warp_gate=shown", "model.warp_gate_opening=2"])
     assert build_video_generator(cfg).scales[0].warp_gate_opening == 2
