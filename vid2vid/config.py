@@ -200,12 +200,6 @@ class ModelConfig:
     # moves it by a tenth of a pixel every frame and the resampling blurs it frame after frame (BENCHMARKS.md, issue
     # 25, the real clip). 0: every flow as it is
     flow_deadzone: float = 0.0
-    # vid2vid: the previous frame is warped only where the labels show motion: where frame t-1's labels, moved by
-    # the flow, agree with frame t's better (over this many px, odd) than left where they are; elsewhere with zero
-    # flow. Inside a region of one class nothing seen moves, and the flow a smooth field spills there from a moving
-    # object (DIS on label maps does) drags its texture along unseen by the label gate (BENCHMARKS.md, issue 25,
-    # session 13). 0: off
-    flow_support: int = 0
     # vid2vid (pix2pixhd backbone): scale 0's frame encoder (the previous outputs) joins the label encoder through a
     # 1x1 conv that starts at zero, so the model starts as its image branch alone: with model.init_from its
     # hallucinated frame is exactly the per-frame model's, where summing a fresh frame encoder's output (false: the
@@ -575,9 +569,6 @@ def _check_training(cfg: Config) -> None:
                                                and cfg.model.warp_gate_tolerance == 0),
           "model.warp_gate_opening", cfg.model.warp_gate_opening, "needs a model.warp_gate with warp_gate_window 1, "
           "warp_gate_margin 0 and warp_gate_tolerance 0 (the opening replaces them); set it to 0 or set those")
-    _rule(cfg.model.flow_support == 0 or (cfg.model.flow_support > 0 and cfg.model.flow_support % 2 == 1),
-          "model.flow_support",
-          cfg.model.flow_support, "must be 0 (off) or an odd number of pixels")
     _rule(cfg.model.warp_gate != "shown" or cfg.model.n_scales_spatial == 1, "model.warp_gate", cfg.model.warp_gate,
           "shown works with model.n_scales_spatial 1 only; use labels with finer spatial scales")
     _rule(cfg.model.flow_deadzone >= 0, "model.flow_deadzone", cfg.model.flow_deadzone,

@@ -92,8 +92,7 @@ def _per_frame_rules(cfg: Any) -> Iterator[Problem]:
 
 # model.* options of the pix2pixhd video generator only: (key, its off value, that value as a config spells it)
 PIX2PIXHD_VIDEO_OPTIONS = (("flow_prior", "none", "none"), ("warp_gate", "none", "none"), ("flow_deadzone", 0, "0"),
-                           ("flow_support", 0, "0"), ("zero_init_frames", False, "false"),
-                           ("blend", "linear", "linear"))
+                           ("zero_init_frames", False, "false"), ("blend", "linear", "linear"))
 
 
 def _video_options_off(m: Any, owner: str) -> Iterator[Problem]:

@@ -174,41 +174,16 @@ def flow_head(ngf: int) -> nn.Sequential:
     return head
 
 
-def composition_flow(scale: nn.Module, flow: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+def composition_flow(scale: nn.Module, flow: torch.Tensor) -> torch.Tensor:
     """The flow [B,2,H,W] a scale warps (and gates) its previous output and features with: detached when the scale's
     `detach_composition_flow` is set (model.flow_trained_by: flow_terms, set_flow_options), so that only the flow
     and warp terms train the flow head; vectors shorter than the scale's `flow_deadzone` px set to zero
-    (model.flow_deadzone: a still background carried as an exact copy); and, with the scale's `flow_support` window
-    (model.flow_support) and labels [B,N,C,H,W], zero where the labels give no evidence of motion (flow_evidence)."""
+    (model.flow_deadzone: a still background carried as an exact copy)."""
     flow = flow.detach() if getattr(scale, "detach_composition_flow", False) else flow
     deadzone = getattr(scale, "flow_deadzone", 0.0)
     if deadzone > 0:
         flow = flow * (flow.square().sum(1, keepdim=True) >= deadzone**2)
-    support = getattr(scale, "flow_support", 0)
-    if support and labels is not None:
-        with torch.no_grad():
-            evidence = flow_evidence(labels.float(), flow.float(), support, label_warp_mode(scale))
-        flow = flow * evidence.to(flow.dtype)
     return flow
-
-
-def flow_evidence(labels: torch.Tensor, flow: torch.Tensor, window: int, mode: str = "bilinear") -> torch.Tensor:
-    """labels [B,N,C,H,W] (frames ..t-1, t), flow [B,2,H,W] t -> t-1 -> [B,1,H,W], 1 where frame t-1's labels warped
-    by the flow disagree with frame t's at fewer pixels, over window x window px, than frame t-1's labels left where
-    they are (by more than a tenth of a pixel), else 0. Inside a region of one class a moved and an unmoved label map
-    are the same, so there nothing seen moves, and the flow a smooth flow field spills from a moving object into its
-    surroundings (DIS on label maps does) would drag their texture along, unseen by the label gate: the swirls
-    behind people walking on the real clip (BENCHMARKS.md, issue 25, session 13). The same holds inside a moving
-    object farther than window / 2 px from the pixels its move changed (the aperture problem): the window must be
-    about as wide as the moving objects."""
-    previous, current = labels[:, -2], labels[:, -1]  # [B,C,H,W]
-
-    def disagreement(warped: torch.Tensor) -> torch.Tensor:  # [B,1,H,W]: the share of the window's pixels
-        per_pixel = 0.5 * (warped - current).abs().sum(1, keepdim=True)
-        return F.avg_pool2d(per_pixel, window, stride=1, padding=window // 2, count_include_pad=False)
-
-    margin = 0.1 / window**2
-    return (disagreement(backward_warp(previous, flow, mode)) < disagreement(previous) - margin).to(flow.dtype)
 
 
 def flow_prior(scale: nn.Module, labels: torch.Tensor) -> torch.Tensor | float:
@@ -220,14 +195,13 @@ def flow_prior(scale: nn.Module, labels: torch.Tensor) -> torch.Tensor | float:
 
 def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "none", gate: str = "none",
                      gate_window: int = 1, gate_margin: int = 0, gate_tolerance: float = 0.0,
-                     gate_opening: int = 0, deadzone: float = 0.0, support: int = 0, blend: str = "linear",
-                     fine_power: float = 4.0) -> int:
+                     gate_opening: int = 0, deadzone: float = 0.0, blend: str = "linear", fine_power: float = 4.0
+                     ) -> int:
     """model.flow_trained_by (all | flow_terms), model.flow_prior (none | labels | edges) and model.warp_gate (none |
     labels, over gate_window px: model.warp_gate_window, hard within gate_margin px: model.warp_gate_margin, full
     agreement from 1 - gate_tolerance: model.warp_gate_tolerance, hard over parts gate_opening px wide:
-    model.warp_gate_opening), model.blend (linear | two_band, its fine band at w^fine_power: model.blend_fine_power),
-    model.flow_deadzone (px) and model.flow_support (the flow_evidence window, px; 0: off) on every flow head of G
-    (modules with `to_flow`) -> how many were set."""
+    model.warp_gate_opening), model.blend (linear | two_band, its fine band at w^fine_power: model.blend_fine_power)
+    and model.flow_deadzone (px) on every flow head of G (modules with `to_flow`) -> how many were set."""
     for key, value, allowed in (("flow_trained_by", trained_by, ("all", "flow_terms")),
                                 ("flow_prior", prior, ("none", "labels", "edges")),
                                 ("warp_gate", gate, ("none", "labels", "shown")),
@@ -246,8 +220,6 @@ def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "non
         raise ValueError(f"flow_deadzone must be >= 0 pixels, got {deadzone}")
     if gate_opening < 0:
         raise ValueError(f"warp_gate_opening must be >= 0 pixels, got {gate_opening}")
-    if support < 0 or (support and support % 2 == 0):
-        raise ValueError(f"flow_support must be 0 or an odd number of pixels, got {support}")
     scales = [m for m in G.modules() if hasattr(m, "to_flow")]
     for scale in scales:
         scale.detach_composition_flow = trained_by == "flow_terms"
@@ -258,7 +230,6 @@ def set_flow_options(G: nn.Module, *, trained_by: str = "all", prior: str = "non
         scale.warp_gate_tolerance = gate_tolerance
         scale.warp_gate_opening = gate_opening
         scale.flow_deadzone = deadzone
-        scale.flow_support = support
         scale.blend_fine_power = fine_power if blend == "two_band" else None
     return len(scales)
 
@@ -463,7 +434,7 @@ class CoarseVideoScale(nn.Module):
         bottleneck = self.label_encoder(label_stack) + self.frame_encoder(frame_stack)  # [B,ngf*2^d,H/2^d,W/2^d]
         flow_features = self.flow_decoder(bottleneck)[-1]  # [B,ngf,H,W]
         flow = self.to_flow(flow_features) * self.flow_scale + flow_prior(self, labels)
-        moving = composition_flow(self, flow, labels)
+        moving = composition_flow(self, flow)
         weight = gated_weight(self, self.to_weight(flow_features), labels, moving, shown)
         image_features = self.image_decoder(bottleneck, self._fusion(moving, prev_features))
         raw = self.to_image(image_features[-1])
@@ -544,7 +515,7 @@ class FineVideoScale(nn.Module):
         own_image_features = self.image_decoder(encoded + image_features)  # [B,ngf,H,W]
         own_flow_features = self.flow_decoder(encoded + flow_features)
         flow = self.to_flow(own_flow_features) * self.flow_scale + flow_prior(self, labels)
-        moving = composition_flow(self, flow, labels)
+        moving = composition_flow(self, flow)
         weight = gated_weight(self, self.to_weight(own_flow_features), labels, moving)
         raw = self.to_image(own_image_features)
         warped = backward_warp(prev_frames[:, -1], moving, self.warp_mode)
@@ -632,6 +603,6 @@ def build_video_generator(cfg) -> VideoGenerator:
     set_flow_options(G, trained_by=m.flow_trained_by, prior=m.flow_prior, gate=m.warp_gate,
                      gate_window=m.warp_gate_window, gate_margin=m.warp_gate_margin,
                      gate_tolerance=m.warp_gate_tolerance, gate_opening=m.warp_gate_opening,
-                     deadzone=m.flow_deadzone, support=m.flow_support, blend=m.blend,
+                     deadzone=m.flow_deadzone, blend=m.blend,
                      fine_power=m.blend_fine_power)
     return G
