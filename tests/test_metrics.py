@@ -109,8 +109,8 @@ def test_motion_split_tells_a_video_that_holds_moving_content_still_from_one_tha
     """motion_split_warping_error: a 16 px square moving 2 px a frame over a still background (exact flows): the
     footage itself scores ~0 on both parts; the same video with the square held still where it started (a lag, a
     ghost) scores high on the moving pixels and ~0 on the still ones; the footage flickering by +-0.03 (on the
-    0..255 scale here) scores 0.06^2 on both parts; the moving share is the square's share of the valid pixels; frames where
-    nothing moves have no moving part (None)."""
+    0..255 scale here) scores 0.06^2 on both parts; the moving share is the square's share of the valid pixels;
+    frames where nothing moves have no moving part (None)."""
     from vid2vid.eval.metrics import motion_split_warping_error
 
     background, square = texture(48, 64, seed=1), texture(16, 16, seed=2)

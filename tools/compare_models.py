@@ -277,7 +277,7 @@ def _cell(value: float | None, fmt: str) -> str:
 
 def format_table(result: dict) -> str:
     lines = ["model | PSNR dB | detail | aligned detail | E_warp x1e3 | moving / still x1e3 | tOF px | "
-             "render frames/s | E_warp vid2vid/this: raw | at matched detail", "---|---|---|---|---|---|---|---|---|---"]
+             "render frames/s | E_warp vid2vid/this: raw | at matched detail", "|".join(["---"] * 10)]
     for label, rows in result["rows"].items():
         psnr, detail, aligned, e_warp, moving, still, tof, fps = (
             _mean(r[k] for r in rows) for k in
@@ -290,6 +290,7 @@ def format_table(result: dict) -> str:
     raw, matched = vs_vid2vid(r["per-frame"])
     dpsnr = _mean(x["psnr"] for x in r["vid2vid"]) - _mean(x["psnr"] for x in r["per-frame"])
     sigmas = ", ".join(f"{b['blur_sigma']:.2f}" for b in result["baselines"])
+    moving_share = _mean(x["moving_share"] for x in r["real frames"])
     lines += ["", f"E_warp(vid2vid) / E_warp(per-frame) = {raw:.3f} raw, {matched:.3f} at matched detail; "
               f"vs per-frame + blur (sigma {sigmas}): {vs_vid2vid(r['per-frame + blur'])[1]:.3f}; vs per-frame "
               f"filtered (w {result['blend']}): {vs_vid2vid(r['per-frame filtered'])[1]:.3f} at matched detail; "
@@ -297,8 +298,7 @@ def format_table(result: dict) -> str:
               f"frames t >= {result['skip']} of {len(r['vid2vid'])} sequences of {result['data']}/{result['phase']}; "
               "detail = high-frequency energy / the real frames' (luma, sigma 1.5); aligned = in-place gain on the "
               f"real high-pass; moving / still: E_warp on the pixels whose flow moves >= 0.5 px "
-              f"({_cell(_percent(_mean(x['moving_share'] for x in r['real frames'])), '.1f')} % of the measured ones) / "
-              "on the rest"]
+              f"({_cell(_percent(moving_share), '.1f')} % of the measured ones) / on the rest"]
     return "\n".join(lines)
 
 
