@@ -132,6 +132,7 @@ def test_motion_split_tells_a_video_that_holds_moving_content_still_from_one_tha
     assert 0.6 * 256 / (48 * 64) < truth["moving_share"] < 256 / (48 * 64)  # the square less its masked edges
     ghost = motion_split_warping_error(held, (fw, bw))
     assert ghost["moving"] > 1e-3 and ghost["still"] < 1e-9
+    assert motion_split_warping_error(held, (fw, bw), batch_pairs=3) == pytest.approx(ghost, rel=1e-9)  # 2 runs
     flicker = clip + torch.tensor([0.03 if t % 2 else -0.03 for t in range(5)]).view(5, 1, 1, 1)
     split = motion_split_warping_error(flicker * 255, (fw, bw), value_range=(0, 255))
     assert split["still"] == pytest.approx(0.06**2, rel=1e-3) and split["moving"] == pytest.approx(0.06**2, rel=1e-3)

@@ -99,8 +99,8 @@ MOVING_PX = 0.5  # motion_split_warping_error: a pixel whose reference flow is a
 
 
 def motion_split_warping_error(frames: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor],
-                               value_range: tuple[float, float] = (0, 1), threshold: float = MOVING_PX
-                               ) -> dict[str, float]:
+                               value_range: tuple[float, float] = (0, 1), threshold: float = MOVING_PX,
+                               batch_pairs: int = 8) -> dict[str, float | None]:
     """The warping error of frames [T,3,H,W] on flows (fw, bw [T-1,2,H,W], as warping_error takes them) split by
     motion: over the valid pixels (M_t) whose F_t is at least `threshold` px long ("moving") and the rest
     ("still"), each the mean squared error over all those pixels of all pairs (pixel-weighted, so pairs where
@@ -108,13 +108,16 @@ def motion_split_warping_error(frames: torch.Tensor, flows: tuple[torch.Tensor, 
     the valid ones. A video that holds still what moves (a lag, a ghost, a smear) scores low on moving pixels; the
     reference video's own figure there says what showing the motion costs."""
     unit = to_unit_range(frames, value_range)
-    fw, bw = flows
+    fw_all, bw_all = (f.to(unit.device) for f in flows)
+
+    def flows_for(first: int, run: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return fw_all[first:first + len(run) - 1], bw_all[first:first + len(run) - 1]
+
     sums, counts = torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
-    for first in range(0, len(unit) - 1, 8):
-        stop = min(first + 8, len(unit) - 1)
-        squared, mask = pair_squared_errors(unit[first:stop], unit[first + 1:stop + 1], fw[first:stop].to(unit.device),
-                                            bw[first:stop].to(unit.device))
-        moving = fw[first:stop].to(unit.device).square().sum(1) >= threshold**2  # [B,H,W]
+    for first, run, (fw, bw) in frame_pair_batches(range(len(unit)), batch_pairs, flows_for):
+        stop = first + len(run) - 1
+        squared, mask = pair_squared_errors(unit[first:stop], unit[first + 1:stop + 1], fw, bw)
+        moving = fw.square().sum(1) >= threshold**2  # [B,H,W]
         for i, region in enumerate((mask & moving, mask & ~moving)):
             sums[i] += torch.where(region, squared, 0).sum(dtype=torch.float64)
             counts[i] += region.sum()
