@@ -117,7 +117,7 @@ def preset_model(arch: str, preset: str, *options: str):
 
 # README_originals.md "Checkpoints NVIDIA released": checkpoint -> (a builder of our model of it, parameters, the
 # original's state-dict tensors, whether the original's instance norms keep 3 running statistics each, which the
-# import drops). edge2face's single-frame Global_with_z has no model here (out of scope).
+# import drops). edge2face's single-frame Global_with_z is our pix2pixhd with model.feat_join every_level.
 RELEASED = {
     "pix2pixHD label2city_1024p G": (preset_model("pix2pixhd", "label2city_1024p"), 182_857_059, 74, False),
     "SPADE coco G": (preset_model("spade", "coco"), 97_480_899, 234, False),
@@ -131,6 +131,7 @@ RELEASED = {
     "vid2vid label2city_2048 single G": (preset_model("vid2vid-single", "label2city_2048"), 182_852_355, 182, True),
     "vid2vid label2city_1024_g1 single G": (preset_model("vid2vid-single", "label2city_1024_g1"),
                                             182_543_619, 137, True),
+    "vid2vid edge2face_512 single G": (preset_model("vid2vid-single", "edge2face_512"), 48_453_203, 127, True),
     "vid2vid edge2face_512 E": (lambda: FeatureEncoder(3, 16, ngf=16, n_downsample=4), 799_008, 47, True),
 }
 

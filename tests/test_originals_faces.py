@@ -121,13 +121,14 @@ def test_a_plain_array_or_a_damaged_file_is_refused(tmp_path):
 
 
 def test_features_are_read_before_the_single_generator_is_refused(tmp_path, capsys):
-    """A good features.npy passes; edge2face's single-frame Global_with_z is then refused by name; --features with
-    another model is refused."""
+    """A good features.npy passes the safe reader; the import then stops at the missing encoder (named, with the
+    fix); --features with another model is refused. (The whole import: tests/test_originals_face_single.py.)"""
     path = save_object(tmp_path / "features.npy", {0: np.zeros((2, 17), np.float32)})
     torch.save({"model.1.weight": torch.zeros(1)}, tmp_path / "G.pth")
     base = [str(tmp_path / "G.pth"), str(tmp_path / "export"), "--preset", "edge2face_512", "--features", str(path)]
     assert cli.main(["import", "vid2vid-single", *base]) == 2
-    assert "Global_with_z" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert str(tmp_path / "latest_net_E.pth") in err and "--encoder" in err and not (tmp_path / "export").exists()
     assert cli.main(["import", "vid2vid", *base]) == 2
     assert "vid2vid-single --preset edge2face_512" in capsys.readouterr().err
 

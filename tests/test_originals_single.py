@@ -159,7 +159,7 @@ def test_edge2face_g0_converts_strictly():
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--preset", "edge2face_512"], "Global_with_z"),
+    (["--preset", "edge2face_512"], "pass --features edge2face_single/features.npy"),
     (["--preset", "coco"], "is a spade checkpoint"),
     (["--option", "label_nc=35", "loadSize=768"], "loadSize 768"),
     (["--option", "label_nc=20", "loadSize=1024"], "label_nc 20"),

@@ -12,6 +12,8 @@ original's test.py does) both as the import sets it up (model.norm_at_inference)
 The tool reads what the fixture has: without instance maps (pix2pixHD/SPADE --no_instance, vid2vid without
 --use_instance) the input has no edge channel, as the original's; without vid2vid's --fg there is no mask to
 compare and no img_fg_feat output. tests/fixtures/originals/ holds fixtures of such options.
+A fixture of vid2vid's edge2face single-frame generator (`network: vid2vid_single`, with its encoder and features)
+is imported as `vid2vid import vid2vid-single --preset edge2face_512` imports it and checked through Export.generate.
 
 Prints the max absolute difference per compared tensor; exit 0 when all are <= the tolerance, 1 otherwise,
 2 with one line (the file and what is wrong) for a bad input: not a fixture (a truncated file, a foreign pickle),
@@ -34,8 +36,10 @@ from flow.errors import load_failure_reason
 from vid2vid.config import Config
 from vid2vid.data.encoding import semantic_input
 from vid2vid.errors import UserError, run_cli
-from vid2vid.interop.import_originals import generator_from_original
-from vid2vid.interop.originals import vid2vid_state_dict
+from vid2vid.interop.import_originals import face_single_export, generator_from_original
+from vid2vid.interop.original_faces import feature_bank_of
+from vid2vid.interop.originals import VID2VID_FACE_SINGLE, vid2vid_state_dict
+from vid2vid.models.image import style_features
 from vid2vid.models.video import VideoOutput
 
 FORMAT = "original-code-fixture-v1"
@@ -221,7 +225,35 @@ def set_batch_stats(model: nn.Module, enabled: bool) -> None:
     use_batch_stats_at_inference(model, enabled)
 
 
+def single_face_comparisons(fixture: Fixture) -> Iterator[Comparison]:
+    """edge2face's single-frame generator (fixture network 'vid2vid_single'): imported with its encoder and
+    features as `vid2vid import vid2vid-single --preset edge2face_512` does (face_single_export), then the encoder's
+    pooled output, the nearest training image, the feature map it builds and the generated frame through
+    Export.generate (what render runs), and the generator in train mode on the original's feature map. The
+    original's outputs are its train-mode ones (no .eval(); instance norms use each frame's statistics)."""
+    options = fixture.get("options", kind=dict)
+    features = {int(k): v.numpy() for k, v in fixture.get("features", kind=dict).items()}
+    bank = feature_bank_of(features, VID2VID_FACE_SINGLE["feat_num"], f"{fixture.path} features")
+    export = face_single_export(options, fixture.get("state_dict", kind=dict), fixture.get("state_dict_E", kind=dict),
+                                bank, source=str(fixture.path))
+    cond, real = fixture.tensor("inputs", "face_input_maps"), fixture.tensor("inputs", "real_frame")
+    parts = fixture.tensor("inputs", "part_labels")[:, 0].long()  # [B,H,W]
+    with torch.no_grad():
+        pooled = style_features(export.encoder, real, parts)
+        yield "output encoder_pooled (eval)", pooled, fixture.tensor("outputs", "encoder_pooled")
+        rows = export.feature_bank.nearest_rows(pooled, parts)
+        yield "nearest training image", rows.float(), torch.tensor([float(fixture.get("nearest_image", kind=int))])
+        yield "output feat_map", export.feature_bank.rows(parts, rows), fixture.tensor("outputs", "feat_map")
+        yield ("output fake_image (Export.generate, eval)", export.generate(parts, cond=cond, real=real),
+               fixture.tensor("outputs", "fake_image"))
+        given = torch.cat([cond, fixture.tensor("outputs", "feat_map")], 1)
+        yield "output fake_image (train mode)", export.generator.train()(given), fixture.tensor("outputs", "fake_image")
+    export.generator.eval()
+
+
 def comparisons(fixture: Fixture) -> Iterator[Comparison]:
+    if fixture.has("network") and fixture.get("network", kind=str) == "vid2vid_single":
+        return single_face_comparisons(fixture)
     options = fixture.get("options", kind=dict)
     arch = architecture(options)
     state_dict = fixture.get("state_dict", kind=dict)

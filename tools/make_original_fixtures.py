@@ -83,7 +83,18 @@ SPECS: dict[str, Spec] = {
         notes="edge2face_512's options (dataset_mode face, label_nc 0, input_nc 15, n_frames_G 3, n_downsample_G 3, "
               "n_blocks 9, batch norm, no fg, no instance edges) at ngf 8 and 64x64: A is 15 real-valued face-input "
               "channels per frame (fixture face_input_maps), inst the 7 part labels (pool_map only)"),
+    "vid2vid_single_edge2face": Spec(
+        "vid2vid", ("--name", "edge2face_single_small", "--dataset_mode", "face", "--label_nc", "0", "--input_nc",
+                    "15", "--n_blocks", "2", "--loadSize", "48", "--dataroot", "/nonexistent/face", "--gpu_ids", "-1"),
+        seed=801, size=(48, 48),
+        notes="edge2face's single-frame generator as load_single_G builds it (define_G(15, 3, 0, ngf, "
+              "'global_with_features', 3, 'instance') with opt.feat_num 16; E = define_G(3, 16, 0, nef, 'encoder', 4, "
+              "'instance')) at ngf 8 / nef 4 instead of 64 / 16 (options single_ngf, single_nef: ours), n_blocks 2, "
+              "48x48. features: 5 training images (part 2 has 2 extra rows, never read), image 3 near the real "
+              "frame's encoding. inst = the 7 part labels (all present)"),
 }
+SINGLE_FACE_WIDTHS = {"single_ngf": 8, "single_nef": 4}  # the widths the fixture builds with (64 / 16 released)
+SINGLE_FACE_IMAGES, SINGLE_FACE_NEAREST = 5, 3
 
 
 # ---------------------------------------------------------------------------------------------- synthetic inputs
@@ -466,10 +477,123 @@ def vid2vid_meta(opt, spec: Spec) -> dict:
     }
 
 
+# ---------------------------------------------------------------------------------------------- vid2vid single G
+
+
+def perturb_instance_stats(net: nn.Module, seed: int) -> None:
+    """Running statistics of the tracked InstanceNorm2d layers (vid2vid's 'instance' norm) set away from 0 / 1:
+    mean N(0,0.5), var exp(U(-0.5,0.5)), so that an eval-mode forward (running statistics) differs from what the
+    original does (no .eval(): each frame's own statistics), and a conversion that used them would show."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.InstanceNorm2d) and m.track_running_stats:
+                m.running_mean.copy_(0.5 * torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.copy_(torch.exp(torch.rand(m.running_var.shape, generator=g) - 0.5))
+                m.num_batches_tracked.fill_(7)
+
+
+def single_face_features(pooled: torch.Tensor, inst: torch.Tensor, seed: int) -> dict[int, torch.Tensor]:
+    """A tiny features.npy dict {part: [rows, 17]}: SINGLE_FACE_IMAGES random rows per part (part 2 two more), row
+    SINGLE_FACE_NEAREST = the real frame's pooled encoding of that part + small noise; the last column random."""
+    g = torch.Generator().manual_seed(seed)
+    features = {}
+    for label in range(7):
+        rows = 0.5 * torch.randn(SINGLE_FACE_IMAGES + (2 if label == 2 else 0), 17, generator=g)
+        where = (inst[0, 0] == label).nonzero()[0]
+        rows[SINGLE_FACE_NEAREST, :16] = pooled[0, :, where[0], where[1]] + 0.05 * torch.randn(16, generator=g)
+        features[label] = rows
+    return features
+
+
+def make_vid2vid_single_face(spec: Spec) -> tuple[dict, nn.Module]:
+    """edge2face's single-frame generator and encoder (load_single_G's define_G calls at a small width), weights
+    from weights_init under the seed, conv biases N(0,0.05), instance-norm running stats perturbed; then the
+    original's Vid2VidModelG.get_face_features (netE in train mode, the nearest training image over the parts of a
+    features.npy written to where it reads it) and netG_i.forward(input, feat_map) in train mode (what the original
+    does: no .eval()) and in eval mode."""
+    import numpy as np
+    from models import networks
+    from models.vid2vid_model_G import Vid2VidModelG
+    from options.test_options import TestOptions
+
+    opt = TestOptions().parse(save=False)
+    opt.feat_num = 16  # load_single_G's
+    torch.manual_seed(spec.seed)
+    ngf, nef = SINGLE_FACE_WIDTHS["single_ngf"], SINGLE_FACE_WIDTHS["single_nef"]
+    net = networks.define_G(15, 3, 0, ngf, "global_with_features", 3, "instance", 0, [], opt)
+    net_e = networks.define_G(3, 16, 0, nef, "encoder", 4, "instance", 0, [])
+    g = torch.Generator().manual_seed(spec.seed + 1)
+    with torch.no_grad():
+        for m in [*net.modules(), *net_e.modules()]:
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.bias is not None:
+                m.bias.copy_(0.05 * torch.randn(m.bias.shape, generator=g))
+    perturb_instance_stats(net, spec.seed + 2)
+    perturb_instance_stats(net_e, spec.seed + 3)
+    state_dict = {k: v.clone() for k, v in net.state_dict().items()}  # what BaseModel.save_network writes
+    state_dict_e = {k: v.clone() for k, v in net_e.state_dict().items()}
+    h, w = spec.size
+    inst = make_scene(h, w, 0, 7)[0][None, None]  # [1,1,H,W] the part labels 0..6 (pool_map)
+    face_maps = face_input_maps(h, w, 1, 15, spec.seed + 4)[:, 0]  # [1,15,H,W]
+    real = real_frames(h, w, 1, spec.seed + 5)  # [1,3,H,W]
+    net_e.train()
+    with torch.no_grad():
+        pooled = net_e(real, inst)  # [1,16,H,W], train mode as the original runs it
+    net_e.load_state_dict(state_dict_e)  # a train-mode forward moves the running stats
+    features = single_face_features(pooled, inst, spec.seed + 6)
+    folder = Path("checkpoints/edge2face_single")  # where get_face_features reads it (cwd: original_code's)
+    folder.mkdir(parents=True, exist_ok=True)
+    # float64: current torch takes numpy.float64 scalars (a float) into a tensor element, not numpy.float32
+    np.save(folder / "features.npy", {k: v.double().numpy() for k, v in features.items()}, allow_pickle=True)
+    model = Vid2VidModelG.__new__(Vid2VidModelG)  # only what get_face_features reads (initialize loads checkpoints)
+    nn.Module.__init__(model)
+    model.netE, model.opt, model.Tensor = net_e, opt, torch.FloatTensor
+    picked = []
+    dists_min = model.dists_min
+    model.dists_min = lambda *a, **k: picked.append(dists_min(*a, **k)) or picked[-1]
+    load = np.load
+    with patched([(np, "load", lambda *a, **k: load(*a, **{**k, "allow_pickle": True}))]), torch.no_grad():
+        feat_map = model.get_face_features(real, inst).clone()  # [1,16,H,W]
+    net_e.load_state_dict(state_dict_e)
+    net.train()
+    with recorded_calls(net) as calls, torch.no_grad():
+        fake = net.forward(face_maps, feat_map)
+    net.load_state_dict(state_dict)
+    net.eval()
+    with torch.no_grad():
+        fake_eval = net.forward(face_maps, feat_map)
+    net.load_state_dict(state_dict)
+    assert calls and int(picked[0]) == SINGLE_FACE_NEAREST, picked
+    return {
+        "meta": {"generator_class": "models.networks.Global_with_z", "encoder_class": "models.networks.Encoder",
+                 "built_with": f"networks.define_G(15, 3, 0, {ngf}, 'global_with_features', 3, 'instance', 0, [], "
+                               f"opt) with opt.feat_num 16 and networks.define_G(3, 16, 0, {nef}, 'encoder', 4, "
+                               f"'instance', 0, []) (load_single_G's calls at ngf {ngf} / nef {nef}, weights_init); "
+                               f"torch.manual_seed({spec.seed}). Then conv biases N(0,0.05), instance-norm running "
+                               "stats mean N(0,0.5), var exp(U(-0.5,0.5))",
+                 "state_dict_source": "netG_i.state_dict() / netE.state_dict() (BaseModel.save_network's content)",
+                 "input_construction": "face_input_maps (15 channels), part_labels (the pool map), real_frame; "
+                                       "features: np.save of {part: [rows, 17] float64} into checkpoints/"
+                                       "edge2face_single/ (stored here as the float32 tensors it was made from)",
+                 "forward_call": "feat_map = Vid2VidModelG.get_face_features(real_frame, part_labels); fake_image = "
+                                 "netG_i.forward(face_input_maps, feat_map)",
+                 "mode": "outputs: train mode (the original's inference: no .eval(); InstanceNorm2d uses each frame's "
+                         "statistics); outputs_evalmode: eval (running statistics; not what the original does)"},
+        "network": "vid2vid_single", "options": {**options_dict(opt), **SINGLE_FACE_WIDTHS},
+        "state_dict": state_dict, "state_dict_E": state_dict_e, "features": features,
+        "inputs": {"face_input_maps": face_maps, "part_labels": inst, "real_frame": real},
+        "nearest_image": int(picked[0]),
+        "outputs": {"fake_image": fake.clone(), "encoder_pooled": pooled, "feat_map": feat_map},
+        "outputs_evalmode": {"fake_image": fake_eval.clone()},
+    }, net
+
+
 # ---------------------------------------------------------------------------------------------- files
 
 MAKERS: dict[str, Callable[[Spec], tuple[dict, nn.Module]]] = {
     "pix2pixHD": make_pix2pixhd, "SPADE": make_spade, "vid2vid": make_vid2vid}
+NAMED_MAKERS: dict[str, Callable[[Spec], tuple[dict, nn.Module]]] = {
+    "vid2vid_single_edge2face": make_vid2vid_single_face}
 
 
 def tensor_stats(tensors: dict) -> dict:
@@ -516,7 +640,7 @@ def make_one(name: str, originals: Path, out: Path, commits: dict[str, str]) -> 
         sys.path.insert(0, str(root))
         register_sync_batchnorm(originals)
     with original_code(root, ["test.py", *spec.argv]):
-        made, net = MAKERS[spec.project](spec)
+        made, net = NAMED_MAKERS.get(name, MAKERS[spec.project])(spec)
     fixture = fixture_file(name, spec, made, net, git_commit(root, commits.get(spec.project)))
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.pt"

@@ -170,8 +170,8 @@ class Export:
 
     @torch.no_grad()
     def generate(self, labels: torch.Tensor, inst: torch.Tensor | None = None, *, style: torch.Tensor | None = None,
-                 cluster: int | None = None, seed: int | None = None, cond: torch.Tensor | None = None
-                 ) -> torch.Tensor:
+                 cluster: int | None = None, seed: int | None = None, cond: torch.Tensor | None = None,
+                 real: torch.Tensor | None = None) -> torch.Tensor:
         """labels [B,H,W] (+ inst [B,H,W]) -> frames [B,3,H,W] in [-1,1]. A face model takes its input as cond
         [B,C,H,W] (vid2vid.data.face_input), labels then being its part labels.
 
@@ -179,7 +179,12 @@ class Export:
         over its instances), else from the feature bank: centre `cluster` of each instance's class, or a random
         centre per instance (drawn from `seed`; the global RNG when None). SPADE with the VAE: z from `style`
         (the encoder's mean; a draw around it with `seed`), else z ~ N(0, I) from `seed`. The same inputs and
-        cluster / seed give the same frames."""
+        cluster / seed give the same frames.
+
+        A bank of training images (model.feature_bank images: vid2vid's edge2face single-frame generator): the
+        frame's real image `real` [B,3,H,W] in [-1,1] (else `style`) is encoded and pooled over the instances, the
+        nearest training image over all classes present is picked (FeatureBank.nearest_rows) and every class takes
+        that image's features; without an image, training image `cluster` (default 0, the first) for all."""
         m = self.cfg.model
         labels = labels.to(self.device)
         inst = None if inst is None else inst.to(self.device)
@@ -194,14 +199,32 @@ class Export:
             raise UserError(f"a feature cluster was given but {m.name} has no feature bank (model.feat_num is 0)")
         if m.feat_num > 0:
             pooled_over = instance_map(labels, inst)
-            feats = (style_features(self.encoder, style, pooled_over) if style is not None
-                     else self._bank_features(labels, pooled_over, cluster, generator))
+            if m.feature_bank == "images":
+                feats = self._image_features(labels, pooled_over, real if real is not None else style, cluster)
+            elif style is not None:
+                feats = style_features(self.encoder, style, pooled_over)
+            else:
+                feats = self._bank_features(labels, pooled_over, cluster, generator)
             return self.generator(torch.cat([sem, feats.to(sem.dtype)], 1))
         if m.use_vae:
             return self.generator(sem, vae_z(self.encoder, len(labels), m.z_dim, style, generator, self.device))
         if style is not None:
             raise UserError(f"a style image was given but {m.name} has no encoder (model.feat_num 0, use_vae false)")
         return self.generator(sem)
+
+    def _image_features(self, labels: torch.Tensor, inst: torch.Tensor, image: torch.Tensor | None,
+                        cluster: int | None) -> torch.Tensor:
+        """A bank of training images: the features [B,feat_num,H,W] of the training image nearest to `image`'s
+        encoding (pooled over inst, compared per class of labels), or of training image `cluster` (default 0)
+        without an image; every pixel takes its class's row."""
+        if self.feature_bank is None:
+            raise UserError(f"this export has no {EXPORT_FEATURE_BANK} (the training images' features, written by "
+                            "vid2vid import vid2vid-single --features features.npy); re-import it")
+        if image is None:
+            rows = torch.full((len(labels),), cluster or 0, dtype=torch.long, device=labels.device)
+        else:
+            rows = self.feature_bank.nearest_rows(style_features(self.encoder, image, inst).float(), labels)
+        return self.feature_bank.rows(labels, rows)
 
     def _bank_features(self, labels: torch.Tensor, inst: torch.Tensor, cluster: int | None,
                        generator: torch.Generator | None) -> torch.Tensor:
@@ -227,7 +250,9 @@ def add_generation_options(parser) -> None:
     """The command-line options choosing an encoder model's features / z (tools/eval_image_model.py, render)."""
     parser.add_argument("--feature-cluster", type=int, default=None, metavar="K",
                         help="pix2pixHD with features: centre K of each instance's class in the feature bank "
-                             "(K modulo the class's centres); default: a random centre per instance from --seed")
+                             "(K modulo the class's centres); default: a random centre per instance from --seed. "
+                             "A bank of training images (an imported edge2face single-frame generator): training "
+                             "image K when no real frame is at hand (default 0)")
     parser.add_argument("--seed", type=int, default=0, metavar="N",
                         help="seed of the random feature-bank centres (pix2pixHD) or of z ~ N(0, I) (SPADE VAE); "
                              "the same seed gives the same frames (default 0)")

@@ -188,7 +188,7 @@ def cmd_import(args: argparse.Namespace) -> None:
     if len(args.paths) < 2:
         raise UserError("import: give CHECKPOINT... OUT_EXPORT (the original checkpoint, then our export folder)")
     print(import_checkpoint(args.arch, args.paths[:-1], args.paths[-1], preset=args.preset, opt_file=args.opt_file,
-                            options=args.options, features=args.features))
+                            options=args.options, features=args.features, encoder=args.encoder))
 
 
 def _add_import_parser(sub) -> None:
@@ -207,8 +207,14 @@ def _add_import_parser(sub) -> None:
     p.add_argument("--option", dest="options", nargs="+", action="extend", default=[], metavar="NAME=VALUE",
                    help="an original option by its original name, e.g. --option ngf=32 no_instance=True")
     p.add_argument("--features", default=None, metavar="features.npy",
-                   help="edge2face's single-frame generator's feature file (vid2vid-single --preset edge2face_512); "
-                        "read without running code: only arrays are admitted")
+                   help="edge2face's single-frame generator's feature file (vid2vid-single --preset edge2face_512; "
+                        "required there): its training images' per-part features, read without running code (only "
+                        "arrays are admitted) and stored as tensors in the export")
+    p.add_argument("--encoder", default=None, metavar="latest_net_E.pth",
+                   help="edge2face's single-frame generator's encoder (vid2vid-single --preset edge2face_512); "
+                        "default: latest_net_E.pth in the generator checkpoint's folder. Rendering encodes the real "
+                        "frame with it and takes the nearest training image's features (without a real frame: "
+                        "training image --feature-cluster K, default 0)")
     p.set_defaults(func=cmd_import)
 
 

@@ -226,7 +226,16 @@ class ModelConfig:
     feat_num: int = 0  # pix2pixHD instance-wise feature channels (0 = off)
     nef: int = 16  # pix2pixHD feature encoder width
     n_downsample_E: int = 4  # pix2pixHD feature encoder depth
-    n_clusters: int = 10  # k-means centres per class in the feature bank (sampling at inference)
+    n_clusters: int = 10  # rows per class in the feature bank: k-means centres, or training images (feature_bank)
+    # pix2pixhd with feat_num > 0: where the features join the generator: input (pix2pixHD: concatenated with the
+    # semantics) or every_level (vid2vid's edge2face single-frame generator, Global_with_z: also before the residual
+    # blocks, the first upsampling layer and the output conv; global generator only)
+    feat_join: Literal["input", "every_level"] = "input"
+    # what the feature bank holds: kmeans (per-class k-means centres; a random or --feature-cluster centre per
+    # instance) or images (one row per training image, vid2vid's edge2face features.npy: a real frame picks the
+    # nearest image over all its classes and every class takes that image's features; without one, image
+    # --feature-cluster K, default 0)
+    feature_bank: Literal["kmeans", "images"] = "kmeans"
     unet_downs: int = 8  # pix2pix U-Net depth
     dropout: bool = False
     # BatchNorm at inference: the checkpoint's running statistics, or each frame's batch statistics (what the
@@ -401,6 +410,23 @@ def check(cfg: Config) -> None:
     _check_progressive(cfg.train)
     _check_unet_discriminator(cfg)
     _check_face_discriminator(cfg)
+    _check_features(cfg)
+
+
+def _check_features(cfg: Config) -> None:
+    """model.feat_join / model.feature_bank: pix2pixHD's instance-wise features (feat_num > 0); every_level is the
+    global generator's layout only."""
+    m = cfg.model
+    for key, value, default in (("model.feat_join", m.feat_join, "input"),
+                                ("model.feature_bank", m.feature_bank, "kmeans")):
+        if value == default:
+            continue
+        _rule(m.name == "pix2pixhd", key, value, f"applies to model.name pix2pixhd, not {m.name}; set {key}={default}")
+        _rule(m.feat_num > 0, key, value, f"needs instance-wise features (model.feat_num > 0); set model.feat_num "
+              f"(e.g. 16) or {key}={default}")
+    _rule(m.feat_join != "every_level" or m.n_local_enhancers == 0, "model.feat_join", m.feat_join,
+          f"is the global generator's layout (Global_with_z); set model.n_local_enhancers=0 (it is "
+          f"{m.n_local_enhancers}) or model.feat_join=input")
 
 
 def _check_face_discriminator(cfg: Config) -> None:

@@ -3,6 +3,8 @@
     vid2vid import spade latest_net_G.pth exports/spade_coco --preset coco
     vid2vid import pix2pixhd latest_net_G.pth exports/p2phd --opt-file opt.txt --option ngf=32
     vid2vid import vid2vid latest_net_G0.pth latest_net_G1.pth latest_net_G2.pth exports/city --preset label2city_2048
+    vid2vid import vid2vid-single edge2face_single/latest_net_G.pth exports/face_single --preset edge2face_512 \
+        --features edge2face_single/features.npy      # its encoder: --encoder, default latest_net_E.pth beside G
 
 The original's options (with the ORIGINAL's names) come from the original's defaults, then a preset or the
 opt.txt its training wrote, then --option NAME=VALUE. vid2vid.interop.originals maps them to our config and renames the
@@ -25,12 +27,19 @@ import torch
 from torch import nn
 
 from flow.errors import load_failure_reason
-from vid2vid.checkpoint import EXPORT_CONFIG, EXPORT_WEIGHTS, export_generator
+from vid2vid.checkpoint import (
+    EXPORT_CONFIG,
+    EXPORT_ENCODER,
+    EXPORT_FEATURE_BANK,
+    EXPORT_WEIGHTS,
+    Export,
+    export_generator,
+)
 from vid2vid.config import Config, from_dict
 from vid2vid.errors import ConfigError, UserError
-from vid2vid.interop.original_faces import is_face, read_features
-from vid2vid.interop.originals import OPTION_MAPS, load_original, vid2vid_state_dict
-from vid2vid.models.build import build_generator
+from vid2vid.interop.original_faces import feature_bank_of, is_face, read_features
+from vid2vid.interop.originals import OPTION_MAPS, VID2VID_FACE_SINGLE, load_original, vid2vid_state_dict
+from vid2vid.models.build import build_feature_bank, build_feature_encoder, build_generator
 
 # Our command's architecture name -> (the originals' key-map / option-map name, the original project).
 ARCHITECTURES = {"pix2pixhd": ("pix2pixhd", "NVIDIA/pix2pixHD"), "spade": ("spade", "NVlabs/SPADE"),
@@ -55,8 +64,11 @@ ORIGINAL_DEFAULTS: dict[str, dict] = {
 # vid2vid's single-frame generators read these of vid2vid's options (and take its presets): load_single_G picks
 # the network by loadSize; n_blocks, n_local_enhancers and n_blocks_local size it
 # (vid2vid.interop.originals.VID2VID_SINGLE_G).
+# single_ngf / single_nef (ours, not the original's: its load_single_G hard-codes 64 and 16) are the widths of
+# edge2face's single-frame generator and its encoder, for fixtures made at a small width.
 ORIGINAL_DEFAULTS["vid2vid-single"] = {"label_nc": 0, "loadSize": 512, "n_blocks": 9, "n_local_enhancers": 1,
-                                       "n_blocks_local": 3, "dataset_mode": "temporal"}
+                                       "n_blocks_local": 3, "dataset_mode": "temporal", "single_ngf": 64,
+                                       "single_nef": 16}
 # Our architecture -> the one whose presets it takes.
 PRESETS_OF = {"vid2vid-single": "vid2vid"}
 
@@ -217,9 +229,10 @@ def import_config(arch: str, options: Mapping, *, overrides: Sequence[str] = ())
 
 
 def generator_from_original(arch: str, options: Mapping, state_dict: Mapping[str, torch.Tensor], *,
-                            source: str | Path = "the checkpoint") -> tuple[nn.Module, Config]:
+                            source: str | Path = "the checkpoint", overrides: Sequence[str] = ()
+                            ) -> tuple[nn.Module, Config]:
     """(our generator holding the original weights, strictly converted; its Config), on the CPU."""
-    cfg = import_config(arch, options)
+    cfg = import_config(arch, options, overrides=overrides)
     model = build_generator(cfg)
     return load_original(ARCHITECTURES[arch][0], model, state_dict, source=source), cfg
 
@@ -233,26 +246,81 @@ def check_features(arch: str, options: Mapping, path: str | Path) -> dict:
     return read_features(path)
 
 
+def face_single_export(options: Mapping, state_dict: Mapping[str, torch.Tensor],
+                       encoder_state: Mapping[str, torch.Tensor], bank: Mapping[str, torch.Tensor], *,
+                       source: str | Path = "the checkpoint", encoder_source: str | Path = "the encoder") -> Export:
+    """edge2face's single-frame generator, its encoder (both strictly converted, running statistics checked and
+    dropped) and its bank of training images (original_faces.feature_bank_of) -> our Export on the CPU, in eval
+    mode, as load_export reads the written folder (tools/check_original_parity.py runs the same)."""
+    arch = ARCHITECTURES["vid2vid-single"][0]
+    overrides = [f"model.n_clusters={bank['centers'].shape[1]}"]  # one bank row per training image
+    model, cfg = generator_from_original("vid2vid-single", options, state_dict, source=source, overrides=overrides)
+    encoder = load_original(arch, build_feature_encoder(cfg), encoder_state, source=encoder_source)
+    feature_bank = build_feature_bank(cfg)
+    feature_bank.load_state_dict(dict(bank))
+    return Export(model.eval(), cfg, encoder.eval(), feature_bank.eval())
+
+
+FACE_ENCODER_FILE = "latest_net_E.pth"  # edge2face_single's encoder, next to its latest_net_G.pth
+
+
+def face_single_files(checkpoints: Sequence[str | Path], encoder: str | Path | None,
+                      features: str | Path | None) -> tuple[Path, Path]:
+    """edge2face's single-frame generator needs its encoder (--encoder, default latest_net_E.pth next to the
+    generator checkpoint) and its features.npy (--features) -> (encoder path, features path), or a UserError."""
+    if features is None:
+        raise UserError("vid2vid-single --preset edge2face_512: the single-frame face generator needs its training "
+                        "images' features; pass --features edge2face_single/features.npy (it came with the "
+                        "checkpoint)")
+    path = Path(encoder) if encoder is not None else Path(checkpoints[0]).parent / FACE_ENCODER_FILE
+    if not path.is_file():
+        given = "--encoder" if encoder is not None else f"the default {FACE_ENCODER_FILE} next to the generator"
+        raise UserError(f"{path}: no such encoder checkpoint ({given}); edge2face's single-frame generator needs "
+                        f"its encoder: pass --encoder edge2face_single/{FACE_ENCODER_FILE}")
+    return path, Path(features)
+
+
 def import_checkpoint(arch: str, checkpoints: Sequence[str | Path], out_dir: str | Path, *,
                       preset: str | None = None, opt_file: str | Path | None = None,
-                      options: Sequence[str] = (), features: str | Path | None = None) -> str:
-    """`vid2vid import`: convert and write our export folder -> a summary for the user. `features`: edge2face's
-    features.npy (single-frame generator), read without running code (original_faces.read_features)."""
+                      options: Sequence[str] = (), features: str | Path | None = None,
+                      encoder: str | Path | None = None) -> str:
+    """`vid2vid import`: convert and write our export folder -> a summary for the user. edge2face's single-frame
+    generator (vid2vid-single, dataset_mode face) also takes its encoder (`encoder`, default latest_net_E.pth next to
+    the generator) and `features` (features.npy, read without running code: original_faces.read_features); the
+    export then holds encoder.safetensors and the training images' features as feature_bank.safetensors."""
     if arch not in ARCHITECTURES:
         raise UserError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     opts = original_options(arch, preset=preset, opt_file=opt_file, options=options)
+    face_single = arch == "vid2vid-single" and is_face(opts)
+    if encoder is not None and not face_single:
+        raise UserError(f"--encoder {encoder}: only edge2face's single-frame generator has an encoder here; give it "
+                        "with vid2vid-single --preset edge2face_512, or drop it")
     if features is not None:
-        check_features(arch, opts, features)
+        feats = check_features(arch, opts, features)
     try:
         import_config(arch, opts)  # refuse unsupported options before reading large files
     except ConfigError as e:
         raise ConfigError(f"{'preset ' + preset + ': ' if preset else ''}{e}") from None
     source = ", ".join(str(path) for path in checkpoints)
-    model, cfg = generator_from_original(arch, opts, read_checkpoints(arch, opts, checkpoints), source=source)
-    export_generator(model.state_dict(), cfg, out_dir)
+    extra = ""
+    if face_single:
+        encoder_path, features_path = face_single_files(checkpoints, encoder, features)
+        bank = feature_bank_of(feats, VID2VID_FACE_SINGLE["feat_num"], features_path)  # checked before any read
+        export = face_single_export(opts, read_checkpoints(arch, opts, checkpoints), read_checkpoint(encoder_path),
+                                    bank, source=source, encoder_source=encoder_path)
+        model, cfg = export.generator, export.cfg
+        export_generator(model.state_dict(), cfg, out_dir, encoder=export.encoder.state_dict(), feature_bank=bank)
+        extra = (f"\nencoder {encoder_path}: {sum(p.numel() for p in export.encoder.parameters()):,} parameters -> "
+                 f"{Path(out_dir) / EXPORT_ENCODER}; features of {bank['centers'].shape[1]:,} training images -> "
+                 f"{Path(out_dir) / EXPORT_FEATURE_BANK}")
+    else:
+        model, cfg = generator_from_original(arch, opts, read_checkpoints(arch, opts, checkpoints), source=source)
+        export_generator(model.state_dict(), cfg, out_dir)
     params = sum(p.numel() for p in model.parameters())
+    render = (f"vid2vid render talk.mp4 OUT.mp4 -m {out_dir} --labels face" if face_single
+              else f"vid2vid render LABELS_DIR OUT.mp4 -m {out_dir}")
     return (f"imported {ARCHITECTURES[arch][1]} {source}: {params:,} parameters, "
             f"{len(model.state_dict())} tensors, every key used -> {Path(out_dir) / EXPORT_CONFIG}, "
-            f"{Path(out_dir) / EXPORT_WEIGHTS}\nrender with: vid2vid render LABELS_DIR OUT.mp4 -m {out_dir}"
+            f"{Path(out_dir) / EXPORT_WEIGHTS}{extra}\nrender with: {render}"
             + (f"\nor make a video model's first frames with it: --first-frame image-model:{out_dir}"
                if arch == "vid2vid-single" else ""))

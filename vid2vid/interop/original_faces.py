@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from vid2vid.errors import ConfigError, UserError
 
@@ -109,3 +110,26 @@ def _feature_dict(loaded, path: Path, fix: str) -> dict[int, np.ndarray]:
             what = f"{type(feats).__name__} {getattr(feats, 'shape', '')}".strip()
             raise UserError(f"{path}: entry {label!r} is {what}, not a 2-D float array under an int part label; {fix}")
     return {int(label): feats for label, feats in value.items()}
+
+
+def feature_bank_of(features: Mapping[int, np.ndarray], feat_num: int, path: str | Path) -> dict[str, torch.Tensor]:
+    """read_features' {part label: [rows, feat_num + 1]} -> the state dict of our FeatureBank holding one row per
+    training image (model.feature_bank images): centers [7, N, feat_num] (the last column, not a feature, dropped as
+    the original drops it), counts [7] = N. N is the rows of part 6, the number of training images the original
+    compares with (get_face_features); every part must have the labels 0..6 and at least N rows of feat_num + 1
+    values (the original reads N rows of each part it finds). Raises UserError naming the file and the fix."""
+    fix = ("pass the features.npy that came with the edge2face_single checkpoint (one row of "
+           f"{feat_num + 1} values per training image for each face part 0..{FACE_PART_LABELS - 1})")
+    labels = sorted(features)
+    if labels != list(range(FACE_PART_LABELS)):
+        raise UserError(f"{path}: part labels {labels}, but edge2face's features are per face part 0.."
+                        f"{FACE_PART_LABELS - 1}; {fix}")
+    n = features[FACE_PART_LABELS - 1].shape[0]
+    for label in labels:
+        rows, cols = features[label].shape
+        if cols != feat_num + 1 or rows < max(n, 1):
+            raise UserError(f"{path}: part {label} has {rows} rows of {cols} values; the generator needs "
+                            f"{feat_num} features + 1 per row and at least {max(n, 1)} rows (part "
+                            f"{FACE_PART_LABELS - 1}'s, one per training image); {fix}")
+    centers = np.stack([features[label][:n, :feat_num] for label in labels]).astype(np.float32)  # [7,N,feat_num]
+    return {"centers": torch.from_numpy(centers), "counts": torch.full((FACE_PART_LABELS,), n, dtype=torch.long)}

@@ -34,15 +34,18 @@ from vid2vid.models.video import VideoGenerator
 # pix2pixHD: the original GlobalGenerator / LocalEnhancer -> vid2vid.models.image (same classes' layout)
 # ----------------------------------------------------------------------------------------------
 
+# vid2vid's Global_with_z (edge2face's single-frame generator): our GlobalGeneratorWithFeatures has its module names
+_GLOBAL_WITH_Z = ("model_downsample", "model_resnet", "model_upsample", "model_upsample_conv")
 _PIX2PIXHD_ENHANCER = re.compile(r"model(\d+)_([12])")  # enhancer n (1 = coarsest): _1 its input branch, _2 the rest
 
 
 def pix2pixhd_name(key: str) -> str:
     """An original pix2pixHD generator key -> ours. `model.*` (the global generator, also inside a LocalEnhancer)
-    keeps its flat indices; enhancer n's `model{n}_1.*` -> `local_down.{n-1}.*` and `model{n}_2.*` ->
+    and vid2vid's Global_with_z modules (_GLOBAL_WITH_Z) keep their names and flat indices; enhancer n's
+    `model{n}_1.*` -> `local_down.{n-1}.*` and `model{n}_2.*` ->
     `local_up.{n-1}.*`, with the same indices. Raises KeyError for a key outside the layout."""
     module, index, rest = _split_key(key)
-    if module == "model":
+    if module in _GLOBAL_WITH_Z or module == "model":
         return key
     match = _PIX2PIXHD_ENHANCER.fullmatch(module)
     if match is None or int(match[1]) < 1:
@@ -278,16 +281,21 @@ VID2VID_SINGLE_G_LABEL_NC = 35
 _VID2VID_MAX_WIDTH = 1024  # vid2vid's GlobalGenerator caps its widths here; ours does not
 
 
+# edge2face's single-frame generator (load_single_G, face branch): Global_with_z(15 + 16 -> 3, ngf 64, 3 downsamplings,
+# opt.n_blocks) with feat_num 16 fixed, and its encoder Encoder(3 -> 16, ngf 16, 4 downsamplings), both instance norm.
+# The widths are not options of the original (load_single_G hard-codes them); `single_ngf` / `single_nef` (ours) set
+# them for fixtures made at a small width.
+VID2VID_FACE_SINGLE = {"n_downsample": 3, "feat_num": 16, "n_downsample_E": 4}
+
+
 def vid2vid_single_config(options: Mapping) -> dict:
     """The original vid2vid options (its street presets) -> our config tree for its single-frame generator
     (model.name pix2pixhd, instance norm, labels only). The original runs it without .eval(): its instance
     norms normalise with each frame's own statistics, which is what our InstanceNorm2d always does, so the
-    running statistics in the checkpoint are checked and dropped (split_instance_norm_stats)."""
-    _require(options.get("dataset_mode") != "face",
-             "dataset_mode face: edge2face's single-frame generator is a Global_with_z (its 16 instance-wise "
-             "features, from encoder latest_net_E.pth and features.npy, join every level, not the input alone as in "
-             "our pix2pixhd), which does not convert yet; import the G0 (vid2vid import vid2vid latest_net_G0.pth "
-             "OUT --preset edge2face_512) and render with --first-frame real or a per-frame face model of ours")
+    running statistics in the checkpoint are checked and dropped (split_instance_norm_stats).
+    dataset_mode face: edge2face's Global_with_z (vid2vid_face_single_config)."""
+    if is_face(options):
+        return vid2vid_face_single_config(options)
     _require(options.get("label_nc") == VID2VID_SINGLE_G_LABEL_NC,
              f"label_nc {options.get('label_nc')}: vid2vid's single-frame generators are the Cityscapes ones, "
              f"built with {VID2VID_SINGLE_G_LABEL_NC} label channels (--preset label2city_2048 or label2city_1024_g1)")
@@ -305,6 +313,21 @@ def vid2vid_single_config(options: Mapping) -> dict:
         "model": {"name": "pix2pixhd", "ngf": ngf, "n_downsample": depth, "n_blocks": options.get("n_blocks", 9),
                   "n_local_enhancers": enhancers, "n_blocks_local": options.get("n_blocks_local", 3),
                   "norm": "instance", "feat_num": 0},
+    }
+
+
+def vid2vid_face_single_config(options: Mapping) -> dict:
+    """edge2face's single-frame generator -> our config tree: the face input (data.condition face, 15 channels, the
+    part labels as the instance map), pix2pixhd with feat_num 16 joining every level (model.feat_join every_level),
+    its encoder (nef, n_downsample_E 4) and a bank of training images (model.feature_bank images; n_clusters, the
+    number of training images, comes from features.npy: import_originals sets it)."""
+    face = VID2VID_FACE_SINGLE
+    return {
+        "data": face_data(options),
+        "model": {"name": "pix2pixhd", "ngf": options.get("single_ngf", 64), "n_downsample": face["n_downsample"],
+                  "n_blocks": options.get("n_blocks", 9), "n_local_enhancers": 0, "norm": "instance",
+                  "feat_num": face["feat_num"], "feat_join": "every_level", "nef": options.get("single_nef", 16),
+                  "n_downsample_E": face["n_downsample_E"], "feature_bank": "images"},
     }
 
 

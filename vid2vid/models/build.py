@@ -30,6 +30,7 @@ from vid2vid.models.image import (
     FeatureBank,
     FeatureEncoder,
     GlobalGenerator,
+    GlobalGeneratorWithFeatures,
     LocalEnhancer,
     SPADEGenerator,
     UnetGenerator,
@@ -73,6 +74,9 @@ def _build_pix2pix(cfg: Config) -> nn.Module:
 
 def _build_pix2pixhd(cfg: Config) -> nn.Module:
     m, in_nc = cfg.model, generator_input_channels(cfg)
+    if m.feat_join == "every_level":  # input: cat([semantics, features]) as with the input join
+        return GlobalGeneratorWithFeatures(semantic_channels(cfg), m.feat_num, 3, ngf=m.ngf,
+                                           n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm)
     if m.n_local_enhancers == 0:
         return GlobalGenerator(in_nc, 3, ngf=m.ngf, n_downsample=m.n_downsample, n_blocks=m.n_blocks, norm=m.norm)
     return LocalEnhancer(in_nc, 3, ngf=m.ngf, n_downsample_global=m.n_downsample, n_blocks_global=m.n_blocks,

@@ -149,6 +149,46 @@ class LocalEnhancer(nn.Module):
         return h
 
 
+class GlobalGeneratorWithFeatures(nn.Module):
+    """pix2pixHD's global generator with the instance-wise features joining every level (the layout of vid2vid's
+    edge2face single-frame generator, model.feat_join every_level): the features z [B,feat_num,H,W] join the input
+    (conv7 on input_nc + feat_num), z avg-pooled n_downsample times joins the residual blocks' input (blocks of width
+    ngf*2^n_downsample + feat_num) and again the first transposed conv's (+ 2 feat_num), and z joins the last conv7's
+    (ngf + feat_num). Module names are the original's: model_downsample, model_resnet, model_upsample,
+    model_upsample_conv. Widths are not capped (the original caps them at 1024).
+
+    forward(cat([semantics [B,input_nc,H,W], z [B,feat_num,H,W]])) -> [B,output_nc,H,W]: the same input as
+    GlobalGenerator with features, so that training and Export.generate feed both alike."""
+
+    def __init__(self, input_nc: int, feat_num: int, output_nc: int = 3, *, ngf: int = 64, n_downsample: int = 3,
+                 n_blocks: int = 9, norm: str = "instance"):
+        super().__init__()
+        if feat_num < 1:
+            raise ValueError(f"feat_num must be >= 1 for the every-level feature join, got {feat_num}")
+        self.feat_num, self.n_downsample = feat_num, n_downsample
+        inner = ngf * 2**n_downsample
+        down = front_layers(input_nc + feat_num, ngf, norm)
+        for i in range(n_downsample):
+            down += down_layers(ngf * 2**i, ngf * 2 ** (i + 1), norm)
+        up = []
+        for i in range(n_downsample, 0, -1):
+            up += up_layers(ngf * 2**i + (2 * feat_num if i == n_downsample else 0), ngf * 2 ** (i - 1), norm)
+        self.model_downsample = nn.Sequential(*down)
+        self.model_resnet = nn.Sequential(*[ResnetBlock(inner + feat_num, norm) for _ in range(n_blocks)])
+        self.model_upsample = nn.Sequential(*up)
+        self.model_upsample_conv = nn.Sequential(*image_layers(ngf + feat_num, output_nc))
+
+    def forward(self, semantics: torch.Tensor) -> torch.Tensor:
+        z = semantics[:, -self.feat_num:]  # [B,feat_num,H,W]
+        z_low = z
+        for _ in range(self.n_downsample):
+            z_low = downsample(z_low)  # [B,feat_num,H/2^d,W/2^d]
+        h = self.model_downsample(semantics)  # [B,ngf*2^d,H/2^d,W/2^d]
+        h = self.model_resnet(torch.cat([h, z_low], 1))  # [B,ngf*2^d+feat_num,...]
+        h = self.model_upsample(torch.cat([h, z_low], 1))  # [B,ngf,H,W]
+        return self.model_upsample_conv(torch.cat([h, z], 1))
+
+
 class FeatureEncoder(nn.Module):
     """pix2pixHD instance-wise feature encoder: an encoder-decoder over the real image whose output is
     averaged per instance, so every pixel of an instance carries the instance's feature vector.
@@ -240,6 +280,33 @@ class FeatureBank(nn.Module):
         chosen = self.centers[classes, pick.clamp(max=self.centers.shape[1] - 1)]  # [N,C]
         chosen = chosen * (counts > 0).unsqueeze(1)
         return rearrange(chosen[index], "(b h w) c -> b c h w", b=b, h=h, w=w)
+
+    @torch.no_grad()
+    def nearest_rows(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """A bank whose rows are training images (model.feature_bank images: centers[c, m] = image m's features of
+        class c): features [B,C,H,W] pooled over labels [B,H,W] -> the row m [B] whose features are nearest over all
+        classes present (the sum over them of squared distances; vid2vid's edge2face get_face_features). Rows
+        m >= counts[c] of a present class c never win."""
+        label_nc, k, _ = self.centers.shape
+        onehot = F.one_hot(labels.long().clamp(0, label_nc - 1), label_nc).to(features.dtype)  # [B,H,W,L]
+        area = onehot.sum(dim=(1, 2))  # [B,L]
+        means = torch.einsum("bhwl,bchw->blc", onehot, features) / area.clamp(min=1).unsqueeze(-1)  # [B,L,C]
+        d2 = (means.unsqueeze(2) - self.centers.to(means).unsqueeze(0)).square().sum(-1)  # [B,L,K]
+        valid = torch.arange(k, device=d2.device) < self.counts.unsqueeze(1)  # [L,K]
+        d2 = torch.where(valid, d2, torch.inf)
+        present = (area > 0).unsqueeze(-1)  # [B,L,1]
+        return torch.where(present, d2, 0.0).sum(1).argmin(dim=1)  # [B]
+
+    @torch.no_grad()
+    def rows(self, labels: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """labels [B,H,W], rows [B] -> features [B,C,H,W]: every pixel of class c in image b gets
+        centers[c, rows[b]] (clamped to the class's rows; zero for a class without any)."""
+        label_nc = self.centers.shape[0]
+        classes = labels.long().clamp(0, label_nc - 1)  # [B,H,W]
+        counts = self.counts[classes]  # [B,H,W]
+        pick = torch.minimum(rows.view(-1, 1, 1).to(counts), (counts - 1).clamp(min=0))
+        chosen = self.centers[classes, pick] * (counts > 0).unsqueeze(-1)  # [B,H,W,C]
+        return rearrange(chosen, "b h w c -> b c h w")
 
     def unseen_classes(self, labels: torch.Tensor) -> list[int]:
         """The label ids present in labels [...,H,W] that have no centres (never seen when fitting)."""

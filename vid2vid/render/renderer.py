@@ -193,7 +193,8 @@ class ImageModelFirst:
 
     def frame(self, index: int, labels: torch.Tensor, inst: torch.Tensor | None, size: Size, *,
               cond: torch.Tensor | None = None, real: torch.Tensor | None = None) -> torch.Tensor:
-        return self.export.generate(labels, inst, cond=cond, **self.options).float()  # [1,3,Hp,Wp]
+        # real: a face model's face-cropped frame (a bank of training images picks the nearest one's features)
+        return self.export.generate(labels, inst, cond=cond, real=real, **self.options).float()  # [1,3,Hp,Wp]
 
 
 def _picture(x, index: int, what: str, channels: int | None, values: str, size: tuple[int, int] | None = None
@@ -366,7 +367,8 @@ class VideoRenderer:
             if self.is_video:
                 frame = self._video_step(labels_t, inst_t, face)
             else:
-                frame = self.export.generate(labels_t, inst_t, cond=face.get("cond"), **self.options)
+                frame = self.export.generate(labels_t, inst_t, cond=face.get("cond"), real=face.get("real"),
+                                             **self.options)
         self.index += 1
         return to_uint8(frame[..., : self.size.h, : self.size.w])[0]
 

@@ -26,6 +26,10 @@ def check_trainable(cfg: Config, num_processes: int = 1) -> None:
             owner = next(name for name, row in FAMILIES.items() if key in row.encoders)
             raise ConfigError(f"{key}: {cfg.model.name} has no such encoder (it belongs to {owner}); "
                               f"set {key}={'0' if key == 'model.feat_num' else 'false'} or model.name={owner}")
+    if cfg.model.feature_bank == "images":  # the trainer fits k-means centres, not one row per training image
+        raise ConfigError("model.feature_bank: 'images' is for rendering vid2vid's imported edge2face single-frame "
+                          "generator (its features.npy, one row per training image); training fits a k-means bank: "
+                          "set model.feature_bank=kmeans")
     if cfg.data.contain_dontcare_label:  # the trainer's one-hot and the video generator have no such channel
         raise ConfigError("data.contain_dontcare_label: true is for rendering imported SPADE COCO/ADE20K checkpoints "
                           "(vid2vid import, vid2vid render); training does not take it: map the don't-care id 255 "
