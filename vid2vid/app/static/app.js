@@ -279,13 +279,13 @@ async function liveSource() {
 
 $("live-start").addEventListener("click", async () => {
   showError("");
+  live.received = 0;  // this session's frames only (a test or a page waiting on it must not see the last one's)
   try { await liveSource(); } catch (e) { showError(e.message); return; }
   const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/live`);
   socket.binaryType = "blob";
   live.socket = socket;
   live.sent.clear();
   live.latencies = [];
-  live.received = 0;
   let seq = 0, size = null, stats = null, pending = false;
   socket.onopen = () => socket.send(JSON.stringify({ export: $("export").value, labels: $("labels").value, size: "" }));
   socket.onmessage = (event) => {
