@@ -44,7 +44,7 @@ def test_a_video_that_never_changes_passes_its_own_filter():
     roundoff, not asserted) and the filter keeps the detail."""
     frames = scene().expand(8, -1, -1, -1).clone()
     r = measure(frames)
-    assert all(r[row]["e_warp"] < 1e-8 for row in ROWS)
+    assert all(r[row]["e_warp"] < 1e-6 for row in ROWS)  # measured <= 3.3e-10 (AMD EPYC); noise: 1.6e-3
     assert r[ROWS[1]]["detail"] == pytest.approx(1.0, abs=0.01)
 
 

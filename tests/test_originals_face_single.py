@@ -58,7 +58,7 @@ def test_the_parity_tool_reproduces_the_original(parity_tool, capsys, fixture):
     """Encoder pooling, the nearest training image, the feature map and the frame (through Export.generate, and the
     generator in train mode) equal the original's train-mode outputs; its eval mode (running statistics) is another
     picture, which a conversion that kept them would give."""
-    assert parity_tool.main([str(FIXTURE), "--tolerance", "1e-5"]) == 0
+    assert parity_tool.main([str(FIXTURE), "--tolerance", "1e-4"]) == 0
     out = capsys.readouterr().out
     for what in ("encoder_pooled", "nearest training image", "feat_map", "fake_image (Export.generate, eval)",
                  "fake_image (train mode)"):
@@ -101,9 +101,9 @@ def test_import_writes_a_face_export_that_generates_the_originals_frame(tmp_path
     parts = inputs["part_labels"][:, 0].long()
     with torch.no_grad():
         ours = export.generate(parts, cond=inputs["face_input_maps"], real=inputs["real_frame"])
-        assert (ours - expected).abs().max() <= 1e-5
+        assert (ours - expected).abs().max() <= 1e-4
         # without a real frame: training image --feature-cluster K (default 0); image 3 is the one the real frame picks
-        assert (export.generate(parts, cond=inputs["face_input_maps"], cluster=3) - expected).abs().max() <= 1e-5
+        assert (export.generate(parts, cond=inputs["face_input_maps"], cluster=3) - expected).abs().max() <= 1e-4
         first = export.generate(parts, cond=inputs["face_input_maps"])
         assert torch.equal(first, export.generate(parts, cond=inputs["face_input_maps"], cluster=0))
         assert (first - expected).abs().max() > 1e-2

@@ -237,15 +237,6 @@ def generator_from_original(arch: str, options: Mapping, state_dict: Mapping[str
     return load_original(ARCHITECTURES[arch][0], model, state_dict, source=source), cfg
 
 
-def check_features(arch: str, options: Mapping, path: str | Path) -> dict:
-    """--features: only edge2face's single-frame generator has a features.npy; read it safely (never
-    allow_pickle) -> {part label: features}."""
-    if arch != "vid2vid-single" or not is_face(options):
-        raise UserError(f"--features {path}: features.npy belongs to edge2face's single-frame generator; give it "
-                        "with vid2vid-single --preset edge2face_512, or drop it")
-    return read_features(path)
-
-
 def face_single_export(options: Mapping, state_dict: Mapping[str, torch.Tensor],
                        encoder_state: Mapping[str, torch.Tensor], bank: Mapping[str, torch.Tensor], *,
                        source: str | Path = "the checkpoint", encoder_source: str | Path = "the encoder") -> Export:
@@ -295,8 +286,10 @@ def import_checkpoint(arch: str, checkpoints: Sequence[str | Path], out_dir: str
     if encoder is not None and not face_single:
         raise UserError(f"--encoder {encoder}: only edge2face's single-frame generator has an encoder here; give it "
                         "with vid2vid-single --preset edge2face_512, or drop it")
-    if features is not None:
-        feats = check_features(arch, opts, features)
+    if features is not None and not face_single:
+        raise UserError(f"--features {features}: features.npy belongs to edge2face's single-frame generator; give it "
+                        "with vid2vid-single --preset edge2face_512, or drop it")
+    feats = None if features is None else read_features(features)  # without running code, before anything else
     try:
         import_config(arch, opts)  # refuse unsupported options before reading large files
     except ConfigError as e:
